@@ -1,0 +1,141 @@
+"""create_app(settings): routes, lifespan. Nothing happens at import time."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import me
+from gateway.admin import routes as admin_routes
+from gateway.catalog import Catalog
+from gateway.errors import GatewayError, NotFound, error_body
+from gateway.proxy.pipeline import ProxyEndpoint
+from gateway.services import Services, build, shutdown
+from gateway.settings import Settings
+from gateway.web import error_response, json_response
+
+PROXIED = ("chat/completions", "completions", "embeddings", "responses")
+
+
+def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Starlette:
+    """The ASGI app. Services (ledger, store, sessions) are built in the lifespan."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await build(settings, catalog=catalog)
+        app.state.services = services
+        app.router.routes.extend(_routes(services))
+        try:
+            yield
+        finally:
+            await shutdown(services)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        message = "not found" if status == 404 else str(getattr(exc, "detail", "error"))
+        kind = "not_found_error" if status == 404 else "invalid_request_error"
+        return Response(error_body(f"{request.method} {request.url.path}: {message}", kind),
+                        status_code=status, media_type="application/json")
+
+    async def gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return error_response(exc)
+
+    app = Starlette(
+        routes=[],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: not_found, GatewayError: gateway_error},
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def from_env() -> Starlette:
+    """Factory for ``uvicorn --factory`` and multi-worker serving."""
+    return create_app(Settings.from_env())
+
+
+class RequestIdMiddleware:
+    """Every response carries x-request-id; the proxy sets its own, the rest get one here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers") or []
+                if not any(name == b"x-request-id" for name, _ in headers):
+                    message["headers"] = [*headers, (b"x-request-id",
+                                                     f"req_{uuid.uuid4().hex}".encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _routes(services: Services) -> list[Route]:
+    started = time.time()
+
+    async def list_models(request: Request) -> Response:
+        await services.auth.authenticate(request.headers.get("authorization"))
+        created = int(started)
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": m.provider.name}
+            for name, m in services.catalog.models.items()
+        ]
+        return json_response({"object": "list", "data": data})
+
+    async def get_model(request: Request) -> Response:
+        await services.auth.authenticate(request.headers.get("authorization"))
+        name = request.path_params["model"]
+        model = services.catalog.models.get(name)
+        if model is None:
+            raise NotFound(f"The model `{name}` does not exist", code="model_not_found")
+        return json_response({"id": name, "object": "model", "created": int(started),
+                              "owned_by": model.provider.name})
+
+    async def healthz(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, object] = {}
+        ready = True
+        try:
+            await services.ledger.ping()
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"down: {type(exc).__name__}"
+            ready = False
+        checks["usage_backlog"] = services.writer.backlog
+        if services.writer.last_error:
+            checks["usage_writer"] = "degraded: " + services.writer.last_error
+        checks["models"] = len(services.catalog.models)
+        checks["status"] = "ok" if ready else "degraded"
+        return json_response(checks, 200 if ready else 503)
+
+    proxied = [
+        Route(f"/v1/{endpoint}", ProxyEndpoint(services, endpoint), methods=["POST"])
+        for endpoint in PROXIED
+    ]
+    return [
+        *proxied,
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *me.routes(services),
+        *admin_routes.routes(services),
+    ]
+

@@ -1,0 +1,83 @@
+"""Gateway API keys: generation, hashing, lookup with a short-lived cache.
+
+Keys are 256-bit random tokens, so an unsalted SHA-256 is enough to store them: there is no
+dictionary to attack. Only the hash and a visible prefix are kept; the key is shown once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from gateway.errors import Unauthorized
+from gateway.ledger.base import ApiKey, Ledger, utcnow
+
+KEY_PREFIX = "sk-gw-"
+VISIBLE = 12
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    id: str
+    key: str
+    prefix: str
+    key_hash: str
+
+
+def new_key() -> NewKey:
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return NewKey(id="key_" + secrets.token_hex(8), key=key, prefix=key[:VISIBLE],
+                  key_hash=hash_key(key))
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class Authenticator:
+    """Caches positive and negative lookups for ``ttl`` seconds; ``forget`` drops one at once."""
+
+    def __init__(self, ledger: Ledger, *, ttl: float) -> None:
+        self._ledger = ledger
+        self._ttl = ttl
+        self._cache: dict[str, tuple[ApiKey | None, float]] = {}
+
+    async def authenticate(self, header: str | None) -> ApiKey:
+        token = bearer(header)
+        if token is None:
+            raise Unauthorized(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+            )
+        digest = hash_key(token)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            key = cached[0]
+        else:
+            found = await self._ledger.find_key(digest)
+            key = found[0] if found else None
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[digest] = (key, now + self._ttl)
+        if key is None:
+            raise Unauthorized("Incorrect API key provided.")
+        if not key.usable(utcnow()):
+            raise Unauthorized("This API key has been revoked or has expired.",
+                               code="revoked_api_key")
+        return key
+
+    def forget(self, key_id: str) -> None:
+        for digest, (key, _) in list(self._cache.items()):
+            if key is not None and key.id == key_id:
+                del self._cache[digest]

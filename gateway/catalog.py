@@ -1,0 +1,260 @@
+"""models.yaml: load, validate, price lookup. Providers are data, never ``if provider == ...``.
+
+A file is parsed to YAML nodes first so that every error names the file, line and field at
+fault. A catalog is immutable; a reload builds a new one and swaps it in only when it is valid,
+so a bad file keeps the old prices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import BadRequest, NotFound
+from gateway.money import MoneyError, parse_price
+from gateway.pricing import Price
+
+KINDS = ("chat", "embedding")
+# Which endpoints may serve which kind of model.
+ENDPOINT_KINDS = {
+    "chat/completions": "chat",
+    "completions": "chat",
+    "responses": "chat",
+    "embeddings": "embedding",
+}
+
+
+class CatalogError(ValueError):
+    """An invalid models file; the message names file, line and field."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    base_url: str
+    api_key_env: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    provider: Provider
+    upstream_model: str
+    price: Price
+    kind: str = "chat"
+    max_output_tokens: int = 4096
+    encoding: str | None = None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    currency: str
+    providers: Mapping[str, Provider]
+    models: Mapping[str, Model]
+    digest: str = ""
+    source: str = ""
+
+    def resolve(self, name: object, endpoint: str) -> Model:
+        if not isinstance(name, str) or not name:
+            raise BadRequest("you must provide a model parameter", param="model", code="missing_model")
+        model = self.models.get(name)
+        if model is None:
+            raise NotFound(
+                f"The model `{name}` does not exist or you do not have access to it.",
+                code="model_not_found",
+                param="model",
+            )
+        wanted = ENDPOINT_KINDS[endpoint]
+        if model.kind != wanted:
+            raise BadRequest(
+                f"model `{name}` is a {model.kind} model and cannot serve /v1/{endpoint}",
+                param="model",
+                code="wrong_model_kind",
+            )
+        return model
+
+
+class _Located:
+    """Maps a path of keys to the line where it was written."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lines: dict[tuple[str, ...], int] = {}
+
+    def fail(self, where: tuple[str, ...], message: str) -> CatalogError:
+        probe = where
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        line = self.lines.get(probe, 1)
+        dotted = ".".join(where) or "(top level)"
+        return CatalogError(f"{self.path}:{line}: {dotted}: {message}")
+
+    def to_python(self, node: yaml.Node, where: tuple[str, ...] = ()) -> Any:
+        self.lines[where] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if key in out:
+                    self.lines[(*where, key)] = key_node.start_mark.line + 1
+                    raise self.fail((*where, key), "duplicate key")
+                out[key] = self.to_python(value_node, (*where, key))
+                self.lines[(*where, key)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.to_python(v, (*where, str(i))) for i, v in enumerate(node.value)]
+        return yaml.SafeLoader(yaml.serialize(node)).get_single_data() if node.tag != "tag:yaml.org,2002:str" else node.value
+
+
+def parse(text: str, *, source: str, env: Mapping[str, str]) -> Catalog:
+    loc = _Located(source)
+    try:
+        root_node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise CatalogError(f"{source}:{line}: not valid YAML: {exc}") from exc
+    if root_node is None:
+        raise CatalogError(f"{source}:1: the file is empty")
+    root = loc.to_python(root_node)
+    if not isinstance(root, dict):
+        raise loc.fail((), "the top level must be a mapping with providers and models")
+    unknown = set(root) - {"currency", "providers", "models"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise loc.fail((key,), "unknown top-level field")
+    currency = root.get("currency", "usd")
+    if currency != "usd":
+        raise loc.fail(("currency",), "only usd is supported")
+    providers = _providers(root.get("providers"), loc, env)
+    models = _models(root.get("models"), providers, loc)
+    return Catalog(
+        currency=currency,
+        providers=providers,
+        models=models,
+        digest=hashlib.sha256(text.encode()).hexdigest()[:16],
+        source=source,
+    )
+
+
+def load(path: Path, env: Mapping[str, str]) -> Catalog:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read models file: {exc.strerror}") from exc
+    return parse(text, source=str(path), env=env)
+
+
+def _providers(raw: object, loc: _Located, env: Mapping[str, str]) -> dict[str, Provider]:
+    if not isinstance(raw, dict) or not raw:
+        raise loc.fail(("providers",), "must be a non-empty mapping of provider name -> settings")
+    out: dict[str, Provider] = {}
+    for name, spec in raw.items():
+        where = ("providers", name)
+        if not isinstance(spec, dict):
+            raise loc.fail(where, "must be a mapping with base_url")
+        unknown = set(spec) - {"base_url", "api_key_env"}
+        if unknown:
+            raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
+        base_url = spec.get("base_url")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise loc.fail((*where, "base_url"), "must be an http(s) URL")
+        key_env = spec.get("api_key_env")
+        if key_env is not None and (not isinstance(key_env, str) or not key_env):
+            raise loc.fail((*where, "api_key_env"), "must be the name of an environment variable")
+        out[name] = Provider(
+            name=name,
+            base_url=base_url.rstrip("/"),
+            api_key_env=key_env,
+            api_key=env.get(key_env) if key_env else None,
+        )
+    return out
+
+
+def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[str, Model]:
+    if not isinstance(raw, dict) or not raw:
+        raise loc.fail(("models",), "must be a non-empty mapping of model name -> settings")
+    out: dict[str, Model] = {}
+    for name, spec in raw.items():
+        where = ("models", name)
+        if not isinstance(spec, dict):
+            raise loc.fail(where, "must be a mapping with provider and price")
+        unknown = set(spec) - {
+            "provider", "upstream_model", "price", "max_output_tokens", "kind", "encoding"
+        }
+        if unknown:
+            raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
+        provider = providers.get(spec.get("provider"))  # type: ignore[arg-type]
+        if provider is None:
+            raise loc.fail((*where, "provider"), f"unknown provider {spec.get('provider')!r}")
+        kind = spec.get("kind", "embedding" if "embedding" in name else "chat")
+        if kind not in KINDS:
+            raise loc.fail((*where, "kind"), f"must be one of {', '.join(KINDS)}")
+        upstream = spec.get("upstream_model", name)
+        if not isinstance(upstream, str) or not upstream:
+            raise loc.fail((*where, "upstream_model"), "must be a model name")
+        cap = spec.get("max_output_tokens", 4096 if kind == "chat" else 0)
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0 or cap > 10_000_000:
+            raise loc.fail((*where, "max_output_tokens"), "must be a whole number of tokens")
+        if kind == "chat" and cap == 0:
+            raise loc.fail((*where, "max_output_tokens"), "a chat model needs an output cap")
+        encoding = spec.get("encoding")
+        if encoding is not None and not isinstance(encoding, str):
+            raise loc.fail((*where, "encoding"), "must be a tiktoken encoding name")
+        out[name] = Model(
+            name=name,
+            provider=provider,
+            upstream_model=upstream,
+            price=_price(spec.get("price"), (*where, "price"), kind, loc),
+            kind=kind,
+            max_output_tokens=cap,
+            encoding=encoding,
+        )
+    return out
+
+
+def _price(raw: object, where: tuple[str, ...], kind: str, loc: _Located) -> Price:
+    if not isinstance(raw, dict):
+        raise loc.fail(where, "must be a mapping like {input: \"2.50\", output: \"10.00\"}")
+    unknown = set(raw) - {"input", "cached_input", "output"}
+    if unknown:
+        raise loc.fail((*where, sorted(unknown)[0]), "unknown price field")
+    values: dict[str, int | None] = {}
+    for part in ("input", "cached_input", "output"):
+        value = raw.get(part)
+        if value is None:
+            values[part] = None
+            continue
+        try:
+            values[part] = parse_price(value)
+        except MoneyError as exc:
+            raise loc.fail((*where, part), str(exc)) from exc
+    if values["input"] is None:
+        raise loc.fail((*where, "input"), "an input price is required")
+    if kind == "chat" and values["output"] is None:
+        raise loc.fail((*where, "output"), "a chat model needs an output price")
+    return Price(input=values["input"], output=values["output"] or 0,
+                 cached_input=values["cached_input"])
+
+
+def describe(model: Model) -> dict[str, Any]:
+    """The public view of a model and its prices (USD per 1M tokens, decimal strings)."""
+    from gateway.money import format_usd
+
+    price = {"input": format_usd(model.price.input), "output": format_usd(model.price.output)}
+    if model.price.cached_input is not None:
+        price["cached_input"] = format_usd(model.price.cached_input)
+    return {
+        "id": model.name,
+        "provider": model.provider.name,
+        "upstream_model": model.upstream_model,
+        "kind": model.kind,
+        "max_output_tokens": model.max_output_tokens,
+        "price_per_1m_tokens": price,
+    }

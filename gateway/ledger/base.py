@@ -1,0 +1,195 @@
+"""The Ledger port: the durable truth about users, keys, balances and usage.
+
+Guarantees every implementation gives (checked by tests/ledger/test_contract.py):
+
+- Atomicity: a balance change and its ledger entry commit together or not at all.
+- Invariant: for every user, ``users.balance == sum(ledger_entries.amount)``; every entry
+  stores the balance right after it.
+- Idempotency: an entry's ``reference`` is unique; posting the same reference twice returns
+  the first entry (``created=False``) and moves no money. ``write_usage`` inserts a usage
+  record at most once per ``request_id`` and debits only the records it inserted.
+- Balances may go below zero only through usage (a call that cost more than reserved is
+  still billed: nothing is free); operator and payment entries never make money from nothing.
+- Amounts are ``int`` nano-USD; timestamps are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+ENTRY_KINDS = ("grant", "topup", "usage", "adjustment", "refund")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str | None
+    balance: int
+    created_at: datetime
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    user_id: str
+    prefix: str
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    def usable(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    user_id: str
+    kind: str
+    amount: int
+    balance_after: int
+    reference: str
+    reason: str | None
+    actor: str | None
+    created_at: datetime
+    created: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One served call. Unit prices are those charged, so later price changes never rewrite it.
+
+    ``status``: ok | upstream_error | client_disconnected | upstream_cut | interrupted | error.
+    ``usage_source``: upstream (the provider reported usage) | counted (tiktoken, ours).
+    """
+
+    request_id: str
+    user_id: str
+    key_id: str | None
+    model: str
+    provider: str
+    endpoint: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    price_input: int
+    price_cached_input: int | None
+    price_output: int
+    cost: int
+    status: str
+    usage_source: str
+    latency_ms: int
+    created_at: datetime = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One operator action: who did what to whom, with which amounts and why."""
+
+    actor: str
+    action: str
+    target: str | None
+    amount: int | None = None
+    reason: str | None = None
+    details: dict[str, Any] | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    id: int | None = None
+
+
+class Ledger(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raises when the database cannot answer."""
+
+    async def create_user(self, *, user_id: str, email: str | None) -> User:
+        """Raises KeyError-free ``ValueError`` subclass ``DuplicateUser`` when the id exists."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def create_key(
+        self, user_id: str, *, key_id: str, key_hash: str, prefix: str, name: str | None
+    ) -> ApiKey: ...
+
+    async def list_keys(self, user_id: str) -> list[ApiKey]: ...
+
+    async def revoke_key(self, key_id: str) -> ApiKey | None:
+        """Marks the key revoked (idempotent); None when there is no such key."""
+
+    async def find_key(self, key_hash: str) -> tuple[ApiKey, User] | None: ...
+
+    async def post_entry(
+        self,
+        user_id: str,
+        *,
+        kind: str,
+        amount: int,
+        reference: str,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Entry:
+        """Moves ``amount`` (signed) into the user's balance. Idempotent on ``reference``.
+
+        Raises ``UnknownUser`` for a missing user and ``InsufficientFunds`` when a negative
+        non-usage amount would take the balance below zero.
+        """
+
+    async def set_balance(
+        self, user_id: str, *, balance: int, reference: str, reason: str | None, actor: str | None
+    ) -> Entry:
+        """Sets the balance by one ``adjustment`` entry for the difference, atomically."""
+
+    async def write_usage(self, records: Sequence[UsageRecord]) -> list[str]:
+        """Inserts the records not yet present and debits their cost, in one transaction.
+
+        Returns the request ids actually inserted (replays are skipped).
+        """
+
+    async def list_usage(
+        self, user_id: str, *, limit: int, offset: int
+    ) -> tuple[list[UsageRecord], bool]:
+        """Newest first; returns (rows, has_more)."""
+
+    async def list_entries(self, user_id: str) -> list[Entry]:
+        """Oldest first."""
+
+    async def balance(self, user_id: str) -> tuple[int, int] | None:
+        """(balance, version) where version grows with every balance change."""
+
+    async def record_audit(self, event: AuditEvent) -> None: ...
+
+    async def list_audit(
+        self, *, target: str | None, action: str | None, limit: int, offset: int
+    ) -> tuple[list[AuditEvent], bool]:
+        """Newest first."""
+
+
+class LedgerError(Exception):
+    pass
+
+
+class UnknownUser(LedgerError, LookupError):
+    pass
+
+
+class DuplicateUser(LedgerError):
+    pass
+
+
+class InsufficientFunds(LedgerError):
+    pass

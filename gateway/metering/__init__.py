@@ -1,0 +1,1 @@
+"""Reservations, settlement and the usage outbox."""

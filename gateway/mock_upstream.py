@@ -1,0 +1,466 @@
+"""A fast, deterministic fake OpenAI-compatible upstream for demos, tests and benchmarks.
+
+Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses (streaming
+like OpenAI) and GET /v1/models. GET /_mock/requests lists the last 200 requests (method, path,
+lower-cased headers, parsed JSON body; newest last); DELETE /_mock/requests clears them.
+
+Token rule (so metering tests can assert exact numbers): prompt tokens = whitespace-separated
+words in all prompt text (message content strings and text parts, ``prompt``, embeddings
+``input``, responses ``instructions`` + ``input``) with directives removed, plus one per raw
+integer token id. Completion tokens = reply pieces + ``reasoning`` (OpenAI counts reasoning
+inside completion tokens). The reply is "Hello from the mock model." in 5 pieces.
+
+Faults are driven by directives ``[[mock:NAME=VALUE]]`` in the prompt text or the header
+``x-mock: NAME=VALUE;NAME2=VALUE2`` (header wins): ``chunks=N`` reply of N pieces " w0" ...;
+``status=CODE`` OpenAI error body; ``no_usage=1`` omit usage; ``cut_after=N`` drop the
+connection after N streamed pieces; ``delay=S`` sleep before answering; ``chunk_delay=S``
+sleep before each streamed piece; ``cached=N`` / ``reasoning=N`` usage details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import itertools
+import re
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+DEFAULT_PIECES = ("Hello", " from", " the", " mock", " model.")
+MODEL_IDS = ("mock-gpt", "mock-gpt-mini", "mock-embedding", "gpt-4o-mini", "text-embedding-3-small")
+EMBEDDING_DIMS = 8
+DIRECTIVE_RE = re.compile(r"\[\[mock:([A-Za-z_]+)=([^\]]*)\]\]")
+DIRECTIVE_TYPES: dict[str, Callable[[str], Any]] = {
+    **dict.fromkeys(("chunks", "status", "cut_after", "cached", "reasoning"), int),
+    **dict.fromkeys(("delay", "chunk_delay"), float),
+    "no_usage": lambda value: value.lower() in ("1", "true", "yes"),
+}
+REQUESTS_KEY = web.AppKey("mock_requests", deque)
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class Directives:
+    chunks: int | None = None
+    status: int | None = None
+    no_usage: bool = False
+    cut_after: int | None = None
+    delay: float = 0.0
+    chunk_delay: float = 0.0
+    cached: int = 0
+    reasoning: int = 0
+
+
+@dataclass(slots=True)
+class Call:
+    """A parsed request that survived the fault directives."""
+
+    body: dict[str, Any]
+    model: str
+    mock: Directives
+    prompt_tokens: int
+    pieces: list[str]
+    uid: str
+    created: int
+
+
+class Reject(Exception):
+    """Raised inside a handler to answer with an OpenAI-style error body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
+
+
+def error_response(status: int, message: str) -> web.Response:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    error = {"message": message, "type": kind, "code": None, "param": None}
+    return json_response({"error": error}, status)
+
+
+def endpoint(fn: Callable[[web.Request, Any], Awaitable[web.StreamResponse]]) -> Handler:
+    """Log the request with its JSON body (parsed once) and turn Reject into an error reply."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        entry = {"method": request.method, "path": request.path, "headers": headers, "body": body}
+        request.app[REQUESTS_KEY].append(entry)
+        try:
+            return await fn(request, body)
+        except Reject as exc:
+            return error_response(exc.status, exc.message)
+
+    return handle
+
+
+def collect(value: Any, texts: list[str]) -> int:
+    """Append every prompt string in value to texts; return how many raw token ids it holds."""
+    if isinstance(value, str):
+        texts.append(value)
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 1
+    if isinstance(value, list):
+        return sum(collect(item, texts) for item in value)
+    if isinstance(value, dict):
+        # Chat messages, content parts ({"type": "text", "text": ...}) and Responses items.
+        return collect(value.get("content"), texts) + collect(value.get("text"), texts)
+    return 0
+
+
+def parse_directives(pairs: list[tuple[str, str]]) -> Directives:
+    mock = Directives()
+    for name, raw in pairs:
+        if name not in DIRECTIVE_TYPES:
+            raise Reject(400, f"unknown mock directive {name!r}")
+        try:
+            setattr(mock, name, DIRECTIVE_TYPES[name](raw.strip()))
+        except ValueError:
+            raise Reject(400, f"bad value for mock directive {name}: {raw!r}") from None
+    return mock
+
+
+def header_pairs(header: str) -> list[tuple[str, str]]:
+    pairs = (item.split("=", 1) for item in header.split(";") if "=" in item)
+    return [(name.strip(), value) for name, value in pairs]
+
+
+async def begin(request: web.Request, body: Any, prompt: Callable[[dict], Any]) -> Call:
+    """Read directives, apply the delay/status faults and count prompt tokens."""
+    if not isinstance(body, dict):
+        raise Reject(400, "request body must be a JSON object")
+    texts: list[str] = []
+    token_ids = collect(prompt(body), texts)
+    text = "\n".join(texts)
+    mock = parse_directives(
+        DIRECTIVE_RE.findall(text) + header_pairs(request.headers.get("x-mock", ""))
+    )
+    if mock.delay > 0:
+        await asyncio.sleep(mock.delay)
+    if mock.status is not None and mock.status >= 400:
+        raise Reject(mock.status, f"mock upstream forced status {mock.status}")
+    pieces = list(DEFAULT_PIECES) if mock.chunks is None else [f" w{i}" for i in range(mock.chunks)]
+    prompt_tokens = token_ids + len(DIRECTIVE_RE.sub(" ", text).split())
+    model = str(body.get("model") or MODEL_IDS[0])
+    return Call(body, model, mock, prompt_tokens, pieces, uuid.uuid4().hex, int(time.time()))
+
+
+def chat_usage(call: Call) -> dict[str, Any]:
+    output = len(call.pieces) + call.mock.reasoning
+    return {
+        "prompt_tokens": call.prompt_tokens,
+        "completion_tokens": output,
+        "total_tokens": call.prompt_tokens + output,
+        "prompt_tokens_details": {"cached_tokens": min(call.mock.cached, call.prompt_tokens)},
+        "completion_tokens_details": {"reasoning_tokens": call.mock.reasoning},
+    }
+
+
+def responses_usage(call: Call) -> dict[str, Any]:
+    usage = chat_usage(call)
+    return {
+        "input_tokens": usage["prompt_tokens"],
+        "input_tokens_details": usage["prompt_tokens_details"],
+        "output_tokens": usage["completion_tokens"],
+        "output_tokens_details": usage["completion_tokens_details"],
+        "total_tokens": usage["total_tokens"],
+    }
+
+
+def sse(obj: Any, event: str | None = None) -> bytes:
+    data = b"data: " + orjson.dumps(obj) + b"\n\n"
+    return b"event: " + event.encode() + b"\n" + data if event else data
+
+
+async def stream(
+    request: web.Request, call: Call, head: list[bytes], body: list[bytes], tail: list[bytes]
+) -> web.StreamResponse:
+    """Send head events, one event per reply piece (honouring faults), then tail events."""
+    resp = web.StreamResponse(headers=SSE_HEADERS)
+    await resp.prepare(request)
+    await resp.write(b"".join(head))
+    for event in body[: call.mock.cut_after]:
+        if call.mock.chunk_delay > 0:
+            await asyncio.sleep(call.mock.chunk_delay)
+        await resp.write(event)
+    if call.mock.cut_after is not None:
+        # The final zero-length chunk is never sent, so clients see a truncated body; aiohttp
+        # treats a ConnectionError from the handler as a quiet client disconnect.
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("mock cut_after: connection dropped on purpose")
+    await resp.write(b"".join(tail))
+    await resp.write_eof()
+    return resp
+
+
+def choice(finish: str | None, **fields: Any) -> dict[str, Any]:
+    return {"index": 0, **fields, "logprobs": None, "finish_reason": finish}
+
+
+def envelope(call: Call, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    prefix = "chatcmpl" if kind.startswith("chat") else "cmpl"
+    return {
+        "id": f"{prefix}-{call.uid}",
+        "object": kind,
+        "created": call.created,
+        "model": call.model,
+        "system_fingerprint": None,
+        "choices": choices,
+    }
+
+
+def completed(call: Call, kind: str, **fields: Any) -> web.Response:
+    obj = envelope(call, kind, [choice("stop", **fields)])
+    return json_response(obj if call.mock.no_usage else {**obj, "usage": chat_usage(call)})
+
+
+async def stream_choices(
+    request: web.Request, call: Call, kind: str, head: list[dict], piece: Callable[[str], dict]
+) -> web.StreamResponse:
+    options = call.body.get("stream_options")
+    with_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+    def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
+        obj = envelope(call, kind, choices)
+        if with_usage:
+            obj["usage"] = usage  # OpenAI sends "usage": null on every chunk but the last
+        return sse(obj)
+
+    last = len(call.pieces) - 1
+    pieces = call.pieces or [""]  # an empty reply still needs a chunk carrying finish_reason
+    body = [
+        chunk([choice("stop" if i >= last else None, **piece(p))]) for i, p in enumerate(pieces)
+    ]
+    tail = [chunk([], chat_usage(call))] if with_usage and not call.mock.no_usage else []
+    first = [chunk([choice(None, **fields)]) for fields in head]
+    return await stream(request, call, first, body, [*tail, b"data: [DONE]\n\n"])
+
+
+async def chat_completions(request: web.Request, body: Any) -> web.StreamResponse:
+    call = await begin(request, body, lambda b: b.get("messages"))
+    if not call.body.get("stream"):
+        message = {"role": "assistant", "content": "".join(call.pieces), "refusal": None}
+        return completed(call, "chat.completion", message=message)
+    role = {"delta": {"role": "assistant", "content": "", "refusal": None}}
+    kind = "chat.completion.chunk"
+    return await stream_choices(request, call, kind, [role], lambda p: {"delta": {"content": p}})
+
+
+async def completions(request: web.Request, body: Any) -> web.StreamResponse:
+    call = await begin(request, body, lambda b: b.get("prompt"))
+    if not call.body.get("stream"):
+        return completed(call, "text_completion", text="".join(call.pieces))
+    return await stream_choices(request, call, "text_completion", [], lambda p: {"text": p})
+
+
+def embedding_inputs(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise Reject(400, "'input' must be a non-empty string, array of strings or token arrays")
+    return [value] if all(isinstance(item, int) for item in value) else value
+
+
+def embedding_vector(item: Any, as_base64: bool) -> list[float] | str:
+    # Multiples of 1/8 survive float32, so base64 and float answers decode to equal vectors.
+    seed = zlib.crc32(orjson.dumps(item))
+    vector = [((seed >> (4 * k)) & 0xF) / 8.0 - 1.0 for k in range(EMBEDDING_DIMS)]
+    if not as_base64:
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+async def embeddings(request: web.Request, body: Any) -> web.StreamResponse:
+    call = await begin(request, body, lambda b: b.get("input"))
+    as_base64 = call.body.get("encoding_format") == "base64"
+    data = [
+        {"object": "embedding", "index": index, "embedding": embedding_vector(item, as_base64)}
+        for index, item in enumerate(embedding_inputs(call.body.get("input")))
+    ]
+    obj: dict[str, Any] = {"object": "list", "data": data, "model": call.model}
+    if not call.mock.no_usage:
+        obj["usage"] = {"prompt_tokens": call.prompt_tokens, "total_tokens": call.prompt_tokens}
+    return json_response(obj)
+
+
+def response_object(call: Call, output: list[Any], done: bool) -> dict[str, Any]:
+    obj = {
+        "id": f"resp_{call.uid}",
+        "object": "response",
+        "created_at": call.created,
+        "status": "completed" if done else "in_progress",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": call.body.get("instructions"),
+        "metadata": {},
+        "model": call.model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "temperature": 1.0,
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "usage": responses_usage(call) if done else None,
+    }
+    if done and call.mock.no_usage:
+        del obj["usage"]
+    return obj
+
+
+async def responses(request: web.Request, body: Any) -> web.StreamResponse:
+    call = await begin(request, body, lambda b: [b.get("instructions"), b.get("input")])
+    text, msg_id = "".join(call.pieces), f"msg_{call.uid}"
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    item = {
+        "id": msg_id,
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
+    if not call.body.get("stream"):
+        return json_response(response_object(call, [item], done=True))
+    numbers = itertools.count()
+    at = {"item_id": msg_id, "output_index": 0, "content_index": 0}
+
+    def event(kind: str, **payload: Any) -> bytes:
+        return sse({"type": kind, "sequence_number": next(numbers), **payload}, event=kind)
+
+    pending = response_object(call, [], done=False)
+    head = [
+        event("response.created", response=pending),
+        event("response.in_progress", response=pending),
+        event(
+            "response.output_item.added",
+            output_index=0,
+            item={**item, "status": "in_progress", "content": []},
+        ),
+        event("response.content_part.added", **at, part={**part, "text": ""}),
+    ]
+    body = [event("response.output_text.delta", **at, delta=p, logprobs=[]) for p in call.pieces]
+    tail = [
+        event("response.output_text.done", **at, text=text, logprobs=[]),
+        event("response.content_part.done", **at, part=part),
+        event("response.output_item.done", output_index=0, item=item),
+        event("response.completed", response=response_object(call, [item], done=True)),
+    ]
+    return await stream(request, call, head, body, tail)
+
+
+async def list_models(request: web.Request, body: Any) -> web.StreamResponse:
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in MODEL_IDS]
+    return json_response({"object": "list", "data": data})
+
+
+async def logged_requests(request: web.Request) -> web.StreamResponse:
+    log = request.app[REQUESTS_KEY]
+    if request.method == "DELETE":
+        log.clear()
+    return json_response(list(log))
+
+
+def build_app() -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[REQUESTS_KEY] = deque(maxlen=200)
+    app.router.add_post("/v1/chat/completions", endpoint(chat_completions))
+    app.router.add_post("/v1/completions", endpoint(completions))
+    app.router.add_post("/v1/embeddings", endpoint(embeddings))
+    app.router.add_post("/v1/responses", endpoint(responses))
+    app.router.add_get("/v1/models", endpoint(list_models))
+    app.router.add_get("/_mock/requests", logged_requests)
+    app.router.add_delete("/_mock/requests", logged_requests)
+    return app
+
+
+async def start(host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
+    # A short shutdown timeout so stopping during a slow stream does not hang a test run.
+    runner = web.AppRunner(build_app(), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner, runner.addresses[0][1]
+
+
+class MockUpstreamThread:
+    """Context manager running the mock on a free port in a thread with its own event loop."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, 0
+        self._loop: asyncio.AbstractEventLoop  # created by __enter__, closed by the thread
+        self._runner: web.AppRunner | None = None
+        self._started: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, name="mock-upstream", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def _run(self) -> None:
+        loop = self._loop
+        try:
+            self._runner, self.port = loop.run_until_complete(start(self.host))
+        except BaseException as exc:  # re-raised in the caller's thread by __enter__
+            self._started.set_exception(exc)
+        else:
+            self._started.set_result(None)
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def __enter__(self) -> MockUpstreamThread:
+        self._loop = asyncio.new_event_loop()
+        self._thread.start()
+        self._started.result()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+    def _on_loop(self, fn: Callable[[deque], Any]) -> Any:
+        # The log is only ever touched from the loop thread, so no lock is needed.
+        assert self._runner is not None, "use MockUpstreamThread as a context manager"
+        log, done = self._runner.app[REQUESTS_KEY], concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(lambda: done.set_result(fn(log)))
+        return done.result()
+
+    def requests(self) -> list[dict[str, Any]]:
+        return self._on_loop(list)
+
+    def clear(self) -> None:
+        self._on_loop(deque.clear)
+
+
+def main(host: str, port: int) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    else:
+        loop = uvloop.new_event_loop()
+    web.run_app(build_app(), host=host, port=port, access_log=None, loop=loop)

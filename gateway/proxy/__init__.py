@@ -1,0 +1,1 @@
+"""The request path: one call from key to settlement."""

@@ -1,0 +1,376 @@
+"""One proxied call, top to bottom: authenticate, resolve, reserve, forward, relay, settle.
+
+Settlement runs in ``finally`` whatever happened after admission (normal end, upstream error,
+client gone, process shutting down), so every admitted call ends in exactly one usage record.
+Nothing raises once response headers are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import aiohttp
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from gateway import tokens
+from gateway.catalog import Model
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    InsufficientCredit,
+    PayloadTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.ledger.base import ApiKey, UsageRecord
+from gateway.money import format_usd
+from gateway.pricing import Usage, affordable_output, cost, worst_case
+from gateway.proxy.sse import StreamMeter
+from gateway.proxy.usage import output_text, usage_from
+from gateway.services import Services
+
+log = logging.getLogger("gateway.pipeline")
+OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+STREAMING = ("chat/completions", "completions", "responses")
+
+
+@dataclass(slots=True)
+class Call:
+    request_id: str
+    endpoint: str
+    started: float
+    key: ApiKey
+    model: Model
+    prompt_tokens: int
+    reserved: int
+    stream: bool
+    hide_usage_chunk: bool
+    body: bytes
+    encoding: tokens.Encoder
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: str = "interrupted"
+    billable: bool = True
+    usage: Usage | None = None
+    text: str = ""
+    meter: StreamMeter | None = None
+    disconnected: bool = False
+    headers_sent: bool = False
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class ProxyEndpoint:
+    """An ASGI app for one /v1 endpoint (mounted by app.py)."""
+
+    def __init__(self, services: Services, endpoint: str) -> None:
+        self.services = services
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await handle(self.services, self.endpoint, scope, receive, send)
+
+
+async def handle(services: Services, endpoint: str, scope: Scope, receive: Receive,
+                 send: Send) -> None:
+    request_id = "req_" + uuid.uuid4().hex
+    try:
+        call = await admit(services, endpoint, scope, receive, request_id)
+    except GatewayError as exc:
+        await send_error(send, exc, request_id)
+        return
+    services.call_started()
+    outcome = Outcome()
+    try:
+        await relay(services, call, receive, send, outcome)
+    finally:
+        await settle(services, call, outcome)
+        services.call_ended()
+
+
+# -- admission ---------------------------------------------------------------------------
+
+
+async def admit(services: Services, endpoint: str, scope: Scope, receive: Receive,
+                request_id: str) -> Call:
+    started = time.perf_counter()
+    headers = dict(scope["headers"])
+    key = await services.auth.authenticate(_header(headers, b"authorization"))
+    body = await read_body(receive, headers, services.settings.max_body_bytes)
+    payload = parse_object(body)
+    model = services.catalog.resolve(payload.get("model"), endpoint)
+    encoding = tokens.encoder(model.encoding or tokens.encoding_name_for(model.upstream_model))
+    prompt_tokens = tokens.count_prompt(encoding, endpoint, payload)
+    cap = output_cap(payload, model)
+    reserve = worst_case(model.price, prompt_tokens, cap)
+    stream = endpoint in STREAMING and payload.get("stream") is True
+    payload["model"] = model.upstream_model
+    hide_usage = False
+    if stream and endpoint != "responses":
+        options = payload.get("stream_options")
+        options = dict(options) if isinstance(options, dict) else {}
+        hide_usage = options.get("include_usage") is not True
+        options["include_usage"] = True  # so the stream tells us what to bill
+        payload["stream_options"] = options
+    admission = await services.store.admit(
+        key.user_id, request_id, reserve, ttl=services.settings.reservation_ttl
+    )
+    if not admission.ok:
+        raise InsufficientCredit(
+            _insufficient_message(model, prompt_tokens, cap, reserve, admission.available),
+        )
+    call = Call(
+        request_id=request_id, endpoint=endpoint, started=started, key=key, model=model,
+        prompt_tokens=prompt_tokens, reserved=reserve, stream=stream,
+        hide_usage_chunk=hide_usage, body=orjson.dumps(payload), encoding=encoding,
+    )
+    return call
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else None
+
+
+async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than the {limit} byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than the {limit} byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def parse_object(body: bytes) -> dict:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"We could not parse the JSON body of your request: {exc}",
+                         code="invalid_json") from exc
+    if not isinstance(payload, dict):
+        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+    return payload
+
+
+def output_cap(payload: dict, model: Model) -> int:
+    """The most output tokens this request may be billed for."""
+    if model.kind == "embedding":
+        return 0
+    cap = model.max_output_tokens
+    for name in OUTPUT_CAP_FIELDS:
+        value = payload.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadRequest(f"{name} must be a positive integer", param=name,
+                             code="invalid_value")
+        cap = min(value, cap)
+        break
+    choices = 1
+    for name in ("n", "best_of"):
+        value = payload.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
+            raise BadRequest(f"{name} must be an integer between 1 and 128", param=name,
+                             code="invalid_value")
+        choices = max(choices, value)
+    return cap * choices
+
+
+def _insufficient_message(model: Model, prompt: int, cap: int, reserve: int,
+                          available: int) -> str:
+    head = (
+        f"Insufficient credit: this call to {model.name} may cost up to "
+        f"${format_usd(reserve)} ({prompt} prompt tokens + up to {cap} output tokens) but "
+        f"${format_usd(max(available, 0))} is available."
+    )
+    most = affordable_output(model.price, prompt, available)
+    if model.kind == "embedding" or most < 0:
+        return head + " Shorten the input or top up your balance."
+    if most == 0:
+        return head + " The prompt alone uses what is left; top up your balance."
+    return head + f" Set max_tokens to {most} or less, or top up your balance."
+
+
+# -- forwarding and relaying -------------------------------------------------------------
+
+
+async def relay(services: Services, call: Call, receive: Receive, send: Send,
+                outcome: Outcome) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.create_task(_watch_disconnect(receive, task, outcome))
+    try:
+        await _forward(services, call, send, outcome)
+    except asyncio.CancelledError:
+        if not outcome.disconnected:
+            outcome.status = "interrupted"
+            raise  # shutdown or server cancel: settle (finally, above) then let it go
+        task.uncancel()
+        outcome.status = "client_disconnected"
+    finally:
+        watcher.cancel()
+
+
+async def _watch_disconnect(receive: Receive, task: asyncio.Task, outcome: Outcome) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            outcome.disconnected = True
+            task.cancel()
+            return
+
+
+async def _forward(services: Services, call: Call, send: Send, outcome: Outcome) -> None:
+    accept = "text/event-stream" if call.stream else "application/json"
+    try:
+        response = await services.upstreams.post(
+            call.model.provider, call.endpoint, call.body, request_id=call.request_id,
+            accept=accept,
+        )
+    except UpstreamError as exc:
+        outcome.billable = False
+        outcome.status = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
+        await send_error(send, exc, call.request_id)
+        return
+    async with response:
+        content_type = response.headers.get("Content-Type", "application/json")
+        if response.status >= 400:
+            # The provider refused or failed: pass its answer on, charge nothing.
+            outcome.billable = False
+            outcome.status = "upstream_error"
+            body = await _read_or_empty(response)
+            await send_body(send, response.status, body, content_type, call.request_id)
+            return
+        if call.stream and content_type.startswith("text/event-stream"):
+            await _relay_stream(call, response, send, outcome, content_type)
+        else:
+            await _relay_body(call, response, send, outcome, content_type)
+
+
+async def _read_or_empty(response: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        return b""
+
+
+async def _relay_body(call: Call, response: aiohttp.ClientResponse, send: Send,
+                      outcome: Outcome, content_type: str) -> None:
+    try:
+        body = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        outcome.status = "upstream_cut"
+        error = UpstreamTimeout("upstream timed out mid-answer") if isinstance(
+            exc, TimeoutError) else UpstreamError("upstream broke off its answer")
+        await send_error(send, error, call.request_id)
+        return
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        obj = None
+    outcome.usage = usage_from(obj)
+    if outcome.usage is None:
+        outcome.text = "".join(output_text(obj))
+    outcome.status = "ok"
+    await send_body(send, response.status, body, content_type, call.request_id)
+
+
+async def _relay_stream(call: Call, response: aiohttp.ClientResponse, send: Send,
+                        outcome: Outcome, content_type: str) -> None:
+    meter = StreamMeter(responses_api=call.endpoint == "responses",
+                        hide_usage_chunk=call.hide_usage_chunk)
+    outcome.meter = meter
+    await send({
+        "type": "http.response.start",
+        "status": response.status,
+        "headers": [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"cache-control", b"no-cache"),
+            (b"x-request-id", call.request_id.encode()),
+        ],
+    })
+    outcome.headers_sent = True
+    try:
+        async for data in response.content.iter_any():
+            out = meter.feed(data)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+        outcome.status = "ok" if meter.finished else "upstream_cut"
+    except (aiohttp.ClientError, TimeoutError):
+        outcome.status = "upstream_cut"
+    tail = meter.close()
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+# -- responses ---------------------------------------------------------------------------
+
+
+async def send_body(send: Send, status: int, body: bytes, content_type: str,
+                    request_id: str) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, exc: GatewayError, request_id: str) -> None:
+    await send_body(send, exc.status, exc.body(), "application/json", request_id)
+
+
+# -- settlement --------------------------------------------------------------------------
+
+
+async def settle(services: Services, call: Call, outcome: Outcome) -> None:
+    """Prices what happened and settles it once; never raises (the response may be sent)."""
+    usage, source = outcome.usage, "upstream"
+    if usage is None and outcome.meter is not None:
+        usage = outcome.meter.usage
+    if not outcome.billable:
+        usage = Usage(prompt_tokens=0)
+    elif usage is None:
+        # No usage from the upstream: count the prompt and what was actually produced.
+        produced = outcome.meter.produced_text() if outcome.meter else outcome.text
+        usage = Usage(prompt_tokens=call.prompt_tokens,
+                      completion_tokens=tokens.count_text(call.encoding, produced))
+        source = "counted"
+    price = call.model.price
+    record = UsageRecord(
+        request_id=call.request_id, user_id=call.key.user_id, key_id=call.key.id,
+        model=call.model.name, provider=call.model.provider.name, endpoint=call.endpoint,
+        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
+        price_input=price.input, price_cached_input=price.cached_input,
+        price_output=price.output, cost=cost(price, usage), status=outcome.status,
+        usage_source=source, latency_ms=int((time.perf_counter() - call.started) * 1000),
+    )
+    try:
+        await asyncio.shield(services.store.settle(record))
+    except BaseException as exc:  # never lose the record silently: it goes to the log whole
+        log.error("settlement failed for %s: %r; record=%s", call.request_id, exc,
+                  orjson.dumps(record.to_dict()).decode())
+        if isinstance(exc, asyncio.CancelledError):
+            raise

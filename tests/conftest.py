@@ -1,0 +1,35 @@
+"""Shared fixtures: a real mock upstream over sockets, a real gateway on a free port, and
+private PostgreSQL/Redis servers (tests/support)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.mock_upstream import MockUpstreamThread
+from tests.support.gateway import GatewayFactory
+
+pytest_plugins = ["tests.support.fixtures"]
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[MockUpstreamThread]:
+    with MockUpstreamThread() as mock:
+        yield mock
+
+
+@pytest.fixture
+def gateways(upstream: MockUpstreamThread, tmp_path) -> Iterator[GatewayFactory]:  # type: ignore[no-untyped-def]
+    upstream.clear()
+    factory = GatewayFactory(upstream, tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture
+def gw(gateways: GatewayFactory):  # type: ignore[no-untyped-def]
+    """One embedded-mode gateway (SQLite in tmp_path, in-process balances)."""
+    return gateways.start()
