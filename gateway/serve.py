@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import sys
+from types import FrameType
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,6 +26,16 @@ from gateway.settings import Settings
 DEMO_USER = "demo"
 DEMO_CREDIT = "10.00"
 DEMO_MODEL = "demo"
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its graceful shutdown, so the process would die by the
+    signal (exit -15). A drained, settled, flushed shutdown is a clean exit: exit 0."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            self._captured_signals.remove(sig)
 
 
 def uvicorn_config(app: object, settings: Settings, **extra: object) -> uvicorn.Config:
@@ -60,7 +72,7 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
                     timeout_graceful_shutdown=int(settings.shutdown_grace))
         return
     catalog = _load_catalog(settings)
-    uvicorn.Server(uvicorn_config(create_app(settings, catalog=catalog), settings)).run()
+    GracefulServer(uvicorn_config(create_app(settings, catalog=catalog), settings)).run()
 
 
 def _load_catalog(settings: Settings) -> catalog_mod.Catalog:
@@ -121,7 +133,7 @@ async def _run_with_mock(settings: Settings, catalog: catalog_mod.Catalog, host:
     print(DEMO_BANNER.format(base=base, key=key, admin=settings.admin_key, model=DEMO_MODEL),
           flush=True)
     try:
-        await uvicorn.Server(uvicorn_config(create_app(settings, catalog=catalog),
+        await GracefulServer(uvicorn_config(create_app(settings, catalog=catalog),
                                             settings)).serve()
     finally:
         await runner.cleanup()

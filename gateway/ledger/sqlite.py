@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-
-import orjson
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
+
+import orjson
 
 from gateway.ledger.base import (
     ApiKey,
@@ -28,6 +27,7 @@ from gateway.ledger.base import (
     User,
     utcnow,
 )
+from gateway.ledger.schema import migrations
 
 T = TypeVar("T")
 _FMT = "%Y-%m-%d %H:%M:%S.%f"
@@ -39,12 +39,6 @@ def ts(value: datetime) -> str:
 
 def parse_ts(value: str | None) -> datetime | None:
     return None if value is None else datetime.strptime(value, _FMT).replace(tzinfo=UTC)
-
-
-def migrations(dialect: str) -> list[tuple[int, str]]:
-    folder = resources.files("gateway.ledger") / "migrations" / dialect
-    found = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
-    return [(int(p.name.split("_", 1)[0]), p.read_text()) for p in found]
 
 
 class SqliteLedger:
