@@ -46,19 +46,21 @@ def cost(price: Price, usage: Usage) -> int:
 
 
 def worst_case(price: Price, prompt_tokens: int, output_cap: int) -> int:
-    """The reservation: every prompt token uncached, every allowed output token produced."""
-    return cost(price, Usage(prompt_tokens=prompt_tokens, completion_tokens=output_cap))
+    """The reservation: every prompt token at the dearer input price, every allowed output
+    token produced (a cached price above the input price is odd but must not under-reserve)."""
+    dearest = max(price.input, price.cached_input or 0)
+    return ceil_div(prompt_tokens * dearest + output_cap * price.output, PER)
 
 
 def affordable_output(price: Price, prompt_tokens: int, available: int) -> int:
     """The largest output cap whose worst case fits in ``available`` (-1: not even the prompt)."""
-    prompt_cost = cost(price, Usage(prompt_tokens=prompt_tokens))
-    if prompt_cost > available:
+    if worst_case(price, prompt_tokens, 0) > available:
         return -1
     if price.output <= 0:
         return 1 << 31
+    dearest = max(price.input, price.cached_input or 0)
     # largest n with ceil((p_in*prompt + n*p_out)/PER) <= available
-    n = (available * PER - prompt_tokens * price.input) // price.output
+    n = (available * PER - prompt_tokens * dearest) // price.output
     while n > 0 and worst_case(price, prompt_tokens, n) > available:
         n -= 1
     return max(n, 0)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import catalog
+from gateway.errors import BadRequest, NotFound
+
+GOOD = """\
+currency: usd
+providers:
+  openai: {base_url: https://api.openai.com/v1, api_key_env: OPENAI_API_KEY}
+models:
+  gpt-4o:
+    provider: openai
+    upstream_model: gpt-4o-2024-08-06
+    price: {input: "2.50", cached_input: "1.25", output: "10.00"}
+    max_output_tokens: 16384
+  text-embedding-3-small:
+    provider: openai
+    price: {input: "0.02"}
+"""
+
+
+def test_shipped_models_file_is_valid():
+    loaded = catalog.load(Path(__file__).parent.parent / "models.yaml", {})
+    assert "demo" in loaded.models
+    assert loaded.models["text-embedding-3-small"].kind == "embedding"
+    assert loaded.models["gpt-4o"].price.input == 2_500_000_000
+
+
+def test_parse_reads_prices_exactly_and_resolves_provider_key():
+    loaded = catalog.parse(GOOD, source="m.yaml", env={"OPENAI_API_KEY": "sk-x"})
+    model = loaded.models["gpt-4o"]
+    assert model.upstream_model == "gpt-4o-2024-08-06"
+    assert (model.price.input, model.price.cached_input, model.price.output) == (
+        2_500_000_000, 1_250_000_000, 10_000_000_000)
+    assert model.provider.api_key == "sk-x"
+    assert "sk-x" not in repr(model)
+
+
+@pytest.mark.parametrize(("broken", "where"), [
+    (GOOD.replace('output: "10.00"', "output: 10.00"), "m.yaml:8: models.gpt-4o.price.output"),
+    (GOOD.replace("provider: openai\n    upstream", "provider: azure\n    upstream"),
+     "m.yaml:6: models.gpt-4o.provider"),
+    (GOOD.replace('input: "0.02"', 'input: "-1"'),
+     "m.yaml:12: models.text-embedding-3-small.price.input"),
+    (GOOD.replace("max_output_tokens: 16384", "max_output_tokens: lots"),
+     "m.yaml:9: models.gpt-4o.max_output_tokens"),
+    (GOOD.replace("https://api", "ftp://api"), "m.yaml:3: providers.openai.base_url"),
+    (GOOD + "  gpt-4o:\n    provider: openai\n", "m.yaml:13: models.gpt-4o: duplicate key"),
+    ("models: [\n", "m.yaml:2: not valid YAML"),
+])
+def test_invalid_file_names_line_and_field(broken, where):
+    with pytest.raises(catalog.CatalogError) as err:
+        catalog.parse(broken, source="m.yaml", env={})
+    assert str(err.value).startswith(where)
+
+
+def test_resolve_refuses_unknown_model_and_wrong_kind():
+    loaded = catalog.parse(GOOD, source="m.yaml", env={})
+    with pytest.raises(NotFound):
+        loaded.resolve("gpt-5", "chat/completions")
+    with pytest.raises(BadRequest):
+        loaded.resolve("text-embedding-3-small", "chat/completions")
+    with pytest.raises(BadRequest):
+        loaded.resolve(None, "chat/completions")

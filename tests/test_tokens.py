@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gateway import tokens
+
+
+@pytest.mark.parametrize(("model", "encoding"), [
+    ("gpt-4o-2024-08-06", "o200k_base"), ("gpt-4.1-mini", "o200k_base"), ("o3", "o200k_base"),
+    ("gpt-5-nano", "o200k_base"), ("gpt-3.5-turbo", "cl100k_base"), ("gpt-4", "cl100k_base"),
+    ("text-embedding-3-small", "cl100k_base"), ("ft:gpt-4o-mini:org", "o200k_base"),
+])
+def test_encoding_is_picked_per_model_family(model, encoding):
+    assert tokens.encoding_name_for(model) == encoding
+
+
+def test_counting_works_offline_for_every_family():
+    for name in ("o200k_base", "cl100k_base"):
+        enc = tokens.encoder(name)
+        assert tokens.count_text(enc, "Hello world") in (2, 3)
+
+
+def test_missing_encoding_falls_back_to_a_conservative_estimate_with_one_warning(caplog, monkeypatch):
+    import tiktoken
+
+    def broken(name: str):  # type: ignore[no-untyped-def]
+        raise ValueError("no network")
+
+    monkeypatch.setattr(tiktoken, "get_encoding", broken)
+    monkeypatch.setattr(tokens, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="gateway.tokens"):
+        enc1 = tokens._load("nope_base")
+        enc2 = tokens._load("nope_base")
+    assert tokens.count_text(enc1, "abcdef") == 2  # ceil(6 bytes / 3)
+    assert tokens.count_text(enc2, "é" * 3) == 2  # 6 utf-8 bytes
+    assert len([r for r in caplog.records if "estimating" in r.message]) == 1
+
+
+def test_prompt_counts_cover_messages_tools_and_inputs():
+    enc = tokens.encoder("cl100k_base")
+    chat = tokens.count_prompt(enc, "chat/completions", {"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "hello there"},
+                                     {"type": "image_url", "image_url": {"url": "x"}}]}]})
+    assert chat >= tokens.TOKENS_PER_IMAGE + 2
+    assert tokens.count_prompt(enc, "embeddings", {"input": [[1, 2, 3], [4]]}) == 4
+    assert tokens.count_prompt(enc, "completions", {"prompt": ["a b", "c"]}) >= 3
+    assert tokens.count_prompt(enc, "responses", {"input": "hi", "instructions": "be brief"}) > 3
