@@ -10,7 +10,7 @@ process runs one ``StreamWriter`` in the group ``gw-writers``. Guarantees:
 - Ledger down: the entries stay pending and are retried with backoff; nothing is dropped.
 - A dead consumer's pending entries are claimed (XAUTOCLAIM) once idle > ``claim_idle_ms``.
 - A record the ledger refuses while it answers other writes (a poison record) would block
-  every later batch; after ``STRIKES`` refusals on its own it moves to ``<stream>:dead``
+  every later batch; after ``strikes`` refusals on its own it moves to ``<stream>:dead``
   (kept whole, for an operator) and the stream moves on.
 
 Because acknowledged entries are deleted, the stream length is exactly the backlog: entries
@@ -70,6 +70,7 @@ class StreamWriter:
         claim_idle_ms: int = 60_000,
         claim_interval: float = 5.0,
         drain_timeout: float = 10.0,
+        strikes: int = STRIKES,
         close_redis: bool = False,
     ) -> None:
         self._redis = redis
@@ -82,6 +83,7 @@ class StreamWriter:
         self._claim_idle_ms = claim_idle_ms
         self._claim_interval = claim_interval
         self._drain_timeout = drain_timeout
+        self._max_strikes = strikes
         self._close_redis = close_redis
         self._task: asyncio.Task[None] | None = None
         self._strikes: dict[Any, int] = {}
@@ -252,7 +254,7 @@ class StreamWriter:
                 if not await self._ledger_answers():
                     raise
                 strikes = self._strikes[entry_id] = self._strikes.get(entry_id, 0) + 1
-                if strikes >= STRIKES:
+                if strikes >= self._max_strikes:
                     await self._dead_letter(entry_id, encode_record(record), exc)
                 else:
                     stuck += 1

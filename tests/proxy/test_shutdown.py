@@ -39,18 +39,24 @@ def test_sigterm_lets_streams_finish_settles_them_and_exits_zero(gateways):
     uid = admin.post("/admin/users", json={"initial_credit": "5"}).json()["id"]
     key = admin.post(f"/admin/users/{uid}/keys", json={}).json()["key"]
     results: list[bytes] = []
+    under_way = [threading.Event() for _ in range(3)]
 
-    def stream() -> None:
+    def stream(started: threading.Event) -> None:
         body = {"model": "chat", "stream": True, "messages": [
             {"role": "user", "content": "[[mock:chunks=20]] [[mock:chunk_delay=0.05]]"}]}
         with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30,
                           headers={"Authorization": f"Bearer {key}"}) as r:
-            results.append(b"".join(r.iter_bytes()))
+            received = []
+            for part in r.iter_bytes():
+                received.append(part)
+                started.set()
+            results.append(b"".join(received))
 
-    threads = [threading.Thread(target=stream) for _ in range(3)]
+    threads = [threading.Thread(target=stream, args=(e,)) for e in under_way]
     for t in threads:
         t.start()
-    time.sleep(0.4)  # the streams are under way
+    for e in under_way:
+        assert e.wait(20)  # every stream has begun before the signal
     proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(30)

@@ -1,0 +1,323 @@
+"""The BalanceStore on Redis (production mode): one Lua call admits, one Lua call settles.
+
+Keys (``prefix`` defaults to ``gw:``); the Lua files beside this module state each invariant:
+
+    u:<uid>    hash  bal (nano-USD), res (sum of live reservations), lver (ledger version loaded)
+    r:<uid>    hash  request id -> reserved amount
+    rx:<uid>   zset  request id -> expiry, ms on the Redis server clock
+    pc:<uid>   hash  ledger version -> delta: credits committed while no balance was loaded
+    s:<rid>    marker, 7 days: settle is idempotent per request id
+    c:<ref>    marker, 7 days: credit is idempotent per reference
+    usage      stream of settled records (field ``r``), drained into the ledger by StreamWriter
+
+Operating requirements: Redis with ``appendonly yes`` and ``maxmemory-policy noeviction``. A
+balance evicted or lost while its usage still sits in the stream would be reloaded from the
+ledger without those debits, so balances never carry a TTL. Amounts are exact up to 2**53
+nano-USD (about 9 million USD) per value, because Lua numbers are doubles.
+
+Redis unreachable: ``admit`` raises ``Unavailable`` (503; nothing is served unmetered), while
+``settle`` keeps the record in a retry queue, journaled to this process's spill file, and
+retries in the background until Redis takes it (idempotent per request id, so a reply lost
+after the script ran is harmless). Spill files of dead processes are adopted at ``open()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import tempfile
+from collections import deque
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.errors import Unavailable
+from gateway.ledger.base import Ledger, UnknownUser, UsageRecord
+from gateway.metering.store import Admission, Loader
+from gateway.metering.stream_writer import (
+    StreamWriter,
+    consumer_name,
+    decode_record,
+    encode_record,
+)
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.redis_store")
+MARKER_TTL = 7 * 24 * 3600
+PENDING_CREDIT_TTL = 24 * 3600  # far longer than any ledger read a load can be waiting on
+SCRIPTS = ("admit", "settle", "release", "load", "credit")
+MISS, ALREADY = -1, 0
+
+
+def connect(url: str, *, socket_timeout: float = 2.0, max_connections: int = 256) -> Redis:
+    """A client that fails fast: one immediate retry (a pooled connection may predate a Redis
+    restart), then the error; the hot path must answer 503, not hang in backoff. The pool
+    blocks (bounded) when all connections are busy: a burst waits instead of failing."""
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=socket_timeout,
+        socket_timeout=socket_timeout, socket_connect_timeout=2.0,
+        retry=Retry(NoBackoff(), 1), health_check_interval=30,
+    )
+    return Redis.from_pool(pool)
+
+
+class RedisStore:
+    def __init__(
+        self,
+        redis: Redis,
+        loader: Loader,
+        *,
+        prefix: str = "gw:",
+        spill_dir: Path | None = None,
+        close_redis: bool = False,
+    ) -> None:
+        self._redis = redis
+        self._loader = loader
+        self._prefix = prefix
+        self.stream = f"{prefix}usage"
+        self._close_redis = close_redis
+        folder = resources.files("gateway.metering")
+        self._sources = {n: folder.joinpath(f"{n}.lua").read_text() for n in SCRIPTS}
+        self._scripts = {n: redis.register_script(src) for n, src in self._sources.items()}
+        self._journal = _Journal(spill_dir) if spill_dir is not None else None
+        self._retry: deque[UsageRecord] = deque()
+        self._retrier: asyncio.Task[None] | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Settlements waiting for Redis in this process."""
+        return len(self._retry)
+
+    async def open(self) -> None:
+        """Preloads the scripts (best effort) and adopts spill files left by dead processes."""
+        with contextlib.suppress(RedisError):
+            for source in self._sources.values():
+                await self._redis.script_load(source)
+        if self._journal is not None:
+            adopted = self._journal.open()
+            if adopted:
+                log.warning("replaying %d spilled settlements", len(adopted))
+                self._retry.extend(adopted)
+                self._kick()
+
+    def _keys(self, user_id: str) -> list[str]:
+        p = self._prefix
+        return [f"{p}u:{user_id}", f"{p}r:{user_id}", f"{p}rx:{user_id}"]
+
+    async def _call(self, name: str, keys: list[str], args: Iterable[Any]) -> Any:
+        return await self._scripts[name](keys=keys, args=list(args))
+
+    async def _load(self, user_id: str) -> None:
+        try:
+            loaded = await self._loader(user_id)
+        except Exception as exc:
+            raise Unavailable("ledger unavailable: cannot load the balance") from exc
+        if loaded is None:
+            raise UnknownUser(user_id)
+        u, r, _ = self._keys(user_id)
+        await self._call("load", [u, r, f"{self._prefix}pc:{user_id}"], loaded)
+
+    async def admit(self, user_id: str, request_id: str, amount: int, *, ttl: float) -> Admission:
+        return await self._admit(user_id, request_id, amount, int(ttl * 1000))
+
+    async def _admit(self, user_id: str, request_id: str, amount: int, ttl_ms: int) -> Admission:
+        keys = self._keys(user_id)
+        try:
+            for _ in range(2):
+                reply = await self._call("admit", keys, (request_id, amount, ttl_ms))
+                if reply[0] != MISS:
+                    return Admission(ok=reply[0] == 1, available=int(reply[1]),
+                                     balance=int(reply[2]))
+                await self._load(user_id)
+        except RedisError as exc:
+            raise Unavailable("metering store unavailable") from exc
+        raise Unavailable("metering store unavailable: balance vanished while loading")
+
+    async def settle(self, record: UsageRecord) -> int | None:
+        """Balance after the debit; None when already settled or queued (Redis unreachable)."""
+        try:
+            return await self._settle(record)
+        except UnknownUser:
+            raise
+        except Exception as exc:  # Redis or the ledger (loading a lost balance) is down
+            log.error("settlement of %s queued for retry: %r", record.request_id, exc)
+            self._queue([record])
+            return None
+
+    async def _settle(self, record: UsageRecord) -> int | None:
+        keys = [*self._keys(record.user_id), f"{self._prefix}s:{record.request_id}", self.stream]
+        args = (record.request_id, -record.cost, encode_record(record), MARKER_TTL)
+        for _ in range(2):
+            reply = await self._call("settle", keys, args)
+            if reply[0] == ALREADY:
+                return None
+            if reply[0] != MISS:
+                return int(reply[1])
+            await self._load(record.user_id)
+        raise Unavailable("balance vanished while loading")
+
+    def _queue(self, records: list[UsageRecord]) -> None:
+        if self._journal is not None:
+            self._journal.append(records)  # durable before we rely on memory alone
+        self._retry.extend(records)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._retrier is None or self._retrier.done():
+            self._retrier = asyncio.create_task(self._retry_loop(), name="settle-retry")
+
+    async def _retry_loop(self) -> None:
+        delay = 0.05
+        while self._retry:
+            try:
+                await self._settle(self._retry[0])
+            except UnknownUser:
+                log.error("dropping queued settlement of unknown user: %s",
+                          encode_record(self._retry[0]).decode())
+            except Exception as exc:
+                log.warning("settlement retry failed (%r); %d queued", exc, len(self._retry))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._retry.popleft()
+            delay = 0.05
+        if self._journal is not None:
+            self._journal.clear()
+
+    async def release(self, user_id: str, request_id: str) -> None:
+        with contextlib.suppress(RedisError):  # the reservation expires anyway
+            await self._call("release", self._keys(user_id), (request_id,))
+
+    async def credit(
+        self, user_id: str, delta: int, *, version: int | None = None,
+        reference: str | None = None,
+    ) -> None:
+        """Applies a change the ledger committed; ``version`` is the user's ledger version
+        right after it and ``reference`` its ledger reference (idempotency). Without a
+        version, a balance loaded after the commit would receive the change twice."""
+        p = self._prefix
+        keys = [f"{p}u:{user_id}", f"{p}pc:{user_id}", f"{p}c:{reference or ''}"]
+        args = (delta, "" if version is None else version, MARKER_TTL, PENDING_CREDIT_TTL,
+                "1" if reference else "0")
+        try:
+            await self._call("credit", keys, args)
+        except RedisError as exc:
+            raise Unavailable("metering store unavailable") from exc
+
+    async def snapshot(self, user_id: str) -> tuple[int, int] | None:
+        try:
+            admission = await self._admit(user_id, "", 0, 0)
+        except UnknownUser:
+            return None
+        return admission.balance, admission.balance - admission.available
+
+    async def close(self) -> None:
+        """Last try for queued settlements, then spills what is left (bounded)."""
+        if self._retrier is not None and not self._retrier.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._retrier), 2.0)
+            self._retrier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrier
+        if self._retry:
+            log.error("%d settlements could not reach Redis; spilled to %s", len(self._retry),
+                      self._journal.path if self._journal else "nowhere (no spill_dir!)")
+        if self._journal is not None:
+            self._journal.close(list(self._retry))
+        if self._close_redis:
+            await self._redis.aclose()
+
+
+class _Journal:
+    """This process's spill file, flock'ed while it lives so that only dead processes' files
+    are adopted. Each line is one record not yet accepted by Redis."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.path = directory / f"settle-{consumer_name()}.jsonl"
+        self._fh: IO[bytes] | None = None
+
+    def open(self) -> list[UsageRecord]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "ab")  # held, and locked, until close()
+        fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        adopted: list[UsageRecord] = []
+        for other in sorted(self.dir.glob("settle-*.jsonl")):
+            if other == self.path:
+                continue
+            with open(other, "rb") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live process owns it
+                records = _read_lines(fh.read(), other)
+                self.append(records)  # ours now, durable before the orphan goes
+                other.unlink(missing_ok=True)
+            adopted.extend(records)
+        return adopted
+
+    def append(self, records: list[UsageRecord]) -> None:
+        if self._fh is None or not records:
+            return
+        self._fh.write(b"".join(encode_record(r) + b"\n" for r in records))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def clear(self) -> None:
+        if self._fh is not None:
+            os.ftruncate(self._fh.fileno(), 0)
+
+    def close(self, remaining: list[UsageRecord]) -> None:
+        if self._fh is None:
+            return
+        self.clear()
+        self.append(remaining)
+        if not remaining:
+            self.path.unlink(missing_ok=True)
+        self._fh.close()
+        self._fh = None
+
+
+def _read_lines(data: bytes, path: Path) -> list[UsageRecord]:
+    records = []
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(decode_record(line))
+        except Exception:  # a line torn by a crash mid-write: keep it visible in the log
+            log.error("unreadable spilled settlement in %s: %r", path, line)
+    return records
+
+
+def spill_dir(settings: Settings) -> Path:
+    """``GATEWAY_SPILL_DIR``, else ``<tmp>/gateway-spill``: set it to persistent storage
+    in production (a spill file only exists while Redis is unreachable)."""
+    configured = settings.extra_env.get("GATEWAY_SPILL_DIR")
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / "gateway-spill"
+
+
+async def build_redis_metering(
+    settings: Settings, ledger: Ledger
+) -> tuple[RedisStore, StreamWriter]:
+    """The production store and stream writer (the writer is not started)."""
+    assert settings.redis_url is not None
+    store = RedisStore(connect(settings.redis_url), ledger.balance,
+                       spill_dir=spill_dir(settings), close_redis=True)
+    await store.open()
+    # Its own client: a blocking XREADGROUP must not hold a connection the hot path needs,
+    # and its socket timeout must outlast the block.
+    writer = StreamWriter(connect(settings.redis_url, socket_timeout=10.0), ledger,
+                          stream=store.stream, close_redis=True)
+    with contextlib.suppress(RedisError):  # Redis down at start: the writer keeps trying
+        await writer.ensure_group()
+    return store, writer
