@@ -125,6 +125,13 @@ def _routes(services: Services) -> list[Route]:
         checks["status"] = "ok" if ready else "degraded"
         return json_response(checks, 200 if ready else 503)
 
+    async def metrics(request: Request) -> Response:
+        text = services.metrics.render({
+            "gateway_inflight_calls": services.inflight,
+            "gateway_usage_backlog": services.writer.backlog,
+        })
+        return Response(text, media_type="text/plain; version=0.0.4")
+
     proxied = [
         Route(f"/v1/{endpoint}", ProxyEndpoint(services, endpoint), methods=["POST"])
         for endpoint in PROXIED
@@ -135,6 +142,7 @@ def _routes(services: Services) -> list[Route]:
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         *me.routes(services),
         *admin_routes.routes(services),
     ]

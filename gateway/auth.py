@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from gateway.errors import Unauthorized
+from gateway.errors import Unauthorized, Unavailable
 from gateway.ledger.base import ApiKey, Ledger, utcnow
 
 KEY_PREFIX = "sk-gw-"
@@ -65,11 +65,21 @@ class Authenticator:
         if cached is not None and cached[1] > now:
             key = cached[0]
         else:
-            found = await self._ledger.find_key(digest)
+            try:
+                found = await self._ledger.find_key(digest)
+            except Exception as exc:
+                # Database down: a key we already knew keeps working (admission and
+                # settlement do not need the database); an unknown one cannot be checked.
+                if cached is not None and cached[0] is not None:
+                    return self._check(cached[0])
+                raise Unavailable("cannot verify API keys right now; retry shortly") from exc
             key = found[0] if found else None
             if len(self._cache) > 100_000:
                 self._cache.clear()
             self._cache[digest] = (key, now + self._ttl)
+        return self._check(key)
+
+    def _check(self, key: ApiKey | None) -> ApiKey:
         if key is None:
             raise Unauthorized("Incorrect API key provided.")
         if not key.usable(utcnow()):

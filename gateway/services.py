@@ -15,6 +15,7 @@ from gateway.ledger import open_ledger
 from gateway.ledger.base import Ledger
 from gateway.metering.settlement import OutboxWriter
 from gateway.metering.store import BalanceStore, MemoryStore
+from gateway.metrics import Metrics
 from gateway.proxy.upstream import Upstreams
 from gateway.settings import Settings
 
@@ -43,6 +44,7 @@ class Services:
     writer: Background
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def call_started(self) -> None:
         self.inflight += 1

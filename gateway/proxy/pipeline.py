@@ -83,6 +83,7 @@ async def handle(services: Services, endpoint: str, scope: Scope, receive: Recei
     try:
         call = await admit(services, endpoint, scope, receive, request_id)
     except GatewayError as exc:
+        services.metrics.refusal(exc.status)
         await send_error(send, exc, request_id)
         return
     services.call_started()
@@ -367,6 +368,7 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
         price_output=price.output, cost=cost(price, usage), status=outcome.status,
         usage_source=source, latency_ms=int((time.perf_counter() - call.started) * 1000),
     )
+    services.metrics.settled(record)
     try:
         await asyncio.shield(services.store.settle(record))
     except BaseException as exc:  # never lose the record silently: it goes to the log whole

@@ -122,3 +122,13 @@ def test_readyz_reports_dependencies(gw):
     r = httpx.get(f"{gw.base_url}/readyz")
     assert r.status_code == 200
     assert r.json()["database"] == "ok"
+
+
+def test_metrics_count_settled_calls_and_refusals(gw):
+    _, key = gw.user()
+    gw.client(key).chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+    httpx.post(f"{gw.base_url}/v1/chat/completions", json={"model": "chat"},
+               headers={"Authorization": "Bearer wrong"})
+    text = httpx.get(f"{gw.base_url}/metrics").text
+    assert 'gateway_calls_total{endpoint="chat/completions",model="chat",status="ok"} 1' in text
+    assert 'gateway_refused_total{status="401"} 1' in text
