@@ -118,7 +118,7 @@ class Ledger(Protocol):
         """Raises when the database cannot answer."""
 
     async def create_user(self, *, user_id: str, email: str | None) -> User:
-        """Raises KeyError-free ``ValueError`` subclass ``DuplicateUser`` when the id exists."""
+        """Raises ``DuplicateUser`` when the id exists."""
 
     async def get_user(self, user_id: str) -> User | None: ...
 

@@ -72,20 +72,22 @@ class SqliteLedger:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
-        done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-        for version, sql in migrations("sqlite"):
-            if version in done:
-                continue
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+        # Read what is applied under the write lock, so two processes starting at once
+        # cannot both apply the same migration.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in migrations("sqlite"):
+                if version in done:
+                    continue
                 for statement in sql.split(";\n"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -255,6 +257,8 @@ class SqliteLedger:
         def run(c: sqlite3.Connection) -> list[str]:
             inserted: list[str] = []
             for r in records:
+                if c.execute("SELECT 1 FROM users WHERE id = ?", (r.user_id,)).fetchone() is None:
+                    raise UnknownUser(r.user_id)  # the whole batch is refused, as in PostgreSQL
                 cur = c.execute(
                     "INSERT INTO usage_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT (request_id) DO NOTHING",

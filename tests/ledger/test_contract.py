@@ -424,10 +424,6 @@ def test_usage_beyond_the_balance_is_still_billed(contract: Contract) -> None:
 def test_usage_for_unknown_user_is_refused_whole(
     contract: Contract, request: pytest.FixtureRequest
 ) -> None:
-    if contract.kind == "sqlite":
-        request.applymarker(pytest.mark.xfail(
-            reason="SqliteLedger.write_usage raises sqlite3.IntegrityError, not UnknownUser",
-            strict=True))
 
     async def scenario(books: Books) -> None:
         await books.user("alice", credit=USD)
@@ -490,7 +486,7 @@ def test_concurrent_overlapping_usage_batches_debit_exactly_once(contract: Contr
     contract.run(scenario)
 
 
-def test_concurrent_batches_over_the_same_users_do_not_deadlock(contract: Contract) -> None:
+def test_concurrent_batches_over_several_shared_users_all_land(contract: Contract) -> None:
     async def scenario(books: Books) -> None:
         for name in ("u1", "u2", "u3"):
             await books.user(name, credit=USD)
@@ -582,6 +578,42 @@ def test_postgres_ledger_translates_only_its_own_constraints(pg_dsn: str) -> Non
             with pytest.raises(asyncpg.UniqueViolationError):
                 await ledger.create_key("alice", key_id="k2", key_hash="h1", prefix="p",
                                         name=None)
+        finally:
+            await ledger.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.production
+def test_postgres_reversed_overlapping_batches_do_not_deadlock(pg_dsn: str) -> None:
+    # An uncommitted row r2 makes both batches stop halfway through their inserts; a writer
+    # taking keys in batch order would then hold r1 and want r3 while the other holds r3
+    # and wants r1.
+    async def main() -> None:
+        ledger = PostgresLedger(pg_dsn)
+        await ledger.open()
+        try:
+            books = Books(ledger)
+            for name in ("u1", "u2", "u3"):
+                await books.user(name, credit=USD)
+            batch = [usage(f"r{i}", f"u{i}", 10 * i) for i in (1, 2, 3)]
+            async with ledger.pool.acquire() as conn:
+                tx = conn.transaction()
+                await tx.start()
+                await conn.execute(
+                    "INSERT INTO usage_records (request_id, user_id, model, provider, endpoint,"
+                    " prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,"
+                    " price_input, price_output, cost, status, usage_source, latency_ms,"
+                    " created_at) VALUES ('r2', 'u2', 'm', 'p', 'e', 0, 0, 0, 0, 0, 0, 0, 'ok',"
+                    " 'upstream', 0, now())")
+                tasks = [asyncio.create_task(ledger.write_usage(b)) for b in (batch, batch[::-1])]
+                await _until_lock_waiters(conn, 2, tasks)
+                await tx.rollback()
+            done = await asyncio.gather(*tasks)
+            assert sorted(rid for ids in done for rid in ids) == ["r1", "r2", "r3"]
+            for i in (1, 2, 3):
+                assert await books.balance(f"u{i}") == USD - 10 * i
+            await assert_books_balance(books)
         finally:
             await ledger.close()
 
