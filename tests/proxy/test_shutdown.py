@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 
 import httpx
 
 from tests.support.gateway import ADMIN_KEY, PROVIDER_KEY
-
-
-def start_process(gateways, **env_extra):  # type: ignore[no-untyped-def]
-    settings = gateways.settings(**env_extra)
-    env = {**os.environ, **settings.extra_env}
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{settings.port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                return proc, base, settings
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, proc.stdout.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+from tests.support.processes import GatewayProcess
 
 
 def test_sigterm_lets_streams_finish_settles_them_and_exits_zero(gateways):
-    proc, base, settings = start_process(gateways)
-    admin = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-    uid = admin.post("/admin/users", json={"initial_credit": "5"}).json()["id"]
-    key = admin.post(f"/admin/users/{uid}/keys", json={}).json()["key"]
+    gateway = GatewayProcess(gateways)
+    base, settings = gateway.base_url, gateway.settings
+    uid, key = gateway.user("5")
     results: list[bytes] = []
     under_way = [threading.Event() for _ in range(3)]
 
@@ -57,13 +35,11 @@ def test_sigterm_lets_streams_finish_settles_them_and_exits_zero(gateways):
         t.start()
     for e in under_way:
         assert e.wait(20)  # every stream has begun before the signal
-    proc.send_signal(signal.SIGTERM)
+    gateway.proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(30)
-    assert proc.wait(30) == 0
-    log = proc.stdout.read().decode()
-    proc.stdout.close()
-    admin.close()
+    assert gateway.terminate() == 0
+    log = gateway.log()
     assert len(results) == 3
     for body in results:
         assert body.rstrip().endswith(b"data: [DONE]")
@@ -83,24 +59,18 @@ def test_sigterm_lets_streams_finish_settles_them_and_exits_zero(gateways):
 
 
 def test_restart_finds_every_usage_record(gateways):
-    proc, base, settings = start_process(gateways)
-    admin = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-    uid = admin.post("/admin/users", json={"initial_credit": "5"}).json()["id"]
-    key = admin.post(f"/admin/users/{uid}/keys", json={}).json()["key"]
+    gateway = GatewayProcess(gateways)
+    uid, key = gateway.user("5")
     for _ in range(25):
-        r = httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+        r = httpx.post(f"{gateway.base_url}/v1/chat/completions",
+                       headers={"Authorization": f"Bearer {key}"},
                        json={"model": "chat", "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 200
-    proc.send_signal(signal.SIGTERM)  # usage may still be in the outbox: it must be flushed
-    assert proc.wait(30) == 0
-    proc.stdout.close()
-    admin.close()
-    proc, base, _ = start_process(gateways, GATEWAY_PORT=str(settings.port))
+    # Usage may still be in the outbox: SIGTERM must flush it.
+    assert gateway.terminate() == 0
+    again = GatewayProcess(gateways, GATEWAY_PORT=str(gateway.settings.port))
     try:
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
-            rows = c.get(f"/admin/users/{uid}/usage", params={"limit": 100}).json()["data"]
+        rows = again.get(f"/admin/users/{uid}/usage", params={"limit": 100})["data"]
         assert len(rows) == 25
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        proc.stdout.close()
+        again.terminate()
