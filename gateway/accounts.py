@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.auth import Authenticator, NewKey, new_key
-from gateway.errors import Conflict, NotFound, Unprocessable
+from gateway.errors import Conflict, GatewayError, NotFound, Unprocessable
 from gateway.ledger.base import (
     ApiKey,
     AuditEvent,
@@ -28,6 +28,7 @@ from gateway.metering.store import BalanceStore
 from gateway.money import MoneyError, format_usd, parse_usd
 
 USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
+MAX_BULK = 1000
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Accounts:
         credit = amount(initial_credit, param="initial_credit", allow_zero=True) \
             if initial_credit is not None else 0
         try:
-            user = await self.ledger.create_user(user_id=user_id, email=email)
+            await self.ledger.create_user(user_id=user_id, email=email)
         except DuplicateUser as exc:
             raise Conflict(f"user {user_id!r} already exists", code="user_exists") from exc
         await self.ledger.record_audit(AuditEvent(actor=actor, action="user.create",
@@ -73,7 +74,9 @@ class Accounts:
                              reference=f"grant:{user_id}:initial", reason="initial credit")
         return await self.require_user(user_id)
 
-    async def create_key(self, user_id: str, *, name: str | None, actor: str) -> tuple[NewKey, ApiKey]:
+    async def create_key(
+        self, user_id: str, *, name: str | None, actor: str
+    ) -> tuple[NewKey, ApiKey]:
         await self.require_user(user_id)
         fresh = new_key()
         record = await self.ledger.create_key(user_id, key_id=fresh.id, key_hash=fresh.key_hash,
@@ -94,15 +97,80 @@ class Accounts:
 
     async def add_credit(self, user_id: str, value: object, *, reason: str | None, actor: str,
                          reference: str | None = None) -> Entry:
-        credit = amount(value)
+        return await self._grant(user_id, amount(value), reason=reason, actor=actor,
+                                 reference=reference or f"admin:{secrets.token_hex(8)}")
+
+    async def _grant(self, user_id: str, credit: int, *, reason: str | None, actor: str,
+                     reference: str, details: dict[str, Any] | None = None) -> Entry:
         await self.require_user(user_id)
-        reference = reference or f"admin:{secrets.token_hex(8)}"
         entry = await self._post(user_id, kind="grant", delta=credit, reference=reference,
                                  reason=reason, actor=actor)
-        await self.ledger.record_audit(AuditEvent(actor=actor, action="credits.add",
-                                                  target=user_id, amount=credit, reason=reason,
-                                                  details={"reference": reference}))
+        await self.ledger.record_audit(AuditEvent(
+            actor=actor, action="credits.add", target=user_id, amount=credit, reason=reason,
+            details={"reference": reference, "balance": format_usd(entry.balance_after),
+                     **(details or {})},
+        ))
         return entry
+
+    async def set_balance(self, user_id: str, value: object, *, reason: str | None,
+                          actor: str) -> Entry:
+        """Sets the durable balance by one ``adjustment`` entry for the difference.
+
+        The difference is computed by the ledger inside its transaction (no settlement can
+        land between reading and writing it) and then applied to the balance store as a delta:
+        the store stays ``ledger balance - usage not yet written``, so calls settled but not
+        yet flushed are still billed after the new balance, never lost or counted twice.
+        """
+        target = amount(value, param="balance", allow_zero=True)
+        reference = f"admin:{secrets.token_hex(8)}"
+        try:
+            entry = await self.ledger.set_balance(user_id, balance=target, reference=reference,
+                                                  reason=reason, actor=actor)
+        except UnknownUser as exc:
+            raise NotFound(f"no user {user_id!r}", code="user_not_found") from exc
+        if entry.created and entry.amount:
+            await self.store.credit(user_id, entry.amount)
+        await self.ledger.record_audit(AuditEvent(
+            actor=actor, action="balance.set", target=user_id, amount=entry.amount,
+            reason=reason,
+            details={"reference": reference,
+                     "previous_balance": format_usd(entry.balance_after - entry.amount),
+                     "balance": format_usd(entry.balance_after)},
+        ))
+        return entry
+
+    async def bulk_credit(self, user_ids: object, value: object, *, reason: str | None,
+                          actor: str) -> list[dict[str, Any]]:
+        """Credits each user on its own: an unknown user fails alone, the others apply.
+
+        The amount and the list are validated first (a bad one changes nothing); each credit
+        then has its own reference ``bulk:<id>:<user>`` and audit event, and one summary event
+        ``credits.bulk`` lists the outcome.
+        """
+        ids = _user_ids(user_ids)
+        credit = amount(value)
+        bulk_id = secrets.token_hex(8)
+        results: list[dict[str, Any]] = []
+        for user_id in ids:
+            try:
+                entry = await self._grant(user_id, credit, reason=reason, actor=actor,
+                                          reference=f"bulk:{bulk_id}:{user_id}",
+                                          details={"bulk": bulk_id})
+            except GatewayError as exc:
+                results.append({"user_id": user_id, "status": "failed",
+                                "error": {"code": exc.code, "message": exc.message}})
+                continue
+            results.append({"user_id": user_id, "status": "applied",
+                            "entry": entry_view(entry),
+                            "balance": (await self.user_view(await self.require_user(user_id)))
+                            ["balance"]})
+        await self.ledger.record_audit(AuditEvent(
+            actor=actor, action="credits.bulk", target=None, amount=credit, reason=reason,
+            details={"bulk": bulk_id,
+                     "applied": [r["user_id"] for r in results if r["status"] == "applied"],
+                     "failed": [r["user_id"] for r in results if r["status"] == "failed"]},
+        ))
+        return results
 
     async def _post(self, user_id: str, *, kind: str, delta: int, reference: str,
                     reason: str | None = None, actor: str | None = None) -> Entry:
@@ -125,6 +193,46 @@ def amount(value: object, *, param: str = "amount", allow_zero: bool = False) ->
         return parse_usd(value, allow_zero=allow_zero)
     except MoneyError as exc:
         raise Unprocessable(f"{param}: {exc}", param=param, code="invalid_amount") from exc
+
+
+def _user_ids(value: object) -> list[str]:
+    """A bulk request's user ids: 1..MAX_BULK strings, duplicates dropped (first kept)."""
+    if not isinstance(value, list) or not value or len(value) > MAX_BULK:
+        raise Unprocessable(f"user_ids must be a list of 1 to {MAX_BULK} user ids",
+                            param="user_ids", code="invalid_user_ids")
+    if not all(isinstance(v, str) and v for v in value):
+        raise Unprocessable("user_ids must hold user id strings", param="user_ids",
+                            code="invalid_user_ids")
+    return list(dict.fromkeys(value))
+
+
+async def money_view(accounts: Accounts, user_id: str, entry: Entry) -> dict[str, Any]:
+    """What a credit or balance change answers: the entry and the user after it."""
+    user = await accounts.require_user(user_id)
+    return {"entry": entry_view(entry), "user": await accounts.user_view(user)}
+
+
+def bulk_view(results: list[dict[str, Any]]) -> dict[str, Any]:
+    applied = sum(1 for r in results if r["status"] == "applied")
+    return {"data": results, "has_more": False, "applied": applied,
+            "failed": len(results) - applied}
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "user_id": key.user_id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "created_at": key.created_at.isoformat(),
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+def new_key_view(fresh: NewKey, record: ApiKey) -> dict[str, Any]:
+    """The key itself is shown here, once."""
+    return {"id": fresh.id, "key": fresh.key, "prefix": fresh.prefix, "name": record.name,
+            "user_id": record.user_id}
 
 
 def entry_view(entry: Entry) -> dict[str, Any]:

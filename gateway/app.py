@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import me
+from gateway import me, prices
 from gateway.admin import routes as admin_routes
 from gateway.catalog import Catalog
 from gateway.errors import GatewayError, NotFound, error_body
@@ -31,11 +31,14 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Starlet
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await build(settings, catalog=catalog)
+        await prices.record_prices(services.ledger, services.catalog, actor="startup")
+        stop_sighup = prices.install_sighup(services)
         app.state.services = services
         app.router.routes.extend(_routes(services))
         try:
             yield
         finally:
+            stop_sighup()
             await shutdown(services)
 
     async def not_found(request: Request, exc: Exception) -> Response:

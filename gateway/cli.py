@@ -1,8 +1,18 @@
 """`gateway` command line: thin; the same services as the HTTP API.
 
-Account commands (users, keys, credits, usage) talk to a running gateway's admin API by
-default (GATEWAY_URL, default http://127.0.0.1:8080, with GATEWAY_ADMIN_KEY), or to the
-database directly with --direct. Both print the same answers; --json prints them raw.
+Operator commands (users, keys, credits, balance, usage, stats, report, audit, models list and
+reload) reach the gateway one of two ways and give the same answers:
+
+  default    the admin API of a running gateway: $GATEWAY_URL (default http://127.0.0.1:8080)
+             with $GATEWAY_ADMIN_KEY. Use it while an embedded-mode gateway runs: its
+             in-process balances see every change at once.
+  --direct   the database itself ($GATEWAY_DATABASE_URL; $GATEWAY_REDIS_URL in production),
+             through the very functions the admin API calls. Reads are always safe; a balance
+             change made this way reaches a running embedded gateway only at its next start.
+
+--json prints the answer as the API returns it (for scripts); otherwise a readable table.
+Amounts are USD decimal strings. Ranges: --from/--to take dates (whole days in --tz, both
+included) or ISO datetimes ([from, to)); --tz is an IANA zone, default UTC.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("serve", help="run the gateway")
+    p = sub.add_parser("serve", help="run the gateway (SIGHUP reloads models.yaml)")
     p.add_argument("--demo", action="store_true",
                    help="start the mock upstream, create a demo user with $10 and print a key")
     p.add_argument("--host")
@@ -53,53 +64,94 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9009)
     p.set_defaults(run=_mock)
 
-    p = sub.add_parser("models", help="models.yaml tools")
-    msub = p.add_subparsers(dest="models_command", required=True)
-    c = msub.add_parser("check", help="validate a models file")
+    def group(name: str, help_: str) -> argparse._SubParsersAction:
+        return sub.add_parser(name, help=help_).add_subparsers(dest=f"{name}_command",
+                                                                required=True)
+
+    models = group("models", "models.yaml and the prices in force")
+    c = models.add_parser("check", help="validate a models file (local; no gateway needed)")
     c.add_argument("path", nargs="?")
     c.set_defaults(run=_models_check)
+    _op(models.add_parser("list", help="prices in force (API: the gateway's memory; --direct: "
+                                       "the price book it last recorded)"), "list_models")
+    c = _op(models.add_parser("reload", help="re-read models.yaml in the running gateway "
+                                             "(API only; or send it SIGHUP)"), "reload_models")
+    c.add_argument("--reason")
 
-    def account_parser(name: str, help_: str) -> argparse._SubParsersAction:
-        p = sub.add_parser(name, help=help_)
-        return p.add_subparsers(dest=f"{name}_command", required=True)
-
-    users = account_parser("users", "create and show users")
+    users = group("users", "create and show users")
     c = _op(users.add_parser("create"), "create_user")
     c.add_argument("--id")
     c.add_argument("--email")
     c.add_argument("--credit", dest="initial_credit", help="initial credit in USD, e.g. 10.00")
-    c = _op(users.add_parser("show"), "get_user")
-    c.add_argument("user_id")
+    _op(users.add_parser("show"), "get_user", "user_id")
 
-    keys = account_parser("keys", "create, list and revoke API keys")
-    c = _op(keys.add_parser("create"), "create_key")
-    c.add_argument("user_id")
-    c.add_argument("--name")
-    c = _op(keys.add_parser("list"), "list_keys")
-    c.add_argument("user_id")
-    c = _op(keys.add_parser("revoke"), "revoke_key")
-    c.add_argument("key_id")
+    keys = group("keys", "create, list and revoke API keys")
+    _op(keys.add_parser("create"), "create_key", "user_id").add_argument("--name")
+    _op(keys.add_parser("list"), "list_keys", "user_id")
+    _op(keys.add_parser("revoke"), "revoke_key", "key_id")
 
-    credits = account_parser("credits", "add credit")
-    c = _op(credits.add_parser("add"), "add_credit")
-    c.add_argument("user_id")
+    credits = group("credits", "add credit, set a balance, credit many users")
+    c = _op(credits.add_parser("add", help="add credit (a grant entry)"), "add_credit", "user_id")
     c.add_argument("amount", help="USD, e.g. 25.00")
     c.add_argument("--reason")
+    c = _op(credits.add_parser("set", help="set the balance (one adjustment entry for the "
+                                           "difference)"), "set_balance", "user_id")
+    c.add_argument("balance", help="USD, e.g. 0 or 12.50")
+    c.add_argument("--reason")
+    c = _op(credits.add_parser("bulk", help="add the same credit to many users; each applies "
+                                            "or fails on its own"), "bulk_credit")
+    c.add_argument("amount", help="USD, e.g. 5.00")
+    c.add_argument("user_ids", nargs="*", metavar="USER")
+    c.add_argument("--file", type=Path, help="more user ids, one per line ('-' for stdin)")
+    c.add_argument("--reason")
 
-    c = _op(sub.add_parser("usage", help="a user's usage records, newest first"), "usage")
-    c.add_argument("user_id")
+    _op(sub.add_parser("balance", help="a user's balance and reservations"), "get_user",
+        "user_id")
+
+    c = _op(sub.add_parser("usage", help="a user's usage records, newest first"), "usage",
+            "user_id")
     c.add_argument("--limit", type=int, default=50)
-    c.add_argument("--offset", type=int, default=0)
+    c.add_argument("--offset", type=int)
+    c.add_argument("--cursor", help="next_cursor of the previous page (stable while calls land)")
+
+    _ranged(_op(sub.add_parser("stats", help="a user's totals and per-model breakdown"),
+                "stats", "user_id"))
+
+    report = group("report", "revenue per day, per model, top users")
+    _ranged(_op(report.add_parser("revenue", help="per local day of --tz (default: last 30 "
+                                                  "days)"), "revenue"))
+    _ranged(_op(report.add_parser("models", help="per provider:model, by revenue"),
+                "models_report"))
+    c = _ranged(_op(report.add_parser("top-users", help="users by revenue"), "top_users"))
+    c.add_argument("--limit", type=int, default=10)
+
+    c = _op(sub.add_parser("audit", help="the operator audit trail, newest first"), "audit")
+    c.add_argument("--user", help="only events about this user (or model, for price.*)")
+    c.add_argument("--action", help="e.g. credits.add, balance.set, price.change")
+    c.add_argument("--limit", type=int, default=50)
+    c.add_argument("--offset", type=int)
     return parser
 
 
-def _op(parser: argparse.ArgumentParser, action: str) -> argparse.ArgumentParser:
+def _op(parser: argparse.ArgumentParser, action: str, *path: str) -> argparse.ArgumentParser:
+    for name in path:
+        parser.add_argument(name)
+    parser.epilog = ("Talks to a running gateway's admin API ($GATEWAY_URL, $GATEWAY_ADMIN_KEY) "
+                     "unless --direct, which opens $GATEWAY_DATABASE_URL itself. Both modes "
+                     "give the same answers.")
     parser.add_argument("--direct", action="store_true",
-                        help="use the database (and Redis) directly instead of the admin API")
+                        help="use the database ($GATEWAY_DATABASE_URL) instead of the admin API")
     parser.add_argument("--url", default=None,
                         help="gateway base URL (default $GATEWAY_URL or http://127.0.0.1:8080)")
-    parser.add_argument("--json", action="store_true", help="print raw JSON")
-    parser.set_defaults(run=_account, action=action)
+    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    parser.set_defaults(run=_account, op_action=action, op_path=path)
+    return parser
+
+
+def _ranged(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--from", dest="from", help="first day (YYYY-MM-DD) or instant")
+    parser.add_argument("--to", help="last day (included) or end instant (excluded)")
+    parser.add_argument("--tz", help="IANA time zone for days, e.g. Europe/Paris (default UTC)")
     return parser
 
 
@@ -137,8 +189,6 @@ def _mock(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _models_check(args: argparse.Namespace, settings: Settings) -> None:
-    from pathlib import Path
-
     from gateway import catalog
 
     path = Path(args.path) if args.path else settings.models_path
@@ -153,12 +203,36 @@ def _models_check(args: argparse.Namespace, settings: Settings) -> None:
         print(f"  note: {name} is not set; calls to its provider will fail")
 
 
+# Options that steer the CLI itself rather than name a parameter of the action.
+_CLI_ONLY = {"command", "run", "op_action", "op_path", "direct", "url", "json", "file"}
+
+
+def params_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The action's parameters, as the API receives them: strings in a query for reads."""
+    from gateway.operator import ACTIONS
+
+    params = {k: v for k, v in vars(args).items()
+              if k not in _CLI_ONLY and k not in args.op_path and not k.endswith("_command")
+              and v is not None}
+    if args.op_action == "bulk_credit":
+        params["user_ids"] = [*args.user_ids, *_read_ids(args.file)]
+    if ACTIONS[args.op_action].method == "GET":
+        params = {k: str(v) for k, v in params.items()}
+    return params
+
+
+def _read_ids(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    return [s for s in (line.split("#", 1)[0].strip() for line in text.splitlines()) if s]
+
+
 def _account(args: argparse.Namespace, settings: Settings) -> None:
     from gateway.operator import ApiOperator, DirectOperator, Operator, OperatorError
+    from gateway.tables import render
 
-    skip = {"command", "run", "action", "direct", "url", "json"}
-    params = {k: v for k, v in vars(args).items()
-              if k not in skip and not k.endswith("_command") and v is not None}
+    path = {name: getattr(args, name) for name in args.op_path}
 
     async def run() -> Any:
         if args.direct:
@@ -167,7 +241,7 @@ def _account(args: argparse.Namespace, settings: Settings) -> None:
             url = args.url or os.environ.get("GATEWAY_URL") or "http://127.0.0.1:8080"
             operator = ApiOperator(url, settings.admin_key)
         try:
-            return await operator.call(args.action, **params)
+            return await operator.call(args.op_action, path, params_of(args))
         finally:
             await operator.close()
 
@@ -175,37 +249,9 @@ def _account(args: argparse.Namespace, settings: Settings) -> None:
         result = asyncio.run(run())
     except OperatorError as exc:
         sys.exit(f"gateway: {exc}")
+    except OSError as exc:
+        sys.exit(f"gateway: {exc}")
     if args.json:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        print(render(result))
-
-
-def render(data: Any) -> str:
-    """A readable table for lists, key: value lines for objects."""
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        rows = [_flat(r) for r in data["data"]]
-        if not rows:
-            return "(none)"
-        cols = list(rows[0])
-        widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
-        lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
-        lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols) for r in rows]
-        if data.get("has_more"):
-            lines.append("(more: use --offset)")
-        return "\n".join(lines)
-    if isinstance(data, dict):
-        flat = _flat(data)
-        width = max(len(k) for k in flat) if flat else 0
-        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in flat.items())
-    return str(data)
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = "" if v is None else v
-    return out
+        print(render(args.op_action, result))

@@ -6,10 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.admin import reports
 from gateway.ledger.base import ApiKey
 from gateway.money import format_usd
 from gateway.services import Services
-from gateway.web import guarded, json_response, page, usage_view
+from gateway.web import guarded, json_response
 
 
 def routes(services: Services) -> list[Route]:
@@ -28,14 +29,22 @@ def routes(services: Services) -> list[Route]:
             "key": {"id": key.id, "prefix": key.prefix, "name": key.name},
         })
 
+    # The same services and parameters as the admin views of this user: a user sees exactly
+    # what the operator sees about them.
     @guarded
     async def my_usage(request: Request) -> Response:
         key = await caller(request)
-        limit, offset = page(request)
-        rows, more = await services.ledger.list_usage(key.user_id, limit=limit, offset=offset)
-        return json_response({"data": [usage_view(r) for r in rows], "has_more": more})
+        return json_response(await reports.usage_page(services.ledger, key.user_id,
+                                                      dict(request.query_params)))
+
+    @guarded
+    async def my_stats(request: Request) -> Response:
+        key = await caller(request)
+        return json_response(await reports.stats(services.ledger, key.user_id,
+                                                 dict(request.query_params)))
 
     return [
         Route("/me", me, methods=["GET"]),
         Route("/me/usage", my_usage, methods=["GET"]),
+        Route("/me/stats", my_stats, methods=["GET"]),
     ]

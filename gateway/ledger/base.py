@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from gateway.ledger.reports import ReportsLedger
+
 ENTRY_KINDS = ("grant", "topup", "usage", "adjustment", "refund")
 
 
@@ -109,7 +111,7 @@ class AuditEvent:
     id: int | None = None
 
 
-class Ledger(Protocol):
+class Ledger(ReportsLedger, Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...

@@ -30,6 +30,7 @@ from gateway.ledger.base import (
     UsageRecord,
     User,
 )
+from gateway.ledger.postgres_reports import PostgresReportsMixin
 from gateway.ledger.schema import migrations
 
 # Any fixed key will do; it only has to be the same in every process sharing the database.
@@ -117,7 +118,7 @@ SELECT request_id FROM inserted
 """
 
 
-class PostgresLedger:
+class PostgresLedger(PostgresReportsMixin):
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
         self._min_size = min_size

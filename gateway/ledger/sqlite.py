@@ -28,6 +28,7 @@ from gateway.ledger.base import (
     utcnow,
 )
 from gateway.ledger.schema import migrations
+from gateway.ledger.sqlite_reports import SqliteReportsMixin
 
 T = TypeVar("T")
 _FMT = "%Y-%m-%d %H:%M:%S.%f"
@@ -41,7 +42,7 @@ def parse_ts(value: str | None) -> datetime | None:
     return None if value is None else datetime.strptime(value, _FMT).replace(tzinfo=UTC)
 
 
-class SqliteLedger:
+class SqliteLedger(SqliteReportsMixin):
     def __init__(self, path: str) -> None:
         self.path = path
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ledger")

@@ -49,7 +49,8 @@ def test_keys_are_shown_once_and_stored_hashed(gw):
 
 def test_me_shows_balance_key_and_usage(gw):
     uid, key = gw.user("3.00")
-    gw.client(key).chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+    gw.client(key).chat.completions.create(model="chat",
+                                           messages=[{"role": "user", "content": "x"}])
     gw.wait_usage(uid, 1)
     auth = {"Authorization": f"Bearer {key}"}
     me = httpx.get(f"{gw.base_url}/me", headers=auth).json()
@@ -68,7 +69,8 @@ def test_credit_is_added_and_applies_to_the_next_call_at_once(gw):
     assert r.status_code == 200, r.text
     assert r.json()["user"]["balance"] == "1.25"
     assert r.json()["entry"]["kind"] == "grant"
-    gw.client(key).chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+    gw.client(key).chat.completions.create(model="chat",
+                                           messages=[{"role": "user", "content": "x"}])
 
 
 @pytest.mark.parametrize("amount", ["-5", -5, "NaN", "Infinity", "1e30", "abc", None, True,
@@ -108,7 +110,8 @@ def test_usage_pagination_neither_skips_nor_repeats(gw):
     seen: list[str] = []
     offset = 0
     while True:
-        page = gw.admin.get(f"/admin/users/{uid}/usage", params={"limit": 5, "offset": offset}).json()
+        page = gw.admin.get(f"/admin/users/{uid}/usage",
+                            params={"limit": 5, "offset": offset}).json()
         seen += [r["request_id"] for r in page["data"]]
         offset += 5
         if not page["has_more"]:
@@ -126,7 +129,8 @@ def test_readyz_reports_dependencies(gw):
 
 def test_metrics_count_settled_calls_and_refusals(gw):
     _, key = gw.user()
-    gw.client(key).chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+    gw.client(key).chat.completions.create(model="chat",
+                                           messages=[{"role": "user", "content": "x"}])
     httpx.post(f"{gw.base_url}/v1/chat/completions", json={"model": "chat"},
                headers={"Authorization": "Bearer wrong"})
     text = httpx.get(f"{gw.base_url}/metrics").text

@@ -1,0 +1,248 @@
+"""Usage, stats, reports and audit as JSON views, shared by the admin API, /me and the CLI.
+
+Every function takes the ledger and the query parameters as strings (an HTTP query or the
+CLI's flags), so the API and ``gateway ... --direct`` parse, validate and answer identically.
+The database aggregates; Python only parses parameters, computes day boundaries and formats.
+
+Ranges: ``from``/``to`` are ISO dates or datetimes. A date means that whole local day in
+``tz`` (``to`` included: ``from=2024-05-01&to=2024-05-31`` is all of May); a datetime is an
+instant (naive ones are read in ``tz``) and the range is ``[from, to)``. ``tz`` is an IANA name,
+default UTC. Invalid values are 400s naming the parameter.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway.errors import BadRequest
+from gateway.ledger.base import AuditEvent, Ledger, UsageRecord, utcnow
+from gateway.ledger.reports import Cursor, Period, ReportsLedger, Totals, days_between
+from gateway.money import format_usd
+from gateway.web import usage_view
+
+Params = Mapping[str, str]
+REVENUE_DEFAULT_DAYS = 30
+MAX_DAYS = 3660  # ten years of days: far beyond any report, small enough for one statement
+
+
+class ReportingLedger(Ledger, ReportsLedger, Protocol):
+    """A ledger with the reports port (``Ledger`` itself once base.py extends it)."""
+
+
+def reporting(ledger: Ledger) -> ReportingLedger:
+    return cast(ReportingLedger, ledger)
+
+
+# -- parameters ----------------------------------------------------------------------------
+
+
+def int_param(params: Params, name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be an integer between {low} and {high}", param=name,
+                         code="invalid_parameter")
+    return int(raw)
+
+
+def zone(params: Params) -> ZoneInfo:
+    raw = params.get("tz") or "UTC"
+    try:
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise BadRequest(f"tz: unknown time zone {raw!r}; use an IANA name like Europe/Paris",
+                         param="tz", code="invalid_parameter") from exc
+
+
+def _instant(raw: str, tz: ZoneInfo, *, name: str, end: bool) -> datetime:
+    try:
+        if len(raw) == 10:
+            day = date.fromisoformat(raw)
+            local = datetime.combine(day + timedelta(days=1 if end else 0), datetime.min.time())
+            return local.replace(tzinfo=tz).astimezone(UTC)
+        value = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {raw!r} is not an ISO date (2024-05-31) or datetime",
+                         param=name, code="invalid_parameter") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(UTC)
+
+
+def period(params: Params, tz: ZoneInfo) -> Period:
+    start = _instant(params["from"], tz, name="from", end=False) if params.get("from") else None
+    end = _instant(params["to"], tz, name="to", end=True) if params.get("to") else None
+    if start is not None and end is not None and start >= end:
+        raise BadRequest("from must be before to", param="from", code="invalid_parameter")
+    return Period(start=start, end=end)
+
+
+def encode_cursor(record: UsageRecord) -> str:
+    raw = f"{record.created_at.isoformat()}|{record.request_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(raw: str) -> Cursor:
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        when, request_id = text.split("|", 1)
+        created_at = datetime.fromisoformat(when)
+        if created_at.tzinfo is None or not request_id:
+            raise ValueError("incomplete cursor")
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadRequest("cursor: not a cursor this API returned", param="cursor",
+                         code="invalid_cursor") from exc
+    return Cursor(created_at=created_at, request_id=request_id)
+
+
+# -- views ---------------------------------------------------------------------------------
+
+
+def totals_view(t: Totals, *, money: str) -> dict[str, Any]:
+    return {
+        "requests": t.requests,
+        "prompt_tokens": t.prompt_tokens,
+        "completion_tokens": t.completion_tokens,
+        "cached_tokens": t.cached_tokens,
+        "reasoning_tokens": t.reasoning_tokens,
+        "total_tokens": t.prompt_tokens + t.completion_tokens,
+        money: format_usd(t.cost),
+    }
+
+
+def average_cost(t: Totals) -> str:
+    """Cost per request, rounded half up to a nano-dollar (display only; never charged)."""
+    if t.requests == 0:
+        return format_usd(0)
+    return format_usd((2 * t.cost + t.requests) // (2 * t.requests))
+
+
+def _range(p: Period) -> dict[str, str | None]:
+    return {"from": p.start.isoformat() if p.start else None,
+            "to": p.end.isoformat() if p.end else None}
+
+
+def audit_view(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "actor": e.actor,
+        "action": e.action,
+        "target": e.target,
+        "amount": None if e.amount is None else format_usd(e.amount),
+        "reason": e.reason,
+        "details": e.details,
+        "created_at": e.created_at.isoformat(),
+    }
+
+
+# -- services ------------------------------------------------------------------------------
+
+
+async def usage_page(ledger: Ledger, user_id: str, params: Params) -> dict[str, Any]:
+    """Newest first. ``cursor`` (from ``next_cursor``) pages without skips or repeats even
+    while calls land; ``offset`` is kept for simple scripts."""
+    limit = int_param(params, "limit", 50, 1, 1000)
+    raw_cursor = params.get("cursor")
+    if raw_cursor:
+        if params.get("offset"):
+            raise BadRequest("use either cursor or offset, not both", param="offset",
+                             code="invalid_parameter")
+        rows, more = await reporting(ledger).list_usage_before(
+            user_id, cursor=decode_cursor(raw_cursor), limit=limit)
+    else:
+        offset = int_param(params, "offset", 0, 0, 10**9)
+        rows, more = await ledger.list_usage(user_id, limit=limit, offset=offset)
+    return {"data": [usage_view(r) for r in rows], "has_more": more,
+            "next_cursor": encode_cursor(rows[-1]) if more and rows else None}
+
+
+async def stats(ledger: Ledger, user_id: str, params: Params) -> dict[str, Any]:
+    p = period(params, zone(params))
+    totals, models = await reporting(ledger).usage_totals(user_id=user_id, period=p)
+    return {
+        "user_id": user_id,
+        **_range(p),
+        **totals_view(totals, money="cost"),
+        "average_cost": average_cost(totals),
+        "models": [{"provider": m.provider, "model": m.model,
+                    **totals_view(m.totals, money="cost"),
+                    "average_cost": average_cost(m.totals)} for m in models],
+    }
+
+
+async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None
+                  ) -> dict[str, Any]:
+    """Per local day of ``tz``, newest first, zero days included; default the last 30 days."""
+    tz = zone(params)
+    p = period(params, tz)
+    today = (now or utcnow()).astimezone(tz).date()
+    last = (p.end - timedelta(microseconds=1)).astimezone(tz).date() if p.end else today
+    first = p.start.astimezone(tz).date() if p.start else \
+        last - timedelta(days=REVENUE_DEFAULT_DAYS - 1)
+    if first > last:
+        raise BadRequest("from must be before to", param="from", code="invalid_parameter")
+    if (last - first).days >= MAX_DAYS:
+        raise BadRequest(f"a revenue report covers at most {MAX_DAYS} days", param="from",
+                         code="invalid_parameter")
+    days = days_between(first, last, tz, clip=p)
+    total, rows = await reporting(ledger).revenue_by_day(days)
+    return {
+        "data": [{"day": r.day.day.isoformat(), "start": r.day.start.isoformat(),
+                  "end": r.day.end.isoformat(), **totals_view(r.totals, money="revenue")}
+                 for r in reversed(rows)],
+        "has_more": False,
+        "tz": tz.key,
+        "from": days[0].start.isoformat() if days else None,
+        "to": days[-1].end.isoformat() if days else None,
+        "total": totals_view(total, money="revenue"),
+    }
+
+
+async def models(ledger: Ledger, params: Params) -> dict[str, Any]:
+    """Per provider:model, highest revenue first."""
+    p = period(params, zone(params))
+    total, rows = await reporting(ledger).usage_totals(user_id=None, period=p)
+    return {
+        "data": [{"id": f"{m.provider}:{m.model}", "provider": m.provider, "model": m.model,
+                  **totals_view(m.totals, money="revenue")} for m in rows],
+        "has_more": False,
+        **_range(p),
+        "total": totals_view(total, money="revenue"),
+    }
+
+
+async def top_users(ledger: Ledger, params: Params) -> dict[str, Any]:
+    p = period(params, zone(params))
+    limit = int_param(params, "limit", 10, 1, 1000)
+    total, rows, more = await reporting(ledger).top_users(period=p, limit=limit)
+    return {
+        "data": [{"user_id": u.user_id, **totals_view(u.totals, money="revenue"),
+                  "share": _share(u.totals.cost, total.cost)} for u in rows],
+        "has_more": more,
+        **_range(p),
+        "total": totals_view(total, money="revenue"),
+    }
+
+
+def _share(part: int, whole: int) -> str:
+    """Percent of revenue with two decimals, exact integer arithmetic (display only)."""
+    if whole == 0:
+        return "0.00"
+    hundredths = (part * 10_000 * 2 + whole) // (2 * whole)
+    return f"{hundredths // 100}.{hundredths % 100:02d}"
+
+
+async def audit(ledger: Ledger, params: Params) -> dict[str, Any]:
+    """Newest first; ``user`` (or ``target``) and ``action`` filter."""
+    limit = int_param(params, "limit", 50, 1, 1000)
+    offset = int_param(params, "offset", 0, 0, 10**9)
+    target = params.get("user") or params.get("target") or None
+    events, more = await ledger.list_audit(target=target, action=params.get("action") or None,
+                                           limit=limit, offset=offset)
+    return {"data": [audit_view(e) for e in events], "has_more": more}

@@ -1,0 +1,162 @@
+"""The `gateway` CLI against a real embedded gateway: every read command gives the same answer
+through the admin API and --direct; writes land in the ledger; tables are readable."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway import cli
+from tests.support.gateway import ADMIN_KEY, RunningGateway, usd
+
+PROMPT = [{"role": "user", "content": "one two three"}]
+
+
+@pytest.fixture
+def env(gw: RunningGateway, gateways: Any, monkeypatch: pytest.MonkeyPatch) -> RunningGateway:
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", gw.settings.database_url)
+    monkeypatch.setenv("GATEWAY_ADMIN_KEY", ADMIN_KEY)
+    monkeypatch.setenv("GATEWAY_URL", gw.base_url)
+    monkeypatch.setenv("GATEWAY_MODELS", str(gateways.models_file()))
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    return gw
+
+
+def gateway(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    cli.main(list(argv))
+    return capsys.readouterr().out
+
+
+def as_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    return orjson.loads(gateway(capsys, *argv, "--json"))
+
+
+def failure(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(list(argv))
+    capsys.readouterr()
+    return str(exited.value.code)
+
+
+def traffic(gw: RunningGateway) -> tuple[str, str]:
+    a, key_a = gw.user("5.00")
+    b, key_b = gw.user("5.00")
+    for model, key in (("chat", key_a), ("cheap", key_a), ("chat", key_b), ("chat", key_a)):
+        gw.client(key).chat.completions.create(model=model, messages=PROMPT)
+    gw.wait_usage(a, 3)
+    gw.wait_usage(b, 1)
+    return a, b
+
+
+def test_every_read_command_answers_the_same_through_api_and_direct(
+    env: RunningGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = traffic(env)
+    env.admin.post(f"/admin/users/{b}/credits", json={"amount": "1.00", "reason": "promo"})
+    commands = [
+        ("users", "show", a), ("balance", b), ("keys", "list", a),
+        ("usage", a, "--limit", "2"), ("usage", b),
+        ("stats", a), ("stats", a, "--from", "2020-01-01", "--tz", "Europe/Paris"),
+        ("report", "revenue", "--tz", "America/New_York"),
+        ("report", "models"), ("report", "top-users", "--limit", "1"),
+        ("audit", "--user", b), ("audit", "--action", "credits.add", "--limit", "1"),
+        ("models", "list"),
+    ]
+    for command in commands:
+        via_api = as_json(capsys, *command)
+        direct = as_json(capsys, *command, "--direct")
+        assert via_api == direct, command
+    page = as_json(capsys, "usage", a, "--limit", "2")
+    rest = as_json(capsys, "usage", a, "--limit", "2", "--cursor", page["next_cursor"],
+                   "--direct")
+    assert len(page["data"]) + len(rest["data"]) == 3 and rest["has_more"] is False
+    stats = as_json(capsys, "stats", a)
+    assert stats["requests"] == 3
+    assert Decimal(stats["cost"]) == sum(Decimal(r["cost"]) for r in env.usage(a))
+
+
+def test_errors_are_the_same_in_both_modes(
+    env: RunningGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in (("report", "revenue", "--tz", "Mars/Base"), ("stats", "ghost"),
+                    ("usage", "ghost"), ("report", "top-users", "--from", "tomorrow")):
+        via_api = failure(capsys, *command)
+        assert via_api.startswith("gateway: ")
+        assert failure(capsys, *command, "--direct") == via_api, command
+
+
+def test_credit_commands_move_money_and_print_tables(
+    env: RunningGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uid, _ = env.user("1.00")
+    out = gateway(capsys, "credits", "add", uid, "2.50", "--reason", "promo")
+    assert "user.balance" in out and "3.50" in out
+    assert env.balance(uid) == usd("3.50")
+    moved = as_json(capsys, "credits", "set", uid, "0.75", "--reason", "fix")
+    assert (moved["entry"]["kind"], moved["entry"]["amount"]) == ("adjustment", "-2.75")
+    assert env.balance(uid) == usd("0.75")
+    out = gateway(capsys, "credits", "bulk", "1.00", uid, "ghost", "--reason", "gift")
+    lines = out.splitlines()
+    assert [line.split() for line in lines[:2]] == [["applied", "1"], ["failed", "1"]]
+    assert lines[2].split() == ["user", "status", "balance", "error"]
+    assert lines[4].split()[:3] == [uid, "applied", "1.75"]
+    assert lines[5].split()[:2] == ["ghost", "failed"]
+    audit = as_json(capsys, "audit", "--user", uid)
+    assert [e["action"] for e in audit["data"][:3]] == ["credits.add", "balance.set",
+                                                        "credits.add"]
+    assert all(e["actor"].startswith("admin:") for e in audit["data"][:3])
+
+
+def test_direct_writes_land_in_the_ledger(
+    env: RunningGateway, capsys: pytest.CaptureFixture[str], tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A database no gateway serves: --direct is the way to reach it.
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite:///{tmp_path}/offline.db")
+    created = as_json(capsys, "users", "create", "--id", "zoe", "--credit", "2.00", "--direct")
+    assert created["balance"] == "2.00"
+    as_json(capsys, "credits", "set", "zoe", "5.00", "--direct")
+    bulk = as_json(capsys, "credits", "bulk", "1.00", "zoe", "nobody", "--direct")
+    assert (bulk["applied"], bulk["failed"]) == (1, 1)
+    assert as_json(capsys, "balance", "zoe", "--direct")["balance"] == "6.00"
+    audit = as_json(capsys, "audit", "--user", "zoe", "--direct")
+    assert [e["action"] for e in audit["data"]] == ["credits.add", "balance.set",
+                                                    "user.create"]
+    assert all(e["actor"].startswith("cli:") for e in audit["data"])
+
+
+def test_report_tables_are_readable(env: RunningGateway, capsys: pytest.CaptureFixture[str]
+                                    ) -> None:
+    a, _ = traffic(env)
+    revenue = gateway(capsys, "report", "revenue", "--tz", "Europe/Paris").splitlines()
+    assert revenue[0].split()[:2] == ["tz", "Europe/Paris"]
+    header = next(i for i, line in enumerate(revenue) if line.startswith("day"))
+    assert revenue[header].split() == ["day", "requests", "prompt", "cached", "completion",
+                                       "reasoning", "tokens", "revenue"]
+    assert revenue[-1].split()[:2] == ["total", "4"]
+    usage = gateway(capsys, "usage", a, "--limit", "2").splitlines()
+    assert usage[0].split()[:4] == ["time", "request", "model", "status"]
+    assert len(usage) == 5 and usage[-1].startswith("(more: --cursor ")
+    top = gateway(capsys, "report", "top-users").splitlines()
+    assert top[0].split()[0] == "user"
+    assert top[2].split()[0] == a and top[-1].split()[0] == "total"
+    models = gateway(capsys, "models", "list").splitlines()
+    assert models[0].split()[:3] == ["model", "provider", "kind"]
+
+
+def test_models_reload_through_the_api_and_refused_direct(
+    env: RunningGateway, gateways: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models_file = gateways.models_file()
+    models_file.write_text(models_file.read_text().replace('input: "0.10"', 'input: "0.20"'))
+    out = gateway(capsys, "models", "reload", "--reason", "list price")
+    assert "cheap" in out and "price.change" in out
+    assert "SIGHUP" in failure(capsys, "models", "reload", "--direct")
+    assert as_json(capsys, "models", "list") == as_json(capsys, "models", "list", "--direct")
+    models_file.write_text("models: [")
+    assert "not valid YAML" in failure(capsys, "models", "reload")
+    assert "0.20" in gateway(capsys, "models", "list")
+    assert "models.yaml:1: not valid YAML" in failure(capsys, "models", "check")
