@@ -129,7 +129,8 @@ class Accounts:
         except UnknownUser as exc:
             raise NotFound(f"no user {user_id!r}", code="user_not_found") from exc
         if entry.created and entry.amount:
-            await self.store.credit(user_id, entry.amount)
+            await self.store.credit(user_id, entry.amount, version=entry.version,
+                                    reference=entry.reference)
         await self.ledger.record_audit(AuditEvent(
             actor=actor, action="balance.set", target=user_id, amount=entry.amount,
             reason=reason,
@@ -183,7 +184,8 @@ class Accounts:
             raise Unprocessable("the balance cannot cover this debit",
                                 code="insufficient_balance") from exc
         if entry.created:
-            await self.store.credit(user_id, delta)
+            await self.store.credit(user_id, delta, version=entry.version,
+                                    reference=entry.reference)
         return entry
 
 

@@ -64,6 +64,9 @@ class Entry:
     actor: str | None
     created_at: datetime
     created: bool = True
+    # The user's ledger version right after this entry (None when read back later): lets the
+    # balance store tell whether a balance it loaded already includes this change.
+    version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,13 +51,17 @@ _USAGE_COLUMNS = (
 
 _MOVE = """
 -- Invariant: the balance and its entry change together; balance_after is the new balance.
+-- The user's version after the change travels with the entry, so the balance store can tell
+-- whether a balance it loaded already includes this change.
 WITH moved AS (
     UPDATE users SET balance = balance + $3, version = version + 1 WHERE id = $1
-    RETURNING balance
+    RETURNING balance, version
+), ins AS (
+    INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference, reason, actor)
+    SELECT $1, $2, $3, moved.balance, $4, $5, $6 FROM moved
+    RETURNING *
 )
-INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference, reason, actor)
-SELECT $1, $2, $3, moved.balance, $4, $5, $6 FROM moved
-RETURNING *
+SELECT ins.*, (SELECT version FROM moved) AS user_version FROM ins
 """
 
 _WRITE_USAGE = f"""
@@ -394,7 +398,8 @@ def _key(r: asyncpg.Record) -> ApiKey:
 def _entry(r: asyncpg.Record, created: bool = True) -> Entry:
     return Entry(id=r["id"], user_id=r["user_id"], kind=r["kind"], amount=r["amount"],
                  balance_after=r["balance_after"], reference=r["reference"], reason=r["reason"],
-                 actor=r["actor"], created_at=r["created_at"], created=created)
+                 actor=r["actor"], created_at=r["created_at"], created=created,
+                 version=r.get("user_version"))
 
 
 def _audit(r: asyncpg.Record) -> AuditEvent:

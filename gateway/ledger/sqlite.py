@@ -222,11 +222,12 @@ class SqliteLedger(SqliteReportsMixin):
         if kind != "usage" and amount < 0 and user["balance"] + amount < 0:
             raise InsufficientFunds(user_id)
         # Invariant: balance and entry change together; balance_after is the new balance.
-        new = c.execute(
+        moved = c.execute(
             "UPDATE users SET balance = balance + ?, version = version + 1 WHERE id = ? "
-            "RETURNING balance",
+            "RETURNING balance, version",
             (amount, user_id),
-        ).fetchone()["balance"]
+        ).fetchone()
+        new = moved["balance"]
         now = utcnow()
         cur = c.execute(
             "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference, reason,"
@@ -235,7 +236,7 @@ class SqliteLedger(SqliteReportsMixin):
         )
         return Entry(id=cur.lastrowid or 0, user_id=user_id, kind=kind, amount=amount,
                      balance_after=new, reference=reference, reason=reason, actor=actor,
-                     created_at=now)
+                     created_at=now, version=moved["version"])
 
     async def set_balance(
         self, user_id: str, *, balance: int, reference: str, reason: str | None, actor: str | None

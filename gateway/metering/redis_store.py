@@ -10,15 +10,16 @@ Keys (``prefix`` defaults to ``gw:``); the Lua files beside this module state ea
     c:<ref>    marker, 7 days: credit is idempotent per reference
     usage      stream of settled records (field ``r``), drained into the ledger by StreamWriter
 
-Operating requirements: Redis with ``appendonly yes`` and ``maxmemory-policy noeviction``. A
-balance evicted or lost while its usage still sits in the stream would be reloaded from the
-ledger without those debits, so balances never carry a TTL. Amounts are exact up to 2**53
-nano-USD (about 9 million USD) per value, because Lua numbers are doubles.
+Operating requirements: Redis >= 6.2 (XAUTOCLAIM), ``appendonly yes`` and ``maxmemory-policy
+noeviction``. A balance evicted or lost while its usage still sits in the stream would be
+reloaded from the ledger without those debits, so balances never carry a TTL. Amounts are exact
+up to 2**53 nano-USD (about 9 million USD) per value, because Lua numbers are doubles.
 
 Redis unreachable: ``admit`` raises ``Unavailable`` (503; nothing is served unmetered), while
-``settle`` keeps the record in a retry queue, journaled to this process's spill file, and
-retries in the background until Redis takes it (idempotent per request id, so a reply lost
-after the script ran is harmless). Spill files of dead processes are adopted at ``open()``.
+``settle`` and ``credit`` (both already owed: the call was served, the ledger committed) go to
+a retry queue, journaled to this process's spill file, and are retried in the background until
+Redis takes them (idempotent per request id / reference, so a reply lost after the script ran
+is harmless). Spill files of dead processes are adopted at ``open()``.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ import os
 import tempfile
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -58,6 +61,19 @@ SCRIPTS = ("admit", "settle", "release", "load", "credit")
 MISS, ALREADY = -1, 0
 
 
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """A committed ledger change on its way to Redis (queued like a settlement when down)."""
+
+    user_id: str
+    delta: int
+    version: int | None
+    reference: str | None
+
+
+Pending = UsageRecord | Credit
+
+
 def connect(url: str, *, socket_timeout: float = 2.0, max_connections: int = 256) -> Redis:
     """A client that fails fast: one immediate retry (a pooled connection may predate a Redis
     restart), then the error; the hot path must answer 503, not hang in backoff. The pool
@@ -65,7 +81,7 @@ def connect(url: str, *, socket_timeout: float = 2.0, max_connections: int = 256
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=socket_timeout,
         socket_timeout=socket_timeout, socket_connect_timeout=2.0,
-        retry=Retry(NoBackoff(), 1), health_check_interval=30,
+        retry=Retry(NoBackoff(), 1),
     )
     return Redis.from_pool(pool)
 
@@ -89,12 +105,13 @@ class RedisStore:
         self._sources = {n: folder.joinpath(f"{n}.lua").read_text() for n in SCRIPTS}
         self._scripts = {n: redis.register_script(src) for n, src in self._sources.items()}
         self._journal = _Journal(spill_dir) if spill_dir is not None else None
-        self._retry: deque[UsageRecord] = deque()
+        self._retry: deque[Pending] = deque()
         self._retrier: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     @property
     def backlog(self) -> int:
-        """Settlements waiting for Redis in this process."""
+        """Settlements and credits waiting for Redis in this process."""
         return len(self._retry)
 
     async def open(self) -> None:
@@ -165,10 +182,10 @@ class RedisStore:
             await self._load(record.user_id)
         raise Unavailable("balance vanished while loading")
 
-    def _queue(self, records: list[UsageRecord]) -> None:
+    def _queue(self, items: list[Pending]) -> None:
         if self._journal is not None:
-            self._journal.append(records)  # durable before we rely on memory alone
-        self._retry.extend(records)
+            self._journal.append(items)  # durable before we rely on memory alone
+        self._retry.extend(items)
         self._kick()
 
     def _kick(self) -> None:
@@ -177,20 +194,24 @@ class RedisStore:
 
     async def _retry_loop(self) -> None:
         delay = 0.05
-        while self._retry:
+        while self._retry and not self._closing.is_set():
+            item = self._retry[0]
             try:
-                await self._settle(self._retry[0])
+                if isinstance(item, Credit):
+                    await self._credit(item)
+                else:
+                    await self._settle(item)
             except UnknownUser:
-                log.error("dropping queued settlement of unknown user: %s",
-                          encode_record(self._retry[0]).decode())
+                log.error("dropping queued settlement of unknown user: %s", _encode(item))
             except Exception as exc:
-                log.warning("settlement retry failed (%r); %d queued", exc, len(self._retry))
-                await asyncio.sleep(delay)
+                log.warning("retry towards Redis failed (%r); %d queued", exc, len(self._retry))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), delay)
                 delay = min(delay * 2, 5.0)
                 continue
             self._retry.popleft()
             delay = 0.05
-        if self._journal is not None:
+        if not self._retry and self._journal is not None:
             self._journal.clear()
 
     async def release(self, user_id: str, request_id: str) -> None:
@@ -201,17 +222,23 @@ class RedisStore:
         self, user_id: str, delta: int, *, version: int | None = None,
         reference: str | None = None,
     ) -> None:
-        """Applies a change the ledger committed; ``version`` is the user's ledger version
-        right after it and ``reference`` its ledger reference (idempotency). Without a
-        version, a balance loaded after the commit would receive the change twice."""
-        p = self._prefix
-        keys = [f"{p}u:{user_id}", f"{p}pc:{user_id}", f"{p}c:{reference or ''}"]
-        args = (delta, "" if version is None else version, MARKER_TTL, PENDING_CREDIT_TTL,
-                "1" if reference else "0")
+        """Applies a change the ledger committed. ``version``: the user's ledger version right
+        after it (without it, a balance loaded after the commit would count it twice);
+        ``reference``: its ledger reference (idempotency). Redis down: queued and retried like
+        a settlement, since the ledger has it and a retried caller may not resend it."""
+        item = Credit(user_id, delta, version, reference)
         try:
-            await self._call("credit", keys, args)
+            await self._credit(item)
         except RedisError as exc:
-            raise Unavailable("metering store unavailable") from exc
+            log.error("credit %s queued for retry: %r", reference, exc)
+            self._queue([item])
+
+    async def _credit(self, c: Credit) -> None:
+        p = self._prefix
+        keys = [f"{p}u:{c.user_id}", f"{p}pc:{c.user_id}", f"{p}c:{c.reference or ''}"]
+        args = (c.delta, "" if c.version is None else c.version, MARKER_TTL,
+                PENDING_CREDIT_TTL, "1" if c.reference else "0")
+        await self._call("credit", keys, args)
 
     async def snapshot(self, user_id: str) -> tuple[int, int] | None:
         try:
@@ -221,15 +248,18 @@ class RedisStore:
         return admission.balance, admission.balance - admission.available
 
     async def close(self) -> None:
-        """Last try for queued settlements, then spills what is left (bounded)."""
+        """Last try for queued settlements (bounded), then spills what is left."""
         if self._retrier is not None and not self._retrier.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._retrier), 2.0)
-            self._retrier.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retrier
+            done, _ = await asyncio.wait({self._retrier}, timeout=2.0)
+            self._closing.set()  # cooperative: cancelling redis-py mid-command can hang
+            if not done:
+                done, _ = await asyncio.wait({self._retrier}, timeout=3.0)
+            if not done:
+                self._retrier.cancel()
+                await asyncio.wait({self._retrier}, timeout=1.0)
         if self._retry:
-            log.error("%d settlements could not reach Redis; spilled to %s", len(self._retry),
+            log.error("%d settlements/credits could not reach Redis; spilled to %s",
+                      len(self._retry),
                       self._journal.path if self._journal else "nowhere (no spill_dir!)")
         if self._journal is not None:
             self._journal.close(list(self._retry))
@@ -246,11 +276,11 @@ class _Journal:
         self.path = directory / f"settle-{consumer_name()}.jsonl"
         self._fh: IO[bytes] | None = None
 
-    def open(self) -> list[UsageRecord]:
+    def open(self) -> list[Pending]:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "ab")  # held, and locked, until close()
         fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        adopted: list[UsageRecord] = []
+        adopted: list[Pending] = []
         for other in sorted(self.dir.glob("settle-*.jsonl")):
             if other == self.path:
                 continue
@@ -259,16 +289,16 @@ class _Journal:
                     fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a live process owns it
-                records = _read_lines(fh.read(), other)
-                self.append(records)  # ours now, durable before the orphan goes
+                items = _read_lines(fh.read(), other)
+                self.append(items)  # ours now, durable before the orphan goes
                 other.unlink(missing_ok=True)
-            adopted.extend(records)
+            adopted.extend(items)
         return adopted
 
-    def append(self, records: list[UsageRecord]) -> None:
-        if self._fh is None or not records:
+    def append(self, items: list[Pending]) -> None:
+        if self._fh is None or not items:
             return
-        self._fh.write(b"".join(encode_record(r) + b"\n" for r in records))
+        self._fh.write(b"".join(_encode(item) + b"\n" for item in items))
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
@@ -276,7 +306,7 @@ class _Journal:
         if self._fh is not None:
             os.ftruncate(self._fh.fileno(), 0)
 
-    def close(self, remaining: list[UsageRecord]) -> None:
+    def close(self, remaining: list[Pending]) -> None:
         if self._fh is None:
             return
         self.clear()
@@ -287,16 +317,23 @@ class _Journal:
         self._fh = None
 
 
-def _read_lines(data: bytes, path: Path) -> list[UsageRecord]:
-    records = []
+def _encode(item: Pending) -> bytes:
+    if isinstance(item, Credit):
+        return orjson.dumps({"credit": asdict(item)})
+    return encode_record(item)
+
+
+def _read_lines(data: bytes, path: Path) -> list[Pending]:
+    items: list[Pending] = []
     for line in data.splitlines():
         if not line.strip():
             continue
         try:
-            records.append(decode_record(line))
+            credit = orjson.loads(line).get("credit")
+            items.append(Credit(**credit) if credit is not None else decode_record(line))
         except Exception:  # a line torn by a crash mid-write: keep it visible in the log
-            log.error("unreadable spilled settlement in %s: %r", path, line)
-    return records
+            log.error("unreadable spilled line in %s: %r", path, line)
+    return items
 
 
 def spill_dir(settings: Settings) -> Path:

@@ -40,11 +40,18 @@ class BalanceStore(Protocol):
         """Raises ``UnknownUser`` when the ledger has no such user."""
 
     async def settle(self, record: UsageRecord) -> int | None:
-        """Returns the balance after the debit, or None when already settled."""
+        """Returns the balance after the debit, or None when already settled or deferred
+        (store unreachable: the record is kept and retried, never dropped)."""
 
     async def release(self, user_id: str, request_id: str) -> None: ...
 
-    async def credit(self, user_id: str, delta: int) -> None: ...
+    async def credit(
+        self, user_id: str, delta: int, *, version: int | None = None,
+        reference: str | None = None,
+    ) -> None:
+        """Applies a committed ledger change. ``version`` is the user's ledger version right
+        after it (a loaded balance at that version or later already includes it);
+        ``reference`` the ledger reference (a second call with it does nothing)."""
 
     async def snapshot(self, user_id: str) -> tuple[int, int] | None:
         """(balance, reserved) as the store sees it, loading on a miss."""
@@ -55,6 +62,7 @@ class BalanceStore(Protocol):
 @dataclass(slots=True)
 class _Account:
     balance: int
+    version: int = 0  # the ledger version the balance was loaded at
     reservations: dict[str, tuple[int, float]] = field(default_factory=dict)
     reserved: int = 0
 
@@ -73,6 +81,7 @@ class MemoryStore:
         self._accounts: dict[str, _Account] = {}
         self._generation: dict[str, int] = {}
         self._settled: OrderedDict[str, None] = OrderedDict()
+        self._credited: OrderedDict[str, None] = OrderedDict()
         self.outbox: deque[UsageRecord] = deque()
         self.on_record: Callable[[], None] = lambda: None
 
@@ -87,7 +96,8 @@ class MemoryStore:
                 raise UnknownUser(user_id)
             account = self._accounts.get(user_id)
             if account is None and generation == self._generation.get(user_id, 0):
-                account = self._accounts[user_id] = _Account(balance=loaded[0])
+                account = self._accounts[user_id] = _Account(balance=loaded[0],
+                                                             version=loaded[1])
         return account
 
     async def admit(self, user_id: str, request_id: str, amount: int, *, ttl: float) -> Admission:
@@ -123,11 +133,21 @@ class MemoryStore:
             if held is not None:
                 account.reserved -= held[0]
 
-    async def credit(self, user_id: str, delta: int) -> None:
+    async def credit(
+        self, user_id: str, delta: int, *, version: int | None = None,
+        reference: str | None = None,
+    ) -> None:
+        if reference is not None:
+            if reference in self._credited:
+                return
+            self._credited[reference] = None
+            if len(self._credited) > SETTLED_MEMORY:
+                self._credited.popitem(last=False)
         account = self._accounts.get(user_id)
         if account is None:
             self._generation[user_id] = self._generation.get(user_id, 0) + 1
-        else:
+        elif version is None or version > account.version:
+            # account.version stays the load version: credits may arrive out of order.
             account.balance += delta
 
     async def snapshot(self, user_id: str) -> tuple[int, int] | None:

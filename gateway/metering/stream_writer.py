@@ -86,6 +86,7 @@ class StreamWriter:
         self._max_strikes = strikes
         self._close_redis = close_redis
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._strikes: dict[Any, int] = {}
         self._backlog = 0
         self.written = 0
@@ -114,10 +115,14 @@ class StreamWriter:
 
     async def stop(self) -> None:
         """Stops reading, then drains (bounded): what is left stays pending for another consumer."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Cooperative first: cancelling redis-py mid-command (a blocking XREADGROUP above
+            # all) has been known to leave a connection or the task hanging.
+            done, _ = await asyncio.wait({self._task}, timeout=self._block_ms / 1000 + 5.0)
+            if not done:
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1.0)
             self._task = None
         try:
             await asyncio.wait_for(self._drain(), self._drain_timeout)
@@ -131,7 +136,7 @@ class StreamWriter:
     async def _run(self) -> None:
         delay, recover, next_claim = 0.05, True, 0.0
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping.is_set():
             try:
                 if recover:  # after a failure our own delivered entries may be unacked
                     await self._own_pending()
@@ -147,10 +152,13 @@ class StreamWriter:
                 log.error("usage stream writer: %s; %d queued, retrying in %.1fs",
                           self.last_error, self._backlog, delay)
                 recover = True
+                with contextlib.suppress(Exception):
+                    await self._refresh_backlog()
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     with contextlib.suppress(RedisError):
                         await self.ensure_group()  # Redis lost the group (or was flushed)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
                 delay = min(delay * 2, 5.0)
 
     async def _drain(self) -> None:
@@ -233,10 +241,10 @@ class StreamWriter:
     async def _write(self, ids: list[Any], records: list[UsageRecord]) -> None:
         try:
             await self._ledger.write_usage(records)
-        except Exception:
-            if len(records) == 1 or not await self._ledger_answers():
+        except Exception as exc:
+            if not await self._ledger_answers():
                 raise  # the database is down: everything stays pending
-            await self._isolate(ids, records)
+            await self._isolate(ids, records, exc)
             return
         await self._ack(ids)
         self.written += len(records)
@@ -244,25 +252,28 @@ class StreamWriter:
         for entry_id in ids:
             self._strikes.pop(entry_id, None)
 
-    async def _isolate(self, ids: list[Any], records: list[UsageRecord]) -> None:
+    async def _isolate(self, ids: list[Any], records: list[UsageRecord], error: Exception) -> None:
         """The database answers but refused the batch: write one by one to find the culprit."""
         stuck = 0
         for entry_id, record in zip(ids, records, strict=True):
-            try:
-                await self._ledger.write_usage([record])
-            except Exception as exc:
-                if not await self._ledger_answers():
-                    raise
-                strikes = self._strikes[entry_id] = self._strikes.get(entry_id, 0) + 1
-                if strikes >= self._max_strikes:
-                    await self._dead_letter(entry_id, encode_record(record), exc)
+            if len(records) > 1:
+                try:
+                    await self._ledger.write_usage([record])
+                except Exception as exc:
+                    if not await self._ledger_answers():
+                        raise
+                    error = exc
                 else:
-                    stuck += 1
-                continue
-            await self._ack([entry_id])
-            self.written += 1
+                    await self._ack([entry_id])
+                    self.written += 1
+                    continue
+            strikes = self._strikes[entry_id] = self._strikes.get(entry_id, 0) + 1
+            if strikes >= self._max_strikes:
+                await self._dead_letter(entry_id, encode_record(record), error)
+            else:
+                stuck += 1
         if stuck:
-            raise RuntimeError(f"ledger refused {stuck} usage record(s); retrying")
+            raise RuntimeError(f"ledger refused {stuck} usage record(s): {error!r}; retrying")
 
     async def _ledger_answers(self) -> bool:
         try:

@@ -1,5 +1,5 @@
-"""Operator-surface fixtures: reporting ledgers (see tests/admin/ledgers.py) everywhere, and a
-database parametrized over SQLite and PostgreSQL for the contract tests."""
+"""Operator-surface fixtures: a database parametrized over SQLite and PostgreSQL for the
+contract tests."""
 
 from __future__ import annotations
 
@@ -9,12 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway.admin.reports import ReportingLedger
-from tests.admin.ledgers import patch_ledgers, reporting_postgres, reporting_sqlite
-
-
-@pytest.fixture(autouse=True)
-def reporting_ledgers(monkeypatch: pytest.MonkeyPatch) -> None:
-    patch_ledgers(monkeypatch)
+from gateway.ledger.postgres import PostgresLedger
+from gateway.ledger.sqlite import SqliteLedger
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.production)])
@@ -31,5 +27,5 @@ def make_ledger(database_url: str) -> Callable[[], ReportingLedger]:
     """A factory of unopened ledgers (with the reports port) on that database."""
     if database_url.startswith("sqlite:///"):
         path = database_url.removeprefix("sqlite:///")
-        return lambda: reporting_sqlite()(path)  # type: ignore[return-value]
-    return lambda: reporting_postgres()(database_url)  # type: ignore[return-value]
+        return lambda: SqliteLedger(path)  # type: ignore[return-value]
+    return lambda: PostgresLedger(database_url)  # type: ignore[return-value]

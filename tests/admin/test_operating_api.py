@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from gateway.ledger.base import Entry
-from tests.admin.ledgers import reporting_sqlite
+from gateway.ledger.sqlite import SqliteLedger
 from tests.support.gateway import RunningGateway, usd
 
 PROMPT = [{"role": "user", "content": "one two three"}]  # 3 prompt tokens, 5 completion tokens
@@ -25,7 +25,7 @@ def call(gw: RunningGateway, key: str, model: str = "chat", **kw: Any) -> None:
 
 def entries(gw: RunningGateway, user_id: str) -> list[Entry]:
     async def read() -> list[Entry]:
-        ledger = reporting_sqlite()(gw.settings.database_url.removeprefix("sqlite:///"))
+        ledger = SqliteLedger(gw.settings.database_url.removeprefix("sqlite:///"))
         await ledger.open()
         try:
             return await ledger.list_entries(user_id)

@@ -17,8 +17,9 @@ from redis.asyncio import Redis
 
 from gateway.ledger import open_ledger
 from gateway.ledger.base import Ledger, UsageRecord
-from gateway.metering.redis_store import RedisStore, connect
+from gateway.metering.redis_store import RedisStore, build_redis_metering, connect
 from gateway.metering.stream_writer import StreamWriter, decode_record, encode_record
+from gateway.settings import Settings
 from tests.support.servers import RedisServer
 
 UID = "alice"
@@ -79,10 +80,13 @@ async def settle_many(store: RedisStore, n: int, start: int = 0) -> None:
         assert await store.settle(record(i)) is not None
 
 
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
+async def until(condition: Callable[[], bool]) -> None:
+    """A functional wait: polls until the condition holds (gives up after 20 s)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
 
 
 async def landed_once(ledger: Ledger, store: RedisStore, n: int) -> None:
@@ -214,7 +218,7 @@ def test_stop_drains_what_is_left(redis_url: str, database_url: str) -> None:
             redis = connect(redis_url)
             store = RedisStore(redis, ledger.balance)
             await store.open()
-            writer = writer_for(redis, ledger, block_ms=5000, claim_interval=60.0)
+            writer = writer_for(redis, ledger, block_ms=1000, claim_interval=60.0)
             await writer.start()
             await asyncio.sleep(0.05)  # the writer is now blocked in XREADGROUP
             await settle_many(store, 40)
@@ -253,5 +257,23 @@ def test_redis_restart_keeps_balances_and_pending_entries(
             await landed_once(ledger, store, 30)
             await store.close()
             await redis.aclose()
+
+    asyncio.run(main())
+
+
+def test_production_metering_is_wired_from_settings(redis_url: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+        settings = Settings(database_url=url, redis_url=redis_url,
+                            extra_env={"GATEWAY_SPILL_DIR": str(tmp_path / "spill")})
+        async with ledger_at(url) as ledger:
+            store, writer = await build_redis_metering(settings, ledger)
+            await writer.start()
+            assert (await store.admit(UID, "req-0", 100, ttl=60)).ok
+            assert await store.settle(record(0)) == CREDIT - 7
+            await writer.stop()
+            rows, _ = await ledger.list_usage(UID, limit=10, offset=0)
+            assert [r.request_id for r in rows] == ["req-0"]
+            await store.close()
 
     asyncio.run(main())
