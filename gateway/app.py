@@ -121,7 +121,14 @@ def _routes(services: Services) -> list[Route]:
         except Exception as exc:
             checks["database"] = f"down: {type(exc).__name__}"
             ready = False
+        try:
+            await services.store.ping()
+            checks["balance_store"] = "ok" if services.settings.redis_url else "in-process"
+        except Exception as exc:
+            checks["balance_store"] = f"down: {type(exc).__name__}"
+            ready = False
         checks["usage_backlog"] = services.writer.backlog
+        checks["settle_retry_queue"] = getattr(services.store, "backlog", 0)
         if services.writer.last_error:
             checks["usage_writer"] = "degraded: " + services.writer.last_error
         checks["models"] = len(services.catalog.models)

@@ -56,6 +56,8 @@ class Settings:
     shutdown_grace: float = 30.0
     auth_cache_ttl: float = 5.0
     usage_flush_interval: float = 0.05
+    stream_claim_idle: float = 60.0
+    spill_dir: Path | None = None
     low_balance_warn: int = 1 * 10**9
     low_balance_critical: int = 10**8
     stripe_api_key: str | None = field(default=None, repr=False)
@@ -93,6 +95,8 @@ class Settings:
             reservation_ttl=_float(env, "GATEWAY_RESERVATION_TTL", 900.0),
             shutdown_grace=_float(env, "GATEWAY_SHUTDOWN_GRACE", 30.0),
             auth_cache_ttl=_float(env, "GATEWAY_AUTH_CACHE_TTL", 5.0),
+            stream_claim_idle=_float(env, "GATEWAY_STREAM_CLAIM_IDLE", 60.0),
+            spill_dir=Path(env["GATEWAY_SPILL_DIR"]) if env.get("GATEWAY_SPILL_DIR") else None,
             low_balance_warn=warn,
             low_balance_critical=critical,
             stripe_api_key=env.get("STRIPE_API_KEY") or None,

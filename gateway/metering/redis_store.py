@@ -114,6 +114,12 @@ class RedisStore:
         """Settlements and credits waiting for Redis in this process."""
         return len(self._retry)
 
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            raise Unavailable("metering store unavailable") from exc
+
     async def open(self) -> None:
         """Preloads the scripts (best effort) and adopts spill files left by dead processes."""
         with contextlib.suppress(RedisError):
@@ -339,8 +345,7 @@ def _read_lines(data: bytes, path: Path) -> list[Pending]:
 def spill_dir(settings: Settings) -> Path:
     """``GATEWAY_SPILL_DIR``, else ``<tmp>/gateway-spill``: set it to persistent storage
     in production (a spill file only exists while Redis is unreachable)."""
-    configured = settings.extra_env.get("GATEWAY_SPILL_DIR")
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / "gateway-spill"
+    return settings.spill_dir or Path(tempfile.gettempdir()) / "gateway-spill"
 
 
 async def build_redis_metering(
@@ -354,7 +359,8 @@ async def build_redis_metering(
     # Its own client: a blocking XREADGROUP must not hold a connection the hot path needs,
     # and its socket timeout must outlast the block.
     writer = StreamWriter(connect(settings.redis_url, socket_timeout=10.0), ledger,
-                          stream=store.stream, close_redis=True)
+                          stream=store.stream, close_redis=True,
+                          claim_idle_ms=int(settings.stream_claim_idle * 1000))
     with contextlib.suppress(RedisError):  # Redis down at start: the writer keeps trying
         await writer.ensure_group()
     return store, writer

@@ -56,6 +56,9 @@ class BalanceStore(Protocol):
     async def snapshot(self, user_id: str) -> tuple[int, int] | None:
         """(balance, reserved) as the store sees it, loading on a miss."""
 
+    async def ping(self) -> None:
+        """Raises when the store cannot answer."""
+
     async def close(self) -> None: ...
 
 
@@ -157,6 +160,13 @@ class MemoryStore:
             return None
         account.expire(self._clock())
         return account.balance, account.reserved
+
+    @property
+    def backlog(self) -> int:
+        return 0
+
+    async def ping(self) -> None:
+        return None
 
     async def close(self) -> None:
         return None

@@ -15,13 +15,13 @@ from tests.support.gateway import ADMIN_KEY, GatewayFactory
 
 
 class GatewayProcess:
-    def __init__(self, gateways: GatewayFactory, **env: str) -> None:
+    def __init__(self, gateways: GatewayFactory, *args: str, **env: str) -> None:
         self.settings = gateways.settings(**env)
         self.base_url = f"http://127.0.0.1:{self.settings.port}"
         self.log_path = gateways.tmp / f"gateway-{self.settings.port}.log"
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve"],
+            [sys.executable, "-m", "gateway", "serve", *args],
             env={**os.environ, **self.settings.extra_env},
             stdout=self._log, stderr=subprocess.STDOUT,
         )
