@@ -5,6 +5,7 @@
 --   BENCH_BODY   path of the request body (JSON)               required
 --   BENCH_KEY    bearer key sent as Authorization (empty: none) optional
 --   BENCH_LIMIT  stop each wrk thread after this many responses  optional (0 = run for -d)
+--   BENCH_DONE   file touched when BENCH_LIMIT is reached         optional
 --   BENCH_OUT    where done() writes the JSON summary            required
 
 local function slurp(path)
@@ -25,12 +26,19 @@ end
 
 -- A bounded count: wrk itself only knows durations. Defining response() makes wrk parse
 -- every response's headers and body, so it is only defined when a limit is asked for.
+-- When the count is reached the thread stops and touches BENCH_DONE; wrk's main thread
+-- would still sleep for the whole -d, so run.py sends it SIGINT on seeing that file.
 local limit = tonumber(os.getenv("BENCH_LIMIT") or "0") or 0
 if limit > 0 then
   local seen = 0
   function response(status, headers, body)
     seen = seen + 1
-    if seen >= limit then
+    if seen == limit then
+      local marker = os.getenv("BENCH_DONE")
+      if marker ~= nil and marker ~= "" then
+        local f = io.open(marker, "w")
+        if f then f:write("done\n") f:close() end
+      end
       wrk.thread:stop()
     end
   end

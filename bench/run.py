@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -75,13 +76,14 @@ class Plan:
     soak_calls: int
     soak_cap_s: int
     profile_s: int
+    long_s: int = 5
 
     @classmethod
     def make(cls, quick: bool, calls: int | None) -> Plan:
         if quick:
-            plan = cls(1, 3, (1, 8, 64), 200, 3, 10_000, 30, 5)
+            plan = cls(1, 3, (1, 8, 64), 200, 2, 10_000, 30, 4, 2)
         else:
-            plan = cls(2, 10, (1, 8, 64), 2_000, 6, 100_000, 240, 10)
+            plan = cls(2, 10, (1, 8, 64), 2_000, 6, 100_000, 150, 10)
         if calls is not None:
             plan.soak_calls = calls
         return plan
@@ -102,7 +104,10 @@ def free_port() -> int:
 
 def http(method: str, url: str, body: Any = None, *, key: str | None = None,
          timeout: float = 30.0) -> tuple[int, bytes]:
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    if body is None or isinstance(body, bytes):
+        data = body
+    else:
+        data = json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
@@ -163,12 +168,34 @@ def process_tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
+    """CPU seconds of these processes and all their descendants, each process counted once."""
+    seen: set[int] = set()
     for root in pids:
-        for p in process_tree(root):
-            st = _proc_stat(p)
-            total += st[1] if st else 0.0
+        seen.update(process_tree(root))
+    total = 0.0
+    for p in seen:
+        st = _proc_stat(p)
+        total += st[1] if st else 0.0
     return total
+
+
+OUR_PIDS: list[int] = []  # upstream and gateways, for the "other load" estimate
+
+
+def machine_busy() -> float:
+    """CPU seconds spent busy by the whole machine since boot (all cores), from /proc/stat."""
+    return _cpu_line()[0]
+
+
+def machine_steal() -> float:
+    """CPU seconds the hypervisor gave to others since boot (all cores)."""
+    return _cpu_line()[1]
+
+
+def _cpu_line() -> tuple[float, float]:
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq) / _CLK, steal / _CLK
 
 
 def memory(pid: int) -> dict[str, float]:
@@ -279,9 +306,17 @@ MESSAGES = [
 ]
 
 
-def request_body(model: str, chunks: int | None) -> bytes:
+# A long prompt (about 4,300 tokens, 21 KB: a chat history or retrieved context), to show
+# what costs grow with the prompt (token counting for the reservation, JSON parse/encode).
+LONG_TEXT = ("The quick brown fox jumps over the lazy dog while the metering gateway counts "
+             "tokens. ") * 250
+
+
+def request_body(model: str, chunks: int | None, long: bool = False) -> bytes:
     body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in MESSAGES],
                             "max_tokens": 64}
+    if long:
+        body["messages"][-1]["content"] = LONG_TEXT + body["messages"][-1]["content"]
     if chunks is not None:
         body["stream"] = True
         # Only the mock upstream reads this directive (nginx ignores the body): N pieces.
@@ -360,12 +395,19 @@ def start_nginx(nginx: str, tmp: Path, cpus: str | None) -> Upstream:
         f"      default_type application/json;\n"
         f"      return 200 {_nginx_str(chat_completion())};\n    }}"
     ]
+    # Stream bodies are longer than an nginx config parameter may be (4 KiB), so they are
+    # files; the static module answers POST with 405, which error_page turns into a GET of
+    # the same file with status 200.
     for n in STREAM_CHUNKS:
+        body = root / f"stream{n}.txt"
+        body.write_bytes(sse_stream(n))
         locations.append(
             f"    location = /s{n}/v1/chat/completions {{\n"
+            f"      alias {body};\n"
             f"      default_type text/event-stream;\n"
+            f"      etag off;\n"
             f"      add_header Cache-Control no-cache;\n"
-            f"      return 200 {_nginx_str(sse_stream(n))};\n    }}")
+            f"      error_page 405 =200 $uri;\n    }}")
     temp_paths = "".join(f"  {d}_temp_path {root}/tmp/{d};\n"
                          for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     conf = (
@@ -418,9 +460,27 @@ def start_mock(tmp: Path, cpus: str | None) -> Upstream:
                     {"json": base, **{f"s{n}": base for n in STREAM_CHUNKS}})
 
 
+GATEWAY_SRC = REPO  # the tree whose gateway/ package is run (--gateway-src for A/B runs)
+
+
 def _pythonpath() -> str:
     extra = os.environ.get("PYTHONPATH")
-    return f"{REPO}{os.pathsep}{extra}" if extra else str(REPO)
+    return f"{GATEWAY_SRC}{os.pathsep}{extra}" if extra else str(GATEWAY_SRC)
+
+
+def start_passthrough(tmp: Path, upstream: Upstream, models: dict[str, str],
+                      cpus: str | None) -> Child:
+    """bench/passthrough.py: the same stack with no metering, as the floor to compare with."""
+    port = free_port()
+    routes = {models[r]: base for r, base in upstream.bases.items()}
+    env = {**os.environ, "PASSTHROUGH_ROUTES": json.dumps(routes)}
+    child = Child("passthrough", [sys.executable, str(BENCH / "passthrough.py"), str(port)],
+                  tmp / "passthrough.log", env=env, cwd=tmp, cpus=cpus)
+    child.port = port  # type: ignore[attr-defined]
+    if not wait_port(port, child.proc, 30):
+        child.stop()
+        raise RuntimeError("did not start: " + tail(tmp / "passthrough.log"))
+    return child
 
 
 # -- the gateway under test ------------------------------------------------------------------
@@ -536,18 +596,42 @@ def wrk(wrk_exe: str, target: Target, route: str, conns: int, seconds: int, tmp:
         limit: int = 0, cpus: str | None = None) -> dict[str, Any]:
     _WRK_RUNS[target.name] += 1
     out = tmp / f"wrk-{target.name}-{route}-c{conns}-{_WRK_RUNS[target.name]}.json"
+    marker = out.with_suffix(".done")
     env = {**os.environ, "BENCH_BODY": str(target.bodies[route]), "BENCH_KEY": target.key,
-           "BENCH_LIMIT": str(limit), "BENCH_OUT": str(out)}
+           "BENCH_LIMIT": str(limit), "BENCH_OUT": str(out), "BENCH_DONE": str(marker)}
     prefix = ["taskset", "-c", cpus] if cpus and shutil.which("taskset") else []
-    cmd = prefix + [wrk_exe, "-t", "1", "-c", str(conns), "-d", f"{seconds}s", "--timeout", "10s",
-                    "-s", str(LUA), target.url(route)]
+    cmd = [*prefix, wrk_exe, "-t", "1", "-c", str(conns), "-d", f"{seconds}s", "--timeout", "10s",
+           "-s", str(LUA), target.url(route)]
     cpu0 = cpu_seconds(target.pids)
     srv0 = cpu_seconds(target.server_pids)
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    ours = sorted({os.getpid(), *target.pids, *target.server_pids, *OUR_PIDS})
+    own0 = cpu_seconds(ours)
+    busy0, steal0 = _cpu_line()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + seconds + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if limit and marker.exists():
+            proc.send_signal(signal.SIGINT)  # the count is reached: wrk prints and exits
+            break
+        time.sleep(0.05)
+    try:
+        _, stderr = proc.communicate(timeout=max(5.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+    wall = time.monotonic() - wall0
     cpu = cpu_seconds(target.pids) - cpu0
     srv = cpu_seconds(target.server_pids) - srv0
-    if r.returncode != 0 or not out.exists():
-        raise RuntimeError(f"wrk failed ({r.returncode}): {r.stderr.strip()[-500:]}")
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
+    own = cpu_seconds(ours) - own0
+    busy1, steal1 = _cpu_line()
+    other = max(0.0, busy1 - busy0 - own - wrk_cpu)
+    if proc.returncode != 0 or not out.exists():
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {stderr.strip()[-500:]}")
     res = json.loads(out.read_text())
     secs = res["duration_us"] / 1e6
     n = res["requests"]
@@ -563,6 +647,11 @@ def wrk(wrk_exe: str, target: Target, route: str, conns: int, seconds: int, tmp:
         "errors": sum(res["errors"].values()), "error_detail": res["errors"],
         "cpu_us_per_call": round(cpu / n * 1e6, 1) if n and target.pids else None,
         "cpu_util": round(cpu / secs, 2) if secs and target.pids else None,
+        "wrk_cpu_util": round(wrk_cpu / wall, 2) if wall else None,
+        # CPU used meanwhile by processes that are not part of this benchmark (other work on
+        # the machine), in cores: a cell with a high number is noisy.
+        "other_load_cores": round(other / wall, 2) if wall else None,
+        "steal_cores": round((steal1 - steal0) / wall, 2) if wall else None,
     }
     if target.server_pids:
         summary["servers_cpu_us_per_call"] = round(srv / n * 1e6, 1) if n else None
@@ -637,11 +726,13 @@ def start_production(tmp: Path, upstream_env: dict[str, str], cpus_gw: str | Non
     spec.loader.exec_module(servers)
     started: list = []
     try:
-        pg = servers.PostgresServer(base_dir=tmp)
+        # base_dir None: the system temp dir, which the postgres user (when we are root) can
+        # traverse; our own temp dir is 0700.
+        pg = servers.PostgresServer()
         started.append(pg)
         pg.start()
         # like a production Redis: AOF fsynced once a second (the tests use "always")
-        redis = servers.RedisServer(base_dir=tmp, appendfsync="everysec")
+        redis = servers.RedisServer(appendfsync="everysec")
         started.append(redis)
         redis.start()
         dsn = pg.create_database("gateway_bench")
@@ -701,8 +792,10 @@ def analyse_collapsed(path: Path, top: int = 30) -> dict[str, Any]:
         return [{"frame": f, "samples": n, "pct": round(100 * n / total, 1)}
                 for f, n in c.most_common(top)]
 
+    gateway_incl = Counter({f: n for f, n in incl.items() if "gateway/" in f
+                            and not f.startswith(("<module>", "main ", "_serve ", "serve "))})
     return {"samples": total, "own": rows(own), "inclusive": rows(incl),
-            "own_by_package": rows(by_pkg)}
+            "inclusive_gateway": rows(gateway_incl), "own_by_package": rows(by_pkg)}
 
 
 def _package(frame: str) -> str:
@@ -718,17 +811,20 @@ def _package(frame: str) -> str:
 
 
 def run_profile(py_spy: str, wrk_exe: str, target: Target, seconds: int, tmp: Path,
-                stamp: str, cpus: str | None) -> dict[str, Any]:
+                stamp: str, cpus: str | None, native: bool = False,
+                route: str = "json") -> dict[str, Any]:
     PROFILES.mkdir(exist_ok=True)
-    out: dict[str, Any] = {"seconds": seconds, "connections": 8, "rate_hz": 200, "files": {}}
+    out: dict[str, Any] = {"seconds": seconds, "connections": 8, "rate_hz": 200, "files": {},
+                           "native": native, "target": target.name, "route": route}
+    tag = ("-native" if native else "") + ("" if route == "json" else f"-{route}")
     for fmt, ext in (("raw", "collapsed.txt"), ("flamegraph", "svg")):
-        dest = PROFILES / f"{stamp}-{target.name}-c8.{ext}"
+        dest = PROFILES / f"{stamp}-{target.name}-c8{tag}.{ext}"
         spy = subprocess.Popen([py_spy, "record", "--pid", str(target.gateway.pid), "--rate",
                                 "200", "--duration", str(seconds + 1), "--format", fmt,
-                                "--output", str(dest)],
+                                "--output", str(dest), *(["--native"] if native else [])],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(0.7)
-        res = wrk(wrk_exe, target, "json", 8, seconds, tmp, cpus=cpus)
+        res = wrk(wrk_exe, target, route, 8, seconds, tmp, cpus=cpus)
         try:
             spy_out, _ = spy.communicate(timeout=seconds + 30)
         except subprocess.TimeoutExpired:
@@ -741,7 +837,7 @@ def run_profile(py_spy: str, wrk_exe: str, target: Target, seconds: int, tmp: Pa
         out[f"load_{fmt}"] = {k: res[k] for k in ("calls_per_s", "p50_ms", "p99_ms", "errors")}
         if fmt == "raw":
             out["analysis"] = analyse_collapsed(dest)
-    summary = PROFILES / f"{stamp}-{target.name}-c8.top.txt"
+    summary = PROFILES / f"{stamp}-{target.name}-c8{tag}.top.txt"
     summary.write_text(render_profile(out))
     out["files"]["top"] = str(summary.relative_to(REPO))
     return out
@@ -751,12 +847,16 @@ def render_profile(prof: dict[str, Any]) -> str:
     a = prof.get("analysis")
     if not a:
         return prof.get("error", "no profile") + "\n"
-    lines = [f"py-spy {prof['rate_hz']} Hz, {prof['seconds']} s, wrk 8 connections, "
-             f"non-stream chat completion; {a['samples']} samples (idle excluded)",
+    what = {"json": "non-streamed chat completion", "long": "non-streamed, ~4,300-token prompt"
+            }.get(prof.get("route", "json"), f"streamed chat completion ({prof.get('route')})")
+    lines = [f"py-spy {prof['rate_hz']} Hz, {prof['seconds']} s, {prof.get('target', '')} "
+             f"gateway, wrk 8 connections, {what}; {a['samples']} samples (idle excluded)",
              f"load while sampling: {prof.get('load_raw')}", "", "own time by package:"]
     lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in a["own_by_package"]]
     lines += ["", "own time by frame:"]
     lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in a["own"]]
+    lines += ["", "inclusive time, gateway frames:"]
+    lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in a["inclusive_gateway"]]
     lines += ["", "inclusive time by frame:"]
     lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in a["inclusive"]]
     return "\n".join(lines) + "\n"
@@ -786,23 +886,27 @@ REPORT_QUERIES = [
 
 
 def hook_reports(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Timings of report/usage queries over the ledger the soak filled (median of 5)."""
-    gw: Gateway | None = ctx.get("gateway")
-    if gw is None:
+    """Timings of report/usage queries over the ledger the soak filled (median of 5), per
+    gateway mode."""
+    gateways: list[Gateway] = ctx.get("gateways", [])
+    if not gateways:
         return {"note": "no gateway"}
-    out = {}
-    for name, who, path in REPORT_QUERIES:
-        key = ADMIN_KEY if who == "admin" else gw.key
-        times, status = [], None
-        for _ in range(5):
-            t0 = time.perf_counter()
-            status, _ = http("GET", gw.base + path, key=key, timeout=60)
-            times.append(time.perf_counter() - t0)
-            if status == 404 or status == 405:
-                break
-        out[name] = {"path": path, "status": status,
-                     "median_ms": round(statistics.median(times) * 1000, 2)}
-    return {"ledger_calls": gw.calls, "queries": out}
+    out: dict[str, Any] = {}
+    for gw in gateways:
+        queries = {}
+        for name, who, path in REPORT_QUERIES:
+            key = ADMIN_KEY if who == "admin" else gw.key
+            times, status = [], None
+            for _ in range(5):
+                t0 = time.perf_counter()
+                status, _ = http("GET", gw.base + path, key=key, timeout=60)
+                times.append(time.perf_counter() - t0)
+                if status in (404, 405, 500):
+                    break
+            queries[name] = {"path": path, "status": status,
+                             "median_ms": round(statistics.median(times) * 1000, 2)}
+        out[gw.mode] = {"ledger_calls": gw.calls, "queries": queries}
+    return out
 
 
 HOOKS = {"settlement": hook_settlement, "reports": hook_reports}
@@ -825,12 +929,12 @@ def machine() -> dict[str, Any]:
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     commit = dirty = None
     with contextlib.suppress(Exception):
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(["git", "-C", str(GATEWAY_SRC), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip() or None
         dirty = bool(subprocess.run(
-            ["git", "-C", str(REPO), "--no-optional-locks", "status", "--porcelain", "gateway"],
-            capture_output=True, text=True, timeout=10).stdout.strip())
-    return {"nproc": os.cpu_count(), "cpu": cpu, "memory": mem,
+            ["git", "-C", str(GATEWAY_SRC), "--no-optional-locks", "status", "--porcelain",
+             "gateway"], capture_output=True, text=True, timeout=10).stdout.strip())
+    return {"nproc": os.cpu_count(), "cpu": cpu, "memory": mem, "gateway_src": str(GATEWAY_SRC),
             "kernel": platform.release(), "python": platform.python_version(),
             "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
             "git_commit": commit, "gateway_tree_dirty": dirty}
@@ -838,7 +942,7 @@ def machine() -> dict[str, Any]:
 
 def _f(v: Any, digits: int = 2) -> str:
     if v is None:
-        return "–"
+        return "-"
     if isinstance(v, float):
         return f"{v:,.{digits}f}"
     if isinstance(v, int):
@@ -882,16 +986,17 @@ def render(res: dict[str, Any]) -> str:
     m = res["machine"]
     up = res["upstream"]
     out = [f"### Run {res['started']} ({res['mode']})", "",
-           f"Machine: {m['nproc']} × {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}, "
+           f"Machine: {m['nproc']} x {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}, "
            f"Python {m['python']}, load average at start {' '.join(m['loadavg_start'])}; "
            f"gateway at {m['git_commit']}{' (+ local changes)' if m['gateway_tree_dirty'] else ''}."
            f" Upstream: {up['kind']} ({up['version']}). Load: wrk, 1 thread. "
            f"CPU pinning: {res['pinning'] or 'none'}.", ""]
     direct = {r["connections"]: r for r in res["throughput"] if r["target"] == "direct"}
     out += ["Non-streamed chat completion (wrk, "
-            f"{res['plan']['measure_s']} s per cell after {res['plan']['warmup_s']} s warm-up):", "",
+            f"{res['plan']['measure_s']} s per cell after {res['plan']['warmup_s']} s warm-up):",
+            "",
             "| target | conns | calls/s | p50 ms | p99 ms | added p50 ms | gateway CPU µs/call "
-            "| errors |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| errors | other load |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in res["throughput"]:
         d = direct.get(r["connections"])
         added = r["p50_ms"] - d["p50_ms"] if d and r["target"] != "direct" else None
@@ -900,7 +1005,20 @@ def render(res: dict[str, Any]) -> str:
             cpu = f"{_f(cpu, 0)} (+{_f(r['servers_cpu_us_per_call'], 0)} PG/Redis)"
         out.append(f"| {r['target']} | {r['connections']} | {_f(r['calls_per_s'], 0)} | "
                    f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | {_f(added, 3)} | "
-                   f"{_f(cpu, 0)} | {r['errors']} |")
+                   f"{_f(cpu, 0)} | {r['errors']} | {_f(r.get('other_load_cores'), 2)} |")
+    if res.get("long_prompt"):
+        dlong = {r["connections"]: r for r in res["long_prompt"] if r["target"] == "direct"}
+        out += ["", f"Long prompt (~4,300 tokens, {len(LONG_TEXT) // 1000} KB body), "
+                "non-streamed:", "",
+                "| target | conns | calls/s | p50 ms | p99 ms | added p50 ms | gateway CPU µs/call "
+                "| errors | other load |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["long_prompt"]:
+            d = dlong.get(r["connections"])
+            added = r["p50_ms"] - d["p50_ms"] if d and r["target"] != "direct" else None
+            out.append(f"| {r['target']} | {r['connections']} | {_f(r['calls_per_s'], 0)} | "
+                       f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | {_f(added, 3)} | "
+                       f"{_f(r['cpu_us_per_call'], 0)} | {r['errors']} | "
+                       f"{_f(r.get('other_load_cores'), 2)} |")
     if res.get("stream_probe"):
         dp = next((p for p in res["stream_probe"] if p["target"] == "direct"), None)
         out += ["", f"Streamed, {STREAM_CHUNKS[0]} chunks + usage chunk + [DONE], one call at a "
@@ -918,15 +1036,16 @@ def render(res: dict[str, Any]) -> str:
                        f"{_f(at, 3)} | {_f(ad, 3)} |")
     if res.get("stream_load"):
         out += ["", "Streamed under load (wrk, 8 connections):", "",
-                "| target | chunks | calls/s | p50 ms | p99 ms | gateway CPU µs/call | errors |",
-                "|---|---:|---:|---:|---:|---:|---:|"]
+                "| target | chunks | calls/s | p50 ms | p99 ms | gateway CPU µs/call | errors "
+                "| other load |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in res["stream_load"]:
             out.append(f"| {r['target']} | {r['route'][1:]} | {_f(r['calls_per_s'], 0)} | "
                        f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | "
-                       f"{_f(r['cpu_us_per_call'], 0)} | {r['errors']} |")
+                       f"{_f(r['cpu_us_per_call'], 0)} | {r['errors']} | "
+                       f"{_f(r.get('other_load_cores'), 2)} |")
         for name, v in res.get("per_chunk_cpu_us", {}).items():
             out.append(f"\nPer-chunk gateway CPU ({name}): {_f(v, 2)} µs "
-                       f"(CPU/call at {STREAM_CHUNKS[1]} chunks − at {STREAM_CHUNKS[0]}, "
+                       f"(CPU/call at {STREAM_CHUNKS[1]} chunks - at {STREAM_CHUNKS[0]}, "
                        f"÷ {STREAM_CHUNKS[1] - STREAM_CHUNKS[0]}).")
     if res.get("memory"):
         out += ["", "Gateway memory (VmRSS from /proc/<pid>/status):", "",
@@ -940,17 +1059,26 @@ def render(res: dict[str, Any]) -> str:
     if res.get("production_note"):
         out += ["", f"Production mode: {res['production_note']}"]
     hooks = res.get("hooks", {})
-    if hooks.get("settlement", {}).get("embedded"):
-        s = hooks["settlement"]["embedded"]
-        out += ["", f"Settlement (embedded outbox): backlog {s.get('backlog_at_end')} records when "
-                f"the soak ended, drained in {_f(s.get('drain_s'), 2)} s."]
-    q = hooks.get("reports", {}).get("queries")
-    if q:
-        out += ["", f"Report queries after {hooks['reports']['ledger_calls']:,} calls "
-                "(median of 5, ms; 404 = not built yet):", "",
-                "| query | status | median ms |", "|---|---:|---:|"]
-        out += [f"| {k} `{v['path']}` | {v['status']} | {_f(v['median_ms'], 2)} |"
-                for k, v in q.items()]
+    for mode, st in (hooks.get("settlement") or {}).items():
+        if isinstance(st, dict) and "drain_s" in st:
+            out += ["", f"Settlement ({mode}): usage backlog {st.get('backlog_at_end')} records "
+                    f"when the soak ended (`/readyz` usage_backlog), drained in "
+                    f"{_f(st.get('drain_s'), 2)} s."]
+    reports = {m: v for m, v in (hooks.get("reports") or {}).items()
+               if isinstance(v, dict) and "queries" in v}
+    if reports:
+        modes = list(reports)
+        out += ["", "Report queries after the soak (median of 5, ms; status 404 = not built "
+                "yet, 500 = failing):", "",
+                "| query | " + " | ".join(f"{m} calls in ledger | {m} ms" for m in modes) + " |",
+                "|---|" + "---:|---:|" * len(modes)]
+        for name, _, path in REPORT_QUERIES:
+            cells = []
+            for m in modes:
+                q = reports[m]["queries"].get(name, {})
+                cells.append(f"{_f(reports[m]['ledger_calls'])} | "
+                             f"{_f(q.get('median_ms'), 2)} ({q.get('status')})")
+            out.append(f"| {name} `{path}` | " + " | ".join(cells) + " |")
     if res.get("budget"):
         out += ["", "Budget:", "", "| check | measured | budget | met |", "|---|---:|---|---|"]
         for b in res["budget"]:
@@ -987,17 +1115,43 @@ def main(argv: list[str] | None = None) -> int:
                     help="also production mode (private PostgreSQL + Redis); fails cleanly")
     ap.add_argument("--prod-workers", type=int, default=1, help="gateway processes in production")
     ap.add_argument("--profile", action="store_true",
-                    help="py-spy profile of the embedded gateway at 8 connections -> bench/profiles/")
+                    help="py-spy profile of a gateway at 8 connections -> bench/profiles/")
     ap.add_argument("--profile-only", action="store_true", help="only the profile")
+    ap.add_argument("--profile-mode", choices=("embedded", "production"), default="embedded",
+                    help="which gateway to profile (production needs --production)")
+    ap.add_argument("--profile-route", choices=("json", "long", "s20", "s200"), default="json",
+                    help="which call to profile: non-streamed (json), long prompt, or a stream")
+    ap.add_argument("--profile-native", action="store_true",
+                    help="py-spy --native: C frames too (uvloop, sqlite3, syscalls)")
     ap.add_argument("--upstream", choices=("auto", "nginx", "mock"), default="auto")
     ap.add_argument("--no-install", action="store_true",
                     help="never apt-get/pip install missing tools")
+    ap.add_argument("--gateway-src", type=Path, default=REPO,
+                    help="run the gateway package from this source tree (A/B comparisons)")
+    ap.add_argument("--phases", default="throughput,long,stream,soak,hooks",
+                    help="comma list of phases to run (default: all of "
+                    "throughput,long,stream,soak,hooks)")
+    ap.add_argument("--conns", help="comma list of connection counts (default 1,8,64)")
+    ap.add_argument("--seconds", type=int, help="seconds per measured cell (default 10; 3 quick)")
+    ap.add_argument("--no-passthrough", action="store_true",
+                    help="skip the bare pass-through reference (bench/passthrough.py)")
     ap.add_argument("--pin", action="store_true",
                     help="pin the gateway to CPU 0, everything else to CPU 1")
     ap.add_argument("--no-readme", action="store_true",
                     help="do not rewrite the latest-run section of bench/README.md")
     args = ap.parse_args(argv)
+    global GATEWAY_SRC
+    GATEWAY_SRC = args.gateway_src.resolve()
+    if not (GATEWAY_SRC / "gateway" / "__main__.py").exists():
+        ap.error(f"--gateway-src {GATEWAY_SRC}: no gateway/__main__.py there")
+    phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     plan = Plan.make(args.quick, args.calls)
+    if args.conns:
+        plan.concurrency = tuple(int(c) for c in args.conns.split(","))
+    if args.seconds:
+        plan.measure_s = plan.stream_load_s = args.seconds
+    full_run = (phases >= {"throughput", "long", "stream", "soak", "hooks"} and GATEWAY_SRC == REPO
+                and not args.conns and not args.seconds and not args.calls)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     mode = ("quick" if args.quick else "full") + ("+production" if args.production else "")
     cpus_gw = cpus_rest = None
@@ -1007,8 +1161,10 @@ def main(argv: list[str] | None = None) -> int:
             os.sched_setaffinity(0, {1})
     res: dict[str, Any] = {"started": stamp, "mode": mode, "plan": asdict(plan),
                            "machine": machine(), "budget_targets": BUDGET, "notes": [],
-                           "pinning": f"gateway cpu{cpus_gw}, rest cpu{cpus_rest}" if cpus_gw else None,
-                           "throughput": [], "stream_probe": [], "stream_load": [],
+                           "pinning": (f"gateway cpu{cpus_gw}, rest cpu{cpus_rest}"
+                                       if cpus_gw else None),
+                           "throughput": [], "long_prompt": [], "stream_probe": [],
+                           "stream_load": [],
                            "memory": {}, "hooks": {}}
     nginx, wrk_exe, notes = ensure_tools(not args.no_install)
     res["notes"] += notes
@@ -1038,6 +1194,7 @@ def main(argv: list[str] | None = None) -> int:
             res["notes"].append("upstream is the Python mock: direct numbers are the mock's, "
                                 "not a static server's")
         children.append(upstream.child)
+        OUR_PIDS.append(upstream.child.pid)
         res["upstream"] = {"kind": upstream.kind, "version": upstream.version}
         log(f"upstream: {upstream.kind} at {upstream.bases['json']}")
 
@@ -1047,21 +1204,24 @@ def main(argv: list[str] | None = None) -> int:
 
         def bodies(prefix: str, model_for: dict[str, str]) -> dict[str, Path]:
             out = {}
-            for route in routes:
-                chunks = None if route == "json" else int(route[1:])
+            for route in [*routes, "long"]:
+                chunks = None if route in ("json", "long") else int(route[1:])
                 p = bodies_dir / f"{prefix}-{route}.json"
-                p.write_bytes(request_body(model_for[route], chunks))
+                p.write_bytes(request_body(model_for.get(route, model_for["json"]), chunks,
+                                           long=route == "long"))
                 out[route] = p
             return out
 
         from urllib.parse import urlparse
-        direct = Target("direct", "", "", {}, bodies("direct", dict.fromkeys(routes, UPSTREAM_MODEL)),
+        direct = Target("direct", "", "", {},
+                        bodies("direct", dict.fromkeys(routes, UPSTREAM_MODEL)),
                         pids=[upstream.child.pid])
         u = urlparse(upstream.bases["json"])
         direct.base = f"{u.scheme}://{u.netloc}"
         direct.paths = {r: urlparse(upstream.url(r)).path for r in routes}
+        direct.paths["long"] = direct.paths["json"]
         gw_models = {r: "bench" if r == "json" else f"bench-{r}" for r in routes}
-        gw_paths = dict.fromkeys(routes, "/v1/chat/completions")
+        gw_paths = dict.fromkeys([*routes, "long"], "/v1/chat/completions")
         models_path = tmp / "models.yaml"
         models_path.write_text(models_yaml(upstream))
         upstream_env = {"GATEWAY_MODELS": str(models_path)}
@@ -1070,6 +1230,7 @@ def main(argv: list[str] | None = None) -> int:
         gw = Gateway("embedded", tmp, {**upstream_env,
                                        "GATEWAY_DATABASE_URL": f"sqlite:///{tmp}/gw.db"}, cpus_gw)
         children.append(gw)
+        OUR_PIDS.append(gw.pid)
         gw.start()
         idle = memory(gw.pid)
         emb = Target("embedded", gw.base, gw.key, gw_paths, bodies("gw", gw_models),
@@ -1078,15 +1239,26 @@ def main(argv: list[str] | None = None) -> int:
             gw.smoke(emb.bodies[r].read_bytes(), stream=r != "json")
         res["memory"]["embedded"] = {"idle": idle}
         log(f"embedded gateway ready at {gw.base} (pid {gw.pid}, idle RSS {idle['rss_mb']} MB)")
-        targets = [direct, emb]
+        targets = [direct]
+        if not args.no_passthrough:
+            try:
+                pt = start_passthrough(tmp, upstream, gw_models, cpus_gw)
+                children.append(pt)
+                OUR_PIDS.append(pt.pid)
+                targets.append(Target("passthrough", f"http://{HOST}:{pt.port}", "", gw_paths,
+                                      emb.bodies, pids=[pt.pid]))
+            except Exception as exc:
+                res["notes"].append(f"bare pass-through not measured: {exc}")
+        targets.append(emb)
 
         # production gateway (optional; may fail cleanly)
-        if args.production and not args.profile_only:
+        if args.production:
             prod_gw = None
             try:
                 prod_gw, servers, server_pids = start_production(
                     tmp, upstream_env, cpus_gw, cpus_rest, args.prod_workers)
                 children.append(prod_gw)
+                OUR_PIDS.extend([prod_gw.pid, *server_pids])
                 prod_gw.start()
                 prod_idle = memory(prod_gw.pid)
                 prod = Target("production", prod_gw.base, prod_gw.key, gw_paths, emb.bodies,
@@ -1112,7 +1284,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.profile_only:
             # 1. non-streamed calls/s and latency, targets interleaved per concurrency
-            for conns in plan.concurrency:
+            for conns in plan.concurrency if "throughput" in phases else ():
                 for t in targets:
                     wrk(wrk_exe, t, "json", conns, plan.warmup_s, tmp, cpus=cpus_rest)
                     r = wrk(wrk_exe, t, "json", conns, plan.measure_s, tmp, cpus=cpus_rest)
@@ -1121,15 +1293,24 @@ def main(argv: list[str] | None = None) -> int:
                         f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
                         f"errors {r['errors']}")
 
+            # 1b. the same with a long prompt (~4,300 tokens), 1 and 8 connections
+            for conns in ((8,) if args.quick else (1, 8)) if "long" in phases else ():
+                for t in targets:
+                    wrk(wrk_exe, t, "long", conns, plan.warmup_s, tmp, cpus=cpus_rest)
+                    r = wrk(wrk_exe, t, "long", conns, plan.long_s, tmp, cpus=cpus_rest)
+                    res["long_prompt"].append(r)
+                    log(f"{t.name:10s} long c={conns:<3d} {r['calls_per_s']:>9,.0f} calls/s  "
+                        f"p50 {r['p50_ms']:.3f} ms  cpu/call {r['cpu_us_per_call']} µs")
+
             # 2. streamed: TTFB one call at a time, then under load at 8 connections
             s20 = f"s{STREAM_CHUNKS[0]}"
-            for t in targets:
+            for t in targets if "stream" in phases else ():
                 p = stream_probe(t, s20, plan.stream_probe_calls)
                 res["stream_probe"].append(p)
                 log(f"{t.name:10s} stream TTFB p50 {p['ttfb_p50_ms']} ms total p50 "
                     f"{p['total_p50_ms']} ms ({p['calls']} calls, {p['bad']} bad)")
             per_chunk = {}
-            for t in targets:
+            for t in targets if "stream" in phases else ():
                 cpu_per = {}
                 for route in (f"s{n}" for n in STREAM_CHUNKS):
                     wrk(wrk_exe, t, route, 8, plan.warmup_s, tmp, cpus=cpus_rest)
@@ -1146,7 +1327,7 @@ def main(argv: list[str] | None = None) -> int:
 
             # 3. memory: a soak of N calls, bounded in count and in time
             settlement = {}
-            for t in targets:
+            for t in targets if "soak" in phases else ():
                 if t.gateway is None:
                     continue
                 log(f"{t.name}: soak of {plan.soak_calls:,} calls at 8 connections")
@@ -1168,8 +1349,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{t.name}: {t.gateway.calls:,} calls served, RSS {after['rss_mb']} MB "
                     f"(peak {after['hwm_mb']} MB); outbox drained in {drain:.2f} s")
             ctx["settlement"] = settlement
-            ctx["gateway"] = gw
-            for name, hook in HOOKS.items():
+            ctx["gateways"] = [t.gateway for t in targets if t.gateway is not None]
+            for name, hook in HOOKS.items() if "hooks" in phases else ():
                 try:
                     res["hooks"][name] = hook(ctx)
                 except Exception as exc:  # a hook never sinks the run
@@ -1181,9 +1362,15 @@ def main(argv: list[str] | None = None) -> int:
             if py_spy is None:
                 res["profile"] = {"error": "py-spy not found (pip install py-spy)"}
             else:
-                log(f"profiling the embedded gateway for {plan.profile_s} s x 2 (py-spy)")
-                res["profile"] = run_profile(py_spy, wrk_exe, emb, plan.profile_s, tmp, stamp,
-                                             cpus_rest)
+                ptarget = next((t for t in targets if t.name == args.profile_mode), None)
+                if ptarget is None:
+                    res["profile"] = {"error": f"no {args.profile_mode} gateway to profile"}
+                else:
+                    log(f"profiling the {ptarget.name} gateway for {plan.profile_s} s x 2 "
+                        "(py-spy)")
+                    res["profile"] = run_profile(py_spy, wrk_exe, ptarget, plan.profile_s, tmp,
+                                                 stamp, cpus_rest, native=args.profile_native,
+                                                 route=args.profile_route)
                 if "analysis" in res["profile"]:
                     print(render_profile(res["profile"]), file=sys.stderr)
                 else:
@@ -1197,8 +1384,13 @@ def main(argv: list[str] | None = None) -> int:
                 s.cleanup()
         for c in children:
             log_path = getattr(c, "log", None)
-            if isinstance(log_path, Path) and "Traceback" in (tail(log_path, 200) or ""):
-                res["notes"].append(f"{log_path.name} has a traceback: see {log_path}")
+            text = tail(log_path, 5000) if isinstance(log_path, Path) else ""
+            if "Traceback" in text:
+                errors = sorted({ln.strip() for ln in text.splitlines()
+                                 if re.match(r"^[\w.]+(Error|Exception)\b", ln.strip())})
+                res["notes"].append(f"{log_path.name} has {text.count('Traceback')} "
+                                    f"traceback(s) ({'; '.join(errors[:3]) or '?'}); "
+                                    f"log kept at {log_path}")
     res["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     res["budget"] = evaluate_budget(res)
     RESULTS.mkdir(exist_ok=True)
@@ -1207,7 +1399,7 @@ def main(argv: list[str] | None = None) -> int:
     table = render(res)
     print(table)
     log(f"results written to {result_file.relative_to(REPO)}")
-    if not args.quick and not args.no_readme and not args.profile_only:
+    if full_run and not args.quick and not args.no_readme and not args.profile_only:
         update_readme(table, result_file)
     with contextlib.suppress(OSError):
         if not any("traceback" in n for n in res["notes"]):

@@ -1,3 +1,3 @@
-"""The metering gateway: an OpenAI-compatible reverse proxy that sells LLM access on prepaid credit."""
+"""The metering gateway: an OpenAI-compatible proxy that sells LLM access on prepaid credit."""
 
 __version__ = "0.1.0"

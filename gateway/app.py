@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import me, prices
 from gateway.admin import routes as admin_routes
+from gateway.billing import routes as billing_routes
 from gateway.catalog import Catalog
 from gateway.errors import GatewayError, NotFound, error_body
 from gateway.proxy.pipeline import ProxyEndpoint
@@ -155,5 +156,6 @@ def _routes(services: Services) -> list[Route]:
         Route("/metrics", metrics, methods=["GET"]),
         *me.routes(services),
         *admin_routes.routes(services),
+        *billing_routes.routes(services),
     ]
 

@@ -62,7 +62,9 @@ class Catalog:
 
     def resolve(self, name: object, endpoint: str) -> Model:
         if not isinstance(name, str) or not name:
-            raise BadRequest("you must provide a model parameter", param="model", code="missing_model")
+            raise BadRequest(
+                "you must provide a model parameter", param="model", code="missing_model"
+            )
         model = self.models.get(name)
         if model is None:
             raise NotFound(
@@ -109,7 +111,11 @@ class _Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.to_python(v, (*where, str(i))) for i, v in enumerate(node.value)]
-        return yaml.SafeLoader(yaml.serialize(node)).get_single_data() if node.tag != "tag:yaml.org,2002:str" else node.value
+        return (
+            yaml.SafeLoader(yaml.serialize(node)).get_single_data()
+            if node.tag != "tag:yaml.org,2002:str"
+            else node.value
+        )
 
 
 def parse(text: str, *, source: str, env: Mapping[str, str]) -> Catalog:
@@ -186,7 +192,12 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
         if not isinstance(spec, dict):
             raise loc.fail(where, "must be a mapping with provider and price")
         unknown = set(spec) - {
-            "provider", "upstream_model", "price", "max_output_tokens", "kind", "encoding"
+            "provider",
+            "upstream_model",
+            "price",
+            "max_output_tokens",
+            "kind",
+            "encoding",
         }
         if unknown:
             raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
@@ -221,7 +232,7 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
 
 def _price(raw: object, where: tuple[str, ...], kind: str, loc: _Located) -> Price:
     if not isinstance(raw, dict):
-        raise loc.fail(where, "must be a mapping like {input: \"2.50\", output: \"10.00\"}")
+        raise loc.fail(where, 'must be a mapping like {input: "2.50", output: "10.00"}')
     unknown = set(raw) - {"input", "cached_input", "output"}
     if unknown:
         raise loc.fail((*where, sorted(unknown)[0]), "unknown price field")
@@ -239,8 +250,9 @@ def _price(raw: object, where: tuple[str, ...], kind: str, loc: _Located) -> Pri
         raise loc.fail((*where, "input"), "an input price is required")
     if kind == "chat" and values["output"] is None:
         raise loc.fail((*where, "output"), "a chat model needs an output price")
-    return Price(input=values["input"], output=values["output"] or 0,
-                 cached_input=values["cached_input"])
+    return Price(
+        input=values["input"], output=values["output"] or 0, cached_input=values["cached_input"]
+    )
 
 
 def describe(model: Model) -> dict[str, Any]:

@@ -97,5 +97,9 @@ class Unavailable(GatewayError):
     code = "dependency_unavailable"
 
 
-def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "code": code, "param": param}})
+def error_body(
+    message: str, type_: str, code: str | None = None, param: str | None = None
+) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": message, "type": type_, "code": code, "param": param}}
+    )

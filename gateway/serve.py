@@ -8,8 +8,8 @@ import os
 import secrets
 import signal
 import sys
-from types import FrameType
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlparse
 
 import uvicorn

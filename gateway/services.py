@@ -6,7 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway import catalog as catalog_mod
 from gateway.auth import Authenticator
@@ -18,6 +18,9 @@ from gateway.metering.store import BalanceStore, MemoryStore
 from gateway.metrics import Metrics
 from gateway.proxy.upstream import Upstreams
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.billing import Billing
 
 log = logging.getLogger("gateway")
 
@@ -42,6 +45,7 @@ class Services:
     upstreams: Upstreams
     catalog: Catalog
     writer: Background
+    billing: Billing | None = None  # set by gateway.billing.routes.routes()
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
@@ -107,6 +111,8 @@ async def metering(settings: Settings, ledger: Ledger) -> tuple[BalanceStore, Ba
 
 async def shutdown(services: Services) -> None:
     await services.drain(services.settings.shutdown_grace)
+    if services.billing is not None:
+        await services.billing.close()
     await services.writer.stop()
     await services.upstreams.close()
     await services.store.close()

@@ -7,11 +7,19 @@ import pytest
 from gateway import tokens
 
 
-@pytest.mark.parametrize(("model", "encoding"), [
-    ("gpt-4o-2024-08-06", "o200k_base"), ("gpt-4.1-mini", "o200k_base"), ("o3", "o200k_base"),
-    ("gpt-5-nano", "o200k_base"), ("gpt-3.5-turbo", "cl100k_base"), ("gpt-4", "cl100k_base"),
-    ("text-embedding-3-small", "cl100k_base"), ("ft:gpt-4o-mini:org", "o200k_base"),
-])
+@pytest.mark.parametrize(
+    ("model", "encoding"),
+    [
+        ("gpt-4o-2024-08-06", "o200k_base"),
+        ("gpt-4.1-mini", "o200k_base"),
+        ("o3", "o200k_base"),
+        ("gpt-5-nano", "o200k_base"),
+        ("gpt-3.5-turbo", "cl100k_base"),
+        ("gpt-4", "cl100k_base"),
+        ("text-embedding-3-small", "cl100k_base"),
+        ("ft:gpt-4o-mini:org", "o200k_base"),
+    ],
+)
 def test_encoding_is_picked_per_model_family(model, encoding):
     assert tokens.encoding_name_for(model) == encoding
 
@@ -22,7 +30,9 @@ def test_counting_works_offline_for_every_family():
         assert tokens.count_text(enc, "Hello world") in (2, 3)
 
 
-def test_missing_encoding_falls_back_to_a_conservative_estimate_with_one_warning(caplog, monkeypatch):
+def test_missing_encoding_falls_back_to_a_conservative_estimate_with_one_warning(
+    caplog, monkeypatch
+):
     import tiktoken
 
     def broken(name: str):  # type: ignore[no-untyped-def]
@@ -40,9 +50,21 @@ def test_missing_encoding_falls_back_to_a_conservative_estimate_with_one_warning
 
 def test_prompt_counts_cover_messages_tools_and_inputs():
     enc = tokens.encoder("cl100k_base")
-    chat = tokens.count_prompt(enc, "chat/completions", {"messages": [
-        {"role": "user", "content": [{"type": "text", "text": "hello there"},
-                                     {"type": "image_url", "image_url": {"url": "x"}}]}]})
+    chat = tokens.count_prompt(
+        enc,
+        "chat/completions",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "hello there"},
+                        {"type": "image_url", "image_url": {"url": "x"}},
+                    ],
+                }
+            ]
+        },
+    )
     assert chat >= tokens.TOKENS_PER_IMAGE + 2
     assert tokens.count_prompt(enc, "embeddings", {"input": [[1, 2, 3], [4]]}) == 4
     assert tokens.count_prompt(enc, "completions", {"prompt": ["a b", "c"]}) >= 3

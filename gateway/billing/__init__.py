@@ -256,8 +256,8 @@ class Billing:
 
     @classmethod
     def from_services(cls, services: Services) -> Billing:
-        config = BillingConfig.from_settings(
-            services.settings, currency=getattr(services.catalog, "currency", "usd"))
+        config = BillingConfig.from_settings(services.settings,
+                                             currency=services.catalog.currency)
         return cls(config=config, ledger=services.ledger,  # type: ignore[arg-type]
                    store=services.store)
 

@@ -30,6 +30,7 @@ from gateway.ledger.base import (
     UsageRecord,
     User,
 )
+from gateway.ledger.postgres_billing import PostgresBillingMixin
 from gateway.ledger.postgres_reports import PostgresReportsMixin
 from gateway.ledger.schema import migrations
 
@@ -122,7 +123,7 @@ SELECT request_id FROM inserted
 """
 
 
-class PostgresLedger(PostgresReportsMixin):
+class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
         self._min_size = min_size

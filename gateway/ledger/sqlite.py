@@ -28,6 +28,7 @@ from gateway.ledger.base import (
     utcnow,
 )
 from gateway.ledger.schema import migrations
+from gateway.ledger.sqlite_billing import SqliteBillingMixin
 from gateway.ledger.sqlite_reports import SqliteReportsMixin
 
 T = TypeVar("T")
@@ -42,7 +43,7 @@ def parse_ts(value: str | None) -> datetime | None:
     return None if value is None else datetime.strptime(value, _FMT).replace(tzinfo=UTC)
 
 
-class SqliteLedger(SqliteReportsMixin):
+class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
     def __init__(self, path: str) -> None:
         self.path = path
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ledger")

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from gateway.billing import BillingProfile, StripeEvent, TopupClaim
 from gateway.ledger.base import Entry, UnknownUser, utcnow
-from gateway.ledger.sqlite import parse_ts, ts
 
 T = TypeVar("T")
+
+
+# sqlite.py imports this mixin, so its timestamp helpers are reached at call time, not import.
+def _ts(value: datetime) -> str:
+    from gateway.ledger.sqlite import ts
+
+    return ts(value)
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    from gateway.ledger.sqlite import parse_ts
+
+    return parse_ts(value)
+
 _RETRYABLE = "('processing', 'unmatched', 'error')"
 
 
@@ -26,13 +39,13 @@ class SqliteBillingMixin:
     _tx: Callable[..., Any]
     _post: Callable[..., Entry]
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _billing_tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._run(lambda c: self._tx(c, fn))  # type: ignore[no-any-return]
 
     # -- Stripe events ------------------------------------------------------------------
 
     async def claim_stripe_event(self, event: StripeEvent) -> str | None:
-        now = ts(utcnow())
+        now = _ts(utcnow())
 
         def claim(c: sqlite3.Connection) -> str | None:
             cur = c.execute(
@@ -49,17 +62,17 @@ class SqliteBillingMixin:
                       (event.event_id,))
             return str(row["status"])
 
-        return await self._write(claim)
+        return await self._billing_tx(claim)
 
     async def finish_stripe_event(self, outcome: StripeEvent) -> None:
         o = outcome
         # Only a retryable row changes: of concurrent deliveries the first finisher wins.
-        await self._write(lambda c: c.execute(
+        await self._billing_tx(lambda c: c.execute(
             "UPDATE stripe_events SET status = ?, user_id = ?, amount = ?, currency = ?,"
             " payment_ref = ?, payment_intent = ?, detail = ?, updated_at = ?"
             f" WHERE event_id = ? AND status IN {_RETRYABLE}",
             (o.status, o.user_id, o.amount, o.currency, o.payment_ref, o.payment_intent,
-             o.detail, ts(utcnow()), o.event_id),
+             o.detail, _ts(utcnow()), o.event_id),
         ))
 
     async def list_stripe_events(
@@ -95,10 +108,10 @@ class SqliteBillingMixin:
             # Invariant: per charge, SUM(amount) = the debit owed for the highest level seen.
             amount = max(0, target_total - int(done))
             c.execute("INSERT INTO stripe_refund_debits VALUES (?, ?, ?, ?, ?)",
-                      (reference, charge_id, user_id, amount, ts(utcnow())))
+                      (reference, charge_id, user_id, amount, _ts(utcnow())))
             return amount
 
-        return await self._write(plan)
+        return await self._billing_tx(plan)
 
     async def debit_up_to(
         self, user_id: str, *, kind: str, amount: int, reference: str, reason: str | None,
@@ -112,7 +125,7 @@ class SqliteBillingMixin:
             taken = min(amount, max(int(row["balance"]), 0))
             return self._post(c, user_id, kind, -taken, reference, reason, actor)
 
-        return await self._write(debit)
+        return await self._billing_tx(debit)
 
     # -- billing profiles ---------------------------------------------------------------
 
@@ -134,13 +147,13 @@ class SqliteBillingMixin:
                 " threshold = excluded.threshold, amount = excluded.amount,"
                 " last_error = CASE WHEN excluded.auto_topup_enabled THEN NULL"
                 " ELSE last_error END, updated_at = excluded.updated_at",
-                (user_id, int(enabled), threshold, amount, ts(utcnow())),
+                (user_id, int(enabled), threshold, amount, _ts(utcnow())),
             )
             row = c.execute("SELECT * FROM billing_profiles WHERE user_id = ?",
                             (user_id,)).fetchone()
             return _profile(row)
 
-        return await self._write(save)
+        return await self._billing_tx(save)
 
     async def set_stripe_customer(self, user_id: str, customer_id: str) -> str:
         def save(c: sqlite3.Connection) -> str:
@@ -148,20 +161,20 @@ class SqliteBillingMixin:
                 "INSERT INTO billing_profiles (user_id, stripe_customer_id, updated_at)"
                 " VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET stripe_customer_id ="
                 " COALESCE(stripe_customer_id, excluded.stripe_customer_id)",
-                (user_id, customer_id, ts(utcnow())),
+                (user_id, customer_id, _ts(utcnow())),
             )
             row = c.execute("SELECT stripe_customer_id FROM billing_profiles WHERE user_id = ?",
                             (user_id,)).fetchone()
             return str(row["stripe_customer_id"])
 
-        return await self._write(save)
+        return await self._billing_tx(save)
 
     async def claim_auto_topup(self, user_id: str, *, stale_after: float) -> TopupClaim | None:
         now = utcnow()
-        stale = ts(now - timedelta(seconds=stale_after))
+        stale = _ts(now - timedelta(seconds=stale_after))
         # One statement is the guard: never two PaymentIntents in flight for one user. A
         # stale 'pending' claim keeps its seq, so its retry reuses the idempotency key.
-        row = await self._write(lambda c: c.execute(
+        row = await self._billing_tx(lambda c: c.execute(
             "UPDATE billing_profiles SET"
             " trigger_seq = CASE WHEN in_flight_intent IS NULL THEN trigger_seq + 1"
             " ELSE trigger_seq END,"
@@ -170,7 +183,7 @@ class SqliteBillingMixin:
             " AND (in_flight_intent IS NULL"
             "      OR (in_flight_intent = 'pending' AND in_flight_since < ?))"
             " RETURNING trigger_seq, amount, threshold, stripe_customer_id",
-            (ts(now), ts(now), user_id, stale),
+            (_ts(now), _ts(now), user_id, stale),
         ).fetchone())
         if row is None:
             return None
@@ -180,7 +193,7 @@ class SqliteBillingMixin:
 
     async def set_topup_intent(self, user_id: str, *, seq: int, intent_id: str) -> None:
         # A webhook faster than Stripe's API answer may have cleared the claim already.
-        await self._write(lambda c: c.execute(
+        await self._billing_tx(lambda c: c.execute(
             "UPDATE billing_profiles SET in_flight_intent = ? WHERE user_id = ?"
             " AND trigger_seq = ? AND in_flight_intent = 'pending'",
             (intent_id, user_id, seq),
@@ -189,17 +202,17 @@ class SqliteBillingMixin:
     async def finish_auto_topup(
         self, user_id: str, *, intent_id: str | None, seq: int | None, failure: str | None
     ) -> None:
-        now = ts(utcnow())
+        now = _ts(utcnow())
         if failure is None:
             # Only this trigger's marker: a late answer to an older one must not free a slot.
-            await self._write(lambda c: c.execute(
+            await self._billing_tx(lambda c: c.execute(
                 "UPDATE billing_profiles SET in_flight_intent = NULL, in_flight_since = NULL,"
                 " updated_at = ? WHERE user_id = ? AND (in_flight_intent = ?"
                 " OR (in_flight_intent = 'pending' AND trigger_seq = ?))",
                 (now, user_id, intent_id, seq),
             ))
             return
-        await self._write(lambda c: c.execute(
+        await self._billing_tx(lambda c: c.execute(
             "UPDATE billing_profiles SET auto_topup_enabled = 0, in_flight_intent = NULL,"
             " in_flight_since = NULL, last_error = ?, updated_at = ? WHERE user_id = ?",
             (failure, now, user_id),
@@ -211,7 +224,7 @@ def _event(r: sqlite3.Row) -> StripeEvent:
         event_id=r["event_id"], type=r["type"], status=r["status"], payload=r["payload"],
         user_id=r["user_id"], amount=r["amount"], currency=r["currency"],
         payment_ref=r["payment_ref"], payment_intent=r["payment_intent"], detail=r["detail"],
-        created_at=parse_ts(r["created_at"]), updated_at=parse_ts(r["updated_at"]),
+        created_at=_parse_ts(r["created_at"]), updated_at=_parse_ts(r["updated_at"]),
     )
 
 

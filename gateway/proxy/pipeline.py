@@ -18,6 +18,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway import tokens
+from gateway.billing.autotopup import on_settled
 from gateway.catalog import Model
 from gateway.errors import (
     BadRequest,
@@ -63,6 +64,7 @@ class Outcome:
     meter: StreamMeter | None = None
     disconnected: bool = False
     headers_sent: bool = False
+    settled: bool = False
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
@@ -77,8 +79,9 @@ class ProxyEndpoint:
         await handle(self.services, self.endpoint, scope, receive, send)
 
 
-async def handle(services: Services, endpoint: str, scope: Scope, receive: Receive,
-                 send: Send) -> None:
+async def handle(
+    services: Services, endpoint: str, scope: Scope, receive: Receive, send: Send
+) -> None:
     request_id = "req_" + uuid.uuid4().hex
     try:
         call = await admit(services, endpoint, scope, receive, request_id)
@@ -91,15 +94,17 @@ async def handle(services: Services, endpoint: str, scope: Scope, receive: Recei
     try:
         await relay(services, call, receive, send, outcome)
     finally:
-        await settle(services, call, outcome)
+        if not outcome.settled:
+            await settle(services, call, outcome)
         services.call_ended()
 
 
 # -- admission ---------------------------------------------------------------------------
 
 
-async def admit(services: Services, endpoint: str, scope: Scope, receive: Receive,
-                request_id: str) -> Call:
+async def admit(
+    services: Services, endpoint: str, scope: Scope, receive: Receive, request_id: str
+) -> Call:
     started = time.perf_counter()
     headers = dict(scope["headers"])
     key = await services.auth.authenticate(_header(headers, b"authorization"))
@@ -127,9 +132,17 @@ async def admit(services: Services, endpoint: str, scope: Scope, receive: Receiv
             _insufficient_message(model, prompt_tokens, cap, reserve, admission.available),
         )
     call = Call(
-        request_id=request_id, endpoint=endpoint, started=started, key=key, model=model,
-        prompt_tokens=prompt_tokens, reserved=reserve, stream=stream,
-        hide_usage_chunk=hide_usage, body=orjson.dumps(payload), encoding=encoding,
+        request_id=request_id,
+        endpoint=endpoint,
+        started=started,
+        key=key,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        reserved=reserve,
+        stream=stream,
+        hide_usage_chunk=hide_usage,
+        body=orjson.dumps(payload),
+        encoding=encoding,
     )
     return call
 
@@ -162,8 +175,9 @@ def parse_object(body: bytes) -> dict:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"We could not parse the JSON body of your request: {exc}",
-                         code="invalid_json") from exc
+        raise BadRequest(
+            f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+        ) from exc
     if not isinstance(payload, dict):
         raise BadRequest("The request body must be a JSON object.", code="invalid_json")
     return payload
@@ -179,8 +193,7 @@ def output_cap(payload: dict, model: Model) -> int:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadRequest(f"{name} must be a positive integer", param=name,
-                             code="invalid_value")
+            raise BadRequest(f"{name} must be a positive integer", param=name, code="invalid_value")
         cap = min(value, cap)
         break
     choices = 1
@@ -189,14 +202,14 @@ def output_cap(payload: dict, model: Model) -> int:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
-            raise BadRequest(f"{name} must be an integer between 1 and 128", param=name,
-                             code="invalid_value")
+            raise BadRequest(
+                f"{name} must be an integer between 1 and 128", param=name, code="invalid_value"
+            )
         choices = max(choices, value)
     return cap * choices
 
 
-def _insufficient_message(model: Model, prompt: int, cap: int, reserve: int,
-                          available: int) -> str:
+def _insufficient_message(model: Model, prompt: int, cap: int, reserve: int, available: int) -> str:
     head = (
         f"Insufficient credit: this call to {model.name} may cost up to "
         f"${format_usd(reserve)} ({prompt} prompt tokens + up to {cap} output tokens) but "
@@ -213,8 +226,9 @@ def _insufficient_message(model: Model, prompt: int, cap: int, reserve: int,
 # -- forwarding and relaying -------------------------------------------------------------
 
 
-async def relay(services: Services, call: Call, receive: Receive, send: Send,
-                outcome: Outcome) -> None:
+async def relay(
+    services: Services, call: Call, receive: Receive, send: Send, outcome: Outcome
+) -> None:
     task = asyncio.current_task()
     assert task is not None
     watcher = asyncio.create_task(_watch_disconnect(receive, task, outcome))
@@ -243,12 +257,17 @@ async def _forward(services: Services, call: Call, send: Send, outcome: Outcome)
     accept = "text/event-stream" if call.stream else "application/json"
     try:
         response = await services.upstreams.post(
-            call.model.provider, call.endpoint, call.body, request_id=call.request_id,
+            call.model.provider,
+            call.endpoint,
+            call.body,
+            request_id=call.request_id,
             accept=accept,
         )
     except UpstreamError as exc:
         outcome.billable = False
-        outcome.status = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
+        outcome.status = (
+            "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
+        )
         await send_error(send, exc, call.request_id)
         return
     async with response:
@@ -263,7 +282,7 @@ async def _forward(services: Services, call: Call, send: Send, outcome: Outcome)
         if call.stream and content_type.startswith("text/event-stream"):
             await _relay_stream(call, response, send, outcome, content_type)
         else:
-            await _relay_body(call, response, send, outcome, content_type)
+            await _relay_body(services, call, response, send, outcome, content_type)
 
 
 async def _read_or_empty(response: aiohttp.ClientResponse) -> bytes:
@@ -273,14 +292,23 @@ async def _read_or_empty(response: aiohttp.ClientResponse) -> bytes:
         return b""
 
 
-async def _relay_body(call: Call, response: aiohttp.ClientResponse, send: Send,
-                      outcome: Outcome, content_type: str) -> None:
+async def _relay_body(
+    services: Services,
+    call: Call,
+    response: aiohttp.ClientResponse,
+    send: Send,
+    outcome: Outcome,
+    content_type: str,
+) -> None:
     try:
         body = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         outcome.status = "upstream_cut"
-        error = UpstreamTimeout("upstream timed out mid-answer") if isinstance(
-            exc, TimeoutError) else UpstreamError("upstream broke off its answer")
+        error = (
+            UpstreamTimeout("upstream timed out mid-answer")
+            if isinstance(exc, TimeoutError)
+            else UpstreamError("upstream broke off its answer")
+        )
         await send_error(send, error, call.request_id)
         return
     try:
@@ -291,23 +319,32 @@ async def _relay_body(call: Call, response: aiohttp.ClientResponse, send: Send,
     if outcome.usage is None:
         outcome.text = "".join(output_text(obj))
     outcome.status = "ok"
-    await send_body(send, response.status, body, content_type, call.request_id)
+    # Settle before the headers go out, so they can say what this call did to the balance.
+    outcome.settled = True
+    await settle(services, call, outcome)
+    await send_body(
+        send, response.status, body, content_type, call.request_id, outcome.extra_headers
+    )
 
 
-async def _relay_stream(call: Call, response: aiohttp.ClientResponse, send: Send,
-                        outcome: Outcome, content_type: str) -> None:
-    meter = StreamMeter(responses_api=call.endpoint == "responses",
-                        hide_usage_chunk=call.hide_usage_chunk)
+async def _relay_stream(
+    call: Call, response: aiohttp.ClientResponse, send: Send, outcome: Outcome, content_type: str
+) -> None:
+    meter = StreamMeter(
+        responses_api=call.endpoint == "responses", hide_usage_chunk=call.hide_usage_chunk
+    )
     outcome.meter = meter
-    await send({
-        "type": "http.response.start",
-        "status": response.status,
-        "headers": [
-            (b"content-type", content_type.encode("latin-1")),
-            (b"cache-control", b"no-cache"),
-            (b"x-request-id", call.request_id.encode()),
-        ],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [
+                (b"content-type", content_type.encode("latin-1")),
+                (b"cache-control", b"no-cache"),
+                (b"x-request-id", call.request_id.encode()),
+            ],
+        }
+    )
     outcome.headers_sent = True
     try:
         async for data in response.content.iter_any():
@@ -324,17 +361,26 @@ async def _relay_stream(call: Call, response: aiohttp.ClientResponse, send: Send
 # -- responses ---------------------------------------------------------------------------
 
 
-async def send_body(send: Send, status: int, body: bytes, content_type: str,
-                    request_id: str) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", content_type.encode("latin-1")),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", request_id.encode()),
-        ],
-    })
+async def send_body(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    request_id: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode("latin-1")),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+                *(extra or ()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -355,24 +401,50 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
     elif usage is None:
         # No usage from the upstream: count the prompt and what was actually produced.
         produced = outcome.meter.produced_text() if outcome.meter else outcome.text
-        usage = Usage(prompt_tokens=call.prompt_tokens,
-                      completion_tokens=tokens.count_text(call.encoding, produced))
+        usage = Usage(
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=tokens.count_text(call.encoding, produced),
+        )
         source = "counted"
     price = call.model.price
     record = UsageRecord(
-        request_id=call.request_id, user_id=call.key.user_id, key_id=call.key.id,
-        model=call.model.name, provider=call.model.provider.name, endpoint=call.endpoint,
-        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
-        price_input=price.input, price_cached_input=price.cached_input,
-        price_output=price.output, cost=cost(price, usage), status=outcome.status,
-        usage_source=source, latency_ms=int((time.perf_counter() - call.started) * 1000),
+        request_id=call.request_id,
+        user_id=call.key.user_id,
+        key_id=call.key.id,
+        model=call.model.name,
+        provider=call.model.provider.name,
+        endpoint=call.endpoint,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        price_input=price.input,
+        price_cached_input=price.cached_input,
+        price_output=price.output,
+        cost=cost(price, usage),
+        status=outcome.status,
+        usage_source=source,
+        latency_ms=int((time.perf_counter() - call.started) * 1000),
     )
     services.metrics.settled(record)
     try:
-        await asyncio.shield(services.store.settle(record))
+        balance = await asyncio.shield(services.store.settle(record))
     except BaseException as exc:  # never lose the record silently: it goes to the log whole
-        log.error("settlement failed for %s: %r; record=%s", call.request_id, exc,
-                  orjson.dumps(record.to_dict()).decode())
+        log.error(
+            "settlement failed for %s: %r; record=%s",
+            call.request_id,
+            exc,
+            orjson.dumps(record.to_dict()).decode(),
+        )
         if isinstance(exc, asyncio.CancelledError):
             raise
+        return
+    if balance is not None:
+        # Low-balance header/log and auto top-up: synchronous, no I/O, never raises.
+        outcome.extra_headers += on_settled(
+            services,
+            record.user_id,
+            before=balance + record.cost,
+            after=balance,
+            request_id=call.request_id,
+        )

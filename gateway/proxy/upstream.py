@@ -6,8 +6,6 @@ concurrency grows (DESIGN.md §5). aiohttp's errors are translated to ours at th
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from gateway.catalog import Provider
@@ -49,7 +47,7 @@ class Upstreams:
             return await self._session(provider).post(
                 f"{provider.base_url}/{path}", data=body, headers=headers
             )
-        except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"upstream {provider.name} did not answer in time") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream {provider.name} is unreachable") from exc

@@ -28,9 +28,12 @@ def usage_from(obj: Any) -> Usage | None:
         return Usage(
             prompt_tokens=_int(usage.get("input_tokens")),
             completion_tokens=_int(usage.get("output_tokens")),
-            cached_tokens=_int(details_in.get("cached_tokens")) if isinstance(details_in, dict) else 0,
+            cached_tokens=_int(details_in.get("cached_tokens"))
+            if isinstance(details_in, dict)
+            else 0,
             reasoning_tokens=_int(details_out.get("reasoning_tokens"))
-            if isinstance(details_out, dict) else 0,
+            if isinstance(details_out, dict)
+            else 0,
         )
     details_in = usage.get("prompt_tokens_details") or {}
     details_out = usage.get("completion_tokens_details") or {}
@@ -39,7 +42,8 @@ def usage_from(obj: Any) -> Usage | None:
         completion_tokens=_int(usage.get("completion_tokens")),
         cached_tokens=_int(details_in.get("cached_tokens")) if isinstance(details_in, dict) else 0,
         reasoning_tokens=_int(details_out.get("reasoning_tokens"))
-        if isinstance(details_out, dict) else 0,
+        if isinstance(details_out, dict)
+        else 0,
     )
 
 

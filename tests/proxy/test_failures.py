@@ -16,7 +16,8 @@ def test_upstream_5xx_is_passed_on_and_charges_nothing(gw):
     uid, key = gw.user()
     with pytest.raises(openai.InternalServerError) as err:
         gw.client(key).chat.completions.create(
-            model="chat", messages=[{"role": "user", "content": "[[mock:status=503]]"}])
+            model="chat", messages=[{"role": "user", "content": "[[mock:status=503]]"}]
+        )
     assert err.value.status_code == 503
     assert err.value.body["type"] == "server_error"
     row = gw.wait_usage(uid, 1)[0]
@@ -29,7 +30,8 @@ def test_upstream_4xx_is_passed_on_with_its_body(gw):
     uid, key = gw.user()
     with pytest.raises(openai.BadRequestError) as err:
         gw.client(key).chat.completions.create(
-            model="chat", messages=[{"role": "user", "content": "[[mock:status=400]]"}])
+            model="chat", messages=[{"role": "user", "content": "[[mock:status=400]]"}]
+        )
     assert err.value.body["type"] == "invalid_request_error"
     assert gw.balance(uid) == usd("10.00")
 
@@ -37,8 +39,9 @@ def test_upstream_4xx_is_passed_on_with_its_body(gw):
 def test_unreachable_upstream_is_502_and_charges_nothing(gw):
     uid, key = gw.user()
     with pytest.raises(openai.APIStatusError) as err:
-        gw.client(key).chat.completions.create(model="nowhere",
-                                               messages=[{"role": "user", "content": "x"}])
+        gw.client(key).chat.completions.create(
+            model="nowhere", messages=[{"role": "user", "content": "x"}]
+        )
     assert err.value.status_code == 502
     assert gw.wait_usage(uid, 1)[0]["status"] == "upstream_unreachable"
     assert gw.balance(uid) == usd("10.00")
@@ -49,7 +52,8 @@ def test_upstream_timeout_is_504(gateways):
     uid, key = gw.user()
     with pytest.raises(openai.APIStatusError) as err:
         gw.client(key).chat.completions.create(
-            model="chat", messages=[{"role": "user", "content": "[[mock:delay=2]]"}])
+            model="chat", messages=[{"role": "user", "content": "[[mock:delay=2]]"}]
+        )
     assert err.value.status_code == 504
     assert gw.wait_usage(uid, 1)[0]["status"] == "upstream_timeout"
     assert gw.balance(uid) == usd("10.00")
@@ -59,10 +63,15 @@ def test_upstream_without_usage_is_billed_from_local_counts(gw):
     uid, key = gw.user()
     client = gw.client(key)
     client.chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "[[mock:no_usage=1]] hi"}])
-    list(client.chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "[[mock:no_usage=1]] hi"}],
-        stream=True))
+        model="chat", messages=[{"role": "user", "content": "[[mock:no_usage=1]] hi"}]
+    )
+    list(
+        client.chat.completions.create(
+            model="chat",
+            messages=[{"role": "user", "content": "[[mock:no_usage=1]] hi"}],
+            stream=True,
+        )
+    )
     rows = gw.wait_usage(uid, 2)
     for row in rows:
         assert row["usage_source"] == "counted"
@@ -75,8 +84,10 @@ def test_upstream_without_usage_is_billed_from_local_counts(gw):
 def test_stream_cut_by_upstream_bills_what_was_produced(gw):
     uid, key = gw.user()
     stream = gw.client(key).chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "[[mock:chunks=10]] [[mock:cut_after=4]]"}],
-        stream=True)
+        model="chat",
+        messages=[{"role": "user", "content": "[[mock:chunks=10]] [[mock:cut_after=4]]"}],
+        stream=True,
+    )
     received = []
     try:
         for chunk in stream:
@@ -95,12 +106,16 @@ def test_stream_cut_by_upstream_bills_what_was_produced(gw):
 def test_client_disconnect_mid_stream_bills_what_was_sent(gw, upstream):
     uid, key = gw.user()
     host, port = gw.base_url.removeprefix("http://").split(":")
-    body = ('{"model":"chat","stream":true,"messages":[{"role":"user","content":'
-            '"[[mock:chunks=50]] [[mock:chunk_delay=0.05]]"}]}').encode()
+    body = (
+        b'{"model":"chat","stream":true,"messages":[{"role":"user","content":'
+        b'"[[mock:chunks=50]] [[mock:chunk_delay=0.05]]"}]}'
+    )
     sock = socket.create_connection((host, int(port)))
     sock.sendall(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
     seen = b""
     while seen.count(b"data:") < 5:
         seen += sock.recv(65536)
@@ -116,18 +131,23 @@ def test_client_disconnect_mid_stream_bills_what_was_sent(gw, upstream):
 
 def test_every_response_carries_a_request_id(gw):
     _, key = gw.user()
-    for r in (httpx.get(f"{gw.base_url}/healthz"),
-              httpx.get(f"{gw.base_url}/me", headers={"Authorization": f"Bearer {key}"}),
-              httpx.get(f"{gw.base_url}/nope")):
+    for r in (
+        httpx.get(f"{gw.base_url}/healthz"),
+        httpx.get(f"{gw.base_url}/me", headers={"Authorization": f"Bearer {key}"}),
+        httpx.get(f"{gw.base_url}/nope"),
+    ):
         assert r.headers["x-request-id"]
     raw = gw.client(key).chat.completions.with_raw_response.create(
-        model="chat", messages=[{"role": "user", "content": "x"}])
+        model="chat", messages=[{"role": "user", "content": "x"}]
+    )
     assert raw.headers["x-request-id"].startswith("req_")
 
 
 def test_reservation_is_released_after_each_call(gw):
     uid, key = gw.user()
-    gw.client(key).chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+    gw.client(key).chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "x"}]
+    )
     deadline = time.monotonic() + 5
     while gw.admin.get(f"/admin/users/{uid}").json()["reserved"] != "0.00":
         assert time.monotonic() < deadline

@@ -12,12 +12,17 @@ from gateway.proxy.sse import StreamMeter
 def chat_stream(pieces: list[str], with_usage: bool = True) -> bytes:
     out = b""
     for p in pieces:
-        chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": p}}],
-                 "usage": None}
+        chunk = {
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": p}}],
+            "usage": None,
+        }
         out += b"data: " + orjson.dumps(chunk) + b"\n\n"
     if with_usage:
-        out += b'data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":7,' \
-               b'"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":2}}}\n\n'
+        out += (
+            b'data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":7,'
+            b'"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":2}}}\n\n'
+        )
     return out + b"data: [DONE]\n\n"
 
 
@@ -37,7 +42,11 @@ def test_any_chunking_forwards_the_same_bytes_and_finds_usage(cuts):
     meter = StreamMeter(responses_api=False, hide_usage_chunk=False)
     assert feed_in(meter, data, [c % (len(data) + 1) for c in cuts]) == data
     assert meter.usage is not None
-    assert (meter.usage.prompt_tokens, meter.usage.completion_tokens, meter.usage.cached_tokens) == (7, 3, 2)
+    assert (
+        meter.usage.prompt_tokens,
+        meter.usage.completion_tokens,
+        meter.usage.cached_tokens,
+    ) == (7, 3, 2)
     assert meter.finished
 
 
@@ -62,16 +71,31 @@ def test_stream_without_usage_keeps_what_was_produced():
 
 
 def test_responses_stream_usage_comes_from_the_completed_event():
-    completed = {"type": "response.completed", "response": {"usage": {
-        "input_tokens": 4, "output_tokens": 9, "input_tokens_details": {"cached_tokens": 1},
-        "output_tokens_details": {"reasoning_tokens": 5}}}}
-    data = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"hi"}\n\n'
-            b"event: response.completed\ndata: " + orjson.dumps(completed) + b"\n\n")
+    completed = {
+        "type": "response.completed",
+        "response": {
+            "usage": {
+                "input_tokens": 4,
+                "output_tokens": 9,
+                "input_tokens_details": {"cached_tokens": 1},
+                "output_tokens_details": {"reasoning_tokens": 5},
+            }
+        },
+    }
+    data = (
+        b"event: response.output_text.delta\n"
+        b'data: {"type":"response.output_text.delta","delta":"hi"}\n\n'
+        b"event: response.completed\ndata: " + orjson.dumps(completed) + b"\n\n"
+    )
     meter = StreamMeter(responses_api=True, hide_usage_chunk=False)
     assert feed_in(meter, data, [17, 90]) == data
     assert meter.usage is not None
-    assert (meter.usage.prompt_tokens, meter.usage.completion_tokens,
-            meter.usage.cached_tokens, meter.usage.reasoning_tokens) == (4, 9, 1, 5)
+    assert (
+        meter.usage.prompt_tokens,
+        meter.usage.completion_tokens,
+        meter.usage.cached_tokens,
+        meter.usage.reasoning_tokens,
+    ) == (4, 9, 1, 5)
     assert meter.finished
 
 

@@ -1,0 +1,241 @@
+"""Low-balance signals and auto top-up, both driven by settlements.
+
+``on_settled`` is what the proxy pipeline calls after each settlement. It stays on the hot
+path, so it is synchronous, reads no database, and never raises: it compares the balance with
+the configured thresholds (header + structured log when one is crossed) and, when the
+settlement crossed the user's auto top-up threshold (or that threshold is not cached yet),
+starts a background check. Only a crossing triggers: one top-up per crossing.
+
+The check claims the user's top-up slot in the database (one statement; the guard across
+processes), then creates one off-session PaymentIntent whose idempotency key names the
+trigger. Credit never comes from here: only the ``payment_intent.succeeded`` webhook credits.
+A failure disables auto top-up for the user and lands in the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from gateway.billing import (
+    PURPOSE_AUTO_TOPUP,
+    Billing,
+    BillingProfile,
+    TopupClaim,
+    nanos_to_cents,
+    stripe_client,
+    whole_cents,
+)
+from gateway.errors import GatewayError, NotFound, Unprocessable
+from gateway.ledger.base import AuditEvent, UnknownUser
+from gateway.money import MoneyError, format_usd, parse_usd
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+log = logging.getLogger("gateway.billing")
+LOW_BALANCE_HEADER = b"x-gateway-low-balance"
+# How long a process trusts its cached view of a user's auto top-up settings.
+PROFILE_TTL = 30.0
+PROFILES_CACHED = 100_000
+
+
+class TopupFailure(Exception):
+    pass
+
+
+# -- the hot-path hook ---------------------------------------------------------------------
+
+
+def crossed(warn: int, critical: int, before: int, after: int) -> tuple[str, int] | None:
+    """The most severe threshold this change went below: ("critical"|"warning", threshold)."""
+    for level, threshold in (("critical", critical), ("warning", warn)):
+        if before >= threshold > after:
+            return level, threshold
+    return None
+
+
+def low_balance_header(level: str, balance: int, threshold: int) -> tuple[bytes, bytes]:
+    value = f"{level}; balance={format_usd(balance)}; threshold={format_usd(threshold)}"
+    return LOW_BALANCE_HEADER, value.encode()
+
+
+def on_settled(services: Services, user_id: str, *, before: int, after: int,
+               request_id: str) -> list[tuple[bytes, bytes]]:
+    """Headers to add to the response that settled (if still unsent); never raises."""
+    try:
+        headers: list[tuple[bytes, bytes]] = []
+        settings = services.settings
+        hit = crossed(settings.low_balance_warn, settings.low_balance_critical, before, after)
+        if hit is not None:
+            level, threshold = hit
+            headers.append(low_balance_header(level, after, threshold))
+            log.warning("low balance (%s) for %s: %s USD", level, user_id, format_usd(after),
+                        extra={"event": "low_balance", "level": level, "user_id": user_id,
+                               "balance": format_usd(after), "threshold": format_usd(threshold),
+                               "request_id": request_id})
+        billing: Billing | None = getattr(services, "billing", None)
+        if billing is not None:
+            maybe_top_up(billing, user_id, before, after)
+        return headers
+    except Exception:
+        log.exception("low-balance hook failed for %s", request_id)
+        return []
+
+
+def maybe_top_up(billing: Billing, user_id: str, before: int, after: int) -> None:
+    cached = billing.profiles.get(user_id)
+    if cached is not None and cached[2] > time.monotonic():
+        armed, threshold, _ = cached
+        if not armed or not before >= threshold > after:
+            return
+    if any(task.get_name() == f"autotopup:{user_id}" for task in billing.tasks):
+        return  # one check per user at a time in this process
+    task = asyncio.get_running_loop().create_task(_check(billing, user_id, before, after),
+                                                  name=f"autotopup:{user_id}")
+    billing.tasks.add(task)
+    task.add_done_callback(billing.tasks.discard)
+
+
+async def _check(billing: Billing, user_id: str, before: int, after: int) -> None:
+    def remember(armed: bool, threshold: int) -> None:
+        if len(billing.profiles) > PROFILES_CACHED:
+            billing.profiles.clear()
+        billing.profiles[user_id] = (armed, threshold, time.monotonic() + PROFILE_TTL)
+
+    try:
+        profile = await billing.ledger.get_billing_profile(user_id)
+        if profile is None or not profile.auto_topup_enabled:
+            remember(False, 0)
+            return
+        if profile.in_flight_intent is not None:
+            remember(False, profile.threshold)  # the webhook that settles it re-arms us
+            return
+        remember(True, profile.threshold)
+        # Only the settlement that crosses the threshold triggers: one top-up per crossing,
+        # even when the top-up amount leaves the balance below the threshold.
+        if not before >= profile.threshold > after:
+            return
+        claim = await billing.ledger.claim_auto_topup(
+            user_id, stale_after=billing.config.topup_stale_after)
+        remember(False, profile.threshold)
+        if claim is not None:
+            await _create_intent(billing, claim)
+    except Exception:
+        # An unanswered claim stays 'pending' and becomes claimable again once stale.
+        log.exception("auto top-up check failed for %s", user_id)
+
+
+async def _create_intent(billing: Billing, claim: TopupClaim) -> None:
+    import stripe
+
+    config = billing.config
+    try:
+        if not claim.stripe_customer_id:
+            raise TopupFailure("no saved card: pay once through checkout with auto top-up on")
+        async with stripe_client(config) as client:
+            cards = await client.v1.payment_methods.list_async(
+                {"customer": claim.stripe_customer_id, "type": "card", "limit": 1})
+            if not cards.data:
+                raise TopupFailure("no saved card: pay once through checkout with auto top-up on")
+            intent = await client.v1.payment_intents.create_async(
+                {
+                    "amount": nanos_to_cents(claim.amount),
+                    "currency": config.currency,
+                    "customer": claim.stripe_customer_id,
+                    "payment_method": cards.data[0].id,
+                    "off_session": True,
+                    "confirm": True,
+                    "description": "Gateway credit (auto top-up)",
+                    "metadata": {"user_id": claim.user_id, "purpose": PURPOSE_AUTO_TOPUP,
+                                 "trigger": str(claim.seq)},
+                },
+                # Per trigger: a retried or re-driven trigger can never charge twice.
+                {"idempotency_key": f"gateway-autotopup-{claim.user_id}-{claim.seq}"},
+            )
+        if intent.status not in ("succeeded", "processing"):
+            raise TopupFailure(f"payment intent {intent.id} is {intent.status}")
+    except (stripe.StripeError, TopupFailure, GatewayError) as exc:
+        reason = getattr(exc, "user_message", None) or getattr(exc, "message", None) or str(exc)
+        error = getattr(exc, "error", None)
+        intent_id = getattr(getattr(error, "payment_intent", None), "id", None)
+        await record_failure(billing, claim.user_id, intent_id=intent_id, seq=claim.seq,
+                             reason=reason)
+        return
+    await billing.ledger.set_topup_intent(claim.user_id, seq=claim.seq, intent_id=intent.id)
+    log.info("auto top-up of %s USD requested for %s: %s", format_usd(claim.amount),
+             claim.user_id, intent.id,
+             extra={"event": "auto_topup", "user_id": claim.user_id, "payment_intent": intent.id,
+                    "amount": format_usd(claim.amount), "trigger": claim.seq})
+
+
+async def record_failure(billing: Billing, user_id: str, *, intent_id: str | None,
+                         seq: int | None, reason: str) -> None:
+    """Disables auto top-up for the user, so a declined card is not retried forever."""
+    await billing.ledger.finish_auto_topup(user_id, intent_id=intent_id, seq=seq, failure=reason)
+    billing.forget(user_id)
+    await billing.ledger.record_audit(AuditEvent(
+        actor="billing", action="autotopup.failed", target=user_id, reason=reason,
+        details={"payment_intent": intent_id, "trigger": seq}))
+    log.warning("auto top-up failed for %s and is now off: %s", user_id, reason,
+                extra={"event": "auto_topup_failed", "user_id": user_id,
+                       "payment_intent": intent_id, "reason": reason})
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+async def configure(billing: Billing, user_id: str, data: dict[str, Any], *,
+                    actor: str) -> BillingProfile:
+    """PUT /me/auto-topup and its admin twin: {enabled, threshold, amount} (USD strings)."""
+    enabled = data.get("enabled")
+    if not isinstance(enabled, bool):
+        raise Unprocessable("enabled must be true or false", param="enabled")
+    current = await billing.ledger.get_billing_profile(user_id) or BillingProfile(user_id)
+    threshold = _usd(data, "threshold", current.threshold, enabled, allow_zero=True)
+    amount = _usd(data, "amount", current.amount, enabled, allow_zero=False)
+    if enabled:
+        cfg = billing.config
+        if threshold > cfg.max_amount:
+            raise Unprocessable(f"threshold must be at most {format_usd(cfg.max_amount)} USD",
+                                param="threshold", code="invalid_amount")
+        if not whole_cents(amount) or not cfg.min_amount <= amount <= cfg.max_amount:
+            raise Unprocessable(
+                f"amount must be whole cents between {format_usd(cfg.min_amount)} and "
+                f"{format_usd(cfg.max_amount)} USD", param="amount", code="invalid_amount")
+    try:
+        profile = await billing.ledger.save_auto_topup(user_id, enabled=enabled,
+                                                       threshold=threshold, amount=amount)
+    except UnknownUser as exc:
+        raise NotFound(f"no user {user_id!r}", code="user_not_found") from exc
+    billing.forget(user_id)
+    await billing.ledger.record_audit(AuditEvent(
+        actor=actor, action="autotopup.configure", target=user_id, amount=amount or None,
+        details={"enabled": enabled, "threshold": format_usd(threshold)}))
+    return profile
+
+
+def _usd(data: dict[str, Any], name: str, current: int, required: bool, *,
+         allow_zero: bool) -> int:
+    value = data.get(name)
+    if value is None:
+        if required and not current and not allow_zero:
+            raise Unprocessable(f"{name} is required to enable auto top-up", param=name)
+        return current
+    try:
+        return parse_usd(value, allow_zero=allow_zero)
+    except MoneyError as exc:
+        raise Unprocessable(f"{name}: {exc}", param=name, code="invalid_amount") from exc
+
+
+def profile_view(p: BillingProfile) -> dict[str, Any]:
+    return {
+        "enabled": p.auto_topup_enabled,
+        "threshold": format_usd(p.threshold),
+        "amount": format_usd(p.amount),
+        "stripe_customer_id": p.stripe_customer_id,
+        "in_flight": p.in_flight_intent is not None,
+        "last_error": p.last_error,
+    }

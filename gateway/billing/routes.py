@@ -1,0 +1,103 @@
+"""Payment routes: thin translation between HTTP and the billing services.
+
+    POST /webhooks/stripe                 Stripe's signed events (no gateway key)
+    POST /me/checkout        {amount}     a Checkout Session URL (gateway key)
+    GET|PUT /me/auto-topup   {enabled, threshold, amount}
+    PUT /admin/users/{id}/auto-topup      the same, for an operator
+    GET /admin/billing/events?status=     received events (e.g. unmatched), newest first
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.auth import bearer
+from gateway.billing import BillingProfile, billing_of
+from gateway.billing.autotopup import configure, profile_view
+from gateway.billing.checkout import create_checkout
+from gateway.billing.stripe_webhook import MAX_PAYLOAD, event_view, process, verify
+from gateway.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from gateway.ledger.base import User
+from gateway.services import Services
+from gateway.web import guarded, json_response, page, read_json
+
+ADMIN = "admin"
+
+
+def routes(services: Services) -> list[Route]:
+    billing = billing_of(services)
+
+    async def caller(request: Request) -> User:
+        key = await services.auth.authenticate(request.headers.get("authorization"))
+        user = await services.ledger.get_user(key.user_id)
+        if user is None:
+            raise NotFound(f"no user {key.user_id!r}", code="user_not_found")
+        return user
+
+    def require_admin(request: Request) -> None:
+        expected = services.settings.admin_key
+        token = bearer(request.headers.get("authorization"))
+        if token is None:
+            raise Unauthorized("admin endpoints need 'Authorization: Bearer <admin key>'")
+        if expected is None:
+            raise Forbidden("the admin API is disabled: GATEWAY_ADMIN_KEY is not set")
+        if not hmac.compare_digest(token.encode(), expected.encode()):
+            raise Forbidden("this key may not use the admin API")
+
+    @guarded
+    async def webhook(request: Request) -> Response:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_PAYLOAD:
+            raise PayloadTooLarge("a Stripe event is never this large")
+        payload = await request.body()
+        event = verify(payload, request.headers.get("stripe-signature"), billing.config)
+        outcome, duplicate = await process(billing, event, payload.decode())
+        return json_response({"received": True, "id": outcome.event_id,
+                              "status": outcome.status, "duplicate": duplicate})
+
+    @guarded
+    async def checkout(request: Request) -> Response:
+        user = await caller(request)
+        data = await read_json(request)
+        session = await create_checkout(billing, user, data.get("amount"),
+                                        request_key=request.headers.get("idempotency-key"))
+        return json_response(session, 201)
+
+    @guarded
+    async def my_auto_topup(request: Request) -> Response:
+        user = await caller(request)
+        if request.method == "GET":
+            profile = await billing.ledger.get_billing_profile(user.id)
+            return json_response(profile_view(profile or BillingProfile(user.id)))
+        profile = await configure(billing, user.id, await read_json(request), actor=user.id)
+        return json_response(profile_view(profile))
+
+    @guarded
+    async def admin_auto_topup(request: Request) -> Response:
+        require_admin(request)
+        profile = await configure(billing, request.path_params["user_id"],
+                                  await read_json(request), actor=ADMIN)
+        return json_response(profile_view(profile))
+
+    @guarded
+    async def admin_events(request: Request) -> Response:
+        require_admin(request)
+        limit, offset = page(request)
+        status = request.query_params.get("status") or None
+        if status is not None and not status.replace("_", "").isalpha():
+            raise BadRequest("status must be a word such as unmatched", param="status")
+        rows, more = await billing.ledger.list_stripe_events(status=status, limit=limit,
+                                                             offset=offset)
+        return json_response({"data": [event_view(e) for e in rows], "has_more": more})
+
+    return [
+        Route("/webhooks/stripe", webhook, methods=["POST"]),
+        Route("/me/checkout", checkout, methods=["POST"]),
+        Route("/me/auto-topup", my_auto_topup, methods=["GET", "PUT"]),
+        Route("/admin/users/{user_id}/auto-topup", admin_auto_topup, methods=["PUT"]),
+        Route("/admin/billing/events", admin_events, methods=["GET"]),
+    ]

@@ -1,0 +1,78 @@
+"""Signed Stripe events, Stripe-shaped objects and ledger look-ups for the billing tests."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+import httpx
+import orjson
+import stripe
+
+from tests.support.gateway import RunningGateway
+
+WEBHOOK_SECRET = "whsec_test_gateway_secret"
+STRIPE_KEY = "sk_test_gateway_key"
+STRIPE = "https://api.stripe.com"
+
+# -- building and sending events -----------------------------------------------------------
+
+
+def signature(payload: str, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
+    return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp)
+
+
+def deliver(gw: RunningGateway, event: dict[str, Any], *, secret: str = WEBHOOK_SECRET,
+            timestamp: int | None = None) -> httpx.Response:
+    payload = orjson.dumps(event).decode()
+    return httpx.post(f"{gw.base_url}/webhooks/stripe", content=payload, timeout=30,
+                      headers={"Stripe-Signature": signature(payload, secret=secret,
+                                                             timestamp=timestamp),
+                               "Content-Type": "application/json"})
+
+
+def event(event_id: str, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return {"id": event_id, "object": "event", "type": kind, "api_version": "2024-06-20",
+            "created": int(time.time()), "livemode": False, "data": {"object": obj}}
+
+
+def session(user_id: str | None, *, session_id: str = "cs_test_1", subtotal: int = 1000,
+            total: int | None = None, currency: str = "usd", paid: str = "paid",
+            intent: str = "pi_checkout_1", **extra: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "id": session_id, "object": "checkout.session", "mode": "payment",
+        "client_reference_id": user_id, "amount_subtotal": subtotal,
+        "amount_total": subtotal if total is None else total, "currency": currency,
+        "payment_status": paid, "payment_intent": intent, "metadata": {},
+    }
+    obj.update(extra)
+    return obj
+
+
+def ledger_rows(gw: RunningGateway, sql: str, *params: Any) -> list[sqlite3.Row]:
+    path = gw.settings.database_url.removeprefix("sqlite:///")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def entries(gw: RunningGateway, user_id: str) -> list[sqlite3.Row]:
+    return ledger_rows(gw, "SELECT * FROM ledger_entries WHERE user_id = ? ORDER BY id", user_id)
+
+
+def assert_balance_is_sum_of_entries(gw: RunningGateway, user_id: str) -> None:
+    rows = entries(gw, user_id)
+    stored = ledger_rows(gw, "SELECT balance FROM users WHERE id = ?", user_id)[0]["balance"]
+    assert stored == sum(r["amount"] for r in rows)
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
