@@ -27,8 +27,9 @@ from gateway.web import error_response, json_response
 PROXIED = ("chat/completions", "completions", "embeddings", "responses")
 
 
-def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Starlette:
+def create_app(settings: Settings, *, catalog: Catalog | None = None) -> GatewayApp:
     """The ASGI app. Services (ledger, store, sessions) are built in the lifespan."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await build(settings, catalog=catalog)
@@ -36,6 +37,9 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Starlet
         stop_sighup = prices.install_sighup(services)
         app.state.services = services
         app.router.routes.extend(_routes(services))
+        gateway.fast = {
+            f"/v1/{endpoint}": ProxyEndpoint(services, endpoint) for endpoint in PROXIED
+        }
         try:
             yield
         finally:
@@ -59,10 +63,29 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Starlet
         exception_handlers={HTTPException: not_found, GatewayError: gateway_error},
     )
     app.add_middleware(RequestIdMiddleware)
-    return app
+    gateway = GatewayApp(app)
+    return gateway
 
 
-def from_env() -> Starlette:
+class GatewayApp:
+    """Proxy calls are dispatched by exact path before Starlette, so the hot path skips the
+    middleware stack and route matching; everything else (and every other method on those
+    paths) goes through Starlette."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.fast: dict[str, ProxyEndpoint] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.fast.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def from_env() -> GatewayApp:
     """Factory for ``uvicorn --factory`` and multi-worker serving."""
     return create_app(Settings.from_env())
 

@@ -163,6 +163,22 @@ def count_prompt(enc: Encoder, endpoint: str, payload: dict[str, Any]) -> int:
     return 0
 
 
+def prompt_bound(endpoint: str, payload: dict[str, Any], body_bytes: int) -> int:
+    """An upper bound on ``count_prompt`` without tokenizing: a token always covers at least
+    one byte, and JSON never encodes text in fewer bytes than UTF-8, so the body length bounds
+    the text; add the per-message and per-image allowances that count_prompt adds."""
+    items = payload.get("messages") if endpoint == "chat/completions" else payload.get("input")
+    messages = items if isinstance(items, list) else []
+    images = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            images += _content_text(content)[1]
+    return body_bytes + REPLY_PRIMER + TOKENS_PER_MESSAGE * (len(messages) + 1) + (
+        TOKENS_PER_IMAGE * images
+    )
+
+
 def _count_inputs(enc: Encoder, value: Any) -> int:
     """A string, a list of strings, a token array or a list of token arrays."""
     if isinstance(value, str):

@@ -69,3 +69,20 @@ def test_prompt_counts_cover_messages_tools_and_inputs():
     assert tokens.count_prompt(enc, "embeddings", {"input": [[1, 2, 3], [4]]}) == 4
     assert tokens.count_prompt(enc, "completions", {"prompt": ["a b", "c"]}) >= 3
     assert tokens.count_prompt(enc, "responses", {"input": "hi", "instructions": "be brief"}) > 3
+
+
+@pytest.mark.parametrize("payload", [
+    {"messages": [{"role": "user", "content": "héllo wörld " * 50}]},
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"},
+                                               {"type": "image_url", "image_url": {"url": "x"}}]}],
+     "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+    {"messages": [{"role": "system", "content": "中文 テキスト 😀" * 20},
+                  {"role": "user", "content": "x", "name": "bob"}]},
+])
+def test_the_free_prompt_bound_is_never_below_the_exact_count(payload):
+    import orjson
+
+    enc = tokens.encoder("cl100k_base")
+    for body in (orjson.dumps(payload), orjson.dumps(payload).replace(b",", b", ")):
+        exact = tokens.count_prompt(enc, "chat/completions", payload)
+        assert tokens.prompt_bound("chat/completions", payload, len(body)) >= exact

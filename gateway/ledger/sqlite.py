@@ -257,26 +257,59 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
         return await self._run(lambda c: self._tx(c, run))
 
     async def write_usage(self, records: Sequence[UsageRecord]) -> list[str]:
+        # Set-based, in one IMMEDIATE transaction (no other writer can interleave): find the
+        # rows not yet recorded, insert them, debit their users once each and write their
+        # entries with running balances. Invariant: balance == sum(entries) per user, and a
+        # request id is debited at most once however often its batch is replayed.
         def run(c: sqlite3.Connection) -> list[str]:
-            inserted: list[str] = []
+            fresh: dict[str, UsageRecord] = {}
             for r in records:
-                if c.execute("SELECT 1 FROM users WHERE id = ?", (r.user_id,)).fetchone() is None:
-                    raise UnknownUser(r.user_id)  # the whole batch is refused, as in PostgreSQL
-                cur = c.execute(
-                    "INSERT INTO usage_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                    "ON CONFLICT (request_id) DO NOTHING",
-                    (r.request_id, r.user_id, r.key_id, r.model, r.provider, r.endpoint,
-                     r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens,
-                     r.price_input, r.price_cached_input, r.price_output, r.cost, r.status,
-                     r.usage_source, r.latency_ms, ts(r.created_at)),
-                )
-                if cur.rowcount != 1:
-                    continue  # a replay: already recorded and debited once
-                inserted.append(r.request_id)
+                fresh.setdefault(r.request_id, r)  # within a batch the first copy wins
+            ids = list(fresh)
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in c.execute(
+                    f"SELECT request_id FROM usage_records WHERE request_id IN ({marks})", chunk
+                ):
+                    del fresh[row[0]]  # a replay: already recorded and debited once
+            if not fresh:
+                return []
+            users = sorted({r.user_id for r in fresh.values()})
+            marks = ",".join("?" * len(users))
+            balances = {
+                row[0]: row[1]
+                for row in c.execute(f"SELECT id, balance FROM users WHERE id IN ({marks})", users)
+            }
+            missing = [u for u in users if u not in balances]
+            if missing:
+                raise UnknownUser(missing[0])  # the whole batch is refused, as in PostgreSQL
+            c.executemany(
+                "INSERT INTO usage_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(r.request_id, r.user_id, r.key_id, r.model, r.provider, r.endpoint,
+                  r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens,
+                  r.price_input, r.price_cached_input, r.price_output, r.cost, r.status,
+                  r.usage_source, r.latency_ms, ts(r.created_at)) for r in fresh.values()],
+            )
+            entries = []
+            moves: dict[str, int] = {}
+            now = ts(utcnow())
+            for r in fresh.values():
                 if r.cost:
-                    self._post(c, r.user_id, "usage", -r.cost, f"usage:{r.request_id}",
-                               None, None)
-            return inserted
+                    balances[r.user_id] -= r.cost
+                    moves[r.user_id] = moves.get(r.user_id, 0) + 1
+                    entries.append((r.user_id, "usage", -r.cost, balances[r.user_id],
+                                    f"usage:{r.request_id}", None, None, now))
+            c.executemany(
+                "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference,"
+                " reason, actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                entries,
+            )
+            c.executemany(
+                "UPDATE users SET balance = ?, version = version + ? WHERE id = ?",
+                [(balances[u], n, u) for u, n in moves.items()],
+            )
+            return list(fresh)
 
         return await self._run(lambda c: self._tx(c, run))
 

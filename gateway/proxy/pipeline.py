@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -47,7 +47,8 @@ class Call:
     started: float
     key: ApiKey
     model: Model
-    prompt_tokens: int
+    prompt_tokens: int | None  # the exact tiktoken count, when it was needed
+    payload: dict
     reserved: int
     stream: bool
     hide_usage_chunk: bool
@@ -82,7 +83,8 @@ class ProxyEndpoint:
 async def handle(
     services: Services, endpoint: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    request_id = "req_" + uuid.uuid4().hex
+    # Time-ordered ids keep usage-table inserts at the right edge of the index.
+    request_id = f"req_{time.time_ns():016x}{os.urandom(8).hex()}"
     try:
         call = await admit(services, endpoint, scope, receive, request_id)
     except GatewayError as exc:
@@ -112,9 +114,11 @@ async def admit(
     payload = parse_object(body)
     model = services.catalog.resolve(payload.get("model"), endpoint)
     encoding = tokens.encoder(model.encoding or tokens.encoding_name_for(model.upstream_model))
-    prompt_tokens = tokens.count_prompt(encoding, endpoint, payload)
     cap = output_cap(payload, model)
-    reserve = worst_case(model.price, prompt_tokens, cap)
+    # Every token covers at least one byte of the body, so the body length bounds the prompt
+    # from above at no cost; tiktoken runs only when that bound does not fit the balance.
+    prompt_tokens: int | None = None
+    reserve = worst_case(model.price, tokens.prompt_bound(endpoint, payload, len(body)), cap)
     stream = endpoint in STREAMING and payload.get("stream") is True
     payload["model"] = model.upstream_model
     hide_usage = False
@@ -124,10 +128,16 @@ async def admit(
         hide_usage = options.get("include_usage") is not True
         options["include_usage"] = True  # so the stream tells us what to bill
         payload["stream_options"] = options
-    admission = await services.store.admit(
-        key.user_id, request_id, reserve, ttl=services.settings.reservation_ttl
-    )
+    ttl = services.settings.reservation_ttl
+    admission = await services.store.admit(key.user_id, request_id, reserve, ttl=ttl)
     if not admission.ok:
+        prompt_tokens = tokens.count_prompt(encoding, endpoint, payload)
+        exact = worst_case(model.price, prompt_tokens, cap)
+        if exact < reserve:
+            reserve = exact
+            admission = await services.store.admit(key.user_id, request_id, reserve, ttl=ttl)
+    if not admission.ok:
+        assert prompt_tokens is not None
         raise InsufficientCredit(
             _insufficient_message(model, prompt_tokens, cap, reserve, admission.available),
         )
@@ -138,6 +148,7 @@ async def admit(
         key=key,
         model=model,
         prompt_tokens=prompt_tokens,
+        payload=payload,
         reserved=reserve,
         stream=stream,
         hide_usage_chunk=hide_usage,
@@ -402,7 +413,9 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
         # No usage from the upstream: count the prompt and what was actually produced.
         produced = outcome.meter.produced_text() if outcome.meter else outcome.text
         usage = Usage(
-            prompt_tokens=call.prompt_tokens,
+            prompt_tokens=call.prompt_tokens
+            if call.prompt_tokens is not None
+            else tokens.count_prompt(call.encoding, call.endpoint, call.payload),
             completion_tokens=tokens.count_text(call.encoding, produced),
         )
         source = "counted"

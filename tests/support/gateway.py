@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -70,9 +70,12 @@ class RunningGateway:
     server: uvicorn.Server
     thread: threading.Thread
     admin: httpx.Client
+    clients: list[openai.OpenAI] = field(default_factory=list)
 
     def client(self, key: str, **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=key, max_retries=0, **kw)
+        client = openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=key, max_retries=0, **kw)
+        self.clients.append(client)  # closed in stop(): an unclosed pool warns when collected
+        return client
 
     def user(self, credit: str = "10.00", user_id: str | None = None) -> tuple[str, str]:
         """Creates a user with ``credit`` USD and a key; returns (user_id, key)."""
@@ -116,6 +119,8 @@ class RunningGateway:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.admin.close()
+        for client in self.clients:
+            client.close()
 
 
 class GatewayFactory:
