@@ -7,11 +7,12 @@ dictionary to attack. Only the hash and a visible prefix are kept; the key is sh
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
 
-from gateway.errors import Unauthorized, Unavailable
+from gateway.errors import Forbidden, Unauthorized, Unavailable
 from gateway.ledger.base import ApiKey, Ledger, utcnow
 
 KEY_PREFIX = "sk-gw-"
@@ -43,6 +44,17 @@ def bearer(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def check_admin(expected: str | None, header: str | None) -> None:
+    """Raises unless ``header`` carries the admin key (compared in constant time)."""
+    token = bearer(header)
+    if token is None:
+        raise Unauthorized("admin endpoints need 'Authorization: Bearer <admin key>'")
+    if expected is None:
+        raise Forbidden("the admin API is disabled: GATEWAY_ADMIN_KEY is not set")
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Forbidden("this key may not use the admin API")
 
 
 class Authenticator:

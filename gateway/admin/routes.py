@@ -10,7 +10,6 @@ CLI) is recorded in the audit trail as ``admin:<name>``.
 
 from __future__ import annotations
 
-import hmac
 import re
 
 from starlette.requests import Request
@@ -26,8 +25,7 @@ from gateway.accounts import (
     new_key_view,
 )
 from gateway.admin import reports
-from gateway.auth import bearer
-from gateway.errors import Forbidden, Unauthorized
+from gateway.auth import check_admin
 from gateway.services import Services
 from gateway.web import Handler, guarded, json_response, optional_str, read_json
 
@@ -45,14 +43,7 @@ def routes(services: Services) -> list[Route]:
 
     def admin(handler: Handler) -> Handler:
         async def checked(request: Request) -> Response:
-            expected = services.settings.admin_key
-            token = bearer(request.headers.get("authorization"))
-            if token is None:
-                raise Unauthorized("admin endpoints need 'Authorization: Bearer <admin key>'")
-            if expected is None:
-                raise Forbidden("the admin API is disabled: GATEWAY_ADMIN_KEY is not set")
-            if not hmac.compare_digest(token.encode(), expected.encode()):
-                raise Forbidden("this key may not use the admin API")
+            check_admin(services.settings.admin_key, request.headers.get("authorization"))
             return await handler(request)
 
         checked.__name__ = handler.__name__

@@ -9,18 +9,16 @@
 
 from __future__ import annotations
 
-import hmac
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.auth import bearer
+from gateway.auth import check_admin
 from gateway.billing import BillingProfile, billing_of
 from gateway.billing.autotopup import configure, profile_view
 from gateway.billing.checkout import create_checkout
 from gateway.billing.stripe_webhook import MAX_PAYLOAD, event_view, process, verify
-from gateway.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from gateway.errors import BadRequest, NotFound, PayloadTooLarge
 from gateway.ledger.base import User
 from gateway.services import Services
 from gateway.web import guarded, json_response, page, read_json
@@ -39,14 +37,7 @@ def routes(services: Services) -> list[Route]:
         return user
 
     def require_admin(request: Request) -> None:
-        expected = services.settings.admin_key
-        token = bearer(request.headers.get("authorization"))
-        if token is None:
-            raise Unauthorized("admin endpoints need 'Authorization: Bearer <admin key>'")
-        if expected is None:
-            raise Forbidden("the admin API is disabled: GATEWAY_ADMIN_KEY is not set")
-        if not hmac.compare_digest(token.encode(), expected.encode()):
-            raise Forbidden("this key may not use the admin API")
+        check_admin(services.settings.admin_key, request.headers.get("authorization"))
 
     @guarded
     async def webhook(request: Request) -> Response:

@@ -6,7 +6,19 @@ applies, in version order, those not yet recorded in its ``schema_migrations`` t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from importlib import resources
+
+# SQLite has no timestamp type: UTC text in this format sorts in time order (0001_init.sql).
+SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(SQLITE_TS)
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.strptime(value, SQLITE_TS).replace(tzinfo=UTC)
 
 
 def migrations(dialect: str) -> list[tuple[int, str]]:

@@ -10,7 +10,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,20 +27,15 @@ from gateway.ledger.base import (
     User,
     utcnow,
 )
-from gateway.ledger.schema import migrations
+from gateway.ledger.schema import migrations, parse_ts, ts
 from gateway.ledger.sqlite_billing import SqliteBillingMixin
 from gateway.ledger.sqlite_reports import SqliteReportsMixin
 
 T = TypeVar("T")
-_FMT = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(_FMT)
-
-
-def parse_ts(value: str | None) -> datetime | None:
-    return None if value is None else datetime.strptime(value, _FMT).replace(tzinfo=UTC)
+def _maybe_ts(value: str | None) -> datetime | None:
+    return None if value is None else parse_ts(value)
 
 
 class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
@@ -368,7 +363,7 @@ def _user(r: sqlite3.Row) -> User:
 def _key(r: sqlite3.Row) -> ApiKey:
     return ApiKey(id=r["id"], user_id=r["user_id"], prefix=r["prefix"], name=r["name"],
                   created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
-                  revoked_at=parse_ts(r["revoked_at"]), expires_at=parse_ts(r["expires_at"]))
+                  revoked_at=_maybe_ts(r["revoked_at"]), expires_at=_maybe_ts(r["expires_at"]))
 
 
 def _entry(r: sqlite3.Row, created: bool = True) -> Entry:

@@ -14,21 +14,13 @@ from typing import Any, TypeVar
 
 from gateway.billing import BillingProfile, StripeEvent, TopupClaim
 from gateway.ledger.base import Entry, UnknownUser, utcnow
+from gateway.ledger.schema import parse_ts, ts
 
 T = TypeVar("T")
 
 
-# sqlite.py imports this mixin, so its timestamp helpers are reached at call time, not import.
-def _ts(value: datetime) -> str:
-    from gateway.ledger.sqlite import ts
-
-    return ts(value)
-
-
-def _parse_ts(value: str | None) -> datetime | None:
-    from gateway.ledger.sqlite import parse_ts
-
-    return parse_ts(value)
+def _maybe_ts(value: str | None) -> datetime | None:
+    return None if value is None else parse_ts(value)
 
 _RETRYABLE = "('processing', 'unmatched', 'error')"
 
@@ -45,7 +37,7 @@ class SqliteBillingMixin:
     # -- Stripe events ------------------------------------------------------------------
 
     async def claim_stripe_event(self, event: StripeEvent) -> str | None:
-        now = _ts(utcnow())
+        now = ts(utcnow())
 
         def claim(c: sqlite3.Connection) -> str | None:
             cur = c.execute(
@@ -72,7 +64,7 @@ class SqliteBillingMixin:
             " payment_ref = ?, payment_intent = ?, detail = ?, updated_at = ?"
             f" WHERE event_id = ? AND status IN {_RETRYABLE}",
             (o.status, o.user_id, o.amount, o.currency, o.payment_ref, o.payment_intent,
-             o.detail, _ts(utcnow()), o.event_id),
+             o.detail, ts(utcnow()), o.event_id),
         ))
 
     async def list_stripe_events(
@@ -108,7 +100,7 @@ class SqliteBillingMixin:
             # Invariant: per charge, SUM(amount) = the debit owed for the highest level seen.
             amount = max(0, target_total - int(done))
             c.execute("INSERT INTO stripe_refund_debits VALUES (?, ?, ?, ?, ?)",
-                      (reference, charge_id, user_id, amount, _ts(utcnow())))
+                      (reference, charge_id, user_id, amount, ts(utcnow())))
             return amount
 
         return await self._billing_tx(plan)
@@ -147,7 +139,7 @@ class SqliteBillingMixin:
                 " threshold = excluded.threshold, amount = excluded.amount,"
                 " last_error = CASE WHEN excluded.auto_topup_enabled THEN NULL"
                 " ELSE last_error END, updated_at = excluded.updated_at",
-                (user_id, int(enabled), threshold, amount, _ts(utcnow())),
+                (user_id, int(enabled), threshold, amount, ts(utcnow())),
             )
             row = c.execute("SELECT * FROM billing_profiles WHERE user_id = ?",
                             (user_id,)).fetchone()
@@ -161,7 +153,7 @@ class SqliteBillingMixin:
                 "INSERT INTO billing_profiles (user_id, stripe_customer_id, updated_at)"
                 " VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET stripe_customer_id ="
                 " COALESCE(stripe_customer_id, excluded.stripe_customer_id)",
-                (user_id, customer_id, _ts(utcnow())),
+                (user_id, customer_id, ts(utcnow())),
             )
             row = c.execute("SELECT stripe_customer_id FROM billing_profiles WHERE user_id = ?",
                             (user_id,)).fetchone()
@@ -171,7 +163,7 @@ class SqliteBillingMixin:
 
     async def claim_auto_topup(self, user_id: str, *, stale_after: float) -> TopupClaim | None:
         now = utcnow()
-        stale = _ts(now - timedelta(seconds=stale_after))
+        stale = ts(now - timedelta(seconds=stale_after))
         # One statement is the guard: never two PaymentIntents in flight for one user. A
         # stale 'pending' claim keeps its seq, so its retry reuses the idempotency key.
         row = await self._billing_tx(lambda c: c.execute(
@@ -183,7 +175,7 @@ class SqliteBillingMixin:
             " AND (in_flight_intent IS NULL"
             "      OR (in_flight_intent = 'pending' AND in_flight_since < ?))"
             " RETURNING trigger_seq, amount, threshold, stripe_customer_id",
-            (_ts(now), _ts(now), user_id, stale),
+            (ts(now), ts(now), user_id, stale),
         ).fetchone())
         if row is None:
             return None
@@ -202,7 +194,7 @@ class SqliteBillingMixin:
     async def finish_auto_topup(
         self, user_id: str, *, intent_id: str | None, seq: int | None, failure: str | None
     ) -> None:
-        now = _ts(utcnow())
+        now = ts(utcnow())
         if failure is None:
             # Only this trigger's marker: a late answer to an older one must not free a slot.
             await self._billing_tx(lambda c: c.execute(
@@ -224,7 +216,7 @@ def _event(r: sqlite3.Row) -> StripeEvent:
         event_id=r["event_id"], type=r["type"], status=r["status"], payload=r["payload"],
         user_id=r["user_id"], amount=r["amount"], currency=r["currency"],
         payment_ref=r["payment_ref"], payment_intent=r["payment_intent"], detail=r["detail"],
-        created_at=_parse_ts(r["created_at"]), updated_at=_parse_ts(r["updated_at"]),
+        created_at=_maybe_ts(r["created_at"]), updated_at=_maybe_ts(r["updated_at"]),
     )
 
 

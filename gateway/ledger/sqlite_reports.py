@@ -20,7 +20,6 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import fields
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +42,10 @@ from gateway.ledger.reports import (
     diff_prices,
     totals_of,
 )
+from gateway.ledger.schema import parse_ts, ts
 
 # usage_records columns in UsageRecord order (a column added later does not break the reads).
 USAGE_COLUMNS = ", ".join(f.name for f in fields(UsageRecord))
-# The schema's timestamp format (migrations/sqlite/0001_init.sql). Defined here rather than
-# imported from sqlite.py, which imports this module once SqliteLedger inherits the mixin.
-_FMT = "%Y-%m-%d %H:%M:%S.%f"
-
-
-def ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(_FMT)
-
-
-def parse_ts(value: str) -> datetime:
-    return datetime.strptime(value, _FMT).replace(tzinfo=UTC)
 
 
 class SqliteReportsMixin:
