@@ -62,12 +62,25 @@ class StreamMeter:
         return tail
 
     def _may_carry_usage(self, chunk: bytes) -> bool:
+        return self._first_marker(chunk) >= 0
+
+    def _first_marker(self, chunk: bytes) -> int:
         if self._responses:
-            return any(marker in chunk for marker in _RESPONSES_FINAL)
-        return _USAGE.search(chunk) is not None
+            found = [i for i in (chunk.find(m) for m in _RESPONSES_FINAL) if i >= 0]
+            return min(found, default=-1)
+        match = _USAGE.search(chunk)
+        return match.start() if match else -1
 
     def _inspect(self, chunk: bytes) -> bytes:
-        out = bytearray()
+        # Everything before the event holding the first marker passes untouched in one piece:
+        # a read with hundreds of events is not split event by event to find the last one.
+        marker = self._first_marker(chunk)
+        start = max(chunk.rfind(b"\n\n", 0, marker) + 2, chunk.rfind(b"\r\n\r\n", 0, marker) + 4)
+        start = start if start > 3 else 0
+        head, chunk = chunk[:start], chunk[start:]
+        out = bytearray(head)
+        if head:
+            self.events.append(head)
         for event, sep in _split(chunk):
             keep = True
             if self._may_carry_usage(event):
