@@ -179,3 +179,26 @@ def test_workers_are_refused_without_redis_and_postgres(gateways):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "GATEWAY_REDIS_URL" in done.stderr
+
+
+def test_stripe_top_up_credits_once_across_processes(production):
+    from tests.billing.helpers import STRIPE_KEY, WEBHOOK_SECRET, deliver, event, session
+
+    env = {"STRIPE_API_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    a, b = production(**env), production(**env)
+    uid, key = a.user("0")
+    assert call(b.base_url, key) == 402  # loads the empty balance into Redis first
+    delivery = event("evt_prod", "checkout.session.completed",
+                     session(uid, session_id="cs_prod", subtotal=1500))
+    async_paid = event("evt_prod_async", "checkout.session.async_payment_succeeded",
+                       session(uid, session_id="cs_prod", subtotal=1500))
+    # One payment under two event types, each delivered several times, to both processes.
+    deliveries = [((a, b)[i % 2], (delivery, async_paid)[i % 3 == 0]) for i in range(10)]
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda d: deliver(*d), deliveries))
+    assert {r.status_code for r in answers} == {200}
+    for gateway in (a, b):
+        assert usd(gateway.get(f"/admin/users/{uid}")["balance"]) == usd("15.00")
+    assert call(b.base_url, key) == 200  # the credit reached Redis at once
+    rows = settled_records(a, uid, 1)
+    assert ledger_balance(a, uid) == usd("15.00") - sum(usd(r["cost"]) for r in rows)
