@@ -21,22 +21,20 @@ from gateway import tokens
 from gateway.billing.autotopup import on_settled
 from gateway.catalog import Model
 from gateway.errors import (
-    BadRequest,
     GatewayError,
     InsufficientCredit,
-    PayloadTooLarge,
     UpstreamError,
     UpstreamTimeout,
 )
 from gateway.ledger.base import ApiKey, UsageRecord
-from gateway.money import format_usd
-from gateway.pricing import Usage, affordable_output, cost, worst_case
+from gateway.pricing import Usage, cost, worst_case
+from gateway.proxy.request import header, insufficient_message, output_cap, parse_object, read_body
+from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.sse import StreamMeter
 from gateway.proxy.usage import output_text, usage_from
 from gateway.services import Services
 
 log = logging.getLogger("gateway.pipeline")
-OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 STREAMING = ("chat/completions", "completions", "responses")
 
 
@@ -109,7 +107,7 @@ async def admit(
 ) -> Call:
     started = time.perf_counter()
     headers = dict(scope["headers"])
-    key = await services.auth.authenticate(_header(headers, b"authorization"))
+    key = await services.auth.authenticate(header(headers, b"authorization"))
     body = await read_body(receive, headers, services.settings.max_body_bytes)
     payload = parse_object(body)
     model = services.catalog.resolve(payload.get("model"), endpoint)
@@ -139,7 +137,7 @@ async def admit(
     if not admission.ok:
         assert prompt_tokens is not None
         raise InsufficientCredit(
-            _insufficient_message(model, prompt_tokens, cap, reserve, admission.available),
+            insufficient_message(model, prompt_tokens, cap, reserve, admission.available),
         )
     call = Call(
         request_id=request_id,
@@ -156,82 +154,6 @@ async def admit(
         encoding=encoding,
     )
     return call
-
-
-def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
-    value = headers.get(name)
-    return value.decode("latin-1") if value is not None else None
-
-
-async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    declared = headers.get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is larger than the {limit} byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise BadRequest("client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is larger than the {limit} byte limit")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def parse_object(body: bytes) -> dict:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(
-            f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
-        ) from exc
-    if not isinstance(payload, dict):
-        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
-    return payload
-
-
-def output_cap(payload: dict, model: Model) -> int:
-    """The most output tokens this request may be billed for."""
-    if model.kind == "embedding":
-        return 0
-    cap = model.max_output_tokens
-    for name in OUTPUT_CAP_FIELDS:
-        value = payload.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadRequest(f"{name} must be a positive integer", param=name, code="invalid_value")
-        cap = min(value, cap)
-        break
-    choices = 1
-    for name in ("n", "best_of"):
-        value = payload.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
-            raise BadRequest(
-                f"{name} must be an integer between 1 and 128", param=name, code="invalid_value"
-            )
-        choices = max(choices, value)
-    return cap * choices
-
-
-def _insufficient_message(model: Model, prompt: int, cap: int, reserve: int, available: int) -> str:
-    head = (
-        f"Insufficient credit: this call to {model.name} may cost up to "
-        f"${format_usd(reserve)} ({prompt} prompt tokens + up to {cap} output tokens) but "
-        f"${format_usd(max(available, 0))} is available."
-    )
-    most = affordable_output(model.price, prompt, available)
-    if model.kind == "embedding" or most < 0:
-        return head + " Shorten the input or top up your balance."
-    if most == 0:
-        return head + " The prompt alone uses what is left; top up your balance."
-    return head + f" Set max_tokens to {most} or less, or top up your balance."
 
 
 # -- forwarding and relaying -------------------------------------------------------------
@@ -367,36 +289,6 @@ async def _relay_stream(
         outcome.status = "upstream_cut"
     tail = meter.close()
     await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-
-# -- responses ---------------------------------------------------------------------------
-
-
-async def send_body(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: str,
-    request_id: str,
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type.encode("latin-1")),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
-                *(extra or ()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def send_error(send: Send, exc: GatewayError, request_id: str) -> None:
-    await send_body(send, exc.status, exc.body(), "application/json", request_id)
 
 
 # -- settlement --------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+"""Writing whole responses on the raw ASGI send (the proxy bypasses Starlette's Response)."""
+
+from __future__ import annotations
+
+from starlette.types import Send
+
+from gateway.errors import GatewayError
+
+
+async def send_body(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    request_id: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode("latin-1")),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+                *(extra or ()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, exc: GatewayError, request_id: str) -> None:
+    await send_body(send, exc.status, exc.body(), "application/json", request_id)
