@@ -167,6 +167,11 @@ class RedisStore:
 
     async def settle(self, record: UsageRecord) -> int | None:
         """Balance after the debit; None when already settled or queued (Redis unreachable)."""
+        # Shielded: a caller cancelled mid-settlement (shutdown, client gone) must not leave
+        # the record neither settled nor queued.
+        return await asyncio.shield(self._settle_or_queue(record))
+
+    async def _settle_or_queue(self, record: UsageRecord) -> int | None:
         try:
             return await self._settle(record)
         except UnknownUser:
