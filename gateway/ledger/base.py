@@ -198,3 +198,24 @@ class DuplicateUser(LedgerError):
 
 class InsufficientFunds(LedgerError):
     pass
+
+
+class ReferenceConflict(LedgerError):
+    """A reference already names a different movement (another user, kind or amount)."""
+
+
+def replayed(existing: Entry, user_id: str, kind: str, amount: int | None) -> Entry:
+    """The first entry of a replayed reference, if the replay asks for the same movement.
+
+    A reference reused for something else is a bug upstream of the ledger; answering it with
+    the old entry would report money as moved when it was not, so it is refused loudly.
+    ``amount`` is None where the amount depends on the balance (set balance, capped debit).
+    """
+    if existing.user_id != user_id or existing.kind != kind or (
+        amount is not None and existing.amount != amount
+    ):
+        raise ReferenceConflict(
+            f"reference {existing.reference!r} already moved {existing.amount} ({existing.kind})"
+            f" for user {existing.user_id!r}"
+        )
+    return existing

@@ -29,6 +29,7 @@ from gateway.ledger.base import (
     UnknownUser,
     UsageRecord,
     User,
+    replayed,
 )
 from gateway.ledger.postgres_billing import PostgresBillingMixin
 from gateway.ledger.postgres_reports import PostgresReportsMixin
@@ -226,7 +227,8 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
         reason: str | None = None,
         actor: str | None = None,
     ) -> Entry:
-        return await self._move(user_id, kind, lambda _balance: amount, reference, reason, actor)
+        return await self._move(user_id, kind, lambda _balance: amount, reference, reason, actor,
+                                exact=amount)
 
     async def set_balance(
         self, user_id: str, *, balance: int, reference: str, reason: str | None, actor: str | None
@@ -245,7 +247,11 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
         reference: str,
         reason: str | None,
         actor: str | None,
+        *,
+        exact: int | None = None,
     ) -> Entry:
+        """``exact``: the amount a replay of ``reference`` must match (None where the amount
+        depends on the balance)."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 locked = await conn.fetchrow(
@@ -256,7 +262,7 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
                 # is seen here.
                 existing = await _entry_by_reference(conn, reference)
                 if existing is not None:
-                    return existing
+                    return replayed(existing, user_id, kind, exact)
                 if locked is None:
                     raise UnknownUser(user_id)
                 amount = amount_for(locked["balance"])
@@ -274,7 +280,7 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
                 existing = await _entry_by_reference(conn, reference)
             if existing is None:
                 raise
-            return existing
+            return replayed(existing, user_id, kind, exact)
 
     async def write_usage(self, records: Sequence[UsageRecord]) -> list[str]:
         if not records:

@@ -25,6 +25,7 @@ from gateway.ledger.base import (
     UnknownUser,
     UsageRecord,
     User,
+    replayed,
     utcnow,
 )
 from gateway.ledger.schema import migrations, parse_ts, ts
@@ -201,17 +202,17 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
     ) -> Entry:
         return await self._run(
             lambda c: self._tx(c, lambda c: self._post(c, user_id, kind, amount, reference,
-                                                       reason, actor))
+                                                       reason, actor, exact=True))
         )
 
     def _post(
         self, c: sqlite3.Connection, user_id: str, kind: str, amount: int, reference: str,
-        reason: str | None, actor: str | None,
+        reason: str | None, actor: str | None, *, exact: bool = False,
     ) -> Entry:
         existing = c.execute("SELECT * FROM ledger_entries WHERE reference = ?", (reference,))
         row = existing.fetchone()
         if row is not None:
-            return _entry(row, created=False)
+            return replayed(_entry(row, created=False), user_id, kind, amount if exact else None)
         user = c.execute("SELECT balance FROM users WHERE id = ?", (user_id,)).fetchone()
         if user is None:
             raise UnknownUser(user_id)
@@ -241,7 +242,7 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
             row = c.execute("SELECT * FROM ledger_entries WHERE reference = ?", (reference,))
             found = row.fetchone()
             if found is not None:
-                return _entry(found, created=False)
+                return replayed(_entry(found, created=False), user_id, "adjustment", None)
             user = c.execute("SELECT balance FROM users WHERE id = ?", (user_id,)).fetchone()
             if user is None:
                 raise UnknownUser(user_id)

@@ -23,6 +23,7 @@ from gateway.ledger.base import (
     DuplicateUser,
     InsufficientFunds,
     Ledger,
+    ReferenceConflict,
     UnknownUser,
     UsageRecord,
     User,
@@ -241,6 +242,21 @@ def test_reposted_reference_moves_money_once(contract: Contract) -> None:
         assert aware_utc(first.created_at)
         assert await books.balance("alice") == 10 * USD
         assert len(await books.ledger.list_entries("alice")) == 1
+
+    contract.run(scenario)
+
+
+def test_reference_reused_for_another_movement_is_refused(contract: Contract) -> None:
+    async def scenario(books: Books) -> None:
+        await books.user("alice")
+        await books.user("bob")
+        await books.ledger.post_entry("alice", kind="topup", amount=10 * USD, reference="evt_1")
+        for user, kind, amount in (("alice", "topup", 11 * USD), ("bob", "topup", 10 * USD),
+                                   ("alice", "grant", 10 * USD)):
+            with pytest.raises(ReferenceConflict):
+                await books.ledger.post_entry(user, kind=kind, amount=amount, reference="evt_1")
+        assert await books.balance("alice") == 10 * USD
+        assert await books.balance("bob") == 0
 
     contract.run(scenario)
 
