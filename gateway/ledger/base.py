@@ -204,6 +204,12 @@ class ReferenceConflict(LedgerError):
     """A reference already names a different movement (another user, kind or amount)."""
 
 
+def check_kind(kind: str) -> None:
+    """Refused before any SQL: a database CHECK error would leak as a raw driver exception."""
+    if kind not in ENTRY_KINDS:
+        raise ValueError(f"ledger entry kind must be one of {', '.join(ENTRY_KINDS)}, not {kind!r}")
+
+
 def replayed(existing: Entry, user_id: str, kind: str, amount: int | None) -> Entry:
     """The first entry of a replayed reference, if the replay asks for the same movement.
 

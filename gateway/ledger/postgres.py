@@ -29,6 +29,7 @@ from gateway.ledger.base import (
     UnknownUser,
     UsageRecord,
     User,
+    check_kind,
     replayed,
 )
 from gateway.ledger.postgres_billing import PostgresBillingMixin
@@ -252,6 +253,7 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
     ) -> Entry:
         """``exact``: the amount a replay of ``reference`` must match (None where the amount
         depends on the balance)."""
+        check_kind(kind)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 locked = await conn.fetchrow(

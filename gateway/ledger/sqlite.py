@@ -25,6 +25,7 @@ from gateway.ledger.base import (
     UnknownUser,
     UsageRecord,
     User,
+    check_kind,
     replayed,
     utcnow,
 )
@@ -209,6 +210,7 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
         self, c: sqlite3.Connection, user_id: str, kind: str, amount: int, reference: str,
         reason: str | None, actor: str | None, *, exact: bool = False,
     ) -> Entry:
+        check_kind(kind)
         existing = c.execute("SELECT * FROM ledger_entries WHERE reference = ?", (reference,))
         row = existing.fetchone()
         if row is not None:

@@ -261,6 +261,16 @@ def test_reference_reused_for_another_movement_is_refused(contract: Contract) ->
     contract.run(scenario)
 
 
+def test_unknown_entry_kind_is_refused_before_any_change(contract: Contract) -> None:
+    async def scenario(books: Books) -> None:
+        await books.user("alice", credit=USD)
+        with pytest.raises(ValueError, match="kind"):
+            await books.ledger.post_entry("alice", kind="gift", amount=USD, reference="g1")
+        assert await books.balance("alice") == USD
+
+    contract.run(scenario)
+
+
 def test_entry_for_unknown_user_raises_unknown_user(contract: Contract) -> None:
     async def scenario(books: Books) -> None:
         with pytest.raises(UnknownUser):
