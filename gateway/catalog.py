@@ -88,6 +88,7 @@ class _Located:
     def __init__(self, path: str) -> None:
         self.path = path
         self.lines: dict[tuple[str, ...], int] = {}
+        self._scalars = yaml.constructor.SafeConstructor()
 
     def fail(self, where: tuple[str, ...], message: str) -> CatalogError:
         probe = where
@@ -111,11 +112,8 @@ class _Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.to_python(v, (*where, str(i))) for i, v in enumerate(node.value)]
-        return (
-            yaml.SafeLoader(yaml.serialize(node)).get_single_data()
-            if node.tag != "tag:yaml.org,2002:str"
-            else node.value
-        )
+        # Scalars keep YAML's own typing (an unquoted 2.50 is a float, and is refused later).
+        return self._scalars.construct_object(node)
 
 
 def parse(text: str, *, source: str, env: Mapping[str, str]) -> Catalog:

@@ -185,10 +185,10 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _mock(args: argparse.Namespace, settings: Settings) -> None:
-    from gateway import mock_upstream
+    from gateway import mock_runner
 
     print(f"mock upstream on http://{args.host}:{args.port}/v1", flush=True)
-    mock_upstream.main(args.host, args.port)
+    mock_runner.main(args.host, args.port)
 
 
 def _models_check(args: argparse.Namespace, settings: Settings) -> None:

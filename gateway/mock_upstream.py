@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import itertools
 import re
 import struct
-import threading
 import time
 import uuid
 import zlib
@@ -393,74 +391,3 @@ def build_app() -> web.Application:
     app.router.add_get("/_mock/requests", logged_requests)
     app.router.add_delete("/_mock/requests", logged_requests)
     return app
-
-
-async def start(host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
-    # A short shutdown timeout so stopping during a slow stream does not hang a test run.
-    runner = web.AppRunner(build_app(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner, runner.addresses[0][1]
-
-
-class MockUpstreamThread:
-    """Context manager running the mock on a free port in a thread with its own event loop."""
-
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host, self.port = host, 0
-        self._loop: asyncio.AbstractEventLoop  # created by __enter__, closed by the thread
-        self._runner: web.AppRunner | None = None
-        self._started: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, name="mock-upstream", daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
-
-    def _run(self) -> None:
-        loop = self._loop
-        try:
-            self._runner, self.port = loop.run_until_complete(start(self.host))
-        except BaseException as exc:  # re-raised in the caller's thread by __enter__
-            self._started.set_exception(exc)
-        else:
-            self._started.set_result(None)
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    def __enter__(self) -> MockUpstreamThread:
-        self._loop = asyncio.new_event_loop()
-        self._thread.start()
-        self._started.result()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-
-    def _on_loop(self, fn: Callable[[deque], Any]) -> Any:
-        # The log is only ever touched from the loop thread, so no lock is needed.
-        assert self._runner is not None, "use MockUpstreamThread as a context manager"
-        log, done = self._runner.app[REQUESTS_KEY], concurrent.futures.Future()
-        self._loop.call_soon_threadsafe(lambda: done.set_result(fn(log)))
-        return done.result()
-
-    def requests(self) -> list[dict[str, Any]]:
-        return self._on_loop(list)
-
-    def clear(self) -> None:
-        self._on_loop(deque.clear)
-
-
-def main(host: str, port: int) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        loop = asyncio.new_event_loop()
-    else:
-        loop = uvloop.new_event_loop()
-    web.run_app(build_app(), host=host, port=port, access_log=None, loop=loop)

@@ -126,9 +126,9 @@ def _demo_key_file(settings: Settings) -> Path:
 
 async def _run_with_mock(settings: Settings, catalog: catalog_mod.Catalog, host: str,
                          port: int, key: str) -> None:
-    from gateway import mock_upstream
+    from gateway import mock_runner
 
-    runner, _ = await mock_upstream.start(host, port)
+    runner, _ = await mock_runner.start(host, port)
     base = f"http://{settings.host}:{settings.port}"
     print(DEMO_BANNER.format(base=base, key=key, admin=settings.admin_key, model=DEMO_MODEL),
           flush=True)

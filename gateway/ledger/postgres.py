@@ -34,7 +34,8 @@ from gateway.ledger.base import (
 )
 from gateway.ledger.postgres_billing import PostgresBillingMixin
 from gateway.ledger.postgres_reports import PostgresReportsMixin
-from gateway.ledger.schema import migrations
+from gateway.ledger.postgres_sql import MOVE, WRITE_USAGE
+from gateway.ledger.schema import USAGE_COLUMNS, migrations
 
 # Any fixed key will do; it only has to be the same in every process sharing the database.
 _MIGRATION_LOCK = 0x6761_7465_7761_7931
@@ -45,85 +46,6 @@ _USER_FKS = frozenset({"api_keys_user_fk", "usage_records_user_fk"})
 _REFERENCE_KEY = "ledger_entries_reference_key"
 # The detail of a key violation: 'Key (user_id)=(u1) is not present in table "users".'
 _KEY_DETAIL = re.compile(r"^Key \((?:user_)?id\)=\((.*)\) ")
-
-_USAGE_COLUMNS = (
-    "request_id, user_id, key_id, model, provider, endpoint, prompt_tokens, completion_tokens, "
-    "cached_tokens, reasoning_tokens, price_input, price_cached_input, price_output, cost, "
-    "status, usage_source, latency_ms, created_at"
-)
-
-_MOVE = """
--- Invariant: the balance and its entry change together; balance_after is the new balance.
--- The user's version after the change travels with the entry, so the balance store can tell
--- whether a balance it loaded already includes this change.
-WITH moved AS (
-    UPDATE users SET balance = balance + $3, version = version + 1 WHERE id = $1
-    RETURNING balance, version
-), ins AS (
-    INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference, reason, actor)
-    SELECT $1, $2, $3, moved.balance, $4, $5, $6 FROM moved
-    RETURNING *
-)
-SELECT ins.*, (SELECT version FROM moved) AS user_version FROM ins
-"""
-
-_WRITE_USAGE = f"""
--- Invariant, per user after commit: balance = SUM(ledger_entries.amount), every usage row is
--- recorded and debited at most once, and in id order each entry's balance_after is the
--- previous one's plus its amount. Only the rows this statement actually inserted (ON
--- CONFLICT DO NOTHING ... RETURNING) are debited and get an entry, so a replayed or
--- overlapping batch never moves money twice. The batch's users are locked first, in id
--- order: a concurrent batch for the same users waits for our commit, then finds our rows as
--- conflicts (conflict checks see committed rows, whatever the statement's snapshot) and
--- debits from the balance we left (UPDATE re-reads the newest row version).
-WITH batch AS (
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
-        $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[],
-        $17::bigint[], $18::timestamptz[]
-    ) WITH ORDINALITY AS b({_USAGE_COLUMNS}, position)
-),
-locked AS (
-    SELECT id FROM users WHERE id IN (SELECT user_id FROM batch) ORDER BY id FOR UPDATE
-),
-inserted AS (
-    INSERT INTO usage_records ({_USAGE_COLUMNS})
-    SELECT {_USAGE_COLUMNS} FROM batch
-    -- An InitPlan runs once before the first row: every lock is held before any insert.
-    WHERE (SELECT count(*) FROM locked) >= 0
-    -- Same key order in every batch (no deadlock on the primary key); within a batch the
-    -- first occurrence of a request id wins, as it would record by record.
-    ORDER BY request_id, position
-    ON CONFLICT (request_id) DO NOTHING
-    RETURNING request_id, user_id, cost, created_at
-),
-charged AS (
-    SELECT user_id, sum(cost) AS total, count(*) AS entries
-    FROM inserted WHERE cost > 0 GROUP BY user_id
-),
-debited AS (
-    UPDATE users u SET balance = u.balance - c.total, version = u.version + c.entries
-    FROM charged c WHERE u.id = c.user_id
-    RETURNING u.id, u.balance
-),
-entries AS (
-    INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference)
-    SELECT i.user_id, 'usage', -i.cost,
-           -- new balance + what this user's later records in the batch cost
-           (d.balance + sum(i.cost) OVER everything - sum(i.cost) OVER so_far)::bigint,
-           'usage:' || i.request_id
-    FROM inserted i JOIN debited d ON d.id = i.user_id
-    WHERE i.cost > 0
-    WINDOW everything AS (PARTITION BY i.user_id),
-           so_far AS (PARTITION BY i.user_id ORDER BY i.created_at, i.request_id
-                      ROWS UNBOUNDED PRECEDING)
-    -- Entry ids are drawn after this sort, so id order is the running-balance order.
-    ORDER BY i.user_id, i.created_at, i.request_id
-)
-SELECT request_id FROM inserted
-"""
-
 
 class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
@@ -270,7 +192,7 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
                 amount = amount_for(locked["balance"])
                 if kind != "usage" and amount < 0 and locked["balance"] + amount < 0:
                     raise InsufficientFunds(user_id)
-                row = await conn.fetchrow(_MOVE, user_id, kind, amount, reference, reason, actor)
+                row = await conn.fetchrow(MOVE, user_id, kind, amount, reference, reason, actor)
                 assert row is not None
                 return _entry(row)
         except asyncpg.UniqueViolationError as exc:
@@ -289,7 +211,7 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
             return []
         columns = list(zip(*(_usage_values(r) for r in records), strict=True))
         with _translated():
-            rows = await self.pool.fetch(_WRITE_USAGE, *columns)
+            rows = await self.pool.fetch(WRITE_USAGE, *columns)
         first_seen: dict[str, int] = {}
         for position, record in enumerate(records):
             first_seen.setdefault(record.request_id, position)
@@ -299,7 +221,7 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
         self, user_id: str, *, limit: int, offset: int
     ) -> tuple[list[UsageRecord], bool]:
         rows = await self.pool.fetch(
-            f"SELECT {_USAGE_COLUMNS} FROM usage_records WHERE user_id = $1 "
+            f"SELECT {USAGE_COLUMNS} FROM usage_records WHERE user_id = $1 "
             "ORDER BY created_at DESC, request_id DESC LIMIT $2 OFFSET $3",
             user_id, limit + 1, offset,
         )  # fmt: skip

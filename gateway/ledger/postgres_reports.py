@@ -12,7 +12,6 @@ joined through ``unnest``: each day is one range scan of ``usage_records_time`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
 import asyncpg
@@ -35,9 +34,8 @@ from gateway.ledger.reports import (
     diff_prices,
     totals_of,
 )
+from gateway.ledger.schema import USAGE_COLUMNS
 
-# usage_records columns in UsageRecord order (a column added later does not break the reads).
-USAGE_COLUMNS = ", ".join(f.name for f in fields(UsageRecord))
 # Serialises price-book syncs of processes loading the same file at once: the first records
 # the change, the others find the book already equal. Any fixed key shared by all processes.
 _PRICE_BOOK_LOCK = 0x6777_7072_6963_6573

@@ -6,8 +6,14 @@ applies, in version order, those not yet recorded in its ``schema_migrations`` t
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 from importlib import resources
+
+from gateway.ledger.base import UsageRecord
+
+# usage_records columns in UsageRecord order (a column added later does not break the reads).
+USAGE_COLUMNS = ", ".join(f.name for f in fields(UsageRecord))
 
 # SQLite has no timestamp type: UTC text in this format sorts in time order (0001_init.sql).
 SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"

@@ -29,11 +29,16 @@ from gateway.ledger.base import (
     replayed,
     utcnow,
 )
-from gateway.ledger.schema import migrations, parse_ts, ts
+from gateway.ledger.schema import USAGE_COLUMNS, migrations, parse_ts, ts
 from gateway.ledger.sqlite_billing import SqliteBillingMixin
 from gateway.ledger.sqlite_reports import SqliteReportsMixin
 
 T = TypeVar("T")
+
+_INSERT_USAGE = (
+    f"INSERT INTO usage_records ({USAGE_COLUMNS}) "
+    f"VALUES ({', '.join('?' for _ in USAGE_COLUMNS.split(', '))})"
+)
 
 
 def _maybe_ts(value: str | None) -> datetime | None:
@@ -283,7 +288,7 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
             if missing:
                 raise UnknownUser(missing[0])  # the whole batch is refused, as in PostgreSQL
             c.executemany(
-                "INSERT INTO usage_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _INSERT_USAGE,
                 [(r.request_id, r.user_id, r.key_id, r.model, r.provider, r.endpoint,
                   r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens,
                   r.price_input, r.price_cached_input, r.price_output, r.cost, r.status,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +41,7 @@ from gateway.ledger.reports import (
     diff_prices,
     totals_of,
 )
-from gateway.ledger.schema import parse_ts, ts
-
-# usage_records columns in UsageRecord order (a column added later does not break the reads).
-USAGE_COLUMNS = ", ".join(f.name for f in fields(UsageRecord))
+from gateway.ledger.schema import USAGE_COLUMNS, parse_ts, ts
 
 
 class SqliteReportsMixin:

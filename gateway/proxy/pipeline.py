@@ -47,7 +47,6 @@ class Call:
     model: Model
     prompt_tokens: int | None  # the exact tiktoken count, when it was needed
     payload: dict
-    reserved: int
     stream: bool
     hide_usage_chunk: bool
     body: bytes
@@ -62,7 +61,6 @@ class Outcome:
     text: str = ""
     meter: StreamMeter | None = None
     disconnected: bool = False
-    headers_sent: bool = False
     settled: bool = False
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
@@ -147,7 +145,6 @@ async def admit(
         model=model,
         prompt_tokens=prompt_tokens,
         payload=payload,
-        reserved=reserve,
         stream=stream,
         hide_usage_chunk=hide_usage,
         body=orjson.dumps(payload),
@@ -278,7 +275,6 @@ async def _relay_stream(
             ],
         }
     )
-    outcome.headers_sent = True
     try:
         async for data in response.content.iter_any():
             out = meter.feed(data)

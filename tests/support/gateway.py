@@ -16,7 +16,7 @@ import openai
 import uvicorn
 
 from gateway.app import create_app
-from gateway.mock_upstream import MockUpstreamThread
+from gateway.mock_runner import MockUpstreamThread
 from gateway.settings import Settings
 
 ADMIN_KEY = "test-admin-key"
