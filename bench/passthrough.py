@@ -33,7 +33,9 @@ def session() -> aiohttp.ClientSession:
         _session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=None, sock_read=600),
-            auto_decompress=False, skip_auto_headers=("User-Agent",))
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
     return _session
 
 
@@ -49,25 +51,46 @@ class Forward:
         # The one JSON parse a real proxy cannot avoid: which model, which upstream.
         model = json.loads(body).get("model")
         base = ROUTES.get(model) or next(iter(ROUTES.values()))
-        async with session().post(base + "/chat/completions", data=body,
-                                  headers={"Content-Type": "application/json"}) as resp:
+        async with session().post(
+            base + "/chat/completions", data=body, headers={"Content-Type": "application/json"}
+        ) as resp:
             ctype = resp.headers.get("Content-Type", "application/json").encode()
             if ctype.startswith(b"text/event-stream"):
-                await send({"type": "http.response.start", "status": resp.status,
-                            "headers": [(b"content-type", ctype)]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": resp.status,
+                        "headers": [(b"content-type", ctype)],
+                    }
+                )
                 async for data in resp.content.iter_any():
                     await send({"type": "http.response.body", "body": data, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
                 return
             data = await resp.read()
-            await send({"type": "http.response.start", "status": resp.status,
-                        "headers": [(b"content-type", ctype),
-                                    (b"content-length", str(len(data)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": resp.status,
+                    "headers": [
+                        (b"content-type", ctype),
+                        (b"content-length", str(len(data)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": data})
 
 
 app = Starlette(routes=[Route("/v1/chat/completions", Forward(), methods=["POST"])])
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop",
-                http="httptools", access_log=False, log_level="warning", lifespan="off")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+    )

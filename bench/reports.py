@@ -49,8 +49,7 @@ MODELS = [(f"model-{i}", "openai" if i % 3 else "local") for i in range(12)]
 
 def reporting(base: type, mixin: type) -> type:
     """The ledger class with its reports mixin (until the class inherits it itself)."""
-    return base if issubclass(base, mixin) else type(f"Reporting{base.__name__}", (mixin, base),
-                                                     {})
+    return base if issubclass(base, mixin) else type(f"Reporting{base.__name__}", (mixin, base), {})
 
 
 def records(count: int, seed: int = 1) -> list[UsageRecord]:
@@ -62,25 +61,41 @@ def records(count: int, seed: int = 1) -> list[UsageRecord]:
         model, provider = MODELS[rng.randrange(len(MODELS))]
         prompt, completion = rng.randint(10, 4000), rng.randint(0, 1500)
         cost = (prompt * 2_500_000_000 + completion * 10_000_000_000) // 1_000_000
-        out.append(UsageRecord(
-            request_id=f"req_{n:09d}", user_id=user, key_id="key", model=model,
-            provider=provider, endpoint="chat/completions", prompt_tokens=prompt,
-            completion_tokens=completion, cached_tokens=rng.randint(0, prompt // 4),
-            reasoning_tokens=0, price_input=2_500_000_000, price_cached_input=None,
-            price_output=10_000_000_000, cost=cost, status="ok", usage_source="upstream",
-            latency_ms=rng.randint(50, 3000),
-            created_at=NOW - timedelta(seconds=rng.random() * span),
-        ))
+        out.append(
+            UsageRecord(
+                request_id=f"req_{n:09d}",
+                user_id=user,
+                key_id="key",
+                model=model,
+                provider=provider,
+                endpoint="chat/completions",
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cached_tokens=rng.randint(0, prompt // 4),
+                reasoning_tokens=0,
+                price_input=2_500_000_000,
+                price_cached_input=None,
+                price_output=10_000_000_000,
+                cost=cost,
+                status="ok",
+                usage_source="upstream",
+                latency_ms=rng.randint(50, 3000),
+                created_at=NOW - timedelta(seconds=rng.random() * span),
+            )
+        )
     return out
 
 
 async def seed_sqlite(ledger: Any, rows: list[UsageRecord]) -> None:
     def run(c: Any) -> None:
-        c.executemany("INSERT INTO users (id, email, balance, version, created_at) "
-                      "VALUES (?, NULL, 0, 0, ?)",
-                      [(f"u{i:04d}", ts(NOW)) for i in range(USERS)])
-        c.executemany("INSERT INTO usage_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                      [(*astuple(r)[:-1], ts(r.created_at)) for r in rows])
+        c.executemany(
+            "INSERT INTO users (id, email, balance, version, created_at) VALUES (?, NULL, 0, 0, ?)",
+            [(f"u{i:04d}", ts(NOW)) for i in range(USERS)],
+        )
+        c.executemany(
+            "INSERT INTO usage_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(*astuple(r)[:-1], ts(r.created_at)) for r in rows],
+        )
 
     await ledger.transaction(run)
     await ledger.query("ANALYZE")
@@ -88,10 +103,14 @@ async def seed_sqlite(ledger: Any, rows: list[UsageRecord]) -> None:
 
 async def seed_postgres(ledger: Any, rows: list[UsageRecord]) -> None:
     async with ledger.pool.acquire() as conn:
-        await conn.executemany("INSERT INTO users (id) VALUES ($1)",
-                               [(f"u{i:04d}",) for i in range(USERS)])
-        await conn.copy_records_to_table("usage_records", records=[astuple(r) for r in rows],
-                                         columns=list(UsageRecord.__dataclass_fields__))
+        await conn.executemany(
+            "INSERT INTO users (id) VALUES ($1)", [(f"u{i:04d}",) for i in range(USERS)]
+        )
+        await conn.copy_records_to_table(
+            "usage_records",
+            records=[astuple(r) for r in rows],
+            columns=list(UsageRecord.__dataclass_fields__),
+        )
         # What autovacuum does to an insert-only table soon enough (PostgreSQL 13+); the
         # visibility map it sets is what makes the covering indexes index-only.
         await conn.execute("VACUUM ANALYZE usage_records")
@@ -105,21 +124,35 @@ def cases(ledger: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
         return first_page
 
     async def page_two() -> Any:
-        return await reports.usage_page(ledger, "u0000", {"limit": "50",
-                                                          "cursor": first_page["next_cursor"]})
+        return await reports.usage_page(
+            ledger, "u0000", {"limit": "50", "cursor": first_page["next_cursor"]}
+        )
 
     now = NOW.isoformat()
     return [
         ("revenue, 30 days, UTC", lambda: reports.revenue(ledger, {}, now=NOW)),
-        ("revenue, 90 days, Europe/Paris", lambda: reports.revenue(
-            ledger, {"from": (NOW - timedelta(days=DAYS)).date().isoformat(),
-                     "tz": "Europe/Paris"}, now=NOW)),
+        (
+            "revenue, 90 days, Europe/Paris",
+            lambda: reports.revenue(
+                ledger,
+                {"from": (NOW - timedelta(days=DAYS)).date().isoformat(), "tz": "Europe/Paris"},
+                now=NOW,
+            ),
+        ),
         ("models, all time", lambda: reports.models(ledger, {})),
-        ("models, last 7 days", lambda: reports.models(
-            ledger, {"from": (NOW - timedelta(days=7)).isoformat(), "to": now})),
+        (
+            "models, last 7 days",
+            lambda: reports.models(
+                ledger, {"from": (NOW - timedelta(days=7)).isoformat(), "to": now}
+            ),
+        ),
         ("top users (10), all time", lambda: reports.top_users(ledger, {})),
-        ("top users (10), 30 days", lambda: reports.top_users(
-            ledger, {"from": (NOW - timedelta(days=30)).isoformat(), "to": now})),
+        (
+            "top users (10), 30 days",
+            lambda: reports.top_users(
+                ledger, {"from": (NOW - timedelta(days=30)).isoformat(), "to": now}
+            ),
+        ),
         ("stats, heaviest user", lambda: reports.stats(ledger, "u0000", {})),
         ("stats, a light user", lambda: reports.stats(ledger, "u0500", {})),
         ("usage page 1 (50)", page_one),
@@ -127,14 +160,21 @@ def cases(ledger: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
     ]
 
 
-async def measure(name: str, ledger: Any, seed: Callable[..., Awaitable[None]],
-                  rows: list[UsageRecord], repeat: int) -> dict[str, tuple[float, float]]:
+async def measure(
+    name: str,
+    ledger: Any,
+    seed: Callable[..., Awaitable[None]],
+    rows: list[UsageRecord],
+    repeat: int,
+) -> dict[str, tuple[float, float]]:
     await ledger.open()
     try:
         started = time.perf_counter()
         await seed(ledger, rows)
-        print(f"{name}: seeded {len(rows):,} rows in {time.perf_counter() - started:.1f} s",
-              file=sys.stderr)
+        print(
+            f"{name}: seeded {len(rows):,} rows in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
         out: dict[str, tuple[float, float]] = {}
         for label, run in cases(ledger):
             await run()  # warm-up: caches, prepared statements
@@ -153,19 +193,26 @@ def table(rows: int, results: dict[str, dict[str, tuple[float, float]]]) -> str:
     names = list(results)
     head = ["report"] + [f"{n} median / max (ms)" for n in names]
     labels = list(next(iter(results.values())))
-    body = [[label] + [f"{results[n][label][0]:8.1f} / {results[n][label][1]:8.1f}"
-                       for n in names] for label in labels]
+    body = [
+        [label] + [f"{results[n][label][0]:8.1f} / {results[n][label][1]:8.1f}" for n in names]
+        for label in labels
+    ]
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-    fmt = "| " + " | ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in
-                            enumerate(widths)) + " |"
-    lines = [f"{rows:,} usage rows", fmt.format(*head),
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    fmt = (
+        "| " + " | ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths)) + " |"
+    )
+    lines = [
+        f"{rows:,} usage rows",
+        fmt.format(*head),
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
     return "\n".join(lines + [fmt.format(*r) for r in body])
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pg", help="'auto' (private server) or the DSN of an empty database")
@@ -175,8 +222,9 @@ async def main() -> None:
     results: dict[str, dict[str, tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_cls = reporting(SqliteLedger, SqliteReportsMixin)
-        results["sqlite"] = await measure("sqlite", sqlite_cls(f"{tmp}/bench.db"), seed_sqlite,
-                                          rows, args.repeat)
+        results["sqlite"] = await measure(
+            "sqlite", sqlite_cls(f"{tmp}/bench.db"), seed_sqlite, rows, args.repeat
+        )
     if args.pg:
         server = None
         dsn = args.pg
@@ -188,8 +236,9 @@ async def main() -> None:
             dsn = server.create_database(f"bench_{uuid.uuid4().hex[:8]}")
         try:
             pg_cls = reporting(PostgresLedger, PostgresReportsMixin)
-            results["postgres"] = await measure("postgres", pg_cls(dsn), seed_postgres, rows,
-                                                args.repeat)
+            results["postgres"] = await measure(
+                "postgres", pg_cls(dsn), seed_postgres, rows, args.repeat
+            )
         finally:
             if server is not None:
                 server.cleanup()

@@ -59,10 +59,10 @@ T0 = time.monotonic()
 
 # -- budget (the issue's numbers; DESIGN.md §7 names what is measured) ----------------------
 BUDGET = {
-    "added_p50_ms_c1": 0.6,          # gateway p50 - direct p50 at 1 connection, embedded
-    "calls_per_s_c8": 3000.0,        # embedded, 8 connections
-    "added_ttfb_ms": 1.0,            # streamed, p50 time to first byte, gateway - direct
-    "rss_mb_after_100k": 150.0,      # VmRSS after 100,000 calls
+    "added_p50_ms_c1": 0.6,  # gateway p50 - direct p50 at 1 connection, embedded
+    "calls_per_s_c8": 3000.0,  # embedded, 8 connections
+    "added_ttfb_ms": 1.0,  # streamed, p50 time to first byte, gateway - direct
+    "rss_mb_after_100k": 150.0,  # VmRSS after 100,000 calls
 }
 
 
@@ -102,8 +102,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, body: Any = None, *, key: str | None = None,
-         timeout: float = 30.0) -> tuple[int, bytes]:
+def http(
+    method: str, url: str, body: Any = None, *, key: str | None = None, timeout: float = 30.0
+) -> tuple[int, bytes]:
     if body is None or isinstance(body, bytes):
         data = body
     else:
@@ -148,7 +149,7 @@ def _proc_stat(pid: int) -> tuple[int, float] | None:
         data = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = data[data.rfind(")") + 2:].split()
+    fields = data[data.rfind(")") + 2 :].split()
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLK
 
 
@@ -220,14 +221,28 @@ def _pdeathsig() -> None:  # runs in the child between fork and exec
 class Child:
     """A child process with its own log; stopped politely, then killed, by its own pid."""
 
-    def __init__(self, name: str, cmd: list[str], logfile: Path, *, env: dict | None = None,
-                 cwd: Path | None = None, cpus: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        logfile: Path,
+        *,
+        env: dict | None = None,
+        cwd: Path | None = None,
+        cpus: str | None = None,
+    ) -> None:
         self.name, self.logfile = name, logfile
         prefix = ["taskset", "-c", cpus] if cpus and shutil.which("taskset") else []
         with open(logfile, "ab") as fh:
-            self.proc = subprocess.Popen(prefix + cmd, stdin=subprocess.DEVNULL, stdout=fh,
-                                         stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                         preexec_fn=_pdeathsig)
+            self.proc = subprocess.Popen(
+                prefix + cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                preexec_fn=_pdeathsig,
+            )
 
     @property
     def pid(self) -> int:
@@ -253,7 +268,8 @@ class Child:
 
 def find_exe(name: str) -> str | None:
     return shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
 
 
 def ensure_tools(install: bool) -> tuple[str | None, str | None, list[str]]:
@@ -275,9 +291,11 @@ def ensure_tools(install: bool) -> tuple[str | None, str | None, list[str]]:
         policy.chmod(0o755)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        for cmd in (["apt-get", "install", "-y", "-q", "nginx-light", "wrk"],
-                    ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "nginx-light", "wrk"]):
+        for cmd in (
+            ["apt-get", "install", "-y", "-q", "nginx-light", "wrk"],
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "nginx-light", "wrk"],
+        ):
             if cmd[1] == "update" and find_exe("nginx") and find_exe("wrk"):
                 break
             r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -308,13 +326,17 @@ MESSAGES = [
 
 # A long prompt (about 4,300 tokens, 21 KB: a chat history or retrieved context), to show
 # what costs grow with the prompt (token counting for the reservation, JSON parse/encode).
-LONG_TEXT = ("The quick brown fox jumps over the lazy dog while the metering gateway counts "
-             "tokens. ") * 250
+LONG_TEXT = (
+    "The quick brown fox jumps over the lazy dog while the metering gateway counts tokens. "
+) * 250
 
 
 def request_body(model: str, chunks: int | None, long: bool = False) -> bytes:
-    body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in MESSAGES],
-                            "max_tokens": 64}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [dict(m) for m in MESSAGES],
+        "max_tokens": 64,
+    }
     if long:
         body["messages"][-1]["content"] = LONG_TEXT + body["messages"][-1]["content"]
     if chunks is not None:
@@ -325,30 +347,59 @@ def request_body(model: str, chunks: int | None, long: bool = False) -> bytes:
 
 
 def chat_completion() -> bytes:
-    return json.dumps({
-        "id": "chatcmpl-bench0000000000000000000000", "object": "chat.completion",
-        "created": 1764000000, "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{"index": 0, "message": {"role": "assistant",
-                                              "content": "Hello there, nice to meet you!",
-                                              "refusal": None, "annotations": []},
-                     "logprobs": None, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 23, "completion_tokens": 9, "total_tokens": 32,
-                  "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                                "accepted_prediction_tokens": 0,
-                                                "rejected_prediction_tokens": 0}},
-        "service_tier": "default", "system_fingerprint": "fp_bench",
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "id": "chatcmpl-bench0000000000000000000000",
+            "object": "chat.completion",
+            "created": 1764000000,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "Hello there, nice to meet you!",
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 23,
+                "completion_tokens": 9,
+                "total_tokens": 32,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+            },
+            "service_tier": "default",
+            "system_fingerprint": "fp_bench",
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def sse_stream(chunks: int) -> bytes:
     """What OpenAI sends with stream_options.include_usage: a role chunk, N content chunks
     (``"usage":null`` on each), a usage-only chunk with empty choices, then [DONE]."""
+
     def event(choices: list, usage: Any = None) -> bytes:
-        obj = {"id": "chatcmpl-bench0000000000000000000000", "object": "chat.completion.chunk",
-               "created": 1764000000, "model": "gpt-4o-mini-2024-07-18",
-               "service_tier": "default", "system_fingerprint": "fp_bench",
-               "choices": choices, "usage": usage}
+        obj = {
+            "id": "chatcmpl-bench0000000000000000000000",
+            "object": "chat.completion.chunk",
+            "created": 1764000000,
+            "model": "gpt-4o-mini-2024-07-18",
+            "service_tier": "default",
+            "system_fingerprint": "fp_bench",
+            "choices": choices,
+            "usage": usage,
+        }
         return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
     def choice(delta: dict, finish: str | None = None) -> dict:
@@ -357,10 +408,18 @@ def sse_stream(chunks: int) -> bytes:
     out = [event([choice({"role": "assistant", "content": "", "refusal": None})])]
     out += [event([choice({"content": f" w{i}"})]) for i in range(chunks)]
     out.append(event([choice({}, "stop")]))
-    out.append(event([], {"prompt_tokens": 26, "completion_tokens": chunks,
-                          "total_tokens": 26 + chunks,
-                          "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                          "completion_tokens_details": {"reasoning_tokens": 0}}))
+    out.append(
+        event(
+            [],
+            {
+                "prompt_tokens": 26,
+                "completion_tokens": chunks,
+                "total_tokens": 26 + chunks,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0},
+            },
+        )
+    )
     out.append(b"data: [DONE]\n\n")
     return b"".join(out)
 
@@ -370,7 +429,7 @@ def sse_stream(chunks: int) -> bytes:
 
 @dataclass
 class Upstream:
-    kind: str            # "nginx" or "mock"
+    kind: str  # "nginx" or "mock"
     version: str
     child: Child
     bases: dict[str, str]  # "json" / "s20" / "s200" -> base URL ending in /v1
@@ -407,9 +466,12 @@ def start_nginx(nginx: str, tmp: Path, cpus: str | None) -> Upstream:
             f"      default_type text/event-stream;\n"
             f"      etag off;\n"
             f"      add_header Cache-Control no-cache;\n"
-            f"      error_page 405 =200 $uri;\n    }}")
-    temp_paths = "".join(f"  {d}_temp_path {root}/tmp/{d};\n"
-                         for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+            f"      error_page 405 =200 $uri;\n    }}"
+        )
+    temp_paths = "".join(
+        f"  {d}_temp_path {root}/tmp/{d};\n"
+        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     conf = (
         "daemon off;\nmaster_process off;\nworker_processes 1;\n"
         + ("user nobody nogroup;\n" if os.geteuid() == 0 else "")
@@ -425,9 +487,21 @@ def start_nginx(nginx: str, tmp: Path, cpus: str | None) -> Upstream:
     (root / "nginx.conf").write_text(conf)
     # Removes the temp-path directives this nginx build lacks (nginx-light has no uwsgi/scgi).
     for _ in range(5):
-        check = subprocess.run([nginx, "-t", "-p", str(root), "-c", str(root / "nginx.conf"),
-                                "-e", str(root / "logs/error.log")],
-                               capture_output=True, text=True, timeout=30)
+        check = subprocess.run(
+            [
+                nginx,
+                "-t",
+                "-p",
+                str(root),
+                "-c",
+                str(root / "nginx.conf"),
+                "-e",
+                str(root / "logs/error.log"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         m = re.search(r'unknown directive "(\w+_temp_path)"', check.stderr)
         if check.returncode == 0 or not m:
             break
@@ -435,29 +509,53 @@ def start_nginx(nginx: str, tmp: Path, cpus: str | None) -> Upstream:
         (root / "nginx.conf").write_text(conf)
     if check.returncode != 0:
         raise RuntimeError(f"nginx -t failed: {check.stderr.strip()[-500:]}")
-    child = Child("nginx", [nginx, "-p", str(root), "-c", str(root / "nginx.conf"),
-                            "-e", str(root / "logs/error.log")], root / "logs/stdout.log",
-                  cpus=cpus)
+    child = Child(
+        "nginx",
+        [
+            nginx,
+            "-p",
+            str(root),
+            "-c",
+            str(root / "nginx.conf"),
+            "-e",
+            str(root / "logs/error.log"),
+        ],
+        root / "logs/stdout.log",
+        cpus=cpus,
+    )
     if not wait_port(port, child.proc, 15):
         child.stop()
         raise RuntimeError("nginx did not start: " + tail(root / "logs/error.log"))
     base = f"http://{HOST}:{port}"
-    return Upstream("nginx", tool_version([nginx, "-v"]), child,
-                    {"json": f"{base}/v1", **{f"s{n}": f"{base}/s{n}/v1" for n in STREAM_CHUNKS}})
+    return Upstream(
+        "nginx",
+        tool_version([nginx, "-v"]),
+        child,
+        {"json": f"{base}/v1", **{f"s{n}": f"{base}/s{n}/v1" for n in STREAM_CHUNKS}},
+    )
 
 
 def start_mock(tmp: Path, cpus: str | None) -> Upstream:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": _pythonpath()}
-    child = Child("mock-upstream", [sys.executable, "-m", "gateway", "mock-upstream",
-                                    "--host", HOST, "--port", str(port)],
-                  tmp / "mock-upstream.log", env=env, cwd=tmp, cpus=cpus)
+    child = Child(
+        "mock-upstream",
+        [sys.executable, "-m", "gateway", "mock-upstream", "--host", HOST, "--port", str(port)],
+        tmp / "mock-upstream.log",
+        env=env,
+        cwd=tmp,
+        cpus=cpus,
+    )
     if not wait_port(port, child.proc, 30):
         child.stop()
         raise RuntimeError("mock upstream did not start: " + tail(tmp / "mock-upstream.log"))
     base = f"http://{HOST}:{port}/v1"
-    return Upstream("mock", "gateway mock-upstream (aiohttp)", child,
-                    {"json": base, **{f"s{n}": base for n in STREAM_CHUNKS}})
+    return Upstream(
+        "mock",
+        "gateway mock-upstream (aiohttp)",
+        child,
+        {"json": base, **{f"s{n}": base for n in STREAM_CHUNKS}},
+    )
 
 
 GATEWAY_SRC = REPO  # the tree whose gateway/ package is run (--gateway-src for A/B runs)
@@ -468,14 +566,21 @@ def _pythonpath() -> str:
     return f"{GATEWAY_SRC}{os.pathsep}{extra}" if extra else str(GATEWAY_SRC)
 
 
-def start_passthrough(tmp: Path, upstream: Upstream, models: dict[str, str],
-                      cpus: str | None) -> Child:
+def start_passthrough(
+    tmp: Path, upstream: Upstream, models: dict[str, str], cpus: str | None
+) -> Child:
     """bench/passthrough.py: the same stack with no metering, as the floor to compare with."""
     port = free_port()
     routes = {models[r]: base for r, base in upstream.bases.items()}
     env = {**os.environ, "PASSTHROUGH_ROUTES": json.dumps(routes)}
-    child = Child("passthrough", [sys.executable, str(BENCH / "passthrough.py"), str(port)],
-                  tmp / "passthrough.log", env=env, cwd=tmp, cpus=cpus)
+    child = Child(
+        "passthrough",
+        [sys.executable, str(BENCH / "passthrough.py"), str(port)],
+        tmp / "passthrough.log",
+        env=env,
+        cwd=tmp,
+        cpus=cpus,
+    )
     child.port = port  # type: ignore[attr-defined]
     if not wait_port(port, child.proc, 30):
         child.stop()
@@ -497,29 +602,38 @@ def models_yaml(upstream: Upstream) -> str:
     lines.append("models:")
     for route in upstream.bases:
         name = "bench" if route == "json" else f"bench-{route}"
-        lines += [f"  {name}:", f"    provider: static_{route}",
-                  f"    upstream_model: {UPSTREAM_MODEL}",
-                  '    price: {input: "0.15", cached_input: "0.075", output: "0.60"}',
-                  "    max_output_tokens: 16384"]
+        lines += [
+            f"  {name}:",
+            f"    provider: static_{route}",
+            f"    upstream_model: {UPSTREAM_MODEL}",
+            '    price: {input: "0.15", cached_input: "0.075", output: "0.60"}',
+            "    max_output_tokens: 16384",
+        ]
     return "\n".join(lines) + "\n"
 
 
 class Gateway:
-    def __init__(self, mode: str, workdir: Path, env: dict[str, str], cpus: str | None,
-                 workers: int = 1) -> None:
+    def __init__(
+        self, mode: str, workdir: Path, env: dict[str, str], cpus: str | None, workers: int = 1
+    ) -> None:
         self.mode, self.workdir = mode, workdir
         self.port = free_port()
         self.base = f"http://{HOST}:{self.port}"
         self.key = ""
         self.log = workdir / f"gateway-{mode}.log"
-        full_env = {**os.environ, **env, "GATEWAY_ADMIN_KEY": ADMIN_KEY, "GATEWAY_HOST": HOST,
-                    "GATEWAY_PORT": str(self.port), "GATEWAY_SHUTDOWN_GRACE": "10",
-                    "PYTHONPATH": _pythonpath()}
+        full_env = {
+            **os.environ,
+            **env,
+            "GATEWAY_ADMIN_KEY": ADMIN_KEY,
+            "GATEWAY_HOST": HOST,
+            "GATEWAY_PORT": str(self.port),
+            "GATEWAY_SHUTDOWN_GRACE": "10",
+            "PYTHONPATH": _pythonpath(),
+        }
         cmd = [sys.executable, "-m", "gateway", "serve"]
         if workers > 1:
             cmd += ["--workers", str(workers)]
-        self.child = Child(f"gateway-{mode}", cmd, self.log, env=full_env, cwd=workdir,
-                           cpus=cpus)
+        self.child = Child(f"gateway-{mode}", cmd, self.log, env=full_env, cwd=workdir, cpus=cpus)
         self.calls = 0  # proxied calls sent to it by this harness
 
     @property
@@ -540,12 +654,17 @@ class Gateway:
             if time.monotonic() > deadline:
                 raise self.fail(f"/healthz not ready after {timeout:.0f}s")
             time.sleep(0.1)
-        status, body = http("POST", self.base + "/admin/users",
-                            {"id": USER_ID, "initial_credit": CREDIT}, key=ADMIN_KEY)
+        status, body = http(
+            "POST",
+            self.base + "/admin/users",
+            {"id": USER_ID, "initial_credit": CREDIT},
+            key=ADMIN_KEY,
+        )
         if status not in (200, 201):
             raise self.fail(f"POST /admin/users answered {status}: {body[:300]!r}")
-        status, body = http("POST", f"{self.base}/admin/users/{USER_ID}/keys", {"name": "bench"},
-                            key=ADMIN_KEY)
+        status, body = http(
+            "POST", f"{self.base}/admin/users/{USER_ID}/keys", {"name": "bench"}, key=ADMIN_KEY
+        )
         if status not in (200, 201):
             raise self.fail(f"POST /admin/users/{USER_ID}/keys answered {status}: {body[:300]!r}")
         self.key = json.loads(body)["key"]
@@ -576,12 +695,12 @@ class Gateway:
 
 @dataclass
 class Target:
-    name: str             # "direct", "embedded", "production"
-    base: str             # scheme://host:port
+    name: str  # "direct", "embedded", "production"
+    base: str  # scheme://host:port
     key: str
     paths: dict[str, str]  # route -> path
     bodies: dict[str, Path]
-    pids: list[int] = field(default_factory=list)   # processes whose CPU is charged to it
+    pids: list[int] = field(default_factory=list)  # processes whose CPU is charged to it
     gateway: Gateway | None = None
     server_pids: list[int] = field(default_factory=list)  # PostgreSQL, Redis
 
@@ -592,16 +711,44 @@ class Target:
 _WRK_RUNS = Counter()
 
 
-def wrk(wrk_exe: str, target: Target, route: str, conns: int, seconds: int, tmp: Path, *,
-        limit: int = 0, cpus: str | None = None) -> dict[str, Any]:
+def wrk(
+    wrk_exe: str,
+    target: Target,
+    route: str,
+    conns: int,
+    seconds: int,
+    tmp: Path,
+    *,
+    limit: int = 0,
+    cpus: str | None = None,
+) -> dict[str, Any]:
     _WRK_RUNS[target.name] += 1
     out = tmp / f"wrk-{target.name}-{route}-c{conns}-{_WRK_RUNS[target.name]}.json"
     marker = out.with_suffix(".done")
-    env = {**os.environ, "BENCH_BODY": str(target.bodies[route]), "BENCH_KEY": target.key,
-           "BENCH_LIMIT": str(limit), "BENCH_OUT": str(out), "BENCH_DONE": str(marker)}
+    env = {
+        **os.environ,
+        "BENCH_BODY": str(target.bodies[route]),
+        "BENCH_KEY": target.key,
+        "BENCH_LIMIT": str(limit),
+        "BENCH_OUT": str(out),
+        "BENCH_DONE": str(marker),
+    }
     prefix = ["taskset", "-c", cpus] if cpus and shutil.which("taskset") else []
-    cmd = [*prefix, wrk_exe, "-t", "1", "-c", str(conns), "-d", f"{seconds}s", "--timeout", "10s",
-           "-s", str(LUA), target.url(route)]
+    cmd = [
+        *prefix,
+        wrk_exe,
+        "-t",
+        "1",
+        "-c",
+        str(conns),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        target.url(route),
+    ]
     cpu0 = cpu_seconds(target.pids)
     srv0 = cpu_seconds(target.server_pids)
     ours = sorted({os.getpid(), *target.pids, *target.server_pids, *OUR_PIDS})
@@ -609,8 +756,7 @@ def wrk(wrk_exe: str, target: Target, route: str, conns: int, seconds: int, tmp:
     busy0, steal0 = _cpu_line()
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + seconds + 60
     while proc.poll() is None and time.monotonic() < deadline:
         if limit and marker.exists():
@@ -639,12 +785,20 @@ def wrk(wrk_exe: str, target: Target, route: str, conns: int, seconds: int, tmp:
         target.gateway.calls += n
     lat = res["latency_us"]
     summary = {
-        "target": target.name, "route": route, "connections": conns, "seconds": round(secs, 2),
-        "calls": n, "calls_per_s": round(n / secs, 1) if secs else 0.0,
-        "p50_ms": lat["p50"] / 1000, "p90_ms": lat["p90"] / 1000, "p99_ms": lat["p99"] / 1000,
-        "p999_ms": lat["p999"] / 1000, "mean_ms": round(lat["mean"] / 1000, 3),
+        "target": target.name,
+        "route": route,
+        "connections": conns,
+        "seconds": round(secs, 2),
+        "calls": n,
+        "calls_per_s": round(n / secs, 1) if secs else 0.0,
+        "p50_ms": lat["p50"] / 1000,
+        "p90_ms": lat["p90"] / 1000,
+        "p99_ms": lat["p99"] / 1000,
+        "p999_ms": lat["p999"] / 1000,
+        "mean_ms": round(lat["mean"] / 1000, 3),
         "max_ms": lat["max"] / 1000,
-        "errors": sum(res["errors"].values()), "error_detail": res["errors"],
+        "errors": sum(res["errors"].values()),
+        "error_detail": res["errors"],
         "cpu_us_per_call": round(cpu / n * 1e6, 1) if n and target.pids else None,
         "cpu_util": round(cpu / secs, 2) if secs and target.pids else None,
         "wrk_cpu_util": round(wrk_cpu / wall, 2) if wall else None,
@@ -696,17 +850,29 @@ async def _stream_probe(url: str, body: bytes, key: str, calls: int, warm: int) 
         xs = sorted(xs)
         return round(xs[min(len(xs) - 1, int(q * len(xs)))] * 1000, 3)
 
-    return {"calls": len(ttfb), "bad": bad,
-            "headers_p50_ms": pct(ttfh, 0.5),
-            "ttfb_p50_ms": pct(ttfb, 0.5), "ttfb_p99_ms": pct(ttfb, 0.99),
-            "total_p50_ms": pct(total, 0.5), "total_p99_ms": pct(total, 0.99),
-            "ttfb_mean_ms": round(statistics.fmean(ttfb) * 1000, 3) if ttfb else None,
-            "bytes": sizes[0] if sizes else 0}
+    return {
+        "calls": len(ttfb),
+        "bad": bad,
+        "headers_p50_ms": pct(ttfh, 0.5),
+        "ttfb_p50_ms": pct(ttfb, 0.5),
+        "ttfb_p99_ms": pct(ttfb, 0.99),
+        "total_p50_ms": pct(total, 0.5),
+        "total_p99_ms": pct(total, 0.99),
+        "ttfb_mean_ms": round(statistics.fmean(ttfb) * 1000, 3) if ttfb else None,
+        "bytes": sizes[0] if sizes else 0,
+    }
 
 
 def stream_probe(target: Target, route: str, calls: int) -> dict:
-    res = asyncio.run(_stream_probe(target.url(route), target.bodies[route].read_bytes(),
-                                    target.key, calls, warm=min(50, calls // 4 + 1)))
+    res = asyncio.run(
+        _stream_probe(
+            target.url(route),
+            target.bodies[route].read_bytes(),
+            target.key,
+            calls,
+            warm=min(50, calls // 4 + 1),
+        )
+    )
     if target.gateway is not None:
         target.gateway.calls += res["calls"] + res["bad"] + min(50, calls // 4 + 1)
     return {"target": target.name, "route": route, **res}
@@ -715,8 +881,9 @@ def stream_probe(target: Target, route: str, calls: int) -> dict:
 # -- production mode (private PostgreSQL + Redis from tests/support/servers.py) --------------
 
 
-def start_production(tmp: Path, upstream_env: dict[str, str], cpus_gw: str | None,
-                     cpus_srv: str | None, workers: int) -> tuple[Gateway, list, list[int]]:
+def start_production(
+    tmp: Path, upstream_env: dict[str, str], cpus_gw: str | None, cpus_srv: str | None, workers: int
+) -> tuple[Gateway, list, list[int]]:
     path = REPO / "tests" / "support" / "servers.py"
     spec = importlib.util.spec_from_file_location("bench_servers", path)
     if spec is None or spec.loader is None:
@@ -744,8 +911,9 @@ def start_production(tmp: Path, upstream_env: dict[str, str], cpus_gw: str | Non
     if cpus_srv:
         for s in started:
             for p in process_tree(s.proc.pid):
-                subprocess.run(["taskset", "-pc", cpus_srv, str(p)], capture_output=True,
-                               check=False)
+                subprocess.run(
+                    ["taskset", "-pc", cpus_srv, str(p)], capture_output=True, check=False
+                )
     env = {**upstream_env, "GATEWAY_DATABASE_URL": dsn, "GATEWAY_REDIS_URL": redis.url}
     gw = Gateway("production", tmp, env, cpus_gw, workers=workers)
     return gw, started, [s.proc.pid for s in started]
@@ -760,8 +928,12 @@ def find_py_spy(install: bool) -> str | None:
         return exe
     if install:
         log("installing py-spy with pip")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"],
-                       capture_output=True, timeout=300, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "py-spy"],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
         exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if os.access(exe, os.X_OK):
             return exe
@@ -789,13 +961,25 @@ def analyse_collapsed(path: Path, top: int = 30) -> dict[str, Any]:
             incl[f] += n
 
     def rows(c: Counter[str]) -> list[dict[str, Any]]:
-        return [{"frame": f, "samples": n, "pct": round(100 * n / total, 1)}
-                for f, n in c.most_common(top)]
+        return [
+            {"frame": f, "samples": n, "pct": round(100 * n / total, 1)}
+            for f, n in c.most_common(top)
+        ]
 
-    gateway_incl = Counter({f: n for f, n in incl.items() if "gateway/" in f
-                            and not f.startswith(("<module>", "main ", "_serve ", "serve "))})
-    return {"samples": total, "own": rows(own), "inclusive": rows(incl),
-            "inclusive_gateway": rows(gateway_incl), "own_by_package": rows(by_pkg)}
+    gateway_incl = Counter(
+        {
+            f: n
+            for f, n in incl.items()
+            if "gateway/" in f and not f.startswith(("<module>", "main ", "_serve ", "serve "))
+        }
+    )
+    return {
+        "samples": total,
+        "own": rows(own),
+        "inclusive": rows(incl),
+        "inclusive_gateway": rows(gateway_incl),
+        "own_by_package": rows(by_pkg),
+    }
 
 
 def _package(frame: str) -> str:
@@ -803,26 +987,69 @@ def _package(frame: str) -> str:
     where = m.group(1) if m else frame
     if "/gateway/" in where or where.startswith("gateway/"):
         return "gateway/" + where.split("gateway/", 1)[1]
-    for pkg in ("starlette", "uvicorn", "aiohttp", "asyncio", "uvloop", "httptools", "orjson",
-                "tiktoken", "logging", "uuid", "json", "ssl"):
-        if f"/{pkg}/" in where or f"{pkg}/" in where[:len(pkg) + 1] or where == f"{pkg}.py":
+    for pkg in (
+        "starlette",
+        "uvicorn",
+        "aiohttp",
+        "asyncio",
+        "uvloop",
+        "httptools",
+        "orjson",
+        "tiktoken",
+        "logging",
+        "uuid",
+        "json",
+        "ssl",
+    ):
+        if f"/{pkg}/" in where or f"{pkg}/" in where[: len(pkg) + 1] or where == f"{pkg}.py":
             return pkg
     return Path(where).name or where
 
 
-def run_profile(py_spy: str, wrk_exe: str, target: Target, seconds: int, tmp: Path,
-                stamp: str, cpus: str | None, native: bool = False,
-                route: str = "json") -> dict[str, Any]:
+def run_profile(
+    py_spy: str,
+    wrk_exe: str,
+    target: Target,
+    seconds: int,
+    tmp: Path,
+    stamp: str,
+    cpus: str | None,
+    native: bool = False,
+    route: str = "json",
+) -> dict[str, Any]:
     PROFILES.mkdir(exist_ok=True)
-    out: dict[str, Any] = {"seconds": seconds, "connections": 8, "rate_hz": 200, "files": {},
-                           "native": native, "target": target.name, "route": route}
+    out: dict[str, Any] = {
+        "seconds": seconds,
+        "connections": 8,
+        "rate_hz": 200,
+        "files": {},
+        "native": native,
+        "target": target.name,
+        "route": route,
+    }
     tag = ("-native" if native else "") + ("" if route == "json" else f"-{route}")
     for fmt, ext in (("raw", "collapsed.txt"), ("flamegraph", "svg")):
         dest = PROFILES / f"{stamp}-{target.name}-c8{tag}.{ext}"
-        spy = subprocess.Popen([py_spy, "record", "--pid", str(target.gateway.pid), "--rate",
-                                "200", "--duration", str(seconds + 1), "--format", fmt,
-                                "--output", str(dest), *(["--native"] if native else [])],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        spy = subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(target.gateway.pid),
+                "--rate",
+                "200",
+                "--duration",
+                str(seconds + 1),
+                "--format",
+                fmt,
+                "--output",
+                str(dest),
+                *(["--native"] if native else []),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         time.sleep(0.7)
         res = wrk(wrk_exe, target, route, 8, seconds, tmp, cpus=cpus)
         try:
@@ -847,11 +1074,17 @@ def render_profile(prof: dict[str, Any]) -> str:
     a = prof.get("analysis")
     if not a:
         return prof.get("error", "no profile") + "\n"
-    what = {"json": "non-streamed chat completion", "long": "non-streamed, ~4,300-token prompt"
-            }.get(prof.get("route", "json"), f"streamed chat completion ({prof.get('route')})")
-    lines = [f"py-spy {prof['rate_hz']} Hz, {prof['seconds']} s, {prof.get('target', '')} "
-             f"gateway, wrk 8 connections, {what}; {a['samples']} samples (idle excluded)",
-             f"load while sampling: {prof.get('load_raw')}", "", "own time by package:"]
+    what = {
+        "json": "non-streamed chat completion",
+        "long": "non-streamed, ~4,300-token prompt",
+    }.get(prof.get("route", "json"), f"streamed chat completion ({prof.get('route')})")
+    lines = [
+        f"py-spy {prof['rate_hz']} Hz, {prof['seconds']} s, {prof.get('target', '')} "
+        f"gateway, wrk 8 connections, {what}; {a['samples']} samples (idle excluded)",
+        f"load while sampling: {prof.get('load_raw')}",
+        "",
+        "own time by package:",
+    ]
     lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in a["own_by_package"]]
     lines += ["", "own time by frame:"]
     lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in a["own"]]
@@ -903,8 +1136,11 @@ def hook_reports(ctx: dict[str, Any]) -> dict[str, Any]:
                 times.append(time.perf_counter() - t0)
                 if status in (404, 405, 500):
                     break
-            queries[name] = {"path": path, "status": status,
-                             "median_ms": round(statistics.median(times) * 1000, 2)}
+            queries[name] = {
+                "path": path,
+                "status": status,
+                "median_ms": round(statistics.median(times) * 1000, 2),
+            }
         out[gw.mode] = {"ledger_calls": gw.calls, "queries": queries}
     return out
 
@@ -929,15 +1165,42 @@ def machine() -> dict[str, Any]:
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     commit = dirty = None
     with contextlib.suppress(Exception):
-        commit = subprocess.run(["git", "-C", str(GATEWAY_SRC), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(
-            ["git", "-C", str(GATEWAY_SRC), "--no-optional-locks", "status", "--porcelain",
-             "gateway"], capture_output=True, text=True, timeout=10).stdout.strip())
-    return {"nproc": os.cpu_count(), "cpu": cpu, "memory": mem, "gateway_src": str(GATEWAY_SRC),
-            "kernel": platform.release(), "python": platform.python_version(),
-            "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
-            "git_commit": commit, "gateway_tree_dirty": dirty}
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(GATEWAY_SRC), "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
+        dirty = bool(
+            subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    str(GATEWAY_SRC),
+                    "--no-optional-locks",
+                    "status",
+                    "--porcelain",
+                    "gateway",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory": mem,
+        "gateway_src": str(GATEWAY_SRC),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+        "git_commit": commit,
+        "gateway_tree_dirty": dirty,
+    }
 
 
 def _f(v: Any, digits: int = 2) -> str:
@@ -956,128 +1219,196 @@ def evaluate_budget(res: dict[str, Any]) -> list[dict[str, Any]]:
     d1, e1 = thr.get(("direct", 1)), thr.get(("embedded", 1))
     if d1 and e1:
         added = round(e1["p50_ms"] - d1["p50_ms"], 3)
-        rows.append({"check": "added latency p50 at 1 connection (embedded)",
-                     "value": f"{added:.3f} ms", "budget": f"≤ {BUDGET['added_p50_ms_c1']} ms",
-                     "ok": added <= BUDGET["added_p50_ms_c1"]})
+        rows.append(
+            {
+                "check": "added latency p50 at 1 connection (embedded)",
+                "value": f"{added:.3f} ms",
+                "budget": f"≤ {BUDGET['added_p50_ms_c1']} ms",
+                "ok": added <= BUDGET["added_p50_ms_c1"],
+            }
+        )
     e8 = thr.get(("embedded", 8))
     if e8:
-        rows.append({"check": "calls/s at 8 connections (embedded)",
-                     "value": f"{e8['calls_per_s']:,.0f}",
-                     "budget": f"≥ {BUDGET['calls_per_s_c8']:,.0f}",
-                     "ok": e8["calls_per_s"] >= BUDGET["calls_per_s_c8"] and not e8["errors"]})
+        rows.append(
+            {
+                "check": "calls/s at 8 connections (embedded)",
+                "value": f"{e8['calls_per_s']:,.0f}",
+                "budget": f"≥ {BUDGET['calls_per_s_c8']:,.0f}",
+                "ok": e8["calls_per_s"] >= BUDGET["calls_per_s_c8"] and not e8["errors"],
+            }
+        )
     probes = {p["target"]: p for p in res.get("stream_probe", [])}
     if "direct" in probes and "embedded" in probes and probes["embedded"]["ttfb_p50_ms"]:
         added = round(probes["embedded"]["ttfb_p50_ms"] - probes["direct"]["ttfb_p50_ms"], 3)
-        rows.append({"check": "streamed added TTFB p50, 20 chunks (embedded)",
-                     "value": f"{added:.3f} ms", "budget": f"≤ {BUDGET['added_ttfb_ms']} ms",
-                     "ok": added <= BUDGET["added_ttfb_ms"]})
+        rows.append(
+            {
+                "check": "streamed added TTFB p50, 20 chunks (embedded)",
+                "value": f"{added:.3f} ms",
+                "budget": f"≤ {BUDGET['added_ttfb_ms']} ms",
+                "ok": added <= BUDGET["added_ttfb_ms"],
+            }
+        )
     mem = res.get("memory", {}).get("embedded")
     if mem and mem.get("after"):
         calls = mem["calls_total"]
-        rows.append({"check": f"RSS after {calls:,} calls (embedded)",
-                     "value": f"{mem['after']['rss_mb']:.1f} MB",
-                     "budget": f"≤ {BUDGET['rss_mb_after_100k']:.0f} MB after 100,000 calls",
-                     "ok": mem["after"]["rss_mb"] <= BUDGET["rss_mb_after_100k"]
-                     if calls >= 100_000 else None})
+        rows.append(
+            {
+                "check": f"RSS after {calls:,} calls (embedded)",
+                "value": f"{mem['after']['rss_mb']:.1f} MB",
+                "budget": f"≤ {BUDGET['rss_mb_after_100k']:.0f} MB after 100,000 calls",
+                "ok": mem["after"]["rss_mb"] <= BUDGET["rss_mb_after_100k"]
+                if calls >= 100_000
+                else None,
+            }
+        )
     return rows
 
 
 def render(res: dict[str, Any]) -> str:
     m = res["machine"]
     up = res["upstream"]
-    out = [f"### Run {res['started']} ({res['mode']})", "",
-           f"Machine: {m['nproc']} x {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}, "
-           f"Python {m['python']}, load average at start {' '.join(m['loadavg_start'])}; "
-           f"gateway at {m['git_commit']}{' (+ local changes)' if m['gateway_tree_dirty'] else ''}."
-           f" Upstream: {up['kind']} ({up['version']}). Load: wrk, 1 thread. "
-           f"CPU pinning: {res['pinning'] or 'none'}.", ""]
+    out = [
+        f"### Run {res['started']} ({res['mode']})",
+        "",
+        f"Machine: {m['nproc']} x {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}, "
+        f"Python {m['python']}, load average at start {' '.join(m['loadavg_start'])}; "
+        f"gateway at {m['git_commit']}{' (+ local changes)' if m['gateway_tree_dirty'] else ''}."
+        f" Upstream: {up['kind']} ({up['version']}). Load: wrk, 1 thread. "
+        f"CPU pinning: {res['pinning'] or 'none'}.",
+        "",
+    ]
     direct = {r["connections"]: r for r in res["throughput"] if r["target"] == "direct"}
-    out += ["Non-streamed chat completion (wrk, "
-            f"{res['plan']['measure_s']} s per cell after {res['plan']['warmup_s']} s warm-up):",
-            "",
-            "| target | conns | calls/s | p50 ms | p99 ms | added p50 ms | gateway CPU µs/call "
-            "| errors | other load |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out += [
+        "Non-streamed chat completion (wrk, "
+        f"{res['plan']['measure_s']} s per cell after {res['plan']['warmup_s']} s warm-up):",
+        "",
+        "| target | conns | calls/s | p50 ms | p99 ms | added p50 ms | gateway CPU µs/call "
+        "| errors | other load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in res["throughput"]:
         d = direct.get(r["connections"])
         added = r["p50_ms"] - d["p50_ms"] if d and r["target"] != "direct" else None
         cpu = r["cpu_us_per_call"]
         if r.get("servers_cpu_us_per_call") is not None:
             cpu = f"{_f(cpu, 0)} (+{_f(r['servers_cpu_us_per_call'], 0)} PG/Redis)"
-        out.append(f"| {r['target']} | {r['connections']} | {_f(r['calls_per_s'], 0)} | "
-                   f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | {_f(added, 3)} | "
-                   f"{_f(cpu, 0)} | {r['errors']} | {_f(r.get('other_load_cores'), 2)} |")
+        out.append(
+            f"| {r['target']} | {r['connections']} | {_f(r['calls_per_s'], 0)} | "
+            f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | {_f(added, 3)} | "
+            f"{_f(cpu, 0)} | {r['errors']} | {_f(r.get('other_load_cores'), 2)} |"
+        )
     if res.get("long_prompt"):
         dlong = {r["connections"]: r for r in res["long_prompt"] if r["target"] == "direct"}
-        out += ["", f"Long prompt (~4,300 tokens, {len(LONG_TEXT) // 1000} KB body), "
-                "non-streamed:", "",
-                "| target | conns | calls/s | p50 ms | p99 ms | added p50 ms | gateway CPU µs/call "
-                "| errors | other load |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [
+            "",
+            f"Long prompt (~4,300 tokens, {len(LONG_TEXT) // 1000} KB body), non-streamed:",
+            "",
+            "| target | conns | calls/s | p50 ms | p99 ms | added p50 ms | gateway CPU µs/call "
+            "| errors | other load |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in res["long_prompt"]:
             d = dlong.get(r["connections"])
             added = r["p50_ms"] - d["p50_ms"] if d and r["target"] != "direct" else None
-            out.append(f"| {r['target']} | {r['connections']} | {_f(r['calls_per_s'], 0)} | "
-                       f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | {_f(added, 3)} | "
-                       f"{_f(r['cpu_us_per_call'], 0)} | {r['errors']} | "
-                       f"{_f(r.get('other_load_cores'), 2)} |")
+            out.append(
+                f"| {r['target']} | {r['connections']} | {_f(r['calls_per_s'], 0)} | "
+                f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | {_f(added, 3)} | "
+                f"{_f(r['cpu_us_per_call'], 0)} | {r['errors']} | "
+                f"{_f(r.get('other_load_cores'), 2)} |"
+            )
     if res.get("stream_probe"):
         dp = next((p for p in res["stream_probe"] if p["target"] == "direct"), None)
-        out += ["", f"Streamed, {STREAM_CHUNKS[0]} chunks + usage chunk + [DONE], one call at a "
-                "time (aiohttp client, "
-                f"{res['plan']['stream_probe_calls']} calls):", "",
-                "| target | TTFB p50 ms | TTFB p99 ms | total p50 ms | total p99 ms | "
-                "added TTFB p50 ms | added total p50 ms |", "|---|---:|---:|---:|---:|---:|---:|"]
+        out += [
+            "",
+            f"Streamed, {STREAM_CHUNKS[0]} chunks + usage chunk + [DONE], one call at a "
+            "time (aiohttp client, "
+            f"{res['plan']['stream_probe_calls']} calls):",
+            "",
+            "| target | TTFB p50 ms | TTFB p99 ms | total p50 ms | total p99 ms | "
+            "added TTFB p50 ms | added total p50 ms |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for p in res["stream_probe"]:
             at = ad = None
             if dp and p is not dp and p["ttfb_p50_ms"] is not None:
                 at = p["ttfb_p50_ms"] - dp["ttfb_p50_ms"]
                 ad = p["total_p50_ms"] - dp["total_p50_ms"]
-            out.append(f"| {p['target']} | {_f(p['ttfb_p50_ms'], 3)} | {_f(p['ttfb_p99_ms'], 3)} "
-                       f"| {_f(p['total_p50_ms'], 3)} | {_f(p['total_p99_ms'], 3)} | "
-                       f"{_f(at, 3)} | {_f(ad, 3)} |")
+            out.append(
+                f"| {p['target']} | {_f(p['ttfb_p50_ms'], 3)} | {_f(p['ttfb_p99_ms'], 3)} "
+                f"| {_f(p['total_p50_ms'], 3)} | {_f(p['total_p99_ms'], 3)} | "
+                f"{_f(at, 3)} | {_f(ad, 3)} |"
+            )
     if res.get("stream_load"):
-        out += ["", "Streamed under load (wrk, 8 connections):", "",
-                "| target | chunks | calls/s | p50 ms | p99 ms | gateway CPU µs/call | errors "
-                "| other load |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [
+            "",
+            "Streamed under load (wrk, 8 connections):",
+            "",
+            "| target | chunks | calls/s | p50 ms | p99 ms | gateway CPU µs/call | errors "
+            "| other load |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in res["stream_load"]:
-            out.append(f"| {r['target']} | {r['route'][1:]} | {_f(r['calls_per_s'], 0)} | "
-                       f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | "
-                       f"{_f(r['cpu_us_per_call'], 0)} | {r['errors']} | "
-                       f"{_f(r.get('other_load_cores'), 2)} |")
+            out.append(
+                f"| {r['target']} | {r['route'][1:]} | {_f(r['calls_per_s'], 0)} | "
+                f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | "
+                f"{_f(r['cpu_us_per_call'], 0)} | {r['errors']} | "
+                f"{_f(r.get('other_load_cores'), 2)} |"
+            )
         for name, v in res.get("per_chunk_cpu_us", {}).items():
-            out.append(f"\nPer-chunk gateway CPU ({name}): {_f(v, 2)} µs "
-                       f"(CPU/call at {STREAM_CHUNKS[1]} chunks - at {STREAM_CHUNKS[0]}, "
-                       f"÷ {STREAM_CHUNKS[1] - STREAM_CHUNKS[0]}).")
+            out.append(
+                f"\nPer-chunk gateway CPU ({name}): {_f(v, 2)} µs "
+                f"(CPU/call at {STREAM_CHUNKS[1]} chunks - at {STREAM_CHUNKS[0]}, "
+                f"÷ {STREAM_CHUNKS[1] - STREAM_CHUNKS[0]})."
+            )
     if res.get("memory"):
-        out += ["", "Gateway memory (VmRSS from /proc/<pid>/status):", "",
-                "| mode | idle RSS MB | calls | RSS after MB | peak (VmHWM) MB | "
-                "RSS after drain MB |", "|---|---:|---:|---:|---:|---:|"]
+        out += [
+            "",
+            "Gateway memory (VmRSS from /proc/<pid>/status):",
+            "",
+            "| mode | idle RSS MB | calls | RSS after MB | peak (VmHWM) MB | RSS after drain MB |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for mode, mem in res["memory"].items():
             after, drained = mem.get("after") or {}, mem.get("after_drain") or {}
-            out.append(f"| {mode} | {_f(mem['idle']['rss_mb'], 1)} | {_f(mem.get('calls_total'))} "
-                       f"| {_f(after.get('rss_mb'), 1)} | {_f(after.get('hwm_mb'), 1)} | "
-                       f"{_f(drained.get('rss_mb'), 1)} |")
+            out.append(
+                f"| {mode} | {_f(mem['idle']['rss_mb'], 1)} | {_f(mem.get('calls_total'))} "
+                f"| {_f(after.get('rss_mb'), 1)} | {_f(after.get('hwm_mb'), 1)} | "
+                f"{_f(drained.get('rss_mb'), 1)} |"
+            )
     if res.get("production_note"):
         out += ["", f"Production mode: {res['production_note']}"]
     hooks = res.get("hooks", {})
     for mode, st in (hooks.get("settlement") or {}).items():
         if isinstance(st, dict) and "drain_s" in st:
-            out += ["", f"Settlement ({mode}): usage backlog {st.get('backlog_at_end')} records "
-                    f"when the soak ended (`/readyz` usage_backlog), drained in "
-                    f"{_f(st.get('drain_s'), 2)} s."]
-    reports = {m: v for m, v in (hooks.get("reports") or {}).items()
-               if isinstance(v, dict) and "queries" in v}
+            out += [
+                "",
+                f"Settlement ({mode}): usage backlog {st.get('backlog_at_end')} records "
+                f"when the soak ended (`/readyz` usage_backlog), drained in "
+                f"{_f(st.get('drain_s'), 2)} s.",
+            ]
+    reports = {
+        m: v
+        for m, v in (hooks.get("reports") or {}).items()
+        if isinstance(v, dict) and "queries" in v
+    }
     if reports:
         modes = list(reports)
-        out += ["", "Report queries after the soak (median of 5, ms; status 404 = not built "
-                "yet, 500 = failing):", "",
-                "| query | " + " | ".join(f"{m} calls in ledger | {m} ms" for m in modes) + " |",
-                "|---|" + "---:|---:|" * len(modes)]
+        out += [
+            "",
+            "Report queries after the soak (median of 5, ms; status 404 = not built "
+            "yet, 500 = failing):",
+            "",
+            "| query | " + " | ".join(f"{m} calls in ledger | {m} ms" for m in modes) + " |",
+            "|---|" + "---:|---:|" * len(modes),
+        ]
         for name, _, path in REPORT_QUERIES:
             cells = []
             for m in modes:
                 q = reports[m]["queries"].get(name, {})
-                cells.append(f"{_f(reports[m]['ledger_calls'])} | "
-                             f"{_f(q.get('median_ms'), 2)} ({q.get('status')})")
+                cells.append(
+                    f"{_f(reports[m]['ledger_calls'])} | "
+                    f"{_f(q.get('median_ms'), 2)} ({q.get('status')})"
+                )
             out.append(f"| {name} `{path}` | " + " | ".join(cells) + " |")
     if res.get("budget"):
         out += ["", "Budget:", "", "| check | measured | budget | met |", "|---|---:|---|---|"]
@@ -1096,9 +1427,11 @@ def update_readme(table: str, result_file: Path) -> None:
     text = README.read_text()
     if begin not in text or end not in text:
         return
-    block = (f"{begin}\n_Written by `bench/run.py` from "
-             f"`{result_file.relative_to(REPO)}`._\n\n{table}{end}")
-    text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    block = (
+        f"{begin}\n_Written by `bench/run.py` from "
+        f"`{result_file.relative_to(REPO)}`._\n\n{table}{end}"
+    )
+    text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     README.write_text(text)
 
 
@@ -1106,39 +1439,74 @@ def update_readme(table: str, result_file: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="short cells and 10,000 soak calls")
-    ap.add_argument("--calls", type=int, help="soak calls for the RSS measurement "
-                    "(default 100,000; 10,000 with --quick)")
-    ap.add_argument("--production", action="store_true",
-                    help="also production mode (private PostgreSQL + Redis); fails cleanly")
+    ap.add_argument(
+        "--calls",
+        type=int,
+        help="soak calls for the RSS measurement (default 100,000; 10,000 with --quick)",
+    )
+    ap.add_argument(
+        "--production",
+        action="store_true",
+        help="also production mode (private PostgreSQL + Redis); fails cleanly",
+    )
     ap.add_argument("--prod-workers", type=int, default=1, help="gateway processes in production")
-    ap.add_argument("--profile", action="store_true",
-                    help="py-spy profile of a gateway at 8 connections -> bench/profiles/")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy profile of a gateway at 8 connections -> bench/profiles/",
+    )
     ap.add_argument("--profile-only", action="store_true", help="only the profile")
-    ap.add_argument("--profile-mode", choices=("embedded", "production"), default="embedded",
-                    help="which gateway to profile (production needs --production)")
-    ap.add_argument("--profile-route", choices=("json", "long", "s20", "s200"), default="json",
-                    help="which call to profile: non-streamed (json), long prompt, or a stream")
-    ap.add_argument("--profile-native", action="store_true",
-                    help="py-spy --native: C frames too (uvloop, sqlite3, syscalls)")
+    ap.add_argument(
+        "--profile-mode",
+        choices=("embedded", "production"),
+        default="embedded",
+        help="which gateway to profile (production needs --production)",
+    )
+    ap.add_argument(
+        "--profile-route",
+        choices=("json", "long", "s20", "s200"),
+        default="json",
+        help="which call to profile: non-streamed (json), long prompt, or a stream",
+    )
+    ap.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="py-spy --native: C frames too (uvloop, sqlite3, syscalls)",
+    )
     ap.add_argument("--upstream", choices=("auto", "nginx", "mock"), default="auto")
-    ap.add_argument("--no-install", action="store_true",
-                    help="never apt-get/pip install missing tools")
-    ap.add_argument("--gateway-src", type=Path, default=REPO,
-                    help="run the gateway package from this source tree (A/B comparisons)")
-    ap.add_argument("--phases", default="throughput,long,stream,soak,hooks",
-                    help="comma list of phases to run (default: all of "
-                    "throughput,long,stream,soak,hooks)")
+    ap.add_argument(
+        "--no-install", action="store_true", help="never apt-get/pip install missing tools"
+    )
+    ap.add_argument(
+        "--gateway-src",
+        type=Path,
+        default=REPO,
+        help="run the gateway package from this source tree (A/B comparisons)",
+    )
+    ap.add_argument(
+        "--phases",
+        default="throughput,long,stream,soak,hooks",
+        help="comma list of phases to run (default: all of throughput,long,stream,soak,hooks)",
+    )
     ap.add_argument("--conns", help="comma list of connection counts (default 1,8,64)")
     ap.add_argument("--seconds", type=int, help="seconds per measured cell (default 10; 3 quick)")
-    ap.add_argument("--no-passthrough", action="store_true",
-                    help="skip the bare pass-through reference (bench/passthrough.py)")
-    ap.add_argument("--pin", action="store_true",
-                    help="pin the gateway to CPU 0, everything else to CPU 1")
-    ap.add_argument("--no-readme", action="store_true",
-                    help="do not rewrite the latest-run section of bench/README.md")
+    ap.add_argument(
+        "--no-passthrough",
+        action="store_true",
+        help="skip the bare pass-through reference (bench/passthrough.py)",
+    )
+    ap.add_argument(
+        "--pin", action="store_true", help="pin the gateway to CPU 0, everything else to CPU 1"
+    )
+    ap.add_argument(
+        "--no-readme",
+        action="store_true",
+        help="do not rewrite the latest-run section of bench/README.md",
+    )
     args = ap.parse_args(argv)
     global GATEWAY_SRC
     GATEWAY_SRC = args.gateway_src.resolve()
@@ -1150,8 +1518,13 @@ def main(argv: list[str] | None = None) -> int:
         plan.concurrency = tuple(int(c) for c in args.conns.split(","))
     if args.seconds:
         plan.measure_s = plan.stream_load_s = args.seconds
-    full_run = (phases >= {"throughput", "long", "stream", "soak", "hooks"} and GATEWAY_SRC == REPO
-                and not args.conns and not args.seconds and not args.calls)
+    full_run = (
+        phases >= {"throughput", "long", "stream", "soak", "hooks"}
+        and GATEWAY_SRC == REPO
+        and not args.conns
+        and not args.seconds
+        and not args.calls
+    )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     mode = ("quick" if args.quick else "full") + ("+production" if args.production else "")
     cpus_gw = cpus_rest = None
@@ -1159,18 +1532,25 @@ def main(argv: list[str] | None = None) -> int:
         cpus_gw, cpus_rest = "0", "1"
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {1})
-    res: dict[str, Any] = {"started": stamp, "mode": mode, "plan": asdict(plan),
-                           "machine": machine(), "budget_targets": BUDGET, "notes": [],
-                           "pinning": (f"gateway cpu{cpus_gw}, rest cpu{cpus_rest}"
-                                       if cpus_gw else None),
-                           "throughput": [], "long_prompt": [], "stream_probe": [],
-                           "stream_load": [],
-                           "memory": {}, "hooks": {}}
+    res: dict[str, Any] = {
+        "started": stamp,
+        "mode": mode,
+        "plan": asdict(plan),
+        "machine": machine(),
+        "budget_targets": BUDGET,
+        "notes": [],
+        "pinning": (f"gateway cpu{cpus_gw}, rest cpu{cpus_rest}" if cpus_gw else None),
+        "throughput": [],
+        "long_prompt": [],
+        "stream_probe": [],
+        "stream_load": [],
+        "memory": {},
+        "hooks": {},
+    }
     nginx, wrk_exe, notes = ensure_tools(not args.no_install)
     res["notes"] += notes
     if wrk_exe is None:
-        print("bench: wrk is required (apt-get install wrk); " + "; ".join(notes),
-              file=sys.stderr)
+        print("bench: wrk is required (apt-get install wrk); " + "; ".join(notes), file=sys.stderr)
         return 2
     res["machine"]["wrk"] = tool_version([wrk_exe, "-v"])
     tmp = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
@@ -1191,8 +1571,9 @@ def main(argv: list[str] | None = None) -> int:
             res["notes"].append("nginx not available; using the built-in mock upstream")
         if upstream is None:
             upstream = start_mock(tmp, cpus_rest)
-            res["notes"].append("upstream is the Python mock: direct numbers are the mock's, "
-                                "not a static server's")
+            res["notes"].append(
+                "upstream is the Python mock: direct numbers are the mock's, not a static server's"
+            )
         children.append(upstream.child)
         OUR_PIDS.append(upstream.child.pid)
         res["upstream"] = {"kind": upstream.kind, "version": upstream.version}
@@ -1207,15 +1588,24 @@ def main(argv: list[str] | None = None) -> int:
             for route in [*routes, "long"]:
                 chunks = None if route in ("json", "long") else int(route[1:])
                 p = bodies_dir / f"{prefix}-{route}.json"
-                p.write_bytes(request_body(model_for.get(route, model_for["json"]), chunks,
-                                           long=route == "long"))
+                p.write_bytes(
+                    request_body(
+                        model_for.get(route, model_for["json"]), chunks, long=route == "long"
+                    )
+                )
                 out[route] = p
             return out
 
         from urllib.parse import urlparse
-        direct = Target("direct", "", "", {},
-                        bodies("direct", dict.fromkeys(routes, UPSTREAM_MODEL)),
-                        pids=[upstream.child.pid])
+
+        direct = Target(
+            "direct",
+            "",
+            "",
+            {},
+            bodies("direct", dict.fromkeys(routes, UPSTREAM_MODEL)),
+            pids=[upstream.child.pid],
+        )
         u = urlparse(upstream.bases["json"])
         direct.base = f"{u.scheme}://{u.netloc}"
         direct.paths = {r: urlparse(upstream.url(r)).path for r in routes}
@@ -1227,14 +1617,25 @@ def main(argv: list[str] | None = None) -> int:
         upstream_env = {"GATEWAY_MODELS": str(models_path)}
 
         # embedded gateway
-        gw = Gateway("embedded", tmp, {**upstream_env,
-                                       "GATEWAY_DATABASE_URL": f"sqlite:///{tmp}/gw.db"}, cpus_gw)
+        gw = Gateway(
+            "embedded",
+            tmp,
+            {**upstream_env, "GATEWAY_DATABASE_URL": f"sqlite:///{tmp}/gw.db"},
+            cpus_gw,
+        )
         children.append(gw)
         OUR_PIDS.append(gw.pid)
         gw.start()
         idle = memory(gw.pid)
-        emb = Target("embedded", gw.base, gw.key, gw_paths, bodies("gw", gw_models),
-                     pids=[gw.pid], gateway=gw)
+        emb = Target(
+            "embedded",
+            gw.base,
+            gw.key,
+            gw_paths,
+            bodies("gw", gw_models),
+            pids=[gw.pid],
+            gateway=gw,
+        )
         for r in routes:
             gw.smoke(emb.bodies[r].read_bytes(), stream=r != "json")
         res["memory"]["embedded"] = {"idle": idle}
@@ -1245,8 +1646,16 @@ def main(argv: list[str] | None = None) -> int:
                 pt = start_passthrough(tmp, upstream, gw_models, cpus_gw)
                 children.append(pt)
                 OUR_PIDS.append(pt.pid)
-                targets.append(Target("passthrough", f"http://{HOST}:{pt.port}", "", gw_paths,
-                                      emb.bodies, pids=[pt.pid]))
+                targets.append(
+                    Target(
+                        "passthrough",
+                        f"http://{HOST}:{pt.port}",
+                        "",
+                        gw_paths,
+                        emb.bodies,
+                        pids=[pt.pid],
+                    )
+                )
             except Exception as exc:
                 res["notes"].append(f"bare pass-through not measured: {exc}")
         targets.append(emb)
@@ -1256,13 +1665,22 @@ def main(argv: list[str] | None = None) -> int:
             prod_gw = None
             try:
                 prod_gw, servers, server_pids = start_production(
-                    tmp, upstream_env, cpus_gw, cpus_rest, args.prod_workers)
+                    tmp, upstream_env, cpus_gw, cpus_rest, args.prod_workers
+                )
                 children.append(prod_gw)
                 OUR_PIDS.extend([prod_gw.pid, *server_pids])
                 prod_gw.start()
                 prod_idle = memory(prod_gw.pid)
-                prod = Target("production", prod_gw.base, prod_gw.key, gw_paths, emb.bodies,
-                              pids=[prod_gw.pid], gateway=prod_gw, server_pids=server_pids)
+                prod = Target(
+                    "production",
+                    prod_gw.base,
+                    prod_gw.key,
+                    gw_paths,
+                    emb.bodies,
+                    pids=[prod_gw.pid],
+                    gateway=prod_gw,
+                    server_pids=server_pids,
+                )
                 for r in routes:
                     prod_gw.smoke(prod.bodies[r].read_bytes(), stream=r != "json")
                 res["memory"]["production"] = {"idle": prod_idle}
@@ -1289,9 +1707,11 @@ def main(argv: list[str] | None = None) -> int:
                     wrk(wrk_exe, t, "json", conns, plan.warmup_s, tmp, cpus=cpus_rest)
                     r = wrk(wrk_exe, t, "json", conns, plan.measure_s, tmp, cpus=cpus_rest)
                     res["throughput"].append(r)
-                    log(f"{t.name:10s} c={conns:<3d} {r['calls_per_s']:>9,.0f} calls/s  "
+                    log(
+                        f"{t.name:10s} c={conns:<3d} {r['calls_per_s']:>9,.0f} calls/s  "
                         f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
-                        f"errors {r['errors']}")
+                        f"errors {r['errors']}"
+                    )
 
             # 1b. the same with a long prompt (~4,300 tokens), 1 and 8 connections
             for conns in ((8,) if args.quick else (1, 8)) if "long" in phases else ():
@@ -1299,16 +1719,20 @@ def main(argv: list[str] | None = None) -> int:
                     wrk(wrk_exe, t, "long", conns, plan.warmup_s, tmp, cpus=cpus_rest)
                     r = wrk(wrk_exe, t, "long", conns, plan.long_s, tmp, cpus=cpus_rest)
                     res["long_prompt"].append(r)
-                    log(f"{t.name:10s} long c={conns:<3d} {r['calls_per_s']:>9,.0f} calls/s  "
-                        f"p50 {r['p50_ms']:.3f} ms  cpu/call {r['cpu_us_per_call']} µs")
+                    log(
+                        f"{t.name:10s} long c={conns:<3d} {r['calls_per_s']:>9,.0f} calls/s  "
+                        f"p50 {r['p50_ms']:.3f} ms  cpu/call {r['cpu_us_per_call']} µs"
+                    )
 
             # 2. streamed: TTFB one call at a time, then under load at 8 connections
             s20 = f"s{STREAM_CHUNKS[0]}"
             for t in targets if "stream" in phases else ():
                 p = stream_probe(t, s20, plan.stream_probe_calls)
                 res["stream_probe"].append(p)
-                log(f"{t.name:10s} stream TTFB p50 {p['ttfb_p50_ms']} ms total p50 "
-                    f"{p['total_p50_ms']} ms ({p['calls']} calls, {p['bad']} bad)")
+                log(
+                    f"{t.name:10s} stream TTFB p50 {p['ttfb_p50_ms']} ms total p50 "
+                    f"{p['total_p50_ms']} ms ({p['calls']} calls, {p['bad']} bad)"
+                )
             per_chunk = {}
             for t in targets if "stream" in phases else ():
                 cpu_per = {}
@@ -1317,12 +1741,16 @@ def main(argv: list[str] | None = None) -> int:
                     r = wrk(wrk_exe, t, route, 8, plan.stream_load_s, tmp, cpus=cpus_rest)
                     res["stream_load"].append(r)
                     cpu_per[route] = r["cpu_us_per_call"]
-                    log(f"{t.name:10s} stream {route} c=8 {r['calls_per_s']:,.0f} calls/s "
-                        f"p50 {r['p50_ms']:.3f} ms cpu/call {r['cpu_us_per_call']} µs")
+                    log(
+                        f"{t.name:10s} stream {route} c=8 {r['calls_per_s']:,.0f} calls/s "
+                        f"p50 {r['p50_ms']:.3f} ms cpu/call {r['cpu_us_per_call']} µs"
+                    )
                 if t.gateway is not None and all(cpu_per.values()):
                     per_chunk[t.name] = round(
                         (cpu_per[f"s{STREAM_CHUNKS[1]}"] - cpu_per[s20])
-                        / (STREAM_CHUNKS[1] - STREAM_CHUNKS[0]), 2)
+                        / (STREAM_CHUNKS[1] - STREAM_CHUNKS[0]),
+                        2,
+                    )
             res["per_chunk_cpu_us"] = per_chunk
 
             # 3. memory: a soak of N calls, bounded in count and in time
@@ -1331,23 +1759,49 @@ def main(argv: list[str] | None = None) -> int:
                 if t.gateway is None:
                     continue
                 log(f"{t.name}: soak of {plan.soak_calls:,} calls at 8 connections")
-                r = wrk(wrk_exe, t, "json", 8, plan.soak_cap_s, tmp, limit=plan.soak_calls,
-                        cpus=cpus_rest)
+                r = wrk(
+                    wrk_exe,
+                    t,
+                    "json",
+                    8,
+                    plan.soak_cap_s,
+                    tmp,
+                    limit=plan.soak_calls,
+                    cpus=cpus_rest,
+                )
                 after = memory(t.gateway.pid)
                 t0 = time.monotonic()
                 backlog = t.gateway.backlog()
                 while (b := t.gateway.backlog()) and time.monotonic() - t0 < 60:
                     time.sleep(0.02)
                 drain = time.monotonic() - t0
-                res["memory"].setdefault(t.name, {}).update({
-                    "soak": {k: r[k] for k in ("calls", "calls_per_s", "p50_ms", "p99_ms",
-                                               "errors", "seconds")},
-                    "calls_total": t.gateway.calls, "after": after,
-                    "after_drain": memory(t.gateway.pid)})
-                settlement[t.name] = {"backlog_at_end": backlog, "drain_s": round(drain, 3),
-                                      "backlog_left": b}
-                log(f"{t.name}: {t.gateway.calls:,} calls served, RSS {after['rss_mb']} MB "
-                    f"(peak {after['hwm_mb']} MB); outbox drained in {drain:.2f} s")
+                res["memory"].setdefault(t.name, {}).update(
+                    {
+                        "soak": {
+                            k: r[k]
+                            for k in (
+                                "calls",
+                                "calls_per_s",
+                                "p50_ms",
+                                "p99_ms",
+                                "errors",
+                                "seconds",
+                            )
+                        },
+                        "calls_total": t.gateway.calls,
+                        "after": after,
+                        "after_drain": memory(t.gateway.pid),
+                    }
+                )
+                settlement[t.name] = {
+                    "backlog_at_end": backlog,
+                    "drain_s": round(drain, 3),
+                    "backlog_left": b,
+                }
+                log(
+                    f"{t.name}: {t.gateway.calls:,} calls served, RSS {after['rss_mb']} MB "
+                    f"(peak {after['hwm_mb']} MB); outbox drained in {drain:.2f} s"
+                )
             ctx["settlement"] = settlement
             ctx["gateways"] = [t.gateway for t in targets if t.gateway is not None]
             for name, hook in HOOKS.items() if "hooks" in phases else ():
@@ -1366,11 +1820,18 @@ def main(argv: list[str] | None = None) -> int:
                 if ptarget is None:
                     res["profile"] = {"error": f"no {args.profile_mode} gateway to profile"}
                 else:
-                    log(f"profiling the {ptarget.name} gateway for {plan.profile_s} s x 2 "
-                        "(py-spy)")
-                    res["profile"] = run_profile(py_spy, wrk_exe, ptarget, plan.profile_s, tmp,
-                                                 stamp, cpus_rest, native=args.profile_native,
-                                                 route=args.profile_route)
+                    log(f"profiling the {ptarget.name} gateway for {plan.profile_s} s x 2 (py-spy)")
+                    res["profile"] = run_profile(
+                        py_spy,
+                        wrk_exe,
+                        ptarget,
+                        plan.profile_s,
+                        tmp,
+                        stamp,
+                        cpus_rest,
+                        native=args.profile_native,
+                        route=args.profile_route,
+                    )
                 if "analysis" in res["profile"]:
                     print(render_profile(res["profile"]), file=sys.stderr)
                 else:
@@ -1386,11 +1847,18 @@ def main(argv: list[str] | None = None) -> int:
             log_path = getattr(c, "log", None)
             text = tail(log_path, 5000) if isinstance(log_path, Path) else ""
             if "Traceback" in text:
-                errors = sorted({ln.strip() for ln in text.splitlines()
-                                 if re.match(r"^[\w.]+(Error|Exception)\b", ln.strip())})
-                res["notes"].append(f"{log_path.name} has {text.count('Traceback')} "
-                                    f"traceback(s) ({'; '.join(errors[:3]) or '?'}); "
-                                    f"log kept at {log_path}")
+                errors = sorted(
+                    {
+                        ln.strip()
+                        for ln in text.splitlines()
+                        if re.match(r"^[\w.]+(Error|Exception)\b", ln.strip())
+                    }
+                )
+                res["notes"].append(
+                    f"{log_path.name} has {text.count('Traceback')} "
+                    f"traceback(s) ({'; '.join(errors[:3]) or '?'}); "
+                    f"log kept at {log_path}"
+                )
     res["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     res["budget"] = evaluate_budget(res)
     RESULTS.mkdir(exist_ok=True)

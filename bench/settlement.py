@@ -36,11 +36,24 @@ USERS = 1_000
 
 def record(i: int) -> UsageRecord:
     return UsageRecord(
-        request_id=f"req_{i:012d}{os.urandom(4).hex()}", user_id=f"u{i % USERS}", key_id="k",
-        model="gpt-4o", provider="openai", endpoint="chat/completions", prompt_tokens=120,
-        completion_tokens=80, cached_tokens=0, reasoning_tokens=0, price_input=2_500_000_000,
-        price_cached_input=1_250_000_000, price_output=10_000_000_000, cost=1_100_000,
-        status="ok", usage_source="upstream", latency_ms=300, created_at=datetime.now(UTC),
+        request_id=f"req_{i:012d}{os.urandom(4).hex()}",
+        user_id=f"u{i % USERS}",
+        key_id="k",
+        model="gpt-4o",
+        provider="openai",
+        endpoint="chat/completions",
+        prompt_tokens=120,
+        completion_tokens=80,
+        cached_tokens=0,
+        reasoning_tokens=0,
+        price_input=2_500_000_000,
+        price_cached_input=1_250_000_000,
+        price_output=10_000_000_000,
+        cost=1_100_000,
+        status="ok",
+        usage_source="upstream",
+        latency_ms=300,
+        created_at=datetime.now(UTC),
     )
 
 
@@ -56,8 +69,10 @@ async def run(rows: int, writers: int, dsn: str, url: str) -> None:
         for i in range(start, min(start + 1000, rows)):
             pipe.xadd("gw:usage", {"r": encode_record(record(i))})
         await pipe.execute()
-    consumers = [StreamWriter(connect(url, socket_timeout=10.0), ledger, stream="gw:usage",
-                              close_redis=True) for _ in range(writers)]
+    consumers = [
+        StreamWriter(connect(url, socket_timeout=10.0), ledger, stream="gw:usage", close_redis=True)
+        for _ in range(writers)
+    ]
     began = time.perf_counter()
     for writer in consumers:
         await writer.ensure_group()
@@ -70,9 +85,12 @@ async def run(rows: int, writers: int, dsn: str, url: str) -> None:
         await writer.stop()
     broken = await ledger.pool.fetchval(
         "SELECT count(*) FROM users u WHERE balance <> "
-        "(SELECT coalesce(sum(amount), 0) FROM ledger_entries e WHERE e.user_id = u.id)")
-    print(f"| {rows:,} rows | {writers} writer(s) | {elapsed:.2f} s | {rows / elapsed:,.0f} rows/s "
-          f"| invariant {'ok' if broken == 0 else f'BROKEN for {broken} users'} |")
+        "(SELECT coalesce(sum(amount), 0) FROM ledger_entries e WHERE e.user_id = u.id)"
+    )
+    print(
+        f"| {rows:,} rows | {writers} writer(s) | {elapsed:.2f} s | {rows / elapsed:,.0f} rows/s "
+        f"| invariant {'ok' if broken == 0 else f'BROKEN for {broken} users'} |"
+    )
     await redis.aclose()
     await ledger.close()
 

@@ -59,19 +59,29 @@ class Accounts:
     ) -> User:
         user_id = user_id or "user_" + secrets.token_hex(6)
         if not USER_ID.match(user_id):
-            raise Unprocessable("id may hold letters, digits and _.@:- (1-128 chars)",
-                                param="id", code="invalid_id")
-        credit = amount(initial_credit, param="initial_credit", allow_zero=True) \
-            if initial_credit is not None else 0
+            raise Unprocessable(
+                "id may hold letters, digits and _.@:- (1-128 chars)", param="id", code="invalid_id"
+            )
+        credit = (
+            amount(initial_credit, param="initial_credit", allow_zero=True)
+            if initial_credit is not None
+            else 0
+        )
         try:
             await self.ledger.create_user(user_id=user_id, email=email)
         except DuplicateUser as exc:
             raise Conflict(f"user {user_id!r} already exists", code="user_exists") from exc
-        await self.ledger.record_audit(AuditEvent(actor=actor, action="user.create",
-                                                  target=user_id, amount=credit or None))
+        await self.ledger.record_audit(
+            AuditEvent(actor=actor, action="user.create", target=user_id, amount=credit or None)
+        )
         if credit:
-            await self._post(user_id, kind="grant", delta=credit,
-                             reference=f"grant:{user_id}:initial", reason="initial credit")
+            await self._post(
+                user_id,
+                kind="grant",
+                delta=credit,
+                reference=f"grant:{user_id}:initial",
+                reason="initial credit",
+            )
         return await self.require_user(user_id)
 
     async def create_key(
@@ -79,10 +89,14 @@ class Accounts:
     ) -> tuple[NewKey, ApiKey]:
         await self.require_user(user_id)
         fresh = new_key()
-        record = await self.ledger.create_key(user_id, key_id=fresh.id, key_hash=fresh.key_hash,
-                                              prefix=fresh.prefix, name=name)
-        await self.ledger.record_audit(AuditEvent(actor=actor, action="key.create",
-                                                  target=user_id, details={"key_id": fresh.id}))
+        record = await self.ledger.create_key(
+            user_id, key_id=fresh.id, key_hash=fresh.key_hash, prefix=fresh.prefix, name=name
+        )
+        await self.ledger.record_audit(
+            AuditEvent(
+                actor=actor, action="key.create", target=user_id, details={"key_id": fresh.id}
+            )
+        )
         return fresh, record
 
     async def revoke_key(self, key_id: str, *, actor: str) -> ApiKey:
@@ -91,29 +105,63 @@ class Accounts:
             raise NotFound(f"no key {key_id!r}", code="key_not_found")
         if self.auth is not None:
             self.auth.forget(key_id)
-        await self.ledger.record_audit(AuditEvent(actor=actor, action="key.revoke",
-                                                  target=key.user_id, details={"key_id": key_id}))
+        await self.ledger.record_audit(
+            AuditEvent(
+                actor=actor, action="key.revoke", target=key.user_id, details={"key_id": key_id}
+            )
+        )
         return key
 
-    async def add_credit(self, user_id: str, value: object, *, reason: str | None, actor: str,
-                         reference: str | None = None) -> Entry:
-        return await self._grant(user_id, amount(value), reason=reason, actor=actor,
-                                 reference=reference or f"admin:{secrets.token_hex(8)}")
+    async def add_credit(
+        self,
+        user_id: str,
+        value: object,
+        *,
+        reason: str | None,
+        actor: str,
+        reference: str | None = None,
+    ) -> Entry:
+        return await self._grant(
+            user_id,
+            amount(value),
+            reason=reason,
+            actor=actor,
+            reference=reference or f"admin:{secrets.token_hex(8)}",
+        )
 
-    async def _grant(self, user_id: str, credit: int, *, reason: str | None, actor: str,
-                     reference: str, details: dict[str, Any] | None = None) -> Entry:
+    async def _grant(
+        self,
+        user_id: str,
+        credit: int,
+        *,
+        reason: str | None,
+        actor: str,
+        reference: str,
+        details: dict[str, Any] | None = None,
+    ) -> Entry:
         await self.require_user(user_id)
-        entry = await self._post(user_id, kind="grant", delta=credit, reference=reference,
-                                 reason=reason, actor=actor)
-        await self.ledger.record_audit(AuditEvent(
-            actor=actor, action="credits.add", target=user_id, amount=credit, reason=reason,
-            details={"reference": reference, "balance": format_usd(entry.balance_after),
-                     **(details or {})},
-        ))
+        entry = await self._post(
+            user_id, kind="grant", delta=credit, reference=reference, reason=reason, actor=actor
+        )
+        await self.ledger.record_audit(
+            AuditEvent(
+                actor=actor,
+                action="credits.add",
+                target=user_id,
+                amount=credit,
+                reason=reason,
+                details={
+                    "reference": reference,
+                    "balance": format_usd(entry.balance_after),
+                    **(details or {}),
+                },
+            )
+        )
         return entry
 
-    async def set_balance(self, user_id: str, value: object, *, reason: str | None,
-                          actor: str) -> Entry:
+    async def set_balance(
+        self, user_id: str, value: object, *, reason: str | None, actor: str
+    ) -> Entry:
         """Sets the durable balance by one ``adjustment`` entry for the difference.
 
         The difference is computed by the ledger inside its transaction (no settlement can
@@ -124,24 +172,34 @@ class Accounts:
         target = amount(value, param="balance", allow_zero=True)
         reference = f"admin:{secrets.token_hex(8)}"
         try:
-            entry = await self.ledger.set_balance(user_id, balance=target, reference=reference,
-                                                  reason=reason, actor=actor)
+            entry = await self.ledger.set_balance(
+                user_id, balance=target, reference=reference, reason=reason, actor=actor
+            )
         except UnknownUser as exc:
             raise NotFound(f"no user {user_id!r}", code="user_not_found") from exc
         if entry.created and entry.amount:
-            await self.store.credit(user_id, entry.amount, version=entry.version,
-                                    reference=entry.reference)
-        await self.ledger.record_audit(AuditEvent(
-            actor=actor, action="balance.set", target=user_id, amount=entry.amount,
-            reason=reason,
-            details={"reference": reference,
-                     "previous_balance": format_usd(entry.balance_after - entry.amount),
-                     "balance": format_usd(entry.balance_after)},
-        ))
+            await self.store.credit(
+                user_id, entry.amount, version=entry.version, reference=entry.reference
+            )
+        await self.ledger.record_audit(
+            AuditEvent(
+                actor=actor,
+                action="balance.set",
+                target=user_id,
+                amount=entry.amount,
+                reason=reason,
+                details={
+                    "reference": reference,
+                    "previous_balance": format_usd(entry.balance_after - entry.amount),
+                    "balance": format_usd(entry.balance_after),
+                },
+            )
+        )
         return entry
 
-    async def bulk_credit(self, user_ids: object, value: object, *, reason: str | None,
-                          actor: str) -> list[dict[str, Any]]:
+    async def bulk_credit(
+        self, user_ids: object, value: object, *, reason: str | None, actor: str
+    ) -> list[dict[str, Any]]:
         """Credits each user on its own: an unknown user fails alone, the others apply.
 
         The amount and the list are validated first (a bad one changes nothing); each credit
@@ -154,38 +212,71 @@ class Accounts:
         results: list[dict[str, Any]] = []
         for user_id in ids:
             try:
-                entry = await self._grant(user_id, credit, reason=reason, actor=actor,
-                                          reference=f"bulk:{bulk_id}:{user_id}",
-                                          details={"bulk": bulk_id})
+                entry = await self._grant(
+                    user_id,
+                    credit,
+                    reason=reason,
+                    actor=actor,
+                    reference=f"bulk:{bulk_id}:{user_id}",
+                    details={"bulk": bulk_id},
+                )
             except GatewayError as exc:
-                results.append({"user_id": user_id, "status": "failed",
-                                "error": {"code": exc.code, "message": exc.message}})
+                results.append(
+                    {
+                        "user_id": user_id,
+                        "status": "failed",
+                        "error": {"code": exc.code, "message": exc.message},
+                    }
+                )
                 continue
-            results.append({"user_id": user_id, "status": "applied",
-                            "entry": entry_view(entry),
-                            "balance": (await self.user_view(await self.require_user(user_id)))
-                            ["balance"]})
-        await self.ledger.record_audit(AuditEvent(
-            actor=actor, action="credits.bulk", target=None, amount=credit, reason=reason,
-            details={"bulk": bulk_id,
-                     "applied": [r["user_id"] for r in results if r["status"] == "applied"],
-                     "failed": [r["user_id"] for r in results if r["status"] == "failed"]},
-        ))
+            results.append(
+                {
+                    "user_id": user_id,
+                    "status": "applied",
+                    "entry": entry_view(entry),
+                    "balance": (await self.user_view(await self.require_user(user_id)))["balance"],
+                }
+            )
+        await self.ledger.record_audit(
+            AuditEvent(
+                actor=actor,
+                action="credits.bulk",
+                target=None,
+                amount=credit,
+                reason=reason,
+                details={
+                    "bulk": bulk_id,
+                    "applied": [r["user_id"] for r in results if r["status"] == "applied"],
+                    "failed": [r["user_id"] for r in results if r["status"] == "failed"],
+                },
+            )
+        )
         return results
 
-    async def _post(self, user_id: str, *, kind: str, delta: int, reference: str,
-                    reason: str | None = None, actor: str | None = None) -> Entry:
+    async def _post(
+        self,
+        user_id: str,
+        *,
+        kind: str,
+        delta: int,
+        reference: str,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Entry:
         try:
-            entry = await self.ledger.post_entry(user_id, kind=kind, amount=delta,
-                                                 reference=reference, reason=reason, actor=actor)
+            entry = await self.ledger.post_entry(
+                user_id, kind=kind, amount=delta, reference=reference, reason=reason, actor=actor
+            )
         except UnknownUser as exc:
             raise NotFound(f"no user {user_id!r}", code="user_not_found") from exc
         except InsufficientFunds as exc:
-            raise Unprocessable("the balance cannot cover this debit",
-                                code="insufficient_balance") from exc
+            raise Unprocessable(
+                "the balance cannot cover this debit", code="insufficient_balance"
+            ) from exc
         if entry.created:
-            await self.store.credit(user_id, delta, version=entry.version,
-                                    reference=entry.reference)
+            await self.store.credit(
+                user_id, delta, version=entry.version, reference=entry.reference
+            )
         return entry
 
 
@@ -200,11 +291,15 @@ def amount(value: object, *, param: str = "amount", allow_zero: bool = False) ->
 def _user_ids(value: object) -> list[str]:
     """A bulk request's user ids: 1..MAX_BULK strings, duplicates dropped (first kept)."""
     if not isinstance(value, list) or not value or len(value) > MAX_BULK:
-        raise Unprocessable(f"user_ids must be a list of 1 to {MAX_BULK} user ids",
-                            param="user_ids", code="invalid_user_ids")
+        raise Unprocessable(
+            f"user_ids must be a list of 1 to {MAX_BULK} user ids",
+            param="user_ids",
+            code="invalid_user_ids",
+        )
     if not all(isinstance(v, str) and v for v in value):
-        raise Unprocessable("user_ids must hold user id strings", param="user_ids",
-                            code="invalid_user_ids")
+        raise Unprocessable(
+            "user_ids must hold user id strings", param="user_ids", code="invalid_user_ids"
+        )
     return list(dict.fromkeys(value))
 
 
@@ -216,8 +311,12 @@ async def money_view(accounts: Accounts, user_id: str, entry: Entry) -> dict[str
 
 def bulk_view(results: list[dict[str, Any]]) -> dict[str, Any]:
     applied = sum(1 for r in results if r["status"] == "applied")
-    return {"data": results, "has_more": False, "applied": applied,
-            "failed": len(results) - applied}
+    return {
+        "data": results,
+        "has_more": False,
+        "applied": applied,
+        "failed": len(results) - applied,
+    }
 
 
 def key_view(key: ApiKey) -> dict[str, Any]:
@@ -233,8 +332,13 @@ def key_view(key: ApiKey) -> dict[str, Any]:
 
 def new_key_view(fresh: NewKey, record: ApiKey) -> dict[str, Any]:
     """The key itself is shown here, once."""
-    return {"id": fresh.id, "key": fresh.key, "prefix": fresh.prefix, "name": record.name,
-            "user_id": record.user_id}
+    return {
+        "id": fresh.id,
+        "key": fresh.key,
+        "prefix": fresh.prefix,
+        "name": record.name,
+        "user_id": record.user_id,
+    }
 
 
 def entry_view(entry: Entry) -> dict[str, Any]:

@@ -50,8 +50,11 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
         status = getattr(exc, "status_code", 404)
         message = "not found" if status == 404 else str(getattr(exc, "detail", "error"))
         kind = "not_found_error" if status == 404 else "invalid_request_error"
-        return Response(error_body(f"{request.method} {request.url.path}: {message}", kind),
-                        status_code=status, media_type="application/json")
+        return Response(
+            error_body(f"{request.method} {request.url.path}: {message}", kind),
+            status_code=status,
+            media_type="application/json",
+        )
 
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
@@ -105,8 +108,10 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 headers = message.get("headers") or []
                 if not any(name == b"x-request-id" for name, _ in headers):
-                    message["headers"] = [*headers, (b"x-request-id",
-                                                     f"req_{uuid.uuid4().hex}".encode())]
+                    message["headers"] = [
+                        *headers,
+                        (b"x-request-id", f"req_{uuid.uuid4().hex}".encode()),
+                    ]
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -130,8 +135,14 @@ def _routes(services: Services) -> list[Route]:
         model = services.catalog.models.get(name)
         if model is None:
             raise NotFound(f"The model `{name}` does not exist", code="model_not_found")
-        return json_response({"id": name, "object": "model", "created": int(started),
-                              "owned_by": model.provider.name})
+        return json_response(
+            {
+                "id": name,
+                "object": "model",
+                "created": int(started),
+                "owned_by": model.provider.name,
+            }
+        )
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -160,10 +171,12 @@ def _routes(services: Services) -> list[Route]:
         return json_response(checks, 200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
-        text = services.metrics.render({
-            "gateway_inflight_calls": services.inflight,
-            "gateway_usage_backlog": services.writer.backlog,
-        })
+        text = services.metrics.render(
+            {
+                "gateway_inflight_calls": services.inflight,
+                "gateway_usage_backlog": services.writer.backlog,
+            }
+        )
         return Response(text, media_type="text/plain; version=0.0.4")
 
     proxied = [
@@ -181,4 +194,3 @@ def _routes(services: Services) -> list[Route]:
         *admin_routes.routes(services),
         *billing_routes.routes(services),
     ]
-

@@ -29,8 +29,9 @@ class NewKey:
 
 def new_key() -> NewKey:
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    return NewKey(id="key_" + secrets.token_hex(8), key=key, prefix=key[:VISIBLE],
-                  key_hash=hash_key(key))
+    return NewKey(
+        id="key_" + secrets.token_hex(8), key=key, prefix=key[:VISIBLE], key_hash=hash_key(key)
+    )
 
 
 def hash_key(key: str) -> str:
@@ -95,8 +96,9 @@ class Authenticator:
         if key is None:
             raise Unauthorized("Incorrect API key provided.")
         if not key.usable(utcnow()):
-            raise Unauthorized("This API key has been revoked or has expired.",
-                               code="revoked_api_key")
+            raise Unauthorized(
+                "This API key has been revoked or has expired.", code="revoked_api_key"
+            )
         return key
 
     def forget(self, key_id: str) -> None:

@@ -43,17 +43,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("serve", help="run the gateway (SIGHUP reloads models.yaml)")
-    p.add_argument("--demo", action="store_true",
-                   help="start the mock upstream, create a demo user with $10 and print a key")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the mock upstream, create a demo user with $10 and print a key",
+    )
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes (needs PostgreSQL and Redis)")
+    p.add_argument("--workers", type=int, default=1, help="processes (needs PostgreSQL and Redis)")
     p.set_defaults(run=_serve)
 
     p = sub.add_parser("migrate", help="apply database migrations and exit")
@@ -65,17 +68,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_mock)
 
     def group(name: str, help_: str) -> argparse._SubParsersAction:
-        return sub.add_parser(name, help=help_).add_subparsers(dest=f"{name}_command",
-                                                                required=True)
+        return sub.add_parser(name, help=help_).add_subparsers(
+            dest=f"{name}_command", required=True
+        )
 
     models = group("models", "models.yaml and the prices in force")
     c = models.add_parser("check", help="validate a models file (local; no gateway needed)")
     c.add_argument("path", nargs="?")
     c.set_defaults(run=_models_check)
-    _op(models.add_parser("list", help="prices in force (API: the gateway's memory; --direct: "
-                                       "the price book it last recorded)"), "list_models")
-    c = _op(models.add_parser("reload", help="re-read models.yaml in the running gateway "
-                                             "(API only; or send it SIGHUP)"), "reload_models")
+    _op(
+        models.add_parser(
+            "list",
+            help="prices in force (API: the gateway's memory; --direct: "
+            "the price book it last recorded)",
+        ),
+        "list_models",
+    )
+    c = _op(
+        models.add_parser(
+            "reload",
+            help="re-read models.yaml in the running gateway (API only; or send it SIGHUP)",
+        ),
+        "reload_models",
+    )
     c.add_argument("--reason")
 
     users = group("users", "create and show users")
@@ -94,34 +109,51 @@ def build_parser() -> argparse.ArgumentParser:
     c = _op(credits.add_parser("add", help="add credit (a grant entry)"), "add_credit", "user_id")
     c.add_argument("amount", help="USD, e.g. 25.00")
     c.add_argument("--reason")
-    c = _op(credits.add_parser("set", help="set the balance (one adjustment entry for the "
-                                           "difference)"), "set_balance", "user_id")
+    c = _op(
+        credits.add_parser("set", help="set the balance (one adjustment entry for the difference)"),
+        "set_balance",
+        "user_id",
+    )
     c.add_argument("balance", help="USD, e.g. 0 or 12.50")
     c.add_argument("--reason")
-    c = _op(credits.add_parser("bulk", help="add the same credit to many users; each applies "
-                                            "or fails on its own"), "bulk_credit")
+    c = _op(
+        credits.add_parser(
+            "bulk", help="add the same credit to many users; each applies or fails on its own"
+        ),
+        "bulk_credit",
+    )
     c.add_argument("amount", help="USD, e.g. 5.00")
     c.add_argument("user_ids", nargs="*", metavar="USER")
     c.add_argument("--file", type=Path, help="more user ids, one per line ('-' for stdin)")
     c.add_argument("--reason")
 
-    _op(sub.add_parser("balance", help="a user's balance and reservations"), "get_user",
-        "user_id")
+    _op(sub.add_parser("balance", help="a user's balance and reservations"), "get_user", "user_id")
 
-    c = _op(sub.add_parser("usage", help="a user's usage records, newest first"), "usage",
-            "user_id")
+    c = _op(
+        sub.add_parser("usage", help="a user's usage records, newest first"), "usage", "user_id"
+    )
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--offset", type=int)
     c.add_argument("--cursor", help="next_cursor of the previous page (stable while calls land)")
 
-    _ranged(_op(sub.add_parser("stats", help="a user's totals and per-model breakdown"),
-                "stats", "user_id"))
+    _ranged(
+        _op(
+            sub.add_parser("stats", help="a user's totals and per-model breakdown"),
+            "stats",
+            "user_id",
+        )
+    )
 
     report = group("report", "revenue per day, per model, top users")
-    _ranged(_op(report.add_parser("revenue", help="per local day of --tz (default: last 30 "
-                                                  "days)"), "revenue"))
-    _ranged(_op(report.add_parser("models", help="per provider:model, by revenue"),
-                "models_report"))
+    _ranged(
+        _op(
+            report.add_parser("revenue", help="per local day of --tz (default: last 30 days)"),
+            "revenue",
+        )
+    )
+    _ranged(
+        _op(report.add_parser("models", help="per provider:model, by revenue"), "models_report")
+    )
     c = _ranged(_op(report.add_parser("top-users", help="users by revenue"), "top_users"))
     c.add_argument("--limit", type=int, default=10)
 
@@ -139,13 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _op(parser: argparse.ArgumentParser, action: str, *path: str) -> argparse.ArgumentParser:
     for name in path:
         parser.add_argument(name)
-    parser.epilog = ("Talks to a running gateway's admin API ($GATEWAY_URL, $GATEWAY_ADMIN_KEY) "
-                     "unless --direct, which opens $GATEWAY_DATABASE_URL itself. Both modes "
-                     "give the same answers.")
-    parser.add_argument("--direct", action="store_true",
-                        help="use the database ($GATEWAY_DATABASE_URL) instead of the admin API")
-    parser.add_argument("--url", default=None,
-                        help="gateway base URL (default $GATEWAY_URL or http://127.0.0.1:8080)")
+    parser.epilog = (
+        "Talks to a running gateway's admin API ($GATEWAY_URL, $GATEWAY_ADMIN_KEY) "
+        "unless --direct, which opens $GATEWAY_DATABASE_URL itself. Both modes "
+        "give the same answers."
+    )
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="use the database ($GATEWAY_DATABASE_URL) instead of the admin API",
+    )
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="gateway base URL (default $GATEWAY_URL or http://127.0.0.1:8080)",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
     parser.set_defaults(run=_account, op_action=action, op_path=path)
     return parser
@@ -199,8 +239,9 @@ def _models_check(args: argparse.Namespace, settings: Settings) -> None:
         loaded = catalog.load(path, settings.extra_env)
     except catalog.CatalogError as exc:
         sys.exit(f"gateway: {exc}")
-    missing = sorted({p.api_key_env for p in loaded.providers.values()
-                      if p.api_key_env and not p.api_key})
+    missing = sorted(
+        {p.api_key_env for p in loaded.providers.values() if p.api_key_env and not p.api_key}
+    )
     print(f"{path}: {len(loaded.models)} models, {len(loaded.providers)} providers: ok")
     for name in missing:
         print(f"  note: {name} is not set; calls to its provider will fail")
@@ -214,9 +255,14 @@ def params_of(args: argparse.Namespace) -> dict[str, Any]:
     """The action's parameters, as the API receives them: strings in a query for reads."""
     from gateway.operator import ACTIONS
 
-    params = {k: v for k, v in vars(args).items()
-              if k not in _CLI_ONLY and k not in args.op_path and not k.endswith("_command")
-              and v is not None}
+    params = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in _CLI_ONLY
+        and k not in args.op_path
+        and not k.endswith("_command")
+        and v is not None
+    }
     if args.op_action == "bulk_credit":
         params["user_ids"] = [*args.user_ids, *_read_ids(args.file)]
     if ACTIONS[args.op_action].method == "GET":

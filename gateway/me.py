@@ -22,26 +22,30 @@ def routes(services: Services) -> list[Route]:
         key = await caller(request)
         snapshot = await services.store.snapshot(key.user_id)
         balance, reserved = snapshot if snapshot is not None else (0, 0)
-        return json_response({
-            "user_id": key.user_id,
-            "balance": format_usd(balance),
-            "reserved": format_usd(reserved),
-            "key": {"id": key.id, "prefix": key.prefix, "name": key.name},
-        })
+        return json_response(
+            {
+                "user_id": key.user_id,
+                "balance": format_usd(balance),
+                "reserved": format_usd(reserved),
+                "key": {"id": key.id, "prefix": key.prefix, "name": key.name},
+            }
+        )
 
     # The same services and parameters as the admin views of this user: a user sees exactly
     # what the operator sees about them.
     @guarded
     async def my_usage(request: Request) -> Response:
         key = await caller(request)
-        return json_response(await reports.usage_page(services.ledger, key.user_id,
-                                                      dict(request.query_params)))
+        return json_response(
+            await reports.usage_page(services.ledger, key.user_id, dict(request.query_params))
+        )
 
     @guarded
     async def my_stats(request: Request) -> Response:
         key = await caller(request)
-        return json_response(await reports.stats(services.ledger, key.user_id,
-                                                 dict(request.query_params)))
+        return json_response(
+            await reports.stats(services.ledger, key.user_id, dict(request.query_params))
+        )
 
     return [
         Route("/me", me, methods=["GET"]),

@@ -31,18 +31,26 @@ class Metrics:
             "# TYPE gateway_calls_total counter",
         ]
         for (endpoint, model, status), n in sorted(self.calls.items()):
-            lines.append(f'gateway_calls_total{{endpoint="{endpoint}",model="{model}",'
-                         f'status="{status}"}} {n}')
-        lines += ["# HELP gateway_billed_nanousd_total Cost billed, in nano-USD.",
-                  "# TYPE gateway_billed_nanousd_total counter"]
+            lines.append(
+                f'gateway_calls_total{{endpoint="{endpoint}",model="{model}",'
+                f'status="{status}"}} {n}'
+            )
+        lines += [
+            "# HELP gateway_billed_nanousd_total Cost billed, in nano-USD.",
+            "# TYPE gateway_billed_nanousd_total counter",
+        ]
         for model, n in sorted(self.cost.items()):
             lines.append(f'gateway_billed_nanousd_total{{model="{model}"}} {n}')
-        lines += ["# HELP gateway_tokens_total Tokens billed by kind.",
-                  "# TYPE gateway_tokens_total counter"]
+        lines += [
+            "# HELP gateway_tokens_total Tokens billed by kind.",
+            "# TYPE gateway_tokens_total counter",
+        ]
         for (model, kind), n in sorted(self.tokens.items()):
             lines.append(f'gateway_tokens_total{{model="{model}",kind="{kind}"}} {n}')
-        lines += ["# HELP gateway_refused_total Calls refused before reaching a provider.",
-                  "# TYPE gateway_refused_total counter"]
+        lines += [
+            "# HELP gateway_refused_total Calls refused before reaching a provider.",
+            "# TYPE gateway_refused_total counter",
+        ]
         for status, n in sorted(self.refused.items()):
             lines.append(f'gateway_refused_total{{status="{status}"}} {n}')
         for name, value in gauges.items():

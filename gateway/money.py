@@ -73,7 +73,7 @@ def parse_price(value: object) -> int:
     """A price in USD per 1M tokens (string in models.yaml) -> nano-USD per 1M tokens."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         # YAML turns an unquoted 2.50 into a float; it is refused so prices stay exact.
-        raise MoneyError("price must be a quoted decimal string, e.g. \"2.50\"")
+        raise MoneyError('price must be a quoted decimal string, e.g. "2.50"')
     return parse_usd(value, allow_zero=True)
 
 

@@ -80,7 +80,8 @@ class ApiOperator:
         if not admin_key:
             raise OperatorError("GATEWAY_ADMIN_KEY is needed to use the admin API (or --direct)")
         self._client = httpx.AsyncClient(
-            base_url=url.rstrip("/"), timeout=30,
+            base_url=url.rstrip("/"),
+            timeout=30,
             headers={"Authorization": f"Bearer {admin_key}", "X-Gateway-Actor": login()},
         )
 
@@ -94,12 +95,14 @@ class ApiOperator:
                 response = await self._client.request(route.method, url, json=params)
         except httpx.HTTPError as exc:
             raise OperatorError(
-                f"cannot reach the gateway at {self._client.base_url}: {exc}") from exc
+                f"cannot reach the gateway at {self._client.base_url}: {exc}"
+            ) from exc
         try:
             data = response.json()
         except ValueError as exc:
-            raise OperatorError(f"{response.status_code} from the gateway: {response.text[:200]}"
-                                ) from exc
+            raise OperatorError(
+                f"{response.status_code} from the gateway: {response.text[:200]}"
+            ) from exc
         if response.status_code >= 400:
             raise OperatorError(data.get("error", {}).get("message", response.text))
         return data
@@ -133,40 +136,51 @@ class DirectOperator:
             raise OperatorError(exc.message) from exc
 
     async def _create_user(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
-        user = await a.create_user(user_id=optional_str(p, "id"), email=optional_str(p, "email"),
-                                   initial_credit=p.get("initial_credit"), actor=self._actor)
+        user = await a.create_user(
+            user_id=optional_str(p, "id"),
+            email=optional_str(p, "email"),
+            initial_credit=p.get("initial_credit"),
+            actor=self._actor,
+        )
         return await a.user_view(user)
 
     async def _get_user(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
         return await a.user_view(await a.require_user(path["user_id"]))
 
     async def _create_key(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
-        fresh, record = await a.create_key(path["user_id"], name=optional_str(p, "name"),
-                                           actor=self._actor)
+        fresh, record = await a.create_key(
+            path["user_id"], name=optional_str(p, "name"), actor=self._actor
+        )
         return new_key_view(fresh, record)
 
     async def _list_keys(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
         user = await a.require_user(path["user_id"])
-        return {"data": [key_view(k) for k in await a.ledger.list_keys(user.id)],
-                "has_more": False}
+        return {"data": [key_view(k) for k in await a.ledger.list_keys(user.id)], "has_more": False}
 
     async def _revoke_key(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
         return key_view(await a.revoke_key(path["key_id"], actor=self._actor))
 
     async def _add_credit(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
-        entry = await a.add_credit(path["user_id"], p.get("amount"),
-                                   reason=optional_str(p, "reason"), actor=self._actor)
+        entry = await a.add_credit(
+            path["user_id"], p.get("amount"), reason=optional_str(p, "reason"), actor=self._actor
+        )
         return await money_view(a, path["user_id"], entry)
 
     async def _set_balance(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
-        entry = await a.set_balance(path["user_id"], p.get("balance"),
-                                    reason=optional_str(p, "reason"), actor=self._actor)
+        entry = await a.set_balance(
+            path["user_id"], p.get("balance"), reason=optional_str(p, "reason"), actor=self._actor
+        )
         return await money_view(a, path["user_id"], entry)
 
     async def _bulk_credit(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
-        return bulk_view(await a.bulk_credit(p.get("user_ids"), p.get("amount"),
-                                             reason=optional_str(p, "reason"),
-                                             actor=self._actor))
+        return bulk_view(
+            await a.bulk_credit(
+                p.get("user_ids"),
+                p.get("amount"),
+                reason=optional_str(p, "reason"),
+                actor=self._actor,
+            )
+        )
 
     async def _usage(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
         user = await a.require_user(path["user_id"])
@@ -195,7 +209,8 @@ class DirectOperator:
     async def _reload_models(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
         raise OperatorError(
             "a reload acts on a running gateway's memory: drop --direct to use its admin API, "
-            "or send it SIGHUP (kill -HUP <pid>)")
+            "or send it SIGHUP (kill -HUP <pid>)"
+        )
 
     async def close(self) -> None:
         if self._accounts is not None:

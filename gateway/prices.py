@@ -37,9 +37,16 @@ log = logging.getLogger("gateway.prices")
 
 def price_rows(catalog: Catalog) -> list[PriceRow]:
     return [
-        PriceRow(model=m.name, provider=m.provider.name, upstream_model=m.upstream_model,
-                 kind=m.kind, max_output_tokens=m.max_output_tokens, input=m.price.input,
-                 cached_input=m.price.cached_input, output=m.price.output)
+        PriceRow(
+            model=m.name,
+            provider=m.provider.name,
+            upstream_model=m.upstream_model,
+            kind=m.kind,
+            max_output_tokens=m.max_output_tokens,
+            input=m.price.input,
+            cached_input=m.price.cached_input,
+            output=m.price.output,
+        )
         for m in catalog.models.values()
     ]
 
@@ -71,12 +78,18 @@ async def reload(services: Services, *, actor: str, reason: str | None = None) -
     try:
         services.reload_catalog()
     except CatalogError as exc:
-        await services.ledger.record_audit(AuditEvent(
-            actor=actor, action="models.reload_failed", target=str(services.settings.models_path),
-            reason=reason, details={"error": str(exc), "digest": before.digest},
-        ))
-        raise Unprocessable(f"models file refused, prices unchanged: {exc}",
-                            code="invalid_models_file") from exc
+        await services.ledger.record_audit(
+            AuditEvent(
+                actor=actor,
+                action="models.reload_failed",
+                target=str(services.settings.models_path),
+                reason=reason,
+                details={"error": str(exc), "digest": before.digest},
+            )
+        )
+        raise Unprocessable(
+            f"models file refused, prices unchanged: {exc}", code="invalid_models_file"
+        ) from exc
     changes: list[PriceChange] = []
     catalog = services.catalog
     while True:
@@ -86,18 +99,31 @@ async def reload(services: Services, *, actor: str, reason: str | None = None) -
         if services.catalog is catalog:
             break
         catalog = services.catalog
-    await services.ledger.record_audit(AuditEvent(
-        actor=actor, action="models.reload", target=catalog.source, reason=reason,
-        details={"digest": {"old": before.digest, "new": catalog.digest},
-                 "changed": [c.model for c in changes]},
-    ))
+    await services.ledger.record_audit(
+        AuditEvent(
+            actor=actor,
+            action="models.reload",
+            target=catalog.source,
+            reason=reason,
+            details={
+                "digest": {"old": before.digest, "new": catalog.digest},
+                "changed": [c.model for c in changes],
+            },
+        )
+    )
     return {
         "models": len(catalog.models),
         "digest": catalog.digest,
         "previous_digest": before.digest,
-        "changes": [{"model": c.model, "action": c.events[0].action if c.events else None,
-                     "old": price_view(c.old) if c.old else None,
-                     "new": price_view(c.new) if c.new else None} for c in changes],
+        "changes": [
+            {
+                "model": c.model,
+                "action": c.events[0].action if c.events else None,
+                "old": price_view(c.old) if c.old else None,
+                "new": price_view(c.new) if c.new else None,
+            }
+            for c in changes
+        ],
     }
 
 
@@ -127,5 +153,9 @@ async def _reload_logged(services: Services) -> None:
     except Exception:
         log.exception("SIGHUP: models reload failed")
     else:
-        log.info("SIGHUP: models reloaded (%d models, %d changed, digest %s)",
-                 result["models"], len(result["changes"]), result["digest"])
+        log.info(
+            "SIGHUP: models reloaded (%d models, %d changed, digest %s)",
+            result["models"],
+            len(result["changes"]),
+            result["digest"],
+        )

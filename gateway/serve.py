@@ -64,12 +64,20 @@ def _has(module: str) -> bool:
 def serve(settings: Settings, *, workers: int = 1) -> None:
     if workers > 1:
         if settings.redis_url is None or not settings.database_url.startswith("postgres"):
-            sys.exit("gateway: --workers > 1 needs GATEWAY_REDIS_URL and a postgresql:// "
-                     "GATEWAY_DATABASE_URL: in-process balances cannot be shared between "
-                     "processes, so several workers in embedded mode could overspend credit.")
-        uvicorn.run("gateway.app:from_env", factory=True, workers=workers, host=settings.host,
-                    port=settings.port, access_log=False,
-                    timeout_graceful_shutdown=int(settings.shutdown_grace))
+            sys.exit(
+                "gateway: --workers > 1 needs GATEWAY_REDIS_URL and a postgresql:// "
+                "GATEWAY_DATABASE_URL: in-process balances cannot be shared between "
+                "processes, so several workers in embedded mode could overspend credit."
+            )
+        uvicorn.run(
+            "gateway.app:from_env",
+            factory=True,
+            workers=workers,
+            host=settings.host,
+            port=settings.port,
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.shutdown_grace),
+        )
         return
     catalog = _load_catalog(settings)
     GracefulServer(uvicorn_config(create_app(settings, catalog=catalog), settings)).run()
@@ -91,8 +99,11 @@ def serve_demo(settings: Settings) -> None:
         sys.exit(f"gateway: --demo needs a model named {DEMO_MODEL!r} in {settings.models_path}")
     key = asyncio.run(_seed_demo(settings))
     upstream = urlparse(model.provider.base_url)
-    asyncio.run(_run_with_mock(settings, catalog, upstream.hostname or "127.0.0.1",
-                               upstream.port or 80, key))
+    asyncio.run(
+        _run_with_mock(
+            settings, catalog, upstream.hostname or "127.0.0.1", upstream.port or 80, key
+        )
+    )
 
 
 async def _seed_demo(settings: Settings) -> str:
@@ -101,12 +112,15 @@ async def _seed_demo(settings: Settings) -> str:
     try:
         accounts = Accounts(ledger, MemoryStore(ledger.balance))
         with contextlib.suppress(Conflict):
-            await accounts.create_user(user_id=DEMO_USER, email="demo@example.com",
-                                       initial_credit=DEMO_CREDIT, actor="demo")
+            await accounts.create_user(
+                user_id=DEMO_USER,
+                email="demo@example.com",
+                initial_credit=DEMO_CREDIT,
+                actor="demo",
+            )
         key_file = _demo_key_file(settings)
         if key_file.exists():
             saved = key_file.read_text().strip()
-
 
             found = await ledger.find_key(hash_key(saved))
             if found and found[0].revoked_at is None:
@@ -124,17 +138,21 @@ def _demo_key_file(settings: Settings) -> Path:
     return Path((db if db not in ("", ":memory:") else "gateway.db") + ".demo-key")
 
 
-async def _run_with_mock(settings: Settings, catalog: catalog_mod.Catalog, host: str,
-                         port: int, key: str) -> None:
+async def _run_with_mock(
+    settings: Settings, catalog: catalog_mod.Catalog, host: str, port: int, key: str
+) -> None:
     from gateway import mock_runner
 
     runner, _ = await mock_runner.start(host, port)
     base = f"http://{settings.host}:{settings.port}"
-    print(DEMO_BANNER.format(base=base, key=key, admin=settings.admin_key, model=DEMO_MODEL),
-          flush=True)
+    print(
+        DEMO_BANNER.format(base=base, key=key, admin=settings.admin_key, model=DEMO_MODEL),
+        flush=True,
+    )
     try:
-        await GracefulServer(uvicorn_config(create_app(settings, catalog=catalog),
-                                            settings)).serve()
+        await GracefulServer(
+            uvicorn_config(create_app(settings, catalog=catalog), settings)
+        ).serve()
     finally:
         await runner.cleanup()
 

@@ -100,8 +100,12 @@ async def metering(settings: Settings, ledger: Ledger) -> tuple[BalanceStore, Ba
     """The balance store and usage writer for the configured mode (not started)."""
     if settings.redis_url is None:
         store = MemoryStore(ledger.balance)
-        writer = OutboxWriter(ledger, store.outbox, spill_path=_spill_path(settings.database_url),
-                              interval=settings.usage_flush_interval)
+        writer = OutboxWriter(
+            ledger,
+            store.outbox,
+            spill_path=_spill_path(settings.database_url),
+            interval=settings.usage_flush_interval,
+        )
         store.on_record = writer.notify
         return store, writer
     from gateway.metering.redis_store import build_redis_metering

@@ -74,9 +74,7 @@ class Settings:
         env = os.environ if env is None else env
         db = env.get("GATEWAY_DATABASE_URL") or "sqlite:///./gateway.db"
         if not db.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise SettingsError(
-                "GATEWAY_DATABASE_URL must start with sqlite:/// or postgresql://"
-            )
+            raise SettingsError("GATEWAY_DATABASE_URL must start with sqlite:/// or postgresql://")
         try:
             warn = parse_usd(env.get("GATEWAY_LOW_BALANCE_WARN", "1.00"), allow_zero=True)
             critical = parse_usd(env.get("GATEWAY_LOW_BALANCE_CRITICAL", "0.10"), allow_zero=True)

@@ -13,40 +13,102 @@ from typing import Any
 
 Columns = list[tuple[str, str]]
 
-_TOKENS: Columns = [("requests", "requests"), ("prompt", "prompt_tokens"),
-                    ("cached", "cached_tokens"), ("completion", "completion_tokens"),
-                    ("reasoning", "reasoning_tokens"), ("tokens", "total_tokens")]
+_TOKENS: Columns = [
+    ("requests", "requests"),
+    ("prompt", "prompt_tokens"),
+    ("cached", "cached_tokens"),
+    ("completion", "completion_tokens"),
+    ("reasoning", "reasoning_tokens"),
+    ("tokens", "total_tokens"),
+]
 
 VIEWS: dict[str, tuple[str, Columns]] = {
-    "usage": ("data", [
-        ("time", "created_at"), ("request", "request_id"), ("model", "model"),
-        ("status", "status"), ("prompt", "prompt_tokens"), ("cached", "cached_tokens"),
-        ("completion", "completion_tokens"), ("reasoning", "reasoning_tokens"),
-        ("in/1M", "price_per_1m_tokens.input"), ("cached/1M", "price_per_1m_tokens.cached_input"),
-        ("out/1M", "price_per_1m_tokens.output"), ("cost", "cost")]),
-    "stats": ("models", [("provider", "provider"), ("model", "model"), *_TOKENS,
-                         ("cost", "cost"), ("avg cost", "average_cost")]),
+    "usage": (
+        "data",
+        [
+            ("time", "created_at"),
+            ("request", "request_id"),
+            ("model", "model"),
+            ("status", "status"),
+            ("prompt", "prompt_tokens"),
+            ("cached", "cached_tokens"),
+            ("completion", "completion_tokens"),
+            ("reasoning", "reasoning_tokens"),
+            ("in/1M", "price_per_1m_tokens.input"),
+            ("cached/1M", "price_per_1m_tokens.cached_input"),
+            ("out/1M", "price_per_1m_tokens.output"),
+            ("cost", "cost"),
+        ],
+    ),
+    "stats": (
+        "models",
+        [
+            ("provider", "provider"),
+            ("model", "model"),
+            *_TOKENS,
+            ("cost", "cost"),
+            ("avg cost", "average_cost"),
+        ],
+    ),
     "revenue": ("data", [("day", "day"), *_TOKENS, ("revenue", "revenue")]),
     "models_report": ("data", [("model", "id"), *_TOKENS, ("revenue", "revenue")]),
-    "top_users": ("data", [("user", "user_id"), *_TOKENS, ("revenue", "revenue"),
-                           ("share %", "share")]),
-    "audit": ("data", [("time", "created_at"), ("actor", "actor"), ("action", "action"),
-                       ("target", "target"), ("amount", "amount"), ("reason", "reason")]),
-    "list_models": ("data", [
-        ("model", "id"), ("provider", "provider"), ("kind", "kind"),
-        ("input/1M", "price_per_1m_tokens.input"),
-        ("cached/1M", "price_per_1m_tokens.cached_input"),
-        ("output/1M", "price_per_1m_tokens.output"), ("max output", "max_output_tokens")]),
-    "reload_models": ("changes", [
-        ("model", "model"), ("change", "action"),
-        ("old input", "old.price_per_1m_tokens.input"),
-        ("new input", "new.price_per_1m_tokens.input"),
-        ("old output", "old.price_per_1m_tokens.output"),
-        ("new output", "new.price_per_1m_tokens.output")]),
-    "bulk_credit": ("data", [("user", "user_id"), ("status", "status"),
-                             ("balance", "balance"), ("error", "error.message")]),
-    "list_keys": ("data", [("id", "id"), ("prefix", "prefix"), ("name", "name"),
-                           ("created", "created_at"), ("revoked", "revoked_at")]),
+    "top_users": (
+        "data",
+        [("user", "user_id"), *_TOKENS, ("revenue", "revenue"), ("share %", "share")],
+    ),
+    "audit": (
+        "data",
+        [
+            ("time", "created_at"),
+            ("actor", "actor"),
+            ("action", "action"),
+            ("target", "target"),
+            ("amount", "amount"),
+            ("reason", "reason"),
+        ],
+    ),
+    "list_models": (
+        "data",
+        [
+            ("model", "id"),
+            ("provider", "provider"),
+            ("kind", "kind"),
+            ("input/1M", "price_per_1m_tokens.input"),
+            ("cached/1M", "price_per_1m_tokens.cached_input"),
+            ("output/1M", "price_per_1m_tokens.output"),
+            ("max output", "max_output_tokens"),
+        ],
+    ),
+    "reload_models": (
+        "changes",
+        [
+            ("model", "model"),
+            ("change", "action"),
+            ("old input", "old.price_per_1m_tokens.input"),
+            ("new input", "new.price_per_1m_tokens.input"),
+            ("old output", "old.price_per_1m_tokens.output"),
+            ("new output", "new.price_per_1m_tokens.output"),
+        ],
+    ),
+    "bulk_credit": (
+        "data",
+        [
+            ("user", "user_id"),
+            ("status", "status"),
+            ("balance", "balance"),
+            ("error", "error.message"),
+        ],
+    ),
+    "list_keys": (
+        "data",
+        [
+            ("id", "id"),
+            ("prefix", "prefix"),
+            ("name", "name"),
+            ("created", "created_at"),
+            ("revoked", "revoked_at"),
+        ],
+    ),
 }
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 _ISO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?(\+00:00|Z)$")
@@ -60,27 +122,35 @@ def render(action: str, data: Any) -> str:
     if view is None or not isinstance(data.get(view[0]), list):
         return _pairs(_flat(data))
     key, columns = view
-    head = {k: v for k, v in data.items() if k not in {key, "total", "data", *_PAGING}
-            and v is not None and not isinstance(v, list)}
+    head = {
+        k: v
+        for k, v in data.items()
+        if k not in {key, "total", "data", *_PAGING} and v is not None and not isinstance(v, list)
+    }
     rows = [[_cell(_get(r, path)) for _, path in columns] for r in data[key]]
     if isinstance(data.get("total"), dict):
         rows.append(["total", *(_cell(_get(data["total"], p)) for _, p in columns[1:])])
     lines = [_pairs(_flat(head))] if head else []
     lines.append(_table([h for h, _ in columns], rows) if rows else "(none)")
     if data.get("has_more"):
-        lines.append(f"(more: --cursor {data['next_cursor']})" if data.get("next_cursor")
-                     else "(more: raise --limit or use --offset)")
+        lines.append(
+            f"(more: --cursor {data['next_cursor']})"
+            if data.get("next_cursor")
+            else "(more: raise --limit or use --offset)"
+        )
     return "\n".join(lines)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    numeric = [all(_NUMBER.match(r[i]) or r[i] in ("", "total") for r in rows)
-               for i in range(len(headers))]
+    numeric = [
+        all(_NUMBER.match(r[i]) or r[i] in ("", "total") for r in rows) for i in range(len(headers))
+    ]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if n else c.ljust(w)
-                         for c, w, n in zip(cells, widths, numeric, strict=True)).rstrip()
+        return "  ".join(
+            c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric, strict=True)
+        ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 

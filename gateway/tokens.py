@@ -174,8 +174,11 @@ def prompt_bound(endpoint: str, payload: dict[str, Any], body_bytes: int) -> int
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
             images += _content_text(content)[1]
-    return body_bytes + REPLY_PRIMER + TOKENS_PER_MESSAGE * (len(messages) + 1) + (
-        TOKENS_PER_IMAGE * images
+    return (
+        body_bytes
+        + REPLY_PRIMER
+        + TOKENS_PER_MESSAGE * (len(messages) + 1)
+        + (TOKENS_PER_IMAGE * images)
     )
 
 

@@ -32,8 +32,9 @@ async def read_json(request: Request) -> dict[str, Any]:
     try:
         data = json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
     except ValueError as exc:
-        raise BadRequest(f"We could not parse the JSON body of your request: {exc}",
-                         code="invalid_json") from exc
+        raise BadRequest(
+            f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+        ) from exc
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.", code="invalid_json")
     return data
@@ -81,7 +82,8 @@ def usage_view(r: UsageRecord) -> dict[str, Any]:
         "reasoning_tokens": r.reasoning_tokens,
         "price_per_1m_tokens": {
             "input": format_usd(r.price_input),
-            "cached_input": None if r.price_cached_input is None
+            "cached_input": None
+            if r.price_cached_input is None
             else format_usd(r.price_cached_input),
             "output": format_usd(r.price_output),
         },

@@ -35,23 +35,35 @@ def test_parse_reads_prices_exactly_and_resolves_provider_key():
     model = loaded.models["gpt-4o"]
     assert model.upstream_model == "gpt-4o-2024-08-06"
     assert (model.price.input, model.price.cached_input, model.price.output) == (
-        2_500_000_000, 1_250_000_000, 10_000_000_000)
+        2_500_000_000,
+        1_250_000_000,
+        10_000_000_000,
+    )
     assert model.provider.api_key == "sk-x"
     assert "sk-x" not in repr(model)
 
 
-@pytest.mark.parametrize(("broken", "where"), [
-    (GOOD.replace('output: "10.00"', "output: 10.00"), "m.yaml:8: models.gpt-4o.price.output"),
-    (GOOD.replace("provider: openai\n    upstream", "provider: azure\n    upstream"),
-     "m.yaml:6: models.gpt-4o.provider"),
-    (GOOD.replace('input: "0.02"', 'input: "-1"'),
-     "m.yaml:12: models.text-embedding-3-small.price.input"),
-    (GOOD.replace("max_output_tokens: 16384", "max_output_tokens: lots"),
-     "m.yaml:9: models.gpt-4o.max_output_tokens"),
-    (GOOD.replace("https://api", "ftp://api"), "m.yaml:3: providers.openai.base_url"),
-    (GOOD + "  gpt-4o:\n    provider: openai\n", "m.yaml:13: models.gpt-4o: duplicate key"),
-    ("models: [\n", "m.yaml:2: not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("broken", "where"),
+    [
+        (GOOD.replace('output: "10.00"', "output: 10.00"), "m.yaml:8: models.gpt-4o.price.output"),
+        (
+            GOOD.replace("provider: openai\n    upstream", "provider: azure\n    upstream"),
+            "m.yaml:6: models.gpt-4o.provider",
+        ),
+        (
+            GOOD.replace('input: "0.02"', 'input: "-1"'),
+            "m.yaml:12: models.text-embedding-3-small.price.input",
+        ),
+        (
+            GOOD.replace("max_output_tokens: 16384", "max_output_tokens: lots"),
+            "m.yaml:9: models.gpt-4o.max_output_tokens",
+        ),
+        (GOOD.replace("https://api", "ftp://api"), "m.yaml:3: providers.openai.base_url"),
+        (GOOD + "  gpt-4o:\n    provider: openai\n", "m.yaml:13: models.gpt-4o: duplicate key"),
+        ("models: [\n", "m.yaml:2: not valid YAML"),
+    ],
+)
 def test_invalid_file_names_line_and_field(broken, where):
     with pytest.raises(catalog.CatalogError) as err:
         catalog.parse(broken, source="m.yaml", env={})

@@ -71,14 +71,30 @@ def test_prompt_counts_cover_messages_tools_and_inputs():
     assert tokens.count_prompt(enc, "responses", {"input": "hi", "instructions": "be brief"}) > 3
 
 
-@pytest.mark.parametrize("payload", [
-    {"messages": [{"role": "user", "content": "héllo wörld " * 50}]},
-    {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"},
-                                               {"type": "image_url", "image_url": {"url": "x"}}]}],
-     "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-    {"messages": [{"role": "system", "content": "中文 テキスト 😀" * 20},
-                  {"role": "user", "content": "x", "name": "bob"}]},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"messages": [{"role": "user", "content": "héllo wörld " * 50}]},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "a"},
+                        {"type": "image_url", "image_url": {"url": "x"}},
+                    ],
+                }
+            ],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        },
+        {
+            "messages": [
+                {"role": "system", "content": "中文 テキスト 😀" * 20},
+                {"role": "user", "content": "x", "name": "bob"},
+            ]
+        },
+    ],
+)
 def test_the_free_prompt_bound_is_never_below_the_exact_count(payload):
     import orjson
 

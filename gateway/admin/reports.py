@@ -46,8 +46,11 @@ def int_param(params: Params, name: str, default: int, low: int, high: int) -> i
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be an integer between {low} and {high}", param=name,
-                         code="invalid_parameter")
+        raise BadRequest(
+            f"{name} must be an integer between {low} and {high}",
+            param=name,
+            code="invalid_parameter",
+        )
     return int(raw)
 
 
@@ -56,8 +59,11 @@ def zone(params: Params) -> ZoneInfo:
     try:
         return ZoneInfo(raw)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise BadRequest(f"tz: unknown time zone {raw!r}; use an IANA name like Europe/Paris",
-                         param="tz", code="invalid_parameter") from exc
+        raise BadRequest(
+            f"tz: unknown time zone {raw!r}; use an IANA name like Europe/Paris",
+            param="tz",
+            code="invalid_parameter",
+        ) from exc
 
 
 def _instant(raw: str, tz: ZoneInfo, *, name: str, end: bool) -> datetime:
@@ -68,8 +74,11 @@ def _instant(raw: str, tz: ZoneInfo, *, name: str, end: bool) -> datetime:
             return local.replace(tzinfo=tz).astimezone(UTC)
         value = datetime.fromisoformat(raw)
     except ValueError as exc:
-        raise BadRequest(f"{name}: {raw!r} is not an ISO date (2024-05-31) or datetime",
-                         param=name, code="invalid_parameter") from exc
+        raise BadRequest(
+            f"{name}: {raw!r} is not an ISO date (2024-05-31) or datetime",
+            param=name,
+            code="invalid_parameter",
+        ) from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     return value.astimezone(UTC)
@@ -96,8 +105,9 @@ def decode_cursor(raw: str) -> Cursor:
         if created_at.tzinfo is None or not request_id:
             raise ValueError("incomplete cursor")
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise BadRequest("cursor: not a cursor this API returned", param="cursor",
-                         code="invalid_cursor") from exc
+        raise BadRequest(
+            "cursor: not a cursor this API returned", param="cursor", code="invalid_cursor"
+        ) from exc
     return Cursor(created_at=created_at, request_id=request_id)
 
 
@@ -124,8 +134,10 @@ def average_cost(t: Totals) -> str:
 
 
 def _range(p: Period) -> dict[str, str | None]:
-    return {"from": p.start.isoformat() if p.start else None,
-            "to": p.end.isoformat() if p.end else None}
+    return {
+        "from": p.start.isoformat() if p.start else None,
+        "to": p.end.isoformat() if p.end else None,
+    }
 
 
 def audit_view(e: AuditEvent) -> dict[str, Any]:
@@ -151,15 +163,20 @@ async def usage_page(ledger: Ledger, user_id: str, params: Params) -> dict[str, 
     raw_cursor = params.get("cursor")
     if raw_cursor:
         if params.get("offset"):
-            raise BadRequest("use either cursor or offset, not both", param="offset",
-                             code="invalid_parameter")
+            raise BadRequest(
+                "use either cursor or offset, not both", param="offset", code="invalid_parameter"
+            )
         rows, more = await reporting(ledger).list_usage_before(
-            user_id, cursor=decode_cursor(raw_cursor), limit=limit)
+            user_id, cursor=decode_cursor(raw_cursor), limit=limit
+        )
     else:
         offset = int_param(params, "offset", 0, 0, 10**9)
         rows, more = await ledger.list_usage(user_id, limit=limit, offset=offset)
-    return {"data": [usage_view(r) for r in rows], "has_more": more,
-            "next_cursor": encode_cursor(rows[-1]) if more and rows else None}
+    return {
+        "data": [usage_view(r) for r in rows],
+        "has_more": more,
+        "next_cursor": encode_cursor(rows[-1]) if more and rows else None,
+    }
 
 
 async def stats(ledger: Ledger, user_id: str, params: Params) -> dict[str, Any]:
@@ -170,32 +187,49 @@ async def stats(ledger: Ledger, user_id: str, params: Params) -> dict[str, Any]:
         **_range(p),
         **totals_view(totals, money="cost"),
         "average_cost": average_cost(totals),
-        "models": [{"provider": m.provider, "model": m.model,
-                    **totals_view(m.totals, money="cost"),
-                    "average_cost": average_cost(m.totals)} for m in models],
+        "models": [
+            {
+                "provider": m.provider,
+                "model": m.model,
+                **totals_view(m.totals, money="cost"),
+                "average_cost": average_cost(m.totals),
+            }
+            for m in models
+        ],
     }
 
 
-async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None
-                  ) -> dict[str, Any]:
+async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None) -> dict[str, Any]:
     """Per local day of ``tz``, newest first, zero days included; default the last 30 days."""
     tz = zone(params)
     p = period(params, tz)
     today = (now or utcnow()).astimezone(tz).date()
     last = (p.end - timedelta(microseconds=1)).astimezone(tz).date() if p.end else today
-    first = p.start.astimezone(tz).date() if p.start else \
-        last - timedelta(days=REVENUE_DEFAULT_DAYS - 1)
+    first = (
+        p.start.astimezone(tz).date()
+        if p.start
+        else last - timedelta(days=REVENUE_DEFAULT_DAYS - 1)
+    )
     if first > last:
         raise BadRequest("from must be before to", param="from", code="invalid_parameter")
     if (last - first).days >= MAX_DAYS:
-        raise BadRequest(f"a revenue report covers at most {MAX_DAYS} days", param="from",
-                         code="invalid_parameter")
+        raise BadRequest(
+            f"a revenue report covers at most {MAX_DAYS} days",
+            param="from",
+            code="invalid_parameter",
+        )
     days = days_between(first, last, tz, clip=p)
     total, rows = await reporting(ledger).revenue_by_day(days)
     return {
-        "data": [{"day": r.day.day.isoformat(), "start": r.day.start.isoformat(),
-                  "end": r.day.end.isoformat(), **totals_view(r.totals, money="revenue")}
-                 for r in reversed(rows)],
+        "data": [
+            {
+                "day": r.day.day.isoformat(),
+                "start": r.day.start.isoformat(),
+                "end": r.day.end.isoformat(),
+                **totals_view(r.totals, money="revenue"),
+            }
+            for r in reversed(rows)
+        ],
         "has_more": False,
         "tz": tz.key,
         "from": days[0].start.isoformat() if days else None,
@@ -209,8 +243,15 @@ async def models(ledger: Ledger, params: Params) -> dict[str, Any]:
     p = period(params, zone(params))
     total, rows = await reporting(ledger).usage_totals(user_id=None, period=p)
     return {
-        "data": [{"id": f"{m.provider}:{m.model}", "provider": m.provider, "model": m.model,
-                  **totals_view(m.totals, money="revenue")} for m in rows],
+        "data": [
+            {
+                "id": f"{m.provider}:{m.model}",
+                "provider": m.provider,
+                "model": m.model,
+                **totals_view(m.totals, money="revenue"),
+            }
+            for m in rows
+        ],
         "has_more": False,
         **_range(p),
         "total": totals_view(total, money="revenue"),
@@ -222,8 +263,14 @@ async def top_users(ledger: Ledger, params: Params) -> dict[str, Any]:
     limit = int_param(params, "limit", 10, 1, 1000)
     total, rows, more = await reporting(ledger).top_users(period=p, limit=limit)
     return {
-        "data": [{"user_id": u.user_id, **totals_view(u.totals, money="revenue"),
-                  "share": _share(u.totals.cost, total.cost)} for u in rows],
+        "data": [
+            {
+                "user_id": u.user_id,
+                **totals_view(u.totals, money="revenue"),
+                "share": _share(u.totals.cost, total.cost),
+            }
+            for u in rows
+        ],
         "has_more": more,
         **_range(p),
         "total": totals_view(total, money="revenue"),
@@ -243,6 +290,7 @@ async def audit(ledger: Ledger, params: Params) -> dict[str, Any]:
     limit = int_param(params, "limit", 50, 1, 1000)
     offset = int_param(params, "offset", 0, 0, 10**9)
     target = params.get("user") or params.get("target") or None
-    events, more = await ledger.list_audit(target=target, action=params.get("action") or None,
-                                           limit=limit, offset=offset)
+    events, more = await ledger.list_audit(
+        target=target, action=params.get("action") or None, limit=limit, offset=offset
+    )
     return {"data": [audit_view(e) for e in events], "has_more": more}

@@ -58,8 +58,10 @@ def routes(services: Services) -> list[Route]:
     async def create_user(request: Request) -> Response:
         data = await read_json(request)
         user = await accounts.create_user(
-            user_id=optional_str(data, "id"), email=optional_str(data, "email"),
-            initial_credit=data.get("initial_credit"), actor=actor_of(request),
+            user_id=optional_str(data, "id"),
+            email=optional_str(data, "email"),
+            initial_credit=data.get("initial_credit"),
+            actor=actor_of(request),
         )
         return json_response(await accounts.user_view(user), 201)
 
@@ -72,7 +74,8 @@ def routes(services: Services) -> list[Route]:
     async def create_key(request: Request) -> Response:
         data = await read_json(request)
         fresh, record = await accounts.create_key(
-            request.path_params["user_id"], name=optional_str(data, "name"),
+            request.path_params["user_id"],
+            name=optional_str(data, "name"),
             actor=actor_of(request),
         )
         return json_response(new_key_view(fresh, record), 201)
@@ -94,26 +97,35 @@ def routes(services: Services) -> list[Route]:
     async def add_credits(request: Request) -> Response:
         data = await read_json(request)
         user_id = request.path_params["user_id"]
-        entry = await accounts.add_credit(user_id, data.get("amount"),
-                                          reason=optional_str(data, "reason"),
-                                          actor=actor_of(request))
+        entry = await accounts.add_credit(
+            user_id,
+            data.get("amount"),
+            reason=optional_str(data, "reason"),
+            actor=actor_of(request),
+        )
         return json_response(await money_view(accounts, user_id, entry))
 
     @admin
     async def set_balance(request: Request) -> Response:
         data = await read_json(request)
         user_id = request.path_params["user_id"]
-        entry = await accounts.set_balance(user_id, data.get("balance"),
-                                           reason=optional_str(data, "reason"),
-                                           actor=actor_of(request))
+        entry = await accounts.set_balance(
+            user_id,
+            data.get("balance"),
+            reason=optional_str(data, "reason"),
+            actor=actor_of(request),
+        )
         return json_response(await money_view(accounts, user_id, entry))
 
     @admin
     async def bulk_credits(request: Request) -> Response:
         data = await read_json(request)
-        results = await accounts.bulk_credit(data.get("user_ids"), data.get("amount"),
-                                             reason=optional_str(data, "reason"),
-                                             actor=actor_of(request))
+        results = await accounts.bulk_credit(
+            data.get("user_ids"),
+            data.get("amount"),
+            reason=optional_str(data, "reason"),
+            actor=actor_of(request),
+        )
         return json_response(bulk_view(results))
 
     # -- usage, stats, reports, audit -------------------------------------------------------
@@ -153,8 +165,11 @@ def routes(services: Services) -> list[Route]:
     @admin
     async def reload_models(request: Request) -> Response:
         data = await read_json(request)
-        return json_response(await prices.reload(services, actor=actor_of(request),
-                                                 reason=optional_str(data, "reason")))
+        return json_response(
+            await prices.reload(
+                services, actor=actor_of(request), reason=optional_str(data, "reason")
+            )
+        )
 
     return [
         Route("/admin/users", create_user, methods=["POST"]),

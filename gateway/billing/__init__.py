@@ -136,7 +136,13 @@ class BillingLedger(Ledger, Protocol):
     ) -> int: ...
 
     async def debit_up_to(
-        self, user_id: str, *, kind: str, amount: int, reference: str, reason: str | None,
+        self,
+        user_id: str,
+        *,
+        kind: str,
+        amount: int,
+        reference: str,
+        reason: str | None,
         actor: str | None,
     ) -> Entry: ...
 
@@ -212,8 +218,9 @@ def _httpx_client() -> stripe.HTTPXClient:
         # stripe 16 hands its form-encoded body to httpx as ``data=<str>``, which httpx 0.28
         # deprecates with a warning (an error under our test settings); ``content=`` sends
         # the same bytes.
-        def _get_request_args_kwargs(self, method: str, url: str,
-                                     headers: Mapping[str, str], post_data: Any) -> Any:
+        def _get_request_args_kwargs(
+            self, method: str, url: str, headers: Mapping[str, str], post_data: Any
+        ) -> Any:
             args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
             data = kwargs.pop("data", None)
             if data:
@@ -229,8 +236,9 @@ async def stripe_client(config: BillingConfig) -> AsyncIterator[stripe.StripeCli
     import stripe
 
     if not config.api_key:
-        raise Unavailable("payments are not configured: STRIPE_API_KEY is not set",
-                          code="payments_not_configured")
+        raise Unavailable(
+            "payments are not configured: STRIPE_API_KEY is not set", code="payments_not_configured"
+        )
     http = _httpx_client()
     try:
         # Retries reuse our idempotency key, so a retried POST cannot double-charge.
@@ -256,10 +264,12 @@ class Billing:
 
     @classmethod
     def from_services(cls, services: Services) -> Billing:
-        config = BillingConfig.from_settings(services.settings,
-                                             currency=services.catalog.currency)
-        return cls(config=config, ledger=services.ledger,  # type: ignore[arg-type]
-                   store=services.store)
+        config = BillingConfig.from_settings(services.settings, currency=services.catalog.currency)
+        return cls(
+            config=config,
+            ledger=services.ledger,  # type: ignore[arg-type]
+            store=services.store,
+        )
 
     def forget(self, user_id: str) -> None:
         self.profiles.pop(user_id, None)
@@ -279,11 +289,13 @@ def billing_of(services: Services) -> Billing:
     return billing
 
 
-async def credit(billing: Billing, user_id: str, *, kind: str, delta: int, reference: str,
-                 reason: str | None) -> Entry:
+async def credit(
+    billing: Billing, user_id: str, *, kind: str, delta: int, reference: str, reason: str | None
+) -> Entry:
     """Ledger first (idempotent on reference), then the balance store, as Accounts does."""
-    entry = await billing.ledger.post_entry(user_id, kind=kind, amount=delta,
-                                            reference=reference, reason=reason, actor="stripe")
+    entry = await billing.ledger.post_entry(
+        user_id, kind=kind, amount=delta, reference=reference, reason=reason, actor="stripe"
+    )
     if entry.created:
         await billing.store.credit(user_id, entry.amount)
     return entry

@@ -62,8 +62,9 @@ def low_balance_header(level: str, balance: int, threshold: int) -> tuple[bytes,
     return LOW_BALANCE_HEADER, value.encode()
 
 
-def on_settled(services: Services, user_id: str, *, before: int, after: int,
-               request_id: str) -> list[tuple[bytes, bytes]]:
+def on_settled(
+    services: Services, user_id: str, *, before: int, after: int, request_id: str
+) -> list[tuple[bytes, bytes]]:
     """Headers to add to the response that settled (if still unsent); never raises."""
     try:
         headers: list[tuple[bytes, bytes]] = []
@@ -72,10 +73,20 @@ def on_settled(services: Services, user_id: str, *, before: int, after: int,
         if hit is not None:
             level, threshold = hit
             headers.append(low_balance_header(level, after, threshold))
-            log.warning("low balance (%s) for %s: %s USD", level, user_id, format_usd(after),
-                        extra={"event": "low_balance", "level": level, "user_id": user_id,
-                               "balance": format_usd(after), "threshold": format_usd(threshold),
-                               "request_id": request_id})
+            log.warning(
+                "low balance (%s) for %s: %s USD",
+                level,
+                user_id,
+                format_usd(after),
+                extra={
+                    "event": "low_balance",
+                    "level": level,
+                    "user_id": user_id,
+                    "balance": format_usd(after),
+                    "threshold": format_usd(threshold),
+                    "request_id": request_id,
+                },
+            )
         billing: Billing | None = getattr(services, "billing", None)
         if billing is not None:
             maybe_top_up(billing, user_id, before, after)
@@ -93,8 +104,9 @@ def maybe_top_up(billing: Billing, user_id: str, before: int, after: int) -> Non
             return
     if any(task.get_name() == f"autotopup:{user_id}" for task in billing.tasks):
         return  # one check per user at a time in this process
-    task = asyncio.get_running_loop().create_task(_check(billing, user_id, before, after),
-                                                  name=f"autotopup:{user_id}")
+    task = asyncio.get_running_loop().create_task(
+        _check(billing, user_id, before, after), name=f"autotopup:{user_id}"
+    )
     billing.tasks.add(task)
     task.add_done_callback(billing.tasks.discard)
 
@@ -119,7 +131,8 @@ async def _check(billing: Billing, user_id: str, before: int, after: int) -> Non
         if not before >= profile.threshold > after:
             return
         claim = await billing.ledger.claim_auto_topup(
-            user_id, stale_after=billing.config.topup_stale_after)
+            user_id, stale_after=billing.config.topup_stale_after
+        )
         remember(False, profile.threshold)
         if claim is not None:
             await _create_intent(billing, claim)
@@ -137,7 +150,8 @@ async def _create_intent(billing: Billing, claim: TopupClaim) -> None:
             raise TopupFailure("no saved card: pay once through checkout with auto top-up on")
         async with stripe_client(config) as client:
             cards = await client.v1.payment_methods.list_async(
-                {"customer": claim.stripe_customer_id, "type": "card", "limit": 1})
+                {"customer": claim.stripe_customer_id, "type": "card", "limit": 1}
+            )
             if not cards.data:
                 raise TopupFailure("no saved card: pay once through checkout with auto top-up on")
             intent = await client.v1.payment_intents.create_async(
@@ -149,8 +163,11 @@ async def _create_intent(billing: Billing, claim: TopupClaim) -> None:
                     "off_session": True,
                     "confirm": True,
                     "description": "Gateway credit (auto top-up)",
-                    "metadata": {"user_id": claim.user_id, "purpose": PURPOSE_AUTO_TOPUP,
-                                 "trigger": str(claim.seq)},
+                    "metadata": {
+                        "user_id": claim.user_id,
+                        "purpose": PURPOSE_AUTO_TOPUP,
+                        "trigger": str(claim.seq),
+                    },
                 },
                 # Per trigger: a retried or re-driven trigger can never charge twice.
                 {"idempotency_key": f"gateway-autotopup-{claim.user_id}-{claim.seq}"},
@@ -161,34 +178,60 @@ async def _create_intent(billing: Billing, claim: TopupClaim) -> None:
         reason = getattr(exc, "user_message", None) or getattr(exc, "message", None) or str(exc)
         error = getattr(exc, "error", None)
         intent_id = getattr(getattr(error, "payment_intent", None), "id", None)
-        await record_failure(billing, claim.user_id, intent_id=intent_id, seq=claim.seq,
-                             reason=reason)
+        await record_failure(
+            billing, claim.user_id, intent_id=intent_id, seq=claim.seq, reason=reason
+        )
         return
     await billing.ledger.set_topup_intent(claim.user_id, seq=claim.seq, intent_id=intent.id)
-    log.info("auto top-up of %s USD requested for %s: %s", format_usd(claim.amount),
-             claim.user_id, intent.id,
-             extra={"event": "auto_topup", "user_id": claim.user_id, "payment_intent": intent.id,
-                    "amount": format_usd(claim.amount), "trigger": claim.seq})
+    log.info(
+        "auto top-up of %s USD requested for %s: %s",
+        format_usd(claim.amount),
+        claim.user_id,
+        intent.id,
+        extra={
+            "event": "auto_topup",
+            "user_id": claim.user_id,
+            "payment_intent": intent.id,
+            "amount": format_usd(claim.amount),
+            "trigger": claim.seq,
+        },
+    )
 
 
-async def record_failure(billing: Billing, user_id: str, *, intent_id: str | None,
-                         seq: int | None, reason: str) -> None:
+async def record_failure(
+    billing: Billing, user_id: str, *, intent_id: str | None, seq: int | None, reason: str
+) -> None:
     """Disables auto top-up for the user, so a declined card is not retried forever."""
     await billing.ledger.finish_auto_topup(user_id, intent_id=intent_id, seq=seq, failure=reason)
     billing.forget(user_id)
-    await billing.ledger.record_audit(AuditEvent(
-        actor="billing", action="autotopup.failed", target=user_id, reason=reason,
-        details={"payment_intent": intent_id, "trigger": seq}))
-    log.warning("auto top-up failed for %s and is now off: %s", user_id, reason,
-                extra={"event": "auto_topup_failed", "user_id": user_id,
-                       "payment_intent": intent_id, "reason": reason})
+    await billing.ledger.record_audit(
+        AuditEvent(
+            actor="billing",
+            action="autotopup.failed",
+            target=user_id,
+            reason=reason,
+            details={"payment_intent": intent_id, "trigger": seq},
+        )
+    )
+    log.warning(
+        "auto top-up failed for %s and is now off: %s",
+        user_id,
+        reason,
+        extra={
+            "event": "auto_topup_failed",
+            "user_id": user_id,
+            "payment_intent": intent_id,
+            "reason": reason,
+        },
+    )
 
 
 # -- settings ------------------------------------------------------------------------------
 
 
-async def configure(billing: Billing, user_id: str, data: dict[str, Any], *,
-                    actor: str) -> BillingProfile:
+async def configure(
+    billing: Billing, user_id: str, data: dict[str, Any], *, actor: str
+) -> BillingProfile:
     """PUT /me/auto-topup and its admin twin: {enabled, threshold, amount} (USD strings)."""
     enabled = data.get("enabled")
     if not isinstance(enabled, bool):
@@ -199,26 +242,38 @@ async def configure(billing: Billing, user_id: str, data: dict[str, Any], *,
     if enabled:
         cfg = billing.config
         if threshold > cfg.max_amount:
-            raise Unprocessable(f"threshold must be at most {format_usd(cfg.max_amount)} USD",
-                                param="threshold", code="invalid_amount")
+            raise Unprocessable(
+                f"threshold must be at most {format_usd(cfg.max_amount)} USD",
+                param="threshold",
+                code="invalid_amount",
+            )
         if not whole_cents(amount) or not cfg.min_amount <= amount <= cfg.max_amount:
             raise Unprocessable(
                 f"amount must be whole cents between {format_usd(cfg.min_amount)} and "
-                f"{format_usd(cfg.max_amount)} USD", param="amount", code="invalid_amount")
+                f"{format_usd(cfg.max_amount)} USD",
+                param="amount",
+                code="invalid_amount",
+            )
     try:
-        profile = await billing.ledger.save_auto_topup(user_id, enabled=enabled,
-                                                       threshold=threshold, amount=amount)
+        profile = await billing.ledger.save_auto_topup(
+            user_id, enabled=enabled, threshold=threshold, amount=amount
+        )
     except UnknownUser as exc:
         raise NotFound(f"no user {user_id!r}", code="user_not_found") from exc
     billing.forget(user_id)
-    await billing.ledger.record_audit(AuditEvent(
-        actor=actor, action="autotopup.configure", target=user_id, amount=amount or None,
-        details={"enabled": enabled, "threshold": format_usd(threshold)}))
+    await billing.ledger.record_audit(
+        AuditEvent(
+            actor=actor,
+            action="autotopup.configure",
+            target=user_id,
+            amount=amount or None,
+            details={"enabled": enabled, "threshold": format_usd(threshold)},
+        )
+    )
     return profile
 
 
-def _usd(data: dict[str, Any], name: str, current: int, required: bool, *,
-         allow_zero: bool) -> int:
+def _usd(data: dict[str, Any], name: str, current: int, required: bool, *, allow_zero: bool) -> int:
     value = data.get(name)
     if value is None:
         if required and not current and not allow_zero:

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 PRODUCT_NAME = "Gateway credit"
 
 
-async def create_checkout(billing: Billing, user: User, value: object, *,
-                          request_key: str | None = None) -> dict[str, Any]:
+async def create_checkout(
+    billing: Billing, user: User, value: object, *, request_key: str | None = None
+) -> dict[str, Any]:
     """A Checkout Session for ``value`` USD; ``request_key`` makes a client's retry safe."""
     import stripe
 
@@ -39,7 +40,10 @@ async def create_checkout(billing: Billing, user: User, value: object, *,
     if not whole_cents(amount) or not config.min_amount <= amount <= config.max_amount:
         raise Unprocessable(
             f"amount must be whole cents between {format_usd(config.min_amount)} and "
-            f"{format_usd(config.max_amount)} USD", param="amount", code="invalid_amount")
+            f"{format_usd(config.max_amount)} USD",
+            param="amount",
+            code="invalid_amount",
+        )
     profile = await billing.ledger.get_billing_profile(user.id) or BillingProfile(user.id)
     intent_data: dict[str, Any] = {"metadata": {"user_id": user.id, "purpose": PURPOSE_CHECKOUT}}
     if profile.auto_topup_enabled:
@@ -54,31 +58,45 @@ async def create_checkout(billing: Billing, user: User, value: object, *,
                     "customer": customer,
                     "client_reference_id": user.id,
                     "metadata": {"user_id": user.id},
-                    "line_items": [{
-                        "quantity": 1,
-                        "price_data": {"currency": config.currency,
-                                       "unit_amount": nanos_to_cents(amount),
-                                       "product_data": {"name": PRODUCT_NAME}},
-                    }],
+                    "line_items": [
+                        {
+                            "quantity": 1,
+                            "price_data": {
+                                "currency": config.currency,
+                                "unit_amount": nanos_to_cents(amount),
+                                "product_data": {"name": PRODUCT_NAME},
+                            },
+                        }
+                    ],
                     "payment_intent_data": intent_data,  # type: ignore[typeddict-item]
                     "success_url": config.success_url,
                     "cancel_url": config.cancel_url,
                 },
-                {"idempotency_key": f"gateway-checkout-{user.id}-"
-                                    f"{request_key or uuid.uuid4().hex}"},
+                {
+                    "idempotency_key": f"gateway-checkout-{user.id}-"
+                    f"{request_key or uuid.uuid4().hex}"
+                },
             )
     except stripe.IdempotencyError as exc:
-        raise Conflict("this Idempotency-Key was used for a different checkout",
-                       code="idempotency_conflict") from exc
+        raise Conflict(
+            "this Idempotency-Key was used for a different checkout", code="idempotency_conflict"
+        ) from exc
     except stripe.StripeError as exc:
-        raise UpstreamError(f"Stripe refused the checkout: {exc.user_message or exc}",
-                            code="stripe_error") from exc
-    return {"id": session.id, "url": session.url, "amount": format_usd(amount),
-            "currency": config.currency, "save_card": profile.auto_topup_enabled}
+        raise UpstreamError(
+            f"Stripe refused the checkout: {exc.user_message or exc}", code="stripe_error"
+        ) from exc
+    return {
+        "id": session.id,
+        "url": session.url,
+        "amount": format_usd(amount),
+        "currency": config.currency,
+        "save_card": profile.auto_topup_enabled,
+    }
 
 
-async def ensure_customer(billing: Billing, client: stripe.StripeClient, user: User,
-                          profile: BillingProfile) -> str:
+async def ensure_customer(
+    billing: Billing, client: stripe.StripeClient, user: User, profile: BillingProfile
+) -> str:
     """The user's Stripe customer, created once (racing creators keep the first one)."""
     if profile.stripe_customer_id:
         return profile.stripe_customer_id
@@ -87,5 +105,6 @@ async def ensure_customer(billing: Billing, client: stripe.StripeClient, user: U
         params["email"] = user.email
     # Keyed by user: two concurrent first checkouts get the same customer back from Stripe.
     customer = await client.v1.customers.create_async(
-        params, {"idempotency_key": f"gateway-customer-{user.id}"})  # type: ignore[arg-type]
+        params, {"idempotency_key": f"gateway-customer-{user.id}"}
+    )  # type: ignore[arg-type]
     return await billing.ledger.set_stripe_customer(user.id, customer.id)

@@ -1,10 +1,10 @@
 """Payment routes: thin translation between HTTP and the billing services.
 
-    POST /webhooks/stripe                 Stripe's signed events (no gateway key)
-    POST /me/checkout        {amount}     a Checkout Session URL (gateway key)
-    GET|PUT /me/auto-topup   {enabled, threshold, amount}
-    PUT /admin/users/{id}/auto-topup      the same, for an operator
-    GET /admin/billing/events?status=     received events (e.g. unmatched), newest first
+POST /webhooks/stripe                 Stripe's signed events (no gateway key)
+POST /me/checkout        {amount}     a Checkout Session URL (gateway key)
+GET|PUT /me/auto-topup   {enabled, threshold, amount}
+PUT /admin/users/{id}/auto-topup      the same, for an operator
+GET /admin/billing/events?status=     received events (e.g. unmatched), newest first
 """
 
 from __future__ import annotations
@@ -47,15 +47,22 @@ def routes(services: Services) -> list[Route]:
         payload = await request.body()
         event = verify(payload, request.headers.get("stripe-signature"), billing.config)
         outcome, duplicate = await process(billing, event, payload.decode())
-        return json_response({"received": True, "id": outcome.event_id,
-                              "status": outcome.status, "duplicate": duplicate})
+        return json_response(
+            {
+                "received": True,
+                "id": outcome.event_id,
+                "status": outcome.status,
+                "duplicate": duplicate,
+            }
+        )
 
     @guarded
     async def checkout(request: Request) -> Response:
         user = await caller(request)
         data = await read_json(request)
-        session = await create_checkout(billing, user, data.get("amount"),
-                                        request_key=request.headers.get("idempotency-key"))
+        session = await create_checkout(
+            billing, user, data.get("amount"), request_key=request.headers.get("idempotency-key")
+        )
         return json_response(session, 201)
 
     @guarded
@@ -70,8 +77,9 @@ def routes(services: Services) -> list[Route]:
     @guarded
     async def admin_auto_topup(request: Request) -> Response:
         require_admin(request)
-        profile = await configure(billing, request.path_params["user_id"],
-                                  await read_json(request), actor=ADMIN)
+        profile = await configure(
+            billing, request.path_params["user_id"], await read_json(request), actor=ADMIN
+        )
         return json_response(profile_view(profile))
 
     @guarded
@@ -81,8 +89,9 @@ def routes(services: Services) -> list[Route]:
         status = request.query_params.get("status") or None
         if status is not None and not status.replace("_", "").isalpha():
             raise BadRequest("status must be a word such as unmatched", param="status")
-        rows, more = await billing.ledger.list_stripe_events(status=status, limit=limit,
-                                                             offset=offset)
+        rows, more = await billing.ledger.list_stripe_events(
+            status=status, limit=limit, offset=offset
+        )
         return json_response({"data": [event_view(e) for e in rows], "has_more": more})
 
     return [

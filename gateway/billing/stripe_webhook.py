@@ -57,12 +57,15 @@ def verify(payload: bytes, header: str | None, config: BillingConfig) -> dict[st
     import stripe
 
     if not config.webhook_secret:
-        raise Unavailable("Stripe webhooks are not configured: STRIPE_WEBHOOK_SECRET is not set",
-                          code="payments_not_configured")
+        raise Unavailable(
+            "Stripe webhooks are not configured: STRIPE_WEBHOOK_SECRET is not set",
+            code="payments_not_configured",
+        )
     try:
         # HMAC-SHA256 of "{t}.{payload}" against every v1 signature, and t within tolerance.
-        stripe.WebhookSignature.verify_header(payload, header, config.webhook_secret,
-                                              config.tolerance)
+        stripe.WebhookSignature.verify_header(
+            payload, header, config.webhook_secret, config.tolerance
+        )
     except (stripe.SignatureVerificationError, ValueError) as exc:
         raise SignatureError(f"invalid Stripe-Signature: {exc}") from exc
     return parse_event(payload)
@@ -73,18 +76,22 @@ def parse_event(payload: bytes) -> dict[str, Any]:
         event = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the event is not JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str) \
-            or not isinstance(event.get("type"), str):
-        raise BadRequest("not a Stripe event: it needs a string id and type",
-                         code="invalid_event")
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+    ):
+        raise BadRequest("not a Stripe event: it needs a string id and type", code="invalid_event")
     return event
 
 
-async def process(billing: Billing, event: dict[str, Any],
-                  payload: str) -> tuple[StripeEvent, bool]:
+async def process(
+    billing: Billing, event: dict[str, Any], payload: str
+) -> tuple[StripeEvent, bool]:
     """Handles a verified event once; returns (outcome, duplicate)."""
-    record = StripeEvent(event_id=event["id"], type=event["type"], status="ignored",
-                         payload=payload)
+    record = StripeEvent(
+        event_id=event["id"], type=event["type"], status="ignored", payload=payload
+    )
     handler = HANDLERS.get(record.type)
     if handler is None:
         return record, False  # an event type we do not use: acknowledged, not stored
@@ -108,22 +115,38 @@ async def process(billing: Billing, event: dict[str, Any],
         raise
     outcome = replace(record, **result)
     await billing.ledger.finish_stripe_event(outcome)
-    level = logging.WARNING if outcome.status in ("unmatched", "refund_shortfall") \
-        else logging.INFO
-    log.log(level, "stripe event %s %s: %s (%s)", outcome.event_id, outcome.type,
-            outcome.status, outcome.detail or "",
-            extra={"event": "stripe_event", "event_id": outcome.event_id,
-                   "type": outcome.type, "status": outcome.status, "user_id": outcome.user_id,
-                   "amount": outcome.amount, "detail": outcome.detail})
+    level = logging.WARNING if outcome.status in ("unmatched", "refund_shortfall") else logging.INFO
+    log.log(
+        level,
+        "stripe event %s %s: %s (%s)",
+        outcome.event_id,
+        outcome.type,
+        outcome.status,
+        outcome.detail or "",
+        extra={
+            "event": "stripe_event",
+            "event_id": outcome.event_id,
+            "type": outcome.type,
+            "status": outcome.status,
+            "user_id": outcome.user_id,
+            "amount": outcome.amount,
+            "detail": outcome.detail,
+        },
+    )
     return outcome, False
 
 
 def event_view(e: StripeEvent) -> dict[str, Any]:
     return {
-        "id": e.event_id, "type": e.type, "status": e.status, "user_id": e.user_id,
+        "id": e.event_id,
+        "type": e.type,
+        "status": e.status,
+        "user_id": e.user_id,
         "amount": None if e.amount is None else format_usd(e.amount),
-        "currency": e.currency, "payment_ref": e.payment_ref,
-        "payment_intent": e.payment_intent, "detail": e.detail,
+        "currency": e.currency,
+        "payment_ref": e.payment_ref,
+        "payment_intent": e.payment_intent,
+        "detail": e.detail,
         "created_at": e.created_at.isoformat() if e.created_at else None,
         "updated_at": e.updated_at.isoformat() if e.updated_at else None,
     }
@@ -134,9 +157,12 @@ def event_view(e: StripeEvent) -> dict[str, Any]:
 
 async def _session(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
     session_id = _str(obj.get("id"))
-    base: Result = {"user_id": _user_of(obj), "payment_ref": session_id,
-                    "payment_intent": _id_of(obj.get("payment_intent")),
-                    "currency": _currency(obj)}
+    base: Result = {
+        "user_id": _user_of(obj),
+        "payment_ref": session_id,
+        "payment_intent": _id_of(obj.get("payment_intent")),
+        "currency": _currency(obj),
+    }
     if session_id is None:
         return _unmatched(base, "the session has no id")
     if kind == "checkout.session.async_payment_failed":
@@ -149,15 +175,24 @@ async def _session(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
     if paid != "paid":
         # A delayed method (bank debit...): credit waits for async_payment_succeeded.
         return {**base, "status": "awaiting_payment", "detail": f"payment_status={paid!r}"}
-    return await _credit(billing, base, cents=obj.get("amount_subtotal"),
-                         reference=f"stripe:{session_id}", reason="Stripe Checkout")
+    return await _credit(
+        billing,
+        base,
+        cents=obj.get("amount_subtotal"),
+        reference=f"stripe:{session_id}",
+        reason="Stripe Checkout",
+    )
 
 
 async def _intent(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
     intent = _str(obj.get("id"))
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    base: Result = {"user_id": _user_of(obj), "payment_ref": intent, "payment_intent": intent,
-                    "currency": _currency(obj)}
+    base: Result = {
+        "user_id": _user_of(obj),
+        "payment_ref": intent,
+        "payment_intent": intent,
+        "currency": _currency(obj),
+    }
     if metadata.get("purpose") != PURPOSE_AUTO_TOPUP:
         # Checkout's own PaymentIntents: their session events carry the credit.
         return {**base, "status": "ignored", "detail": "not an auto top-up"}
@@ -172,8 +207,13 @@ async def _intent(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
         if user is not None:
             await record_failure(billing, user, intent_id=intent, seq=seq, reason=reason)
         return {**base, "status": "payment_failed", "detail": reason}
-    result = await _credit(billing, base, cents=obj.get("amount_received"),
-                           reference=f"stripe:{intent}", reason="auto top-up")
+    result = await _credit(
+        billing,
+        base,
+        cents=obj.get("amount_received"),
+        reference=f"stripe:{intent}",
+        reason="auto top-up",
+    )
     if user is not None:
         await billing.ledger.finish_auto_topup(user, intent_id=intent, seq=seq, failure=None)
         billing.forget(user)
@@ -184,8 +224,7 @@ async def _refund(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
     charge = _str(obj.get("id"))
     amount, refunded = _cents(obj.get("amount")), _cents(obj.get("amount_refunded"))
     intent = _id_of(obj.get("payment_intent"))
-    base: Result = {"payment_ref": charge, "payment_intent": intent,
-                    "currency": _currency(obj)}
+    base: Result = {"payment_ref": charge, "payment_intent": intent, "currency": _currency(obj)}
     if charge is None or not amount or refunded is None:
         return _unmatched(base, "the charge lacks id, amount or amount_refunded")
     if base["currency"] != billing.config.currency:
@@ -198,15 +237,21 @@ async def _refund(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
     # down, so a full refund debits exactly what was credited and never more.
     target = credited * min(refunded, amount) // amount
     reference = f"stripe-refund:{charge}:{refunded}"
-    owed = await billing.ledger.plan_refund_debit(charge_id=charge, reference=reference,
-                                                  user_id=user, target_total=target)
+    owed = await billing.ledger.plan_refund_debit(
+        charge_id=charge, reference=reference, user_id=user, target_total=target
+    )
     base["user_id"] = user
     if owed == 0:
         return {**base, "status": "refunded", "amount": 0, "detail": "nothing left to debit"}
     try:
-        entry = await billing.ledger.debit_up_to(user, kind="refund", amount=owed,
-                                                 reference=reference, actor="stripe",
-                                                 reason=f"Stripe refund of {charge}")
+        entry = await billing.ledger.debit_up_to(
+            user,
+            kind="refund",
+            amount=owed,
+            reference=reference,
+            actor="stripe",
+            reason=f"Stripe refund of {charge}",
+        )
     except UnknownUser:
         return _unmatched(base, f"no user {user!r}")
     if entry.created and entry.amount:
@@ -214,14 +259,19 @@ async def _refund(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
     taken = -entry.amount
     if taken < owed:
         # The credit was spent already; the ledger never debits a payment below zero.
-        return {**base, "status": "refund_shortfall", "amount": taken,
-                "detail": f"ledger entry {entry.id}; {format_usd(owed - taken)} USD refunded "
-                          "by Stripe could not be debited"}
+        return {
+            **base,
+            "status": "refund_shortfall",
+            "amount": taken,
+            "detail": f"ledger entry {entry.id}; {format_usd(owed - taken)} USD refunded "
+            "by Stripe could not be debited",
+        }
     return {**base, "status": "refunded", "amount": taken, "detail": f"ledger entry {entry.id}"}
 
 
-async def _credit(billing: Billing, base: Result, *, cents: object, reference: str,
-                  reason: str) -> Result:
+async def _credit(
+    billing: Billing, base: Result, *, cents: object, reference: str, reason: str
+) -> Result:
     user = base["user_id"]
     minor = _cents(cents)
     if user is None:
@@ -229,18 +279,26 @@ async def _credit(billing: Billing, base: Result, *, cents: object, reference: s
     if not minor:
         return _unmatched(base, f"no positive amount ({cents!r})")
     if base["currency"] != billing.config.currency:
-        return {**base, "status": "foreign_currency",
-                "detail": f"{minor} {base['currency']} minor units not credited: "
-                          f"only {billing.config.currency} is"}
+        return {
+            **base,
+            "status": "foreign_currency",
+            "detail": f"{minor} {base['currency']} minor units not credited: "
+            f"only {billing.config.currency} is",
+        }
     nanos = cents_to_nanos(minor)
     try:
-        entry = await credit(billing, user, kind="topup", delta=nanos, reference=reference,
-                             reason=reason)
+        entry = await credit(
+            billing, user, kind="topup", delta=nanos, reference=reference, reason=reason
+        )
     except UnknownUser:
         return _unmatched({**base, "amount": nanos}, f"no user {user!r}")
     again = "" if entry.created else " (already credited)"
-    return {**base, "status": "credited", "amount": nanos,
-            "detail": f"ledger entry {entry.id}{again}"}
+    return {
+        **base,
+        "status": "credited",
+        "amount": nanos,
+        "detail": f"ledger entry {entry.id}{again}",
+    }
 
 
 def _unmatched(base: Result, detail: str) -> Result:
@@ -267,8 +325,7 @@ def _id_of(value: object) -> str | None:
 
 
 def _cents(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
-        else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _currency(obj: dict[str, Any]) -> str | None:
@@ -298,10 +355,16 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     commands = stripe_cmd.add_subparsers(dest="stripe_command", required=True)
     p = commands.add_parser("replay", help="re-drive a saved Stripe event (JSON file)")
     p.add_argument("event", help="the event as Stripe sent it (dashboard or `stripe events`)")
-    p.add_argument("--direct", action="store_true",
-                   help="apply it to the database (and Redis) directly, not via the gateway")
-    p.add_argument("--url", default=None,
-                   help="gateway base URL (default $GATEWAY_URL or http://127.0.0.1:8080)")
+    p.add_argument(
+        "--direct",
+        action="store_true",
+        help="apply it to the database (and Redis) directly, not via the gateway",
+    )
+    p.add_argument(
+        "--url",
+        default=None,
+        help="gateway base URL (default $GATEWAY_URL or http://127.0.0.1:8080)",
+    )
     p.set_defaults(run=run_replay)
 
 
@@ -330,12 +393,15 @@ async def replay_http(settings: Settings, payload: bytes, *, url: str) -> dict[s
     if not settings.stripe_webhook_secret:
         raise RuntimeError("STRIPE_WEBHOOK_SECRET is needed to sign the replay (or --direct)")
     header = stripe.WebhookSignature.generate_signature_header(
-        payload.decode(), settings.stripe_webhook_secret)
+        payload.decode(), settings.stripe_webhook_secret
+    )
     async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=30) as client:
         try:
-            response = await client.post("/webhooks/stripe", content=payload,
-                                         headers={"Stripe-Signature": header,
-                                                  "Content-Type": "application/json"})
+            response = await client.post(
+                "/webhooks/stripe",
+                content=payload,
+                headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+            )
         except httpx.HTTPError as exc:
             raise RuntimeError(f"cannot reach the gateway at {url}: {exc}") from exc
     if response.status_code >= 400:
@@ -353,8 +419,9 @@ async def replay_direct(settings: Settings, payload: bytes) -> dict[str, Any]:
     try:
         store, _ = await metering(settings, ledger)
         try:
-            billing = Billing(config=BillingConfig.from_settings(settings),
-                              ledger=ledger, store=store)  # type: ignore[arg-type]
+            billing = Billing(
+                config=BillingConfig.from_settings(settings), ledger=ledger, store=store
+            )  # type: ignore[arg-type]
             outcome, duplicate = await process(billing, parse_event(payload), payload.decode())
             return {**event_view(outcome), "duplicate": duplicate}
         finally:

@@ -217,8 +217,10 @@ def replayed(existing: Entry, user_id: str, kind: str, amount: int | None) -> En
     the old entry would report money as moved when it was not, so it is refused loudly.
     ``amount`` is None where the amount depends on the balance (set balance, capped debit).
     """
-    if existing.user_id != user_id or existing.kind != kind or (
-        amount is not None and existing.amount != amount
+    if (
+        existing.user_id != user_id
+        or existing.kind != kind
+        or (amount is not None and existing.amount != amount)
     ):
         raise ReferenceConflict(
             f"reference {existing.reference!r} already moved {existing.amount} ({existing.kind})"

@@ -47,6 +47,7 @@ _REFERENCE_KEY = "ledger_entries_reference_key"
 # The detail of a key violation: 'Key (user_id)=(u1) is not present in table "users".'
 _KEY_DETAIL = re.compile(r"^Key \((?:user_)?id\)=\((.*)\) ")
 
+
 class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
@@ -64,9 +65,7 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
     async def open(self) -> None:
         if self._pool is not None:
             return
-        pool = await asyncpg.create_pool(
-            self.dsn, min_size=self._min_size, max_size=self._max_size
-        )
+        pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
         try:
             async with pool.acquire() as conn:
                 await _migrate(conn)
@@ -134,8 +133,13 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
         )
         if row is None:
             return None
-        user = User(id=row["user_id"], email=row["u_email"], balance=row["u_balance"],
-                    created_at=row["u_created_at"], version=row["u_version"])
+        user = User(
+            id=row["user_id"],
+            email=row["u_email"],
+            balance=row["u_balance"],
+            created_at=row["u_created_at"],
+            version=row["u_version"],
+        )
         return _key(row), user
 
     # -- money --------------------------------------------------------------------------
@@ -150,8 +154,9 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
         reason: str | None = None,
         actor: str | None = None,
     ) -> Entry:
-        return await self._move(user_id, kind, lambda _balance: amount, reference, reason, actor,
-                                exact=amount)
+        return await self._move(
+            user_id, kind, lambda _balance: amount, reference, reason, actor, exact=amount
+        )
 
     async def set_balance(
         self, user_id: str, *, balance: int, reference: str, reason: str | None, actor: str | None
@@ -309,32 +314,74 @@ async def _entry_by_reference(conn: PoolConnectionProxy, reference: str) -> Entr
 
 
 def _usage_values(r: UsageRecord) -> tuple[Any, ...]:
-    return (r.request_id, r.user_id, r.key_id, r.model, r.provider, r.endpoint,
-            r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens,
-            r.price_input, r.price_cached_input, r.price_output, r.cost, r.status,
-            r.usage_source, r.latency_ms, r.created_at)
+    return (
+        r.request_id,
+        r.user_id,
+        r.key_id,
+        r.model,
+        r.provider,
+        r.endpoint,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.cached_tokens,
+        r.reasoning_tokens,
+        r.price_input,
+        r.price_cached_input,
+        r.price_output,
+        r.cost,
+        r.status,
+        r.usage_source,
+        r.latency_ms,
+        r.created_at,
+    )
 
 
 def _user(r: asyncpg.Record) -> User:
-    return User(id=r["id"], email=r["email"], balance=r["balance"], created_at=r["created_at"],
-                version=r["version"])
+    return User(
+        id=r["id"],
+        email=r["email"],
+        balance=r["balance"],
+        created_at=r["created_at"],
+        version=r["version"],
+    )
 
 
 def _key(r: asyncpg.Record) -> ApiKey:
-    return ApiKey(id=r["id"], user_id=r["user_id"], prefix=r["prefix"], name=r["name"],
-                  created_at=r["created_at"], revoked_at=r["revoked_at"],
-                  expires_at=r["expires_at"])
+    return ApiKey(
+        id=r["id"],
+        user_id=r["user_id"],
+        prefix=r["prefix"],
+        name=r["name"],
+        created_at=r["created_at"],
+        revoked_at=r["revoked_at"],
+        expires_at=r["expires_at"],
+    )
 
 
 def _entry(r: asyncpg.Record, created: bool = True) -> Entry:
-    return Entry(id=r["id"], user_id=r["user_id"], kind=r["kind"], amount=r["amount"],
-                 balance_after=r["balance_after"], reference=r["reference"], reason=r["reason"],
-                 actor=r["actor"], created_at=r["created_at"], created=created,
-                 version=r.get("user_version"))
+    return Entry(
+        id=r["id"],
+        user_id=r["user_id"],
+        kind=r["kind"],
+        amount=r["amount"],
+        balance_after=r["balance_after"],
+        reference=r["reference"],
+        reason=r["reason"],
+        actor=r["actor"],
+        created_at=r["created_at"],
+        created=created,
+        version=r.get("user_version"),
+    )
 
 
 def _audit(r: asyncpg.Record) -> AuditEvent:
-    return AuditEvent(id=r["id"], actor=r["actor"], action=r["action"], target=r["target"],
-                      amount=r["amount"], reason=r["reason"],
-                      details=orjson.loads(r["details"]) if r["details"] else None,
-                      created_at=r["created_at"])
+    return AuditEvent(
+        id=r["id"],
+        actor=r["actor"],
+        action=r["action"],
+        target=r["target"],
+        amount=r["amount"],
+        reason=r["reason"],
+        details=orjson.loads(r["details"]) if r["details"] else None,
+        created_at=r["created_at"],
+    )

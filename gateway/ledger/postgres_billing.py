@@ -57,12 +57,18 @@ class PostgresBillingMixin:
         if status is None:
             rows = await self.pool.fetch(
                 "SELECT * FROM stripe_events ORDER BY created_at DESC, event_id DESC"
-                " LIMIT $1 OFFSET $2", limit + 1, offset)
+                " LIMIT $1 OFFSET $2",
+                limit + 1,
+                offset,
+            )
         else:
             rows = await self.pool.fetch(
                 "SELECT * FROM stripe_events WHERE status = $1"
                 " ORDER BY created_at DESC, event_id DESC LIMIT $2 OFFSET $3",
-                status, limit + 1, offset)
+                status,
+                limit + 1,
+                offset,
+            )
         return [_event(r) for r in rows[:limit]], len(rows) > limit
 
     async def find_stripe_credit(self, payment_intent: str) -> tuple[str, int] | None:
@@ -80,29 +86,48 @@ class PostgresBillingMixin:
     ) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             # Refund levels of one charge are planned one at a time, in every process.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                               "stripe-refund:" + charge_id)
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                "stripe-refund:" + charge_id,
+            )
             planned = await conn.fetchval(
-                "SELECT amount FROM stripe_refund_debits WHERE reference = $1", reference)
+                "SELECT amount FROM stripe_refund_debits WHERE reference = $1", reference
+            )
             if planned is not None:
                 return int(planned)
             done = await conn.fetchval(
                 "SELECT COALESCE(SUM(amount), 0) FROM stripe_refund_debits WHERE charge_id = $1",
-                charge_id)
+                charge_id,
+            )
             # Invariant: per charge, SUM(amount) = the debit owed for the highest level seen.
             amount = max(0, target_total - int(done))
             await conn.execute(
                 "INSERT INTO stripe_refund_debits (reference, charge_id, user_id, amount)"
-                " VALUES ($1, $2, $3, $4)", reference, charge_id, user_id, amount)
+                " VALUES ($1, $2, $3, $4)",
+                reference,
+                charge_id,
+                user_id,
+                amount,
+            )
             return amount
 
     async def debit_up_to(
-        self, user_id: str, *, kind: str, amount: int, reference: str, reason: str | None,
+        self,
+        user_id: str,
+        *,
+        kind: str,
+        amount: int,
+        reference: str,
+        reason: str | None,
         actor: str | None,
     ) -> Entry:
         # _move computes the amount from the balance read under the user's row lock.
         entry: Entry = await self._move(
-            user_id, kind, lambda balance: -min(amount, max(balance, 0)), reference, reason,
+            user_id,
+            kind,
+            lambda balance: -min(amount, max(balance, 0)),
+            reference,
+            reason,
             actor,
         )
         return entry
@@ -110,8 +135,7 @@ class PostgresBillingMixin:
     # -- billing profiles ---------------------------------------------------------------
 
     async def get_billing_profile(self, user_id: str) -> BillingProfile | None:
-        row = await self.pool.fetchrow("SELECT * FROM billing_profiles WHERE user_id = $1",
-                                       user_id)
+        row = await self.pool.fetchrow("SELECT * FROM billing_profiles WHERE user_id = $1", user_id)
         return _profile(row) if row else None
 
     async def save_auto_topup(
@@ -161,16 +185,22 @@ class PostgresBillingMixin:
         )  # fmt: skip
         if row is None:
             return None
-        return TopupClaim(user_id=user_id, seq=int(row["trigger_seq"]), amount=row["amount"],
-                          threshold=row["threshold"],
-                          stripe_customer_id=row["stripe_customer_id"])
+        return TopupClaim(
+            user_id=user_id,
+            seq=int(row["trigger_seq"]),
+            amount=row["amount"],
+            threshold=row["threshold"],
+            stripe_customer_id=row["stripe_customer_id"],
+        )
 
     async def set_topup_intent(self, user_id: str, *, seq: int, intent_id: str) -> None:
         # A webhook faster than Stripe's API answer may have cleared the claim already.
         await self.pool.execute(
             "UPDATE billing_profiles SET in_flight_intent = $3 WHERE user_id = $1"
             " AND trigger_seq = $2 AND in_flight_intent = 'pending'",
-            user_id, seq, intent_id,
+            user_id,
+            seq,
+            intent_id,
         )
 
     async def finish_auto_topup(
@@ -182,28 +212,43 @@ class PostgresBillingMixin:
                 "UPDATE billing_profiles SET in_flight_intent = NULL, in_flight_since = NULL,"
                 " updated_at = now() WHERE user_id = $1 AND (in_flight_intent = $2"
                 " OR (in_flight_intent = 'pending' AND trigger_seq = $3))",
-                user_id, intent_id, seq,
+                user_id,
+                intent_id,
+                seq,
             )
             return
         await self.pool.execute(
             "UPDATE billing_profiles SET auto_topup_enabled = false, in_flight_intent = NULL,"
             " in_flight_since = NULL, last_error = $2, updated_at = now() WHERE user_id = $1",
-            user_id, failure,
+            user_id,
+            failure,
         )
 
 
 def _event(r: asyncpg.Record) -> StripeEvent:
     return StripeEvent(
-        event_id=r["event_id"], type=r["type"], status=r["status"], payload=r["payload"],
-        user_id=r["user_id"], amount=r["amount"], currency=r["currency"],
-        payment_ref=r["payment_ref"], payment_intent=r["payment_intent"], detail=r["detail"],
-        created_at=r["created_at"], updated_at=r["updated_at"],
+        event_id=r["event_id"],
+        type=r["type"],
+        status=r["status"],
+        payload=r["payload"],
+        user_id=r["user_id"],
+        amount=r["amount"],
+        currency=r["currency"],
+        payment_ref=r["payment_ref"],
+        payment_intent=r["payment_intent"],
+        detail=r["detail"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
     )
 
 
 def _profile(r: asyncpg.Record) -> BillingProfile:
     return BillingProfile(
-        user_id=r["user_id"], stripe_customer_id=r["stripe_customer_id"],
-        auto_topup_enabled=r["auto_topup_enabled"], threshold=r["threshold"],
-        amount=r["amount"], in_flight_intent=r["in_flight_intent"], last_error=r["last_error"],
+        user_id=r["user_id"],
+        stripe_customer_id=r["stripe_customer_id"],
+        auto_topup_enabled=r["auto_topup_enabled"],
+        threshold=r["threshold"],
+        amount=r["amount"],
+        in_flight_intent=r["in_flight_intent"],
+        last_error=r["last_error"],
     )

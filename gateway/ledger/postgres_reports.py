@@ -154,8 +154,11 @@ class PostgresReportsMixin:
 def _where(user_id: str | None, period: Period) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
-    for condition, value in (("u.user_id = ", user_id), ("u.created_at >= ", period.start),
-                             ("u.created_at < ", period.end)):
+    for condition, value in (
+        ("u.user_id = ", user_id),
+        ("u.created_at >= ", period.start),
+        ("u.created_at < ", period.end),
+    ):
         if value is not None:
             args.append(value)
             clauses.append(f"{condition}${len(args)}")
@@ -163,7 +166,13 @@ def _where(user_id: str | None, period: Period) -> tuple[str, list[Any]]:
 
 
 def _price(r: asyncpg.Record) -> PriceRow:
-    return PriceRow(model=r["model"], provider=r["provider"], upstream_model=r["upstream_model"],
-                    kind=r["kind"], max_output_tokens=r["max_output_tokens"],
-                    input=r["price_input"], cached_input=r["price_cached_input"],
-                    output=r["price_output"])
+    return PriceRow(
+        model=r["model"],
+        provider=r["provider"],
+        upstream_model=r["upstream_model"],
+        kind=r["kind"],
+        max_output_tokens=r["max_output_tokens"],
+        input=r["price_input"],
+        cached_input=r["price_cached_input"],
+        output=r["price_output"],
+    )

@@ -220,12 +220,18 @@ def diff_prices(
         before, after = old.get(name), new.get(name)
         if before == after:
             continue
-        action = "price.set" if before is None else "price.remove" if after is None \
-            else "price.change"
+        action = (
+            "price.set" if before is None else "price.remove" if after is None else "price.change"
+        )
         event = AuditEvent(
-            actor=actor, action=action, target=name, reason=reason,
-            details={"old": price_view(before) if before else None,
-                     "new": price_view(after) if after else None},
+            actor=actor,
+            action=action,
+            target=name,
+            reason=reason,
+            details={
+                "old": price_view(before) if before else None,
+                "new": price_view(after) if after else None,
+            },
         )
         changes.append(PriceChange(model=name, old=before, new=after, events=[event]))
     return changes

@@ -189,8 +189,11 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
             return None
         r = rows[0]
         user = User(
-            id=r["user_id"], email=r["u_email"], balance=r["u_balance"],
-            created_at=parse_ts(r["u_created_at"]), version=r["u_version"],  # type: ignore[arg-type]
+            id=r["user_id"],
+            email=r["u_email"],
+            balance=r["u_balance"],
+            created_at=parse_ts(r["u_created_at"]),
+            version=r["u_version"],  # type: ignore[arg-type]
         )
         return _key(r), user
 
@@ -207,13 +210,25 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
         actor: str | None = None,
     ) -> Entry:
         return await self._run(
-            lambda c: self._tx(c, lambda c: self._post(c, user_id, kind, amount, reference,
-                                                       reason, actor, exact=True))
+            lambda c: self._tx(
+                c,
+                lambda c: self._post(
+                    c, user_id, kind, amount, reference, reason, actor, exact=True
+                ),
+            )
         )
 
     def _post(
-        self, c: sqlite3.Connection, user_id: str, kind: str, amount: int, reference: str,
-        reason: str | None, actor: str | None, *, exact: bool = False,
+        self,
+        c: sqlite3.Connection,
+        user_id: str,
+        kind: str,
+        amount: int,
+        reference: str,
+        reason: str | None,
+        actor: str | None,
+        *,
+        exact: bool = False,
     ) -> Entry:
         check_kind(kind)
         existing = c.execute("SELECT * FROM ledger_entries WHERE reference = ?", (reference,))
@@ -238,9 +253,18 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
             " actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (user_id, kind, amount, new, reference, reason, actor, ts(now)),
         )
-        return Entry(id=cur.lastrowid or 0, user_id=user_id, kind=kind, amount=amount,
-                     balance_after=new, reference=reference, reason=reason, actor=actor,
-                     created_at=now, version=moved["version"])
+        return Entry(
+            id=cur.lastrowid or 0,
+            user_id=user_id,
+            kind=kind,
+            amount=amount,
+            balance_after=new,
+            reference=reference,
+            reason=reason,
+            actor=actor,
+            created_at=now,
+            version=moved["version"],
+        )
 
     async def set_balance(
         self, user_id: str, *, balance: int, reference: str, reason: str | None, actor: str | None
@@ -289,10 +313,29 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
                 raise UnknownUser(missing[0])  # the whole batch is refused, as in PostgreSQL
             c.executemany(
                 _INSERT_USAGE,
-                [(r.request_id, r.user_id, r.key_id, r.model, r.provider, r.endpoint,
-                  r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens,
-                  r.price_input, r.price_cached_input, r.price_output, r.cost, r.status,
-                  r.usage_source, r.latency_ms, ts(r.created_at)) for r in fresh.values()],
+                [
+                    (
+                        r.request_id,
+                        r.user_id,
+                        r.key_id,
+                        r.model,
+                        r.provider,
+                        r.endpoint,
+                        r.prompt_tokens,
+                        r.completion_tokens,
+                        r.cached_tokens,
+                        r.reasoning_tokens,
+                        r.price_input,
+                        r.price_cached_input,
+                        r.price_output,
+                        r.cost,
+                        r.status,
+                        r.usage_source,
+                        r.latency_ms,
+                        ts(r.created_at),
+                    )
+                    for r in fresh.values()
+                ],
             )
             entries = []
             moves: dict[str, int] = {}
@@ -301,8 +344,18 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
                 if r.cost:
                     balances[r.user_id] -= r.cost
                     moves[r.user_id] = moves.get(r.user_id, 0) + 1
-                    entries.append((r.user_id, "usage", -r.cost, balances[r.user_id],
-                                    f"usage:{r.request_id}", None, None, now))
+                    entries.append(
+                        (
+                            r.user_id,
+                            "usage",
+                            -r.cost,
+                            balances[r.user_id],
+                            f"usage:{r.request_id}",
+                            None,
+                            None,
+                            now,
+                        )
+                    )
             c.executemany(
                 "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference,"
                 " reason, actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -338,12 +391,21 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
 
     async def record_audit(self, event: AuditEvent) -> None:
         details = orjson.dumps(event.details).decode() if event.details is not None else None
-        await self._run(lambda c: c.execute(
-            "INSERT INTO audit_log (actor, action, target, amount, reason, details, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (event.actor, event.action, event.target, event.amount, event.reason, details,
-             ts(event.created_at)),
-        ))
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO audit_log (actor, action, target, amount, reason, details, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.actor,
+                    event.action,
+                    event.target,
+                    event.amount,
+                    event.reason,
+                    details,
+                    ts(event.created_at),
+                ),
+            )
+        )
 
     async def list_audit(
         self, *, target: str | None, action: str | None, limit: int, offset: int
@@ -357,28 +419,53 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
 
 
 def _audit(r: sqlite3.Row) -> AuditEvent:
-    return AuditEvent(id=r["id"], actor=r["actor"], action=r["action"], target=r["target"],
-                      amount=r["amount"], reason=r["reason"],
-                      details=orjson.loads(r["details"]) if r["details"] else None,
-                      created_at=parse_ts(r["created_at"]))  # type: ignore[arg-type]
+    return AuditEvent(
+        id=r["id"],
+        actor=r["actor"],
+        action=r["action"],
+        target=r["target"],
+        amount=r["amount"],
+        reason=r["reason"],
+        details=orjson.loads(r["details"]) if r["details"] else None,
+        created_at=parse_ts(r["created_at"]),
+    )  # type: ignore[arg-type]
 
 
 def _user(r: sqlite3.Row) -> User:
-    return User(id=r["id"], email=r["email"], balance=r["balance"],
-                created_at=parse_ts(r["created_at"]), version=r["version"])  # type: ignore[arg-type]
+    return User(
+        id=r["id"],
+        email=r["email"],
+        balance=r["balance"],
+        created_at=parse_ts(r["created_at"]),
+        version=r["version"],
+    )  # type: ignore[arg-type]
 
 
 def _key(r: sqlite3.Row) -> ApiKey:
-    return ApiKey(id=r["id"], user_id=r["user_id"], prefix=r["prefix"], name=r["name"],
-                  created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
-                  revoked_at=_maybe_ts(r["revoked_at"]), expires_at=_maybe_ts(r["expires_at"]))
+    return ApiKey(
+        id=r["id"],
+        user_id=r["user_id"],
+        prefix=r["prefix"],
+        name=r["name"],
+        created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
+        revoked_at=_maybe_ts(r["revoked_at"]),
+        expires_at=_maybe_ts(r["expires_at"]),
+    )
 
 
 def _entry(r: sqlite3.Row, created: bool = True) -> Entry:
-    return Entry(id=r["id"], user_id=r["user_id"], kind=r["kind"], amount=r["amount"],
-                 balance_after=r["balance_after"], reference=r["reference"], reason=r["reason"],
-                 actor=r["actor"], created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
-                 created=created)
+    return Entry(
+        id=r["id"],
+        user_id=r["user_id"],
+        kind=r["kind"],
+        amount=r["amount"],
+        balance_after=r["balance_after"],
+        reference=r["reference"],
+        reason=r["reason"],
+        actor=r["actor"],
+        created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
+        created=created,
+    )
 
 
 def _usage(r: sqlite3.Row) -> UsageRecord:

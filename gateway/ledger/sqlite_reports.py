@@ -53,7 +53,8 @@ class SqliteReportsMixin:
     async def _report_read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         if self.path in ("", ":memory:"):
             return await self._run(  # type: ignore[no-any-return]
-                lambda c: c.execute(sql, params).fetchall())
+                lambda c: c.execute(sql, params).fetchall()
+            )
         return await asyncio.to_thread(_read_only, self.path, sql, params)
 
     async def list_usage_before(
@@ -141,8 +142,17 @@ class SqliteReportsMixin:
                     p = change.new
                     c.execute(
                         "INSERT OR REPLACE INTO model_prices VALUES (?,?,?,?,?,?,?,?,?)",
-                        (p.model, p.provider, p.upstream_model, p.kind, p.max_output_tokens,
-                         p.input, p.cached_input, p.output, now),
+                        (
+                            p.model,
+                            p.provider,
+                            p.upstream_model,
+                            p.kind,
+                            p.max_output_tokens,
+                            p.input,
+                            p.cached_input,
+                            p.output,
+                            now,
+                        ),
                     )
                 for event in change.events:
                     _insert_audit(c, event)
@@ -165,9 +175,11 @@ def _read_only(path: str, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
 def _where(user_id: str | None, period: Period) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
-    for condition, value in (("u.user_id = ?", user_id),
-                             ("u.created_at >= ?", period.start and ts(period.start)),
-                             ("u.created_at < ?", period.end and ts(period.end))):
+    for condition, value in (
+        ("u.user_id = ?", user_id),
+        ("u.created_at >= ?", period.start and ts(period.start)),
+        ("u.created_at < ?", period.end and ts(period.end)),
+    ):
         if value is not None:
             clauses.append(condition)
             params.append(value)
@@ -178,17 +190,29 @@ def _insert_audit(c: sqlite3.Connection, event: AuditEvent) -> None:
     c.execute(
         "INSERT INTO audit_log (actor, action, target, amount, reason, details, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (event.actor, event.action, event.target, event.amount, event.reason,
-         None if event.details is None else orjson.dumps(event.details).decode(),
-         ts(event.created_at)),
+        (
+            event.actor,
+            event.action,
+            event.target,
+            event.amount,
+            event.reason,
+            None if event.details is None else orjson.dumps(event.details).decode(),
+            ts(event.created_at),
+        ),
     )
 
 
 def _price(r: sqlite3.Row) -> PriceRow:
-    return PriceRow(model=r["model"], provider=r["provider"], upstream_model=r["upstream_model"],
-                    kind=r["kind"], max_output_tokens=r["max_output_tokens"],
-                    input=r["price_input"], cached_input=r["price_cached_input"],
-                    output=r["price_output"])
+    return PriceRow(
+        model=r["model"],
+        provider=r["provider"],
+        upstream_model=r["upstream_model"],
+        kind=r["kind"],
+        max_output_tokens=r["max_output_tokens"],
+        input=r["price_input"],
+        cached_input=r["price_cached_input"],
+        output=r["price_output"],
+    )
 
 
 def _usage(r: sqlite3.Row) -> UsageRecord:

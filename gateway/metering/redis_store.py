@@ -79,8 +79,11 @@ def connect(url: str, *, socket_timeout: float = 2.0, max_connections: int = 256
     restart), then the error; the hot path must answer 503, not hang in backoff. The pool
     blocks (bounded) when all connections are busy: a burst waits instead of failing."""
     pool = BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=socket_timeout,
-        socket_timeout=socket_timeout, socket_connect_timeout=2.0,
+        url,
+        max_connections=max_connections,
+        timeout=socket_timeout,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=2.0,
         retry=Retry(NoBackoff(), 1),
     )
     return Redis.from_pool(pool)
@@ -158,8 +161,9 @@ class RedisStore:
             for _ in range(2):
                 reply = await self._call("admit", keys, (request_id, amount, ttl_ms))
                 if reply[0] != MISS:
-                    return Admission(ok=reply[0] == 1, available=int(reply[1]),
-                                     balance=int(reply[2]))
+                    return Admission(
+                        ok=reply[0] == 1, available=int(reply[1]), balance=int(reply[2])
+                    )
                 await self._load(user_id)
         except RedisError as exc:
             raise Unavailable("metering store unavailable") from exc
@@ -230,7 +234,11 @@ class RedisStore:
             await self._call("release", self._keys(user_id), (request_id,))
 
     async def credit(
-        self, user_id: str, delta: int, *, version: int | None = None,
+        self,
+        user_id: str,
+        delta: int,
+        *,
+        version: int | None = None,
         reference: str | None = None,
     ) -> None:
         """Applies a change the ledger committed. ``version``: the user's ledger version right
@@ -247,8 +255,13 @@ class RedisStore:
     async def _credit(self, c: Credit) -> None:
         p = self._prefix
         keys = [f"{p}u:{c.user_id}", f"{p}pc:{c.user_id}", f"{p}c:{c.reference or ''}"]
-        args = (c.delta, "" if c.version is None else c.version, MARKER_TTL,
-                PENDING_CREDIT_TTL, "1" if c.reference else "0")
+        args = (
+            c.delta,
+            "" if c.version is None else c.version,
+            MARKER_TTL,
+            PENDING_CREDIT_TTL,
+            "1" if c.reference else "0",
+        )
         await self._call("credit", keys, args)
 
     async def snapshot(self, user_id: str) -> tuple[int, int] | None:
@@ -269,9 +282,11 @@ class RedisStore:
                 self._retrier.cancel()
                 await asyncio.wait({self._retrier}, timeout=1.0)
         if self._retry:
-            log.error("%d settlements/credits could not reach Redis; spilled to %s",
-                      len(self._retry),
-                      self._journal.path if self._journal else "nowhere (no spill_dir!)")
+            log.error(
+                "%d settlements/credits could not reach Redis; spilled to %s",
+                len(self._retry),
+                self._journal.path if self._journal else "nowhere (no spill_dir!)",
+            )
         if self._journal is not None:
             self._journal.close(list(self._retry))
         if self._close_redis:
@@ -358,14 +373,19 @@ async def build_redis_metering(
 ) -> tuple[RedisStore, StreamWriter]:
     """The production store and stream writer (the writer is not started)."""
     assert settings.redis_url is not None
-    store = RedisStore(connect(settings.redis_url), ledger.balance,
-                       spill_dir=spill_dir(settings), close_redis=True)
+    store = RedisStore(
+        connect(settings.redis_url), ledger.balance, spill_dir=spill_dir(settings), close_redis=True
+    )
     await store.open()
     # Its own client: a blocking XREADGROUP must not hold a connection the hot path needs,
     # and its socket timeout must outlast the block.
-    writer = StreamWriter(connect(settings.redis_url, socket_timeout=10.0), ledger,
-                          stream=store.stream, close_redis=True,
-                          claim_idle_ms=int(settings.stream_claim_idle * 1000))
+    writer = StreamWriter(
+        connect(settings.redis_url, socket_timeout=10.0),
+        ledger,
+        stream=store.stream,
+        close_redis=True,
+        claim_idle_ms=int(settings.stream_claim_idle * 1000),
+    )
     with contextlib.suppress(RedisError):  # Redis down at start: the writer keeps trying
         await writer.ensure_group()
     return store, writer

@@ -46,7 +46,11 @@ class BalanceStore(Protocol):
     async def release(self, user_id: str, request_id: str) -> None: ...
 
     async def credit(
-        self, user_id: str, delta: int, *, version: int | None = None,
+        self,
+        user_id: str,
+        delta: int,
+        *,
+        version: int | None = None,
         reference: str | None = None,
     ) -> None:
         """Applies a committed ledger change. ``version`` is the user's ledger version right
@@ -99,8 +103,7 @@ class MemoryStore:
                 raise UnknownUser(user_id)
             account = self._accounts.get(user_id)
             if account is None and generation == self._generation.get(user_id, 0):
-                account = self._accounts[user_id] = _Account(balance=loaded[0],
-                                                             version=loaded[1])
+                account = self._accounts[user_id] = _Account(balance=loaded[0], version=loaded[1])
         return account
 
     async def admit(self, user_id: str, request_id: str, amount: int, *, ttl: float) -> Admission:
@@ -137,7 +140,11 @@ class MemoryStore:
                 account.reserved -= held[0]
 
     async def credit(
-        self, user_id: str, delta: int, *, version: int | None = None,
+        self,
+        user_id: str,
+        delta: int,
+        *,
+        version: int | None = None,
         reference: str | None = None,
     ) -> None:
         if reference is not None:

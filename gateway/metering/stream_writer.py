@@ -129,8 +129,11 @@ class StreamWriter:
         try:
             await asyncio.wait_for(self._drain(), self._drain_timeout)
         except Exception as exc:
-            log.error("usage stream not drained at stop (%r); %d entries stay in Redis",
-                      exc, self._backlog)
+            log.error(
+                "usage stream not drained at stop (%r); %d entries stay in Redis",
+                exc,
+                self._backlog,
+            )
         finally:
             if self._close_redis:
                 await self._redis.aclose()
@@ -156,8 +159,12 @@ class StreamWriter:
                         await asyncio.wait_for(self._stopping.wait(), self._linger)
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("usage stream writer: %s; %d queued, retrying in %.1fs",
-                          self.last_error, self._backlog, delay)
+                log.error(
+                    "usage stream writer: %s; %d queued, retrying in %.1fs",
+                    self.last_error,
+                    self._backlog,
+                    delay,
+                )
                 recover = True
                 with contextlib.suppress(Exception):
                     await self._refresh_backlog()
@@ -207,7 +214,11 @@ class StreamWriter:
         start: Any = "0-0"
         for _ in range(20):  # bounded, so claiming never starves fresh entries for long
             reply = await self._redis.xautoclaim(
-                self.stream, self.group, self.consumer, self._claim_idle_ms, start,
+                self.stream,
+                self.group,
+                self.consumer,
+                self._claim_idle_ms,
+                start,
                 count=self._batch,
             )
             start, entries = reply[0], [e for e in reply[1] if e[0] is not None]
@@ -296,8 +307,9 @@ class StreamWriter:
             await pipe.execute()
 
     async def _dead_letter(self, entry_id: Any, raw: bytes | str, exc: Exception) -> None:
-        log.error("usage entry %r moved to %s:dead after %r; record=%r",
-                  entry_id, self.stream, exc, raw)
+        log.error(
+            "usage entry %r moved to %s:dead after %r; record=%r", entry_id, self.stream, exc, raw
+        )
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(f"{self.stream}:dead", {"r": raw, "id": entry_id, "error": repr(exc)})
             pipe.xack(self.stream, self.group, entry_id)

@@ -13,8 +13,9 @@ def test_admin_needs_the_admin_key(gw):
     no_auth = httpx.post(f"{gw.base_url}/admin/users", json={})
     assert no_auth.status_code == 401
     assert no_auth.json()["error"]["type"] == "authentication_error"
-    as_user = httpx.post(f"{gw.base_url}/admin/users", json={},
-                         headers={"Authorization": f"Bearer {key}"})
+    as_user = httpx.post(
+        f"{gw.base_url}/admin/users", json={}, headers={"Authorization": f"Bearer {key}"}
+    )
     assert as_user.status_code == 403
 
 
@@ -25,12 +26,18 @@ def test_admin_api_is_closed_without_an_admin_key(gateways):
 
 
 def test_create_user_with_credit_and_show_it(gw):
-    r = gw.admin.post("/admin/users", json={"id": "alice", "email": "a@example.com",
-                                            "initial_credit": "12.50"})
+    r = gw.admin.post(
+        "/admin/users", json={"id": "alice", "email": "a@example.com", "initial_credit": "12.50"}
+    )
     assert r.status_code == 201
     user = r.json()
-    assert user == {"id": "alice", "email": "a@example.com", "balance": "12.50",
-                    "reserved": "0.00", "created_at": user["created_at"]}
+    assert user == {
+        "id": "alice",
+        "email": "a@example.com",
+        "balance": "12.50",
+        "reserved": "0.00",
+        "created_at": user["created_at"],
+    }
     assert gw.admin.post("/admin/users", json={"id": "alice"}).status_code == 409
     assert gw.admin.get("/admin/users/bob").status_code == 404
 
@@ -49,8 +56,9 @@ def test_keys_are_shown_once_and_stored_hashed(gw):
 
 def test_me_shows_balance_key_and_usage(gw):
     uid, key = gw.user("3.00")
-    gw.client(key).chat.completions.create(model="chat",
-                                           messages=[{"role": "user", "content": "x"}])
+    gw.client(key).chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "x"}]
+    )
     gw.wait_usage(uid, 1)
     auth = {"Authorization": f"Bearer {key}"}
     me = httpx.get(f"{gw.base_url}/me", headers=auth).json()
@@ -69,12 +77,14 @@ def test_credit_is_added_and_applies_to_the_next_call_at_once(gw):
     assert r.status_code == 200, r.text
     assert r.json()["user"]["balance"] == "1.25"
     assert r.json()["entry"]["kind"] == "grant"
-    gw.client(key).chat.completions.create(model="chat",
-                                           messages=[{"role": "user", "content": "x"}])
+    gw.client(key).chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "x"}]
+    )
 
 
-@pytest.mark.parametrize("amount", ["-5", -5, "NaN", "Infinity", "1e30", "abc", None, True,
-                                    "0", "0.0000000001", [], {}])
+@pytest.mark.parametrize(
+    "amount", ["-5", -5, "NaN", "Infinity", "1e30", "abc", None, True, "0", "0.0000000001", [], {}]
+)
 def test_bad_amounts_are_422_and_change_nothing(gw, amount):
     uid, _ = gw.user("1.00")
     r = gw.admin.post(f"/admin/users/{uid}/credits", json={"amount": amount})
@@ -85,8 +95,11 @@ def test_bad_amounts_are_422_and_change_nothing(gw, amount):
 
 def test_json_nan_literal_is_refused(gw):
     uid, _ = gw.user("1.00")
-    r = gw.admin.post(f"/admin/users/{uid}/credits", content=b'{"amount": NaN}',
-                      headers={"Content-Type": "application/json"})
+    r = gw.admin.post(
+        f"/admin/users/{uid}/credits",
+        content=b'{"amount": NaN}',
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 422
     assert gw.balance(uid) == usd("1.00")
 
@@ -110,8 +123,9 @@ def test_usage_pagination_neither_skips_nor_repeats(gw):
     seen: list[str] = []
     offset = 0
     while True:
-        page = gw.admin.get(f"/admin/users/{uid}/usage",
-                            params={"limit": 5, "offset": offset}).json()
+        page = gw.admin.get(
+            f"/admin/users/{uid}/usage", params={"limit": 5, "offset": offset}
+        ).json()
         seen += [r["request_id"] for r in page["data"]]
         offset += 5
         if not page["has_more"]:
@@ -129,10 +143,14 @@ def test_readyz_reports_dependencies(gw):
 
 def test_metrics_count_settled_calls_and_refusals(gw):
     _, key = gw.user()
-    gw.client(key).chat.completions.create(model="chat",
-                                           messages=[{"role": "user", "content": "x"}])
-    httpx.post(f"{gw.base_url}/v1/chat/completions", json={"model": "chat"},
-               headers={"Authorization": "Bearer wrong"})
+    gw.client(key).chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "x"}]
+    )
+    httpx.post(
+        f"{gw.base_url}/v1/chat/completions",
+        json={"model": "chat"},
+        headers={"Authorization": "Bearer wrong"},
+    )
     text = httpx.get(f"{gw.base_url}/metrics").text
     assert 'gateway_calls_total{endpoint="chat/completions",model="chat",status="ok"} 1' in text
     assert 'gateway_refused_total{status="401"} 1' in text

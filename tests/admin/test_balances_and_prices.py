@@ -25,8 +25,7 @@ MakeLedger = Callable[[], ReportingLedger]
 USD = 1_000_000_000
 
 
-def run(make: MakeLedger, scenario: Callable[[Accounts, ReportingLedger], Awaitable[None]]
-        ) -> None:
+def run(make: MakeLedger, scenario: Callable[[Accounts, ReportingLedger], Awaitable[None]]) -> None:
     async def main() -> None:
         ledger = make()
         await ledger.open()
@@ -68,7 +67,7 @@ def test_set_balance_writes_one_adjustment_and_keeps_the_books(make_ledger: Make
         before = await ledger.list_entries("u")
         entry = await a.set_balance("u", "2.00", reason="correction", actor="t")
         after = await ledger.list_entries("u")
-        assert [e.reference for e in after[len(before):]] == [entry.reference]
+        assert [e.reference for e in after[len(before) :]] == [entry.reference]
         assert (entry.kind, entry.amount, entry.balance_after) == ("adjustment", -3 * USD, 2 * USD)
         assert await books_balance(ledger, "u") == 2 * USD
         # The store keeps "ledger - unwritten usage": the unwritten call is still billed once.
@@ -107,22 +106,24 @@ def test_bulk_credit_applies_to_each_known_user_and_fails_unknown_alone(
     async def scenario(a: Accounts, ledger: ReportingLedger) -> None:
         for uid in ("a", "b"):
             await a.create_user(user_id=uid, email=None, initial_credit="1.00", actor="t")
-        results = await a.bulk_credit(["a", "ghost", "b", "a"], "2.50", reason="promo",
-                                      actor="t")
+        results = await a.bulk_credit(["a", "ghost", "b", "a"], "2.50", reason="promo", actor="t")
         assert [(r["user_id"], r["status"]) for r in results] == [
-            ("a", "applied"), ("ghost", "failed"), ("b", "applied")]
+            ("a", "applied"),
+            ("ghost", "failed"),
+            ("b", "applied"),
+        ]
         assert results[1]["error"]["code"] == "user_not_found"
         assert results[0]["balance"] == "3.50"
         for uid in ("a", "b"):
             assert await books_balance(ledger, uid) == 3_500_000_000
-            events, _ = await ledger.list_audit(target=uid, action="credits.add", limit=9,
-                                                offset=0)
+            events, _ = await ledger.list_audit(target=uid, action="credits.add", limit=9, offset=0)
             assert events[0].amount == 2_500_000_000 and events[0].reason == "promo"
-        summary, _ = await ledger.list_audit(target=None, action="credits.bulk", limit=9,
-                                             offset=0)
+        summary, _ = await ledger.list_audit(target=None, action="credits.bulk", limit=9, offset=0)
         assert summary[0].details is not None
         assert (summary[0].details["applied"], summary[0].details["failed"]) == (
-            ["a", "b"], ["ghost"])
+            ["a", "b"],
+            ["ghost"],
+        )
         for bad_ids in ([], "a", [1], [""], ["x"] * 1001):
             with pytest.raises(Unprocessable):
                 await a.bulk_credit(bad_ids, "1.00", reason=None, actor="t")
@@ -153,22 +154,27 @@ def catalog(tmp_path: Path, input_price: str, extra: str = "") -> catalog_mod.Ca
 def test_price_book_records_each_change_once_with_old_and_new(
     make_ledger: MakeLedger, tmp_path: Path
 ) -> None:
-    cheap = "  cheap:\n    provider: p\n    price: {input: \"0.10\", output: \"0.40\"}\n" \
-            "    max_output_tokens: 10\n"
+    cheap = (
+        '  cheap:\n    provider: p\n    price: {input: "0.10", output: "0.40"}\n'
+        "    max_output_tokens: 10\n"
+    )
 
     async def scenario(a: Accounts, ledger: ReportingLedger) -> None:
         first = await prices.record_prices(ledger, catalog(tmp_path, "2.50", cheap), actor="t")
         assert [(c.model, c.events[0].action) for c in first] == [
-            ("chat", "price.set"), ("cheap", "price.set")]
+            ("chat", "price.set"),
+            ("cheap", "price.set"),
+        ]
         # Another process (or a restart) loading the same file records nothing.
-        assert await prices.record_prices(ledger, catalog(tmp_path, "2.50", cheap),
-                                          actor="t") == []
-        changed = await prices.record_prices(ledger, catalog(tmp_path, "3.00"), actor="ops",
-                                             reason="new list price")
+        assert await prices.record_prices(ledger, catalog(tmp_path, "2.50", cheap), actor="t") == []
+        changed = await prices.record_prices(
+            ledger, catalog(tmp_path, "3.00"), actor="ops", reason="new list price"
+        )
         assert [(c.model, c.events[0].action) for c in changed] == [
-            ("chat", "price.change"), ("cheap", "price.remove")]
-        events, _ = await ledger.list_audit(target="chat", action="price.change", limit=5,
-                                            offset=0)
+            ("chat", "price.change"),
+            ("cheap", "price.remove"),
+        ]
+        events, _ = await ledger.list_audit(target="chat", action="price.change", limit=5, offset=0)
         assert len(events) == 1 and events[0].actor == "ops"
         assert events[0].reason == "new list price"
         details = events[0].details
@@ -187,8 +193,9 @@ def test_reload_keeps_old_prices_on_a_bad_file_and_history_on_a_good_one(
 ) -> None:
     models = tmp_path / "models.yaml"
     models.write_text(MODELS.format(input="2.50", extra=""))
-    settings = Settings.from_env({"GATEWAY_DATABASE_URL": database_url,
-                                  "GATEWAY_MODELS": str(models)})
+    settings = Settings.from_env(
+        {"GATEWAY_DATABASE_URL": database_url, "GATEWAY_MODELS": str(models)}
+    )
 
     async def main() -> None:
         services = await build(settings)
@@ -196,7 +203,8 @@ def test_reload_keeps_old_prices_on_a_bad_file_and_history_on_a_good_one(
             ledger: ReportingLedger = services.ledger  # type: ignore[assignment]
             await prices.record_prices(ledger, services.catalog, actor="startup")
             await Accounts(ledger, services.store).create_user(
-                user_id="u", email=None, initial_credit="1.00", actor="t")
+                user_id="u", email=None, initial_credit="1.00", actor="t"
+            )
             charged = services.catalog.resolve("chat", "chat/completions").price
             await ledger.write_usage([replace(usage("r1", "u", 7), price_input=charged.input)])
 
@@ -210,13 +218,16 @@ def test_reload_keeps_old_prices_on_a_bad_file_and_history_on_a_good_one(
             models.write_text(MODELS.format(input="3.00", extra=""))
             answer = await prices.reload(services, actor="ops", reason="list price")
             assert [(c["model"], c["action"]) for c in answer["changes"]] == [
-                ("chat", "price.change")]
+                ("chat", "price.change")
+            ]
             # The next call is priced from the new catalog; the recorded call keeps its price.
             assert services.catalog.resolve("chat", "chat/completions").price.input == 3 * USD
             rows, _ = await ledger.list_usage("u", limit=5, offset=0)
             assert [r.price_input for r in rows] == [charged.input]
-            actions = [e.action for e in (await ledger.list_audit(
-                target=None, action=None, limit=20, offset=0))[0]]
+            actions = [
+                e.action
+                for e in (await ledger.list_audit(target=None, action=None, limit=20, offset=0))[0]
+            ]
             assert actions[:3] == ["models.reload", "price.change", "models.reload_failed"]
         finally:
             await shutdown(services)

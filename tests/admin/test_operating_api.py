@@ -46,16 +46,29 @@ def assert_books_balance(gw: RunningGateway, user_id: str) -> None:
 def sums(rows: list[dict[str, Any]], money: str) -> dict[str, Any]:
     prompt = sum(r["prompt_tokens"] for r in rows)
     completion = sum(r["completion_tokens"] for r in rows)
-    return {"requests": len(rows), "prompt_tokens": prompt, "completion_tokens": completion,
-            "cached_tokens": sum(r["cached_tokens"] for r in rows),
-            "reasoning_tokens": sum(r["reasoning_tokens"] for r in rows),
-            "total_tokens": prompt + completion,
-            money: sum((Decimal(r["cost"]) for r in rows), Decimal(0))}
+    return {
+        "requests": len(rows),
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cached_tokens": sum(r["cached_tokens"] for r in rows),
+        "reasoning_tokens": sum(r["reasoning_tokens"] for r in rows),
+        "total_tokens": prompt + completion,
+        money: sum((Decimal(r["cost"]) for r in rows), Decimal(0)),
+    }
 
 
 def only(view: dict[str, Any], money: str) -> dict[str, Any]:
-    out = {k: view[k] for k in ("requests", "prompt_tokens", "completion_tokens",
-                                "cached_tokens", "reasoning_tokens", "total_tokens")}
+    out = {
+        k: view[k]
+        for k in (
+            "requests",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "reasoning_tokens",
+            "total_tokens",
+        )
+    }
     out[money] = Decimal(view[money])
     return out
 
@@ -86,13 +99,18 @@ def test_set_balance_writes_one_adjustment_and_applies_at_once(gw: RunningGatewa
 def test_bulk_credits_answer_per_user(gw: RunningGateway) -> None:
     a, _ = gw.user("1.00")
     b, _ = gw.user("2.00")
-    r = gw.admin.post("/admin/credits/bulk", json={"user_ids": [a, "ghost", b], "amount": "0.50",
-                                                   "reason": "apology"})
+    r = gw.admin.post(
+        "/admin/credits/bulk",
+        json={"user_ids": [a, "ghost", b], "amount": "0.50", "reason": "apology"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["applied"], body["failed"], body["has_more"]) == (2, 1, False)
     assert [(x["user_id"], x["status"]) for x in body["data"]] == [
-        (a, "applied"), ("ghost", "failed"), (b, "applied")]
+        (a, "applied"),
+        ("ghost", "failed"),
+        (b, "applied"),
+    ]
     assert body["data"][1]["error"]["code"] == "user_not_found"
     assert gw.balance(a) == usd("1.50") and gw.balance(b) == usd("2.50")
     bad = gw.admin.post("/admin/credits/bulk", json={"user_ids": [a], "amount": "NaN"})
@@ -103,15 +121,26 @@ def test_bulk_credits_answer_per_user(gw: RunningGateway) -> None:
 
 def test_audit_trail_records_actor_action_target_amount_reason(gw: RunningGateway) -> None:
     uid, _ = gw.user("1.00")
-    gw.admin.post(f"/admin/users/{uid}/credits", json={"amount": "2.00", "reason": "promo"},
-                  headers={"X-Gateway-Actor": "alice"})
+    gw.admin.post(
+        f"/admin/users/{uid}/credits",
+        json={"amount": "2.00", "reason": "promo"},
+        headers={"X-Gateway-Actor": "alice"},
+    )
     gw.admin.put(f"/admin/users/{uid}/balance", json={"balance": "1.25", "reason": "typo"})
     mine = gw.admin.get("/admin/audit", params={"user": uid}).json()
     assert [e["action"] for e in mine["data"]] == [
-        "balance.set", "credits.add", "key.create", "user.create"]
+        "balance.set",
+        "credits.add",
+        "key.create",
+        "user.create",
+    ]
     balance_set, credit = mine["data"][0], mine["data"][1]
     assert (credit["actor"], credit["target"], credit["amount"], credit["reason"]) == (
-        "admin:alice", uid, "2.00", "promo")
+        "admin:alice",
+        uid,
+        "2.00",
+        "promo",
+    )
     assert (balance_set["amount"], balance_set["reason"]) == ("-1.75", "typo")
     assert balance_set["details"]["previous_balance"] == "3.00"
     only_sets = gw.admin.get("/admin/audit", params={"action": "balance.set"}).json()
@@ -142,9 +171,17 @@ def test_cursor_pages_over_http_neither_skip_nor_repeat_while_calls_land(
         params = {"limit": 4, "cursor": page["next_cursor"]}
     assert seen == listed
     row = gw.usage(uid)[0]
-    assert set(row) >= {"model", "prompt_tokens", "completion_tokens", "cached_tokens",
-                        "reasoning_tokens", "price_per_1m_tokens", "cost", "status",
-                        "created_at"}
+    assert set(row) >= {
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "price_per_1m_tokens",
+        "cost",
+        "status",
+        "created_at",
+    }
 
 
 def test_stats_and_me_stats_equal_sums_of_usage_rows(gw: RunningGateway) -> None:
@@ -153,8 +190,12 @@ def test_stats_and_me_stats_equal_sums_of_usage_rows(gw: RunningGateway) -> None
     for model in ("chat", "chat", "cheap", "chat"):
         call(gw, key, model=model)
     call(gw, other_key, model="cheap")
-    gw.client(key).chat.completions.create(model="chat", messages=[
-        {"role": "user", "content": "one two three [[mock:cached=2]] [[mock:reasoning=3]]"}])
+    gw.client(key).chat.completions.create(
+        model="chat",
+        messages=[
+            {"role": "user", "content": "one two three [[mock:cached=2]] [[mock:reasoning=3]]"}
+        ],
+    )
     rows = gw.wait_usage(uid, 5)
     gw.wait_usage(other, 1)
     stats = gw.admin.get(f"/admin/users/{uid}/stats").json()
@@ -164,13 +205,15 @@ def test_stats_and_me_stats_equal_sums_of_usage_rows(gw: RunningGateway) -> None
     for r in rows:
         by_model[r["model"]].append(r)
     assert {m["model"]: only(m, "cost") for m in stats["models"]} == {
-        k: sums(v, "cost") for k, v in by_model.items()}
+        k: sums(v, "cost") for k, v in by_model.items()
+    }
     total = Decimal(stats["cost"])
     assert Decimal(stats["average_cost"]) == (total / 5).quantize(Decimal("1e-9"))
     me = httpx.get(f"{gw.base_url}/me/stats", headers={"Authorization": f"Bearer {key}"})
     assert me.status_code == 200 and me.json() == stats
-    my_usage = httpx.get(f"{gw.base_url}/me/usage", params={"limit": 2},
-                         headers={"Authorization": f"Bearer {key}"}).json()
+    my_usage = httpx.get(
+        f"{gw.base_url}/me/usage", params={"limit": 2}, headers={"Authorization": f"Bearer {key}"}
+    ).json()
     assert [r["request_id"] for r in my_usage["data"]] == [r["request_id"] for r in rows[:2]]
     assert my_usage["has_more"] is True and my_usage["next_cursor"]
     assert gw.admin.get("/admin/users/ghost/stats").status_code == 404
@@ -192,25 +235,31 @@ def test_reports_equal_sums_of_usage_rows(gw: RunningGateway) -> None:
     models = gw.admin.get("/admin/reports/models").json()
     assert [m["id"] for m in models["data"]] == ["mock:chat", "mock:cheap"]
     assert only(models["data"][0], "revenue") == sums(
-        [r for r in rows if r["model"] == "chat"], "revenue")
+        [r for r in rows if r["model"] == "chat"], "revenue"
+    )
     top = gw.admin.get("/admin/reports/top-users", params={"limit": 2}).json()
     assert [u["user_id"] for u in top["data"]] == [users[2][0], users[1][0]]
     assert top["has_more"] is True
     assert only(top["data"][0], "revenue") == sums(
         [r for r in rows if r["request_id"] in {x["request_id"] for x in gw.usage(users[2][0])}],
-        "revenue")
+        "revenue",
+    )
 
 
-@pytest.mark.parametrize(("path", "params"), [
-    ("/admin/reports/revenue", {"tz": "Nowhere/Land"}),
-    ("/admin/reports/revenue", {"from": "2024-02-30"}),
-    ("/admin/reports/models", {"to": "soon"}),
-    ("/admin/reports/top-users", {"limit": "100000"}),
-    ("/admin/users/{uid}/usage", {"cursor": "garbage"}),
-    ("/admin/users/{uid}/stats", {"from": "2024-05-02", "to": "2024-05-01"}),
-])
-def test_bad_parameters_are_400_in_openai_shape(gw: RunningGateway, path: str,
-                                                params: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/admin/reports/revenue", {"tz": "Nowhere/Land"}),
+        ("/admin/reports/revenue", {"from": "2024-02-30"}),
+        ("/admin/reports/models", {"to": "soon"}),
+        ("/admin/reports/top-users", {"limit": "100000"}),
+        ("/admin/users/{uid}/usage", {"cursor": "garbage"}),
+        ("/admin/users/{uid}/stats", {"from": "2024-05-02", "to": "2024-05-01"}),
+    ],
+)
+def test_bad_parameters_are_400_in_openai_shape(
+    gw: RunningGateway, path: str, params: dict[str, str]
+) -> None:
     uid, _ = gw.user()
     r = gw.admin.get(path.format(uid=uid), params=params)
     assert r.status_code == 400, r.text
@@ -251,8 +300,9 @@ def test_bad_price_file_changes_nothing_and_new_price_applies_to_next_call(
     assert rows[0]["price_per_1m_tokens"]["output"] == "20.00"
     assert rows[0]["cost"] == "0.0001075"  # 3 x 2.50 + 5 x 20.00 per 1M
     assert [r["cost"] for r in rows[1:]] == ["0.0000575", "0.0000575"]  # history kept
-    audit = gw.admin.get("/admin/audit", params={"target": "chat",
-                                                 "action": "price.change"}).json()["data"]
+    audit = gw.admin.get(
+        "/admin/audit", params={"target": "chat", "action": "price.change"}
+    ).json()["data"]
     assert len(audit) == 1 and audit[0]["reason"] == "new list price"
     assert audit[0]["details"]["old"]["price_per_1m_tokens"]["output"] == "10.00"
     assert audit[0]["details"]["new"]["price_per_1m_tokens"]["output"] == "20.00"

@@ -23,8 +23,10 @@ from gateway.pricing import Price, Usage, cost
 MakeLedger = Callable[[], ReportingLedger]
 USERS = ("alice", "bob", "carol", "dave")
 MODELS = {  # model -> (provider, price)
-    "gpt-4o": ("openai", Price(input=2_500_000_000, cached_input=1_250_000_000,
-                               output=10_000_000_000)),
+    "gpt-4o": (
+        "openai",
+        Price(input=2_500_000_000, cached_input=1_250_000_000, output=10_000_000_000),
+    ),
     "gpt-4o-mini": ("openai", Price(input=150_000_000, output=600_000_000)),
     "llama": ("local", Price(input=100_000_000, output=100_000_000)),
     "embed": ("openai", Price(input=20_000_000)),
@@ -49,11 +51,17 @@ def run(make: MakeLedger, scenario: Callable[[ReportingLedger], Awaitable[None]]
 def record(n: int, user: str, model: str, at: datetime, rng: random.Random) -> UsageRecord:
     provider, price = MODELS[model]
     prompt = rng.randint(1, 5000)
-    usage = Usage(prompt_tokens=prompt,
-                  completion_tokens=0 if model == "embed" else rng.randint(0, 2000),
-                  cached_tokens=rng.randint(0, prompt) if model == "gpt-4o" else 0)
-    usage = Usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
-                  reasoning_tokens=rng.randint(0, usage.completion_tokens))
+    usage = Usage(
+        prompt_tokens=prompt,
+        completion_tokens=0 if model == "embed" else rng.randint(0, 2000),
+        cached_tokens=rng.randint(0, prompt) if model == "gpt-4o" else 0,
+    )
+    usage = Usage(
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cached_tokens,
+        reasoning_tokens=rng.randint(0, usage.completion_tokens),
+    )
     failed = rng.random() < 0.1
     return UsageRecord(
         request_id=f"req_{n:05d}", user_id=user, key_id="key_1", model=model, provider=provider,
@@ -92,7 +100,7 @@ async def seeded(ledger: ReportingLedger, records: list[UsageRecord]) -> None:
         await ledger.create_user(user_id=user, email=None)
         await ledger.post_entry(user, kind="grant", amount=10**12, reference=f"grant:{user}")
     for i in range(0, len(records), 200):
-        await ledger.write_usage(records[i:i + 200])
+        await ledger.write_usage(records[i : i + 200])
 
 
 def sums(records: Iterable[UsageRecord], money: str) -> dict[str, Any]:
@@ -100,23 +108,37 @@ def sums(records: Iterable[UsageRecord], money: str) -> dict[str, Any]:
     prompt = sum(r.prompt_tokens for r in rows)
     completion = sum(r.completion_tokens for r in rows)
     return {
-        "requests": len(rows), "prompt_tokens": prompt, "completion_tokens": completion,
+        "requests": len(rows),
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
         "cached_tokens": sum(r.cached_tokens for r in rows),
         "reasoning_tokens": sum(r.reasoning_tokens for r in rows),
-        "total_tokens": prompt + completion, money: format_usd(sum(r.cost for r in rows)),
+        "total_tokens": prompt + completion,
+        money: format_usd(sum(r.cost for r in rows)),
     }
 
 
 def only(view: dict[str, Any], money: str) -> dict[str, Any]:
-    keys = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens",
-            "reasoning_tokens", "total_tokens", money)
+    keys = (
+        "requests",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "total_tokens",
+        money,
+    )
     return {k: view[k] for k in keys}
 
 
-def within(records: list[UsageRecord], start: datetime | None, end: datetime | None
-           ) -> list[UsageRecord]:
-    return [r for r in records if (start is None or r.created_at >= start)
-            and (end is None or r.created_at < end)]
+def within(
+    records: list[UsageRecord], start: datetime | None, end: datetime | None
+) -> list[UsageRecord]:
+    return [
+        r
+        for r in records
+        if (start is None or r.created_at >= start) and (end is None or r.created_at < end)
+    ]
 
 
 # -- stats ---------------------------------------------------------------------------------
@@ -135,9 +157,11 @@ def test_user_stats_equal_sums_of_their_usage_records(make_ledger: MakeLedger) -
             for r in mine:
                 by_model[(r.provider, r.model)].append(r)
             assert {(m["provider"], m["model"]): only(m, "cost") for m in got["models"]} == {
-                k: sums(v, "cost") for k, v in by_model.items()}
-            costs = [sum(r.cost for r in by_model[(m["provider"], m["model"])])
-                     for m in got["models"]]
+                k: sums(v, "cost") for k, v in by_model.items()
+            }
+            costs = [
+                sum(r.cost for r in by_model[(m["provider"], m["model"])]) for m in got["models"]
+            ]
             assert costs == sorted(costs, reverse=True)
             total = sum(r.cost for r in mine)
             expected_average = (2 * total + len(mine)) // (2 * len(mine)) if mine else 0
@@ -152,11 +176,15 @@ def test_stats_over_a_date_range_count_whole_local_days(make_ledger: MakeLedger)
 
     async def scenario(ledger: ReportingLedger) -> None:
         await seeded(ledger, records)
-        got = await reports.stats(ledger, "alice", {"from": "2024-03-30", "to": "2024-03-31",
-                                                    "tz": "Europe/Paris"})
+        got = await reports.stats(
+            ledger, "alice", {"from": "2024-03-30", "to": "2024-03-31", "tz": "Europe/Paris"}
+        )
         days = (date(2024, 3, 30), date(2024, 3, 31))
-        expected = [r for r in records if r.user_id == "alice"
-                    and days[0] <= r.created_at.astimezone(tz).date() <= days[1]]
+        expected = [
+            r
+            for r in records
+            if r.user_id == "alice" and days[0] <= r.created_at.astimezone(tz).date() <= days[1]
+        ]
         assert expected and only(got, "cost") == sums(expected, "cost")
 
     run(make_ledger, scenario)
@@ -189,12 +217,18 @@ def test_revenue_per_local_day_equals_sums(make_ledger: MakeLedger, tz: str) -> 
 
 def test_revenue_day_boundaries_follow_dst(make_ledger: MakeLedger) -> None:
     async def scenario(ledger: ReportingLedger) -> None:
-        got = await reports.revenue(ledger, {"from": "2024-03-30", "to": "2024-04-01",
-                                             "tz": "Europe/Paris"})
-        spans = {d["day"]: (datetime.fromisoformat(d["end"]) - datetime.fromisoformat(d["start"]))
-                 for d in got["data"]}
-        assert spans == {"2024-03-30": timedelta(hours=24), "2024-03-31": timedelta(hours=23),
-                         "2024-04-01": timedelta(hours=24)}
+        got = await reports.revenue(
+            ledger, {"from": "2024-03-30", "to": "2024-04-01", "tz": "Europe/Paris"}
+        )
+        spans = {
+            d["day"]: (datetime.fromisoformat(d["end"]) - datetime.fromisoformat(d["start"]))
+            for d in got["data"]
+        }
+        assert spans == {
+            "2024-03-30": timedelta(hours=24),
+            "2024-03-31": timedelta(hours=23),
+            "2024-04-01": timedelta(hours=24),
+        }
         assert got["total"]["requests"] == 0 and got["total"]["revenue"] == "0.00"
 
     run(make_ledger, scenario)
@@ -221,15 +255,17 @@ def test_models_report_equals_sums_sorted_by_revenue(make_ledger: MakeLedger) ->
 
     async def scenario(ledger: ReportingLedger) -> None:
         await seeded(ledger, records)
-        for params, rows in (({}, records),
-                             ({"from": "2024-03-15", "to": "2024-03-24"},
-                              within(records, start, end))):
+        for params, rows in (
+            ({}, records),
+            ({"from": "2024-03-15", "to": "2024-03-24"}, within(records, start, end)),
+        ):
             got = await reports.models(ledger, params)
             by_model: dict[str, list[UsageRecord]] = defaultdict(list)
             for r in rows:
                 by_model[f"{r.provider}:{r.model}"].append(r)
             assert {m["id"]: only(m, "revenue") for m in got["data"]} == {
-                k: sums(v, "revenue") for k, v in by_model.items()}
+                k: sums(v, "revenue") for k, v in by_model.items()
+            }
             revenues = [sum(r.cost for r in by_model[m["id"]]) for m in got["data"]]
             assert revenues == sorted(revenues, reverse=True)
             assert only(got["total"], "revenue") == sums(rows, "revenue")
@@ -285,8 +321,7 @@ def test_cursor_pages_neither_skip_nor_repeat_while_calls_land(make_ledger: Make
             seen += [r["request_id"] for r in page["data"]]
             # A call lands between pages (newer than everything listed so far).
             n += 1
-            await ledger.write_usage([record(90_000 + n, "alice", "llama",
-                                             datetime.now(UTC), rng)])
+            await ledger.write_usage([record(90_000 + n, "alice", "llama", datetime.now(UTC), rng)])
             if not page["has_more"]:
                 break
             params = {"limit": "7", "cursor": page["next_cursor"]}
@@ -315,18 +350,31 @@ def test_offset_pages_of_a_quiet_ledger_neither_skip_nor_repeat(make_ledger: Mak
     run(make_ledger, scenario)
 
 
-COMMON_BAD = [{"tz": "Mars/Olympus"}, {"tz": "../../etc/passwd"}, {"from": "yesterday"},
-              {"to": "2024-13-01"}, {"from": "2024-05-02", "to": "2024-05-01"},
-              {"from": "2024-05-02T10:00:00Z", "to": "2024-05-02T10:00:00Z"}]
+COMMON_BAD = [
+    {"tz": "Mars/Olympus"},
+    {"tz": "../../etc/passwd"},
+    {"from": "yesterday"},
+    {"to": "2024-13-01"},
+    {"from": "2024-05-02", "to": "2024-05-01"},
+    {"from": "2024-05-02T10:00:00Z", "to": "2024-05-02T10:00:00Z"},
+]
 
 
-@pytest.mark.parametrize(("report", "params"), [
-    *(("revenue", p) for p in COMMON_BAD), *(("top_users", p) for p in COMMON_BAD),
-    *(("models", p) for p in COMMON_BAD), ("revenue", {"from": "2000-01-01", "to": "2024-01-01"}),
-    ("top_users", {"limit": "0"}), ("top_users", {"limit": "x"}), ("top_users", {"limit": "-1"}),
-])
-def test_bad_report_parameters_are_400(make_ledger: MakeLedger, report: str,
-                                       params: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("report", "params"),
+    [
+        *(("revenue", p) for p in COMMON_BAD),
+        *(("top_users", p) for p in COMMON_BAD),
+        *(("models", p) for p in COMMON_BAD),
+        ("revenue", {"from": "2000-01-01", "to": "2024-01-01"}),
+        ("top_users", {"limit": "0"}),
+        ("top_users", {"limit": "x"}),
+        ("top_users", {"limit": "-1"}),
+    ],
+)
+def test_bad_report_parameters_are_400(
+    make_ledger: MakeLedger, report: str, params: dict[str, str]
+) -> None:
     async def scenario(ledger: ReportingLedger) -> None:
         with pytest.raises(BadRequest) as caught:
             await getattr(reports, report)(ledger, params)

@@ -30,8 +30,9 @@ models:
 def test_sighup_reloads_prices_and_a_bad_file_changes_nothing(tmp_path: Path) -> None:
     models = tmp_path / "models.yaml"
     models.write_text(MODELS.format(price="1.00"))
-    settings = Settings.from_env({"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path}/gw.db",
-                                  "GATEWAY_MODELS": str(models)})
+    settings = Settings.from_env(
+        {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path}/gw.db", "GATEWAY_MODELS": str(models)}
+    )
 
     async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
         for _ in range(500):
@@ -46,8 +47,9 @@ def test_sighup_reloads_prices_and_a_bad_file_changes_nothing(tmp_path: Path) ->
         uninstall = prices.install_sighup(services)
 
         async def audited(action: str) -> bool:
-            found, _ = await services.ledger.list_audit(target=None, action=action, limit=1,
-                                                        offset=0)
+            found, _ = await services.ledger.list_audit(
+                target=None, action=action, limit=1, offset=0
+            )
             return bool(found) and found[0].actor == "sighup"
 
         try:

@@ -21,5 +21,9 @@ def stripe_api() -> Iterator[respx.MockRouter]:
 
 @pytest.fixture
 def bgw(gateways: GatewayFactory, stripe_api: respx.MockRouter) -> RunningGateway:
-    return gateways.start(STRIPE_API_KEY=STRIPE_KEY, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-                          GATEWAY_CHECKOUT_MIN="1.00", GATEWAY_CHECKOUT_MAX="500.00")
+    return gateways.start(
+        STRIPE_API_KEY=STRIPE_KEY,
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GATEWAY_CHECKOUT_MIN="1.00",
+        GATEWAY_CHECKOUT_MAX="500.00",
+    )

@@ -23,28 +23,59 @@ def signature(payload: str, *, secret: str = WEBHOOK_SECRET, timestamp: int | No
     return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp)
 
 
-def deliver(gw: RunningGateway, event: dict[str, Any], *, secret: str = WEBHOOK_SECRET,
-            timestamp: int | None = None) -> httpx.Response:
+def deliver(
+    gw: RunningGateway,
+    event: dict[str, Any],
+    *,
+    secret: str = WEBHOOK_SECRET,
+    timestamp: int | None = None,
+) -> httpx.Response:
     payload = orjson.dumps(event).decode()
-    return httpx.post(f"{gw.base_url}/webhooks/stripe", content=payload, timeout=30,
-                      headers={"Stripe-Signature": signature(payload, secret=secret,
-                                                             timestamp=timestamp),
-                               "Content-Type": "application/json"})
+    return httpx.post(
+        f"{gw.base_url}/webhooks/stripe",
+        content=payload,
+        timeout=30,
+        headers={
+            "Stripe-Signature": signature(payload, secret=secret, timestamp=timestamp),
+            "Content-Type": "application/json",
+        },
+    )
 
 
 def event(event_id: str, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    return {"id": event_id, "object": "event", "type": kind, "api_version": "2024-06-20",
-            "created": int(time.time()), "livemode": False, "data": {"object": obj}}
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": obj},
+    }
 
 
-def session(user_id: str | None, *, session_id: str = "cs_test_1", subtotal: int = 1000,
-            total: int | None = None, currency: str = "usd", paid: str = "paid",
-            intent: str = "pi_checkout_1", **extra: Any) -> dict[str, Any]:
+def session(
+    user_id: str | None,
+    *,
+    session_id: str = "cs_test_1",
+    subtotal: int = 1000,
+    total: int | None = None,
+    currency: str = "usd",
+    paid: str = "paid",
+    intent: str = "pi_checkout_1",
+    **extra: Any,
+) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "id": session_id, "object": "checkout.session", "mode": "payment",
-        "client_reference_id": user_id, "amount_subtotal": subtotal,
-        "amount_total": subtotal if total is None else total, "currency": currency,
-        "payment_status": paid, "payment_intent": intent, "metadata": {},
+        "id": session_id,
+        "object": "checkout.session",
+        "mode": "payment",
+        "client_reference_id": user_id,
+        "amount_subtotal": subtotal,
+        "amount_total": subtotal if total is None else total,
+        "currency": currency,
+        "payment_status": paid,
+        "payment_intent": intent,
+        "metadata": {},
     }
     obj.update(extra)
     return obj

@@ -21,20 +21,32 @@ def as_user(key: str) -> dict[str, str]:
 
 def call(gw: RunningGateway, key: str) -> None:
     gw.client(key).chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "hello there"}], max_tokens=10)
+        model="chat", messages=[{"role": "user", "content": "hello there"}], max_tokens=10
+    )
 
 
-def setup_card(gw: RunningGateway, api: respx.MockRouter, key: str, *, threshold: str,
-               amount: str = "20.00") -> respx.Route:
+def setup_card(
+    gw: RunningGateway, api: respx.MockRouter, key: str, *, threshold: str, amount: str = "20.00"
+) -> respx.Route:
     """Auto top-up on, then one checkout: the customer exists and holds a card."""
     api.post(f"{STRIPE}/v1/customers").respond(200, json={"id": "cus_auto", "object": "customer"})
     api.post(f"{STRIPE}/v1/checkout/sessions").respond(
-        200, json={"id": "cs_auto", "object": "checkout.session", "url": "https://x"})
+        200, json={"id": "cs_auto", "object": "checkout.session", "url": "https://x"}
+    )
     cards = api.get(f"{STRIPE}/v1/payment_methods").respond(
-        200, json={"object": "list", "url": "/v1/payment_methods", "has_more": False,
-                   "data": [{"id": "pm_card_1", "object": "payment_method"}]})
-    r = httpx.put(f"{gw.base_url}/me/auto-topup", headers=as_user(key),
-                  json={"enabled": True, "threshold": threshold, "amount": amount})
+        200,
+        json={
+            "object": "list",
+            "url": "/v1/payment_methods",
+            "has_more": False,
+            "data": [{"id": "pm_card_1", "object": "payment_method"}],
+        },
+    )
+    r = httpx.put(
+        f"{gw.base_url}/me/auto-topup",
+        headers=as_user(key),
+        json={"enabled": True, "threshold": threshold, "amount": amount},
+    )
     assert r.status_code == 200, r.text
     r = httpx.post(f"{gw.base_url}/me/checkout", headers=as_user(key), json={"amount": "5"})
     assert r.status_code == 201, r.text
@@ -48,16 +60,25 @@ def profile(gw: RunningGateway, key: str) -> dict:
 
 
 def succeeded(uid: str, intent: str = "pi_auto_1", trigger: str = "1") -> dict:
-    return {"id": intent, "object": "payment_intent", "amount": 2000, "amount_received": 2000,
-            "currency": "usd", "status": "succeeded", "customer": "cus_auto",
-            "metadata": {"user_id": uid, "purpose": "auto_topup", "trigger": trigger}}
+    return {
+        "id": intent,
+        "object": "payment_intent",
+        "amount": 2000,
+        "amount_received": 2000,
+        "currency": "usd",
+        "status": "succeeded",
+        "customer": "cus_auto",
+        "metadata": {"user_id": uid, "purpose": "auto_topup", "trigger": trigger},
+    }
 
 
 def test_auto_topup_fires_once_on_crossing_and_credits_only_on_the_webhook(
-    bgw: RunningGateway, stripe_api: respx.MockRouter,
+    bgw: RunningGateway,
+    stripe_api: respx.MockRouter,
 ) -> None:
     intents = stripe_api.post(f"{STRIPE}/v1/payment_intents").respond(
-        200, json={"id": "pi_auto_1", "object": "payment_intent", "status": "processing"})
+        200, json={"id": "pi_auto_1", "object": "payment_intent", "status": "processing"}
+    )
     uid, key = bgw.user("10.00")
     cards = setup_card(bgw, stripe_api, key, threshold="10.00")
 
@@ -98,31 +119,45 @@ def test_auto_topup_fires_once_on_crossing_and_credits_only_on_the_webhook(
 
 
 def test_declined_card_disables_auto_topup_and_is_recorded(
-    bgw: RunningGateway, stripe_api: respx.MockRouter,
+    bgw: RunningGateway,
+    stripe_api: respx.MockRouter,
 ) -> None:
-    intents = stripe_api.post(f"{STRIPE}/v1/payment_intents").respond(402, json={"error": {
-        "type": "card_error", "code": "card_declined", "message": "Your card was declined.",
-        "payment_intent": {"id": "pi_declined", "object": "payment_intent"}}})
+    intents = stripe_api.post(f"{STRIPE}/v1/payment_intents").respond(
+        402,
+        json={
+            "error": {
+                "type": "card_error",
+                "code": "card_declined",
+                "message": "Your card was declined.",
+                "payment_intent": {"id": "pi_declined", "object": "payment_intent"},
+            }
+        },
+    )
     uid, key = bgw.user("10.00")
     setup_card(bgw, stripe_api, key, threshold="10.00")
     call(bgw, key)
     wait_for(lambda: profile(bgw, key)["enabled"] is False)
     assert intents.call_count == 1
     assert profile(bgw, key)["last_error"] == "Your card was declined."
-    audit = ledger_rows(bgw, "SELECT action, target FROM audit_log WHERE action = ?",
-                        "autotopup.failed")
+    audit = ledger_rows(
+        bgw, "SELECT action, target FROM audit_log WHERE action = ?", "autotopup.failed"
+    )
     assert [(a["action"], a["target"]) for a in audit] == [("autotopup.failed", uid)]
     assert bgw.balance(uid) < usd("10.00")
 
 
 def test_payment_failed_webhook_disables_auto_topup(
-    bgw: RunningGateway, stripe_api: respx.MockRouter,
+    bgw: RunningGateway,
+    stripe_api: respx.MockRouter,
 ) -> None:
     uid, key = bgw.user("50.00")
     setup_card(bgw, stripe_api, key, threshold="1.00")
-    failed = {**succeeded(uid, "pi_auto_9"), "status": "requires_payment_method",
-              "amount_received": 0,
-              "last_payment_error": {"message": "Insufficient funds."}}
+    failed = {
+        **succeeded(uid, "pi_auto_9"),
+        "status": "requires_payment_method",
+        "amount_received": 0,
+        "last_payment_error": {"message": "Insufficient funds."},
+    }
     r = deliver(bgw, event("evt_auto_bad", "payment_intent.payment_failed", failed))
     assert r.json()["status"] == "payment_failed"
     state = profile(bgw, key)
@@ -132,17 +167,34 @@ def test_payment_failed_webhook_disables_auto_topup(
 
 def test_admin_sets_auto_topup_and_bad_settings_are_422(bgw: RunningGateway) -> None:
     uid, key = bgw.user("0")
-    r = bgw.admin.put(f"/admin/users/{uid}/auto-topup",
-                      json={"enabled": True, "threshold": "3.00", "amount": "15.00"})
+    r = bgw.admin.put(
+        f"/admin/users/{uid}/auto-topup",
+        json={"enabled": True, "threshold": "3.00", "amount": "15.00"},
+    )
     assert r.status_code == 200, r.text
     assert profile(bgw, key) | {"stripe_customer_id": None} == {
-        "enabled": True, "threshold": "3.00", "amount": "15.00", "stripe_customer_id": None,
-        "in_flight": False, "last_error": None}
-    for body in ({"enabled": "yes"}, {"enabled": True, "amount": "0.10"},
-                 {"enabled": True, "threshold": "-1", "amount": "10"}):
+        "enabled": True,
+        "threshold": "3.00",
+        "amount": "15.00",
+        "stripe_customer_id": None,
+        "in_flight": False,
+        "last_error": None,
+    }
+    for body in (
+        {"enabled": "yes"},
+        {"enabled": True, "amount": "0.10"},
+        {"enabled": True, "threshold": "-1", "amount": "10"},
+    ):
         r = bgw.admin.put(f"/admin/users/{uid}/auto-topup", json=body)
         assert r.status_code == 422, (body, r.text)
-    assert httpx.put(f"{bgw.base_url}/admin/users/{uid}/auto-topup", headers=as_user(key),
-                     json={"enabled": False}).status_code == 403
-    assert bgw.admin.put("/admin/users/nobody/auto-topup",
-                         json={"enabled": False}).status_code == 404
+    assert (
+        httpx.put(
+            f"{bgw.base_url}/admin/users/{uid}/auto-topup",
+            headers=as_user(key),
+            json={"enabled": False},
+        ).status_code
+        == 403
+    )
+    assert (
+        bgw.admin.put("/admin/users/nobody/auto-topup", json={"enabled": False}).status_code == 404
+    )

@@ -68,14 +68,17 @@ def test_racing_deliveries_and_event_types_credit_a_session_once(run: Any) -> No
     async def body(b: Billing) -> None:
         await b.ledger.create_user(user_id="u1", email=None)
         evt = event("evt_1", "checkout.session.completed", session("u1", intent="pi_1"))
-        other = event("evt_2", "checkout.session.async_payment_succeeded",
-                      session("u1", intent="pi_1"))
-        outcomes = await asyncio.gather(*[deliver(b, evt) for _ in range(10)],
-                                        *[deliver(b, other) for _ in range(3)])
+        other = event(
+            "evt_2", "checkout.session.async_payment_succeeded", session("u1", intent="pi_1")
+        )
+        outcomes = await asyncio.gather(
+            *[deliver(b, evt) for _ in range(10)], *[deliver(b, other) for _ in range(3)]
+        )
         assert {o.status for o in outcomes} == {"credited"}
         entries = await b.ledger.list_entries("u1")
         assert [(e.kind, e.amount, e.reference) for e in entries] == [
-            ("topup", usd("10.00"), "stripe:cs_test_1")]
+            ("topup", usd("10.00"), "stripe:cs_test_1")
+        ]
         assert (await b.ledger.balance("u1"))[0] == usd("10.00")  # type: ignore[index]
         assert await b.ledger.find_stripe_credit("pi_1") == ("u1", usd("10.00"))
         rows, more = await b.ledger.list_stripe_events(status="credited", limit=10, offset=0)
@@ -90,7 +93,8 @@ def test_unmatched_event_is_worked_again_once_the_user_exists(run: Any) -> None:
         assert (await deliver(b, evt)).status == "unmatched"
         rows, _ = await b.ledger.list_stripe_events(status="unmatched", limit=10, offset=0)
         assert [(r.event_id, r.user_id, r.amount) for r in rows] == [
-            ("evt_u", "later", usd("10.00"))]
+            ("evt_u", "later", usd("10.00"))
+        ]
         await b.ledger.create_user(user_id="later", email=None)
         assert (await deliver(b, evt)).status == "credited"
         assert (await b.ledger.balance("later"))[0] == usd("10.00")  # type: ignore[index]
@@ -101,16 +105,32 @@ def test_unmatched_event_is_worked_again_once_the_user_exists(run: Any) -> None:
 def test_racing_refund_levels_debit_the_highest_level_once(run: Any) -> None:
     async def body(b: Billing) -> None:
         await b.ledger.create_user(user_id="u2", email=None)
-        await deliver(b, event("evt_p", "checkout.session.completed",
-                               session("u2", subtotal=2000, intent="pi_2")))
+        await deliver(
+            b,
+            event(
+                "evt_p", "checkout.session.completed", session("u2", subtotal=2000, intent="pi_2")
+            ),
+        )
 
         def refund(eid: str, refunded: int) -> dict[str, Any]:
-            return event(eid, "charge.refunded", {
-                "id": "ch_2", "payment_intent": "pi_2", "amount": 2000,
-                "amount_refunded": refunded, "currency": "usd"})
+            return event(
+                eid,
+                "charge.refunded",
+                {
+                    "id": "ch_2",
+                    "payment_intent": "pi_2",
+                    "amount": 2000,
+                    "amount_refunded": refunded,
+                    "currency": "usd",
+                },
+            )
 
-        await asyncio.gather(deliver(b, refund("evt_r1", 500)), deliver(b, refund("evt_r2", 1500)),
-                             deliver(b, refund("evt_r1", 500)), deliver(b, refund("evt_r2", 1500)))
+        await asyncio.gather(
+            deliver(b, refund("evt_r1", 500)),
+            deliver(b, refund("evt_r2", 1500)),
+            deliver(b, refund("evt_r1", 500)),
+            deliver(b, refund("evt_r2", 1500)),
+        )
         refunds = [e.amount for e in await b.ledger.list_entries("u2") if e.kind == "refund"]
         assert sum(refunds) == -usd("15.00")
         assert (await b.ledger.balance("u2"))[0] == usd("5.00")  # type: ignore[index]
@@ -127,8 +147,9 @@ def test_only_one_auto_topup_claim_at_a_time(run: Any) -> None:
         assert await ledger.set_stripe_customer("u3", "cus_a") == "cus_a"
         assert await ledger.set_stripe_customer("u3", "cus_b") == "cus_a"  # first one stays
         await ledger.save_auto_topup("u3", enabled=True, threshold=usd("5"), amount=usd("20"))
-        claims = await asyncio.gather(*[ledger.claim_auto_topup("u3", stale_after=600)
-                                        for _ in range(8)])
+        claims = await asyncio.gather(
+            *[ledger.claim_auto_topup("u3", stale_after=600) for _ in range(8)]
+        )
         [claim] = [c for c in claims if c is not None]
         assert (claim.seq, claim.amount, claim.stripe_customer_id) == (1, usd("20"), "cus_a")
         # A stale unanswered claim is re-driven under the same seq (same idempotency key).
@@ -143,7 +164,10 @@ def test_only_one_auto_topup_claim_at_a_time(run: Any) -> None:
         profile = await ledger.get_billing_profile("u3")
         assert profile is not None
         assert (profile.auto_topup_enabled, profile.in_flight_intent, profile.last_error) == (
-            False, None, "declined")
+            False,
+            None,
+            "declined",
+        )
         assert await ledger.claim_auto_topup("u3", stale_after=600) is None
 
     run(body)
@@ -153,11 +177,13 @@ def test_debit_up_to_never_takes_a_payment_below_zero(run: Any) -> None:
     async def body(b: Billing) -> None:
         await b.ledger.create_user(user_id="u4", email=None)
         await b.ledger.post_entry("u4", kind="topup", amount=usd("3"), reference="t:1")
-        entry = await b.ledger.debit_up_to("u4", kind="refund", amount=usd("5"),
-                                           reference="r:1", reason=None, actor=None)
+        entry = await b.ledger.debit_up_to(
+            "u4", kind="refund", amount=usd("5"), reference="r:1", reason=None, actor=None
+        )
         assert (entry.amount, entry.balance_after) == (-usd("3"), 0)
-        replay = await b.ledger.debit_up_to("u4", kind="refund", amount=usd("5"),
-                                            reference="r:1", reason=None, actor=None)
+        replay = await b.ledger.debit_up_to(
+            "u4", kind="refund", amount=usd("5"), reference="r:1", reason=None, actor=None
+        )
         assert not replay.created and replay.id == entry.id
 
     run(body)

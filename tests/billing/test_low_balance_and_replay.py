@@ -28,16 +28,20 @@ def test_crossing_reports_the_most_severe_threshold_once() -> None:
     assert crossed(WARN, CRITICAL, usd("0.99"), usd("0.98")) is None
     assert crossed(WARN, CRITICAL, usd("0.05"), usd("5.00")) is None
     assert low_balance_header("warning", usd("0.99"), WARN) == (
-        LOW_BALANCE_HEADER, b"warning; balance=0.99; threshold=1.00")
+        LOW_BALANCE_HEADER,
+        b"warning; balance=0.99; threshold=1.00",
+    )
 
 
 def test_call_that_crosses_a_threshold_logs_a_structured_event(
-    bgw: RunningGateway, caplog: pytest.LogCaptureFixture,
+    bgw: RunningGateway,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     uid, key = bgw.user("1.00")
     caplog.set_level(logging.WARNING, logger="gateway.billing")
     bgw.client(key).chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
 
     def logged() -> list[logging.LogRecord]:
         return [r for r in caplog.records if getattr(r, "event", None) == "low_balance"]
@@ -47,27 +51,35 @@ def test_call_that_crosses_a_threshold_logs_a_structured_event(
     assert (record.user_id, record.level, record.threshold) == (uid, "warning", "1.00")  # type: ignore[attr-defined]
 
 
-@pytest.mark.skipif("on_settled" not in inspect.getsource(pipeline),
-                    reason="needs the settle() hook in gateway/proxy/pipeline.py (integration)")
+@pytest.mark.skipif(
+    "on_settled" not in inspect.getsource(pipeline),
+    reason="needs the settle() hook in gateway/proxy/pipeline.py (integration)",
+)
 def test_non_stream_call_that_crosses_carries_the_header(bgw: RunningGateway) -> None:
     _, key = bgw.user("1.00")
     raw = bgw.client(key).chat.completions.with_raw_response.create(
-        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
     assert raw.headers["x-gateway-low-balance"].startswith("warning; balance=0.99")
     again = bgw.client(key).chat.completions.with_raw_response.create(
-        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
     assert "x-gateway-low-balance" not in again.headers
 
 
 def saved_event(tmp_path: Path, uid: str, event_id: str = "evt_saved") -> Path:
     path = tmp_path / f"{event_id}.json"
-    path.write_bytes(orjson.dumps(event(event_id, "checkout.session.completed",
-                                        session(uid, session_id=f"cs_{event_id}"))))
+    path.write_bytes(
+        orjson.dumps(
+            event(event_id, "checkout.session.completed", session(uid, session_id=f"cs_{event_id}"))
+        )
+    )
     return path
 
 
 def test_replay_through_the_running_gateway_credits_once(
-    bgw: RunningGateway, tmp_path: Path,
+    bgw: RunningGateway,
+    tmp_path: Path,
 ) -> None:
     uid, _ = bgw.user("0")
     payload = saved_event(tmp_path, uid).read_bytes()
@@ -79,7 +91,9 @@ def test_replay_through_the_running_gateway_credits_once(
 
 
 def test_replay_cli_direct_credits_an_unmatched_event_after_the_user_exists(
-    bgw: RunningGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    bgw: RunningGateway,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = saved_event(tmp_path, "late-user", "evt_direct")
     asyncio.run(replay_http(bgw.settings, path.read_bytes(), url=bgw.base_url))
@@ -92,7 +106,10 @@ def test_replay_cli_direct_credits_an_unmatched_event_after_the_user_exists(
     args.run(args, bgw.settings)
     printed = orjson.loads(capsys.readouterr().out)
     assert (printed["status"], printed["user_id"], printed["amount"]) == (
-        "credited", "late-user", "10.00")
+        "credited",
+        "late-user",
+        "10.00",
+    )
     assert_balance_is_sum_of_entries(bgw, "late-user")
     again = asyncio.run(replay_direct(bgw.settings, path.read_bytes()))
     assert again["duplicate"] is True

@@ -17,20 +17,31 @@ def form(request: httpx.Request) -> dict[str, str]:
 
 def mock_checkout(api: respx.MockRouter) -> tuple[respx.Route, respx.Route]:
     customers = api.post(f"{STRIPE}/v1/customers").respond(
-        200, json={"id": "cus_test_1", "object": "customer"})
+        200, json={"id": "cus_test_1", "object": "customer"}
+    )
     sessions = api.post(f"{STRIPE}/v1/checkout/sessions").respond(
-        200, json={"id": "cs_test_new", "object": "checkout.session",
-                   "url": "https://checkout.stripe.com/c/pay/cs_test_new"})
+        200,
+        json={
+            "id": "cs_test_new",
+            "object": "checkout.session",
+            "url": "https://checkout.stripe.com/c/pay/cs_test_new",
+        },
+    )
     return customers, sessions
 
 
 def checkout(gw: RunningGateway, key: str, amount: object, **headers: str) -> httpx.Response:
-    return httpx.post(f"{gw.base_url}/me/checkout", json={"amount": amount}, timeout=30,
-                      headers={"Authorization": f"Bearer {key}", **headers})
+    return httpx.post(
+        f"{gw.base_url}/me/checkout",
+        json={"amount": amount},
+        timeout=30,
+        headers={"Authorization": f"Bearer {key}", **headers},
+    )
 
 
 def test_checkout_creates_customer_and_session_with_the_right_parameters(
-    bgw: RunningGateway, stripe_api: respx.MockRouter,
+    bgw: RunningGateway,
+    stripe_api: respx.MockRouter,
 ) -> None:
     customers, sessions = mock_checkout(stripe_api)
     uid, key = bgw.user("0")
@@ -61,13 +72,17 @@ def test_checkout_creates_customer_and_session_with_the_right_parameters(
 
 
 def test_checkout_reuses_the_customer_and_saves_the_card_for_auto_topup(
-    bgw: RunningGateway, stripe_api: respx.MockRouter,
+    bgw: RunningGateway,
+    stripe_api: respx.MockRouter,
 ) -> None:
     customers, sessions = mock_checkout(stripe_api)
     _, key = bgw.user("0")
     assert checkout(bgw, key, "10").status_code == 201
-    r = httpx.put(f"{bgw.base_url}/me/auto-topup", headers={"Authorization": f"Bearer {key}"},
-                  json={"enabled": True, "threshold": "2.00", "amount": "20.00"})
+    r = httpx.put(
+        f"{bgw.base_url}/me/auto-topup",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"enabled": True, "threshold": "2.00", "amount": "20.00"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["stripe_customer_id"] == "cus_test_1"
     assert checkout(bgw, key, "10").status_code == 201
@@ -81,7 +96,8 @@ def test_checkout_reuses_the_customer_and_saves_the_card_for_auto_topup(
 
 
 def test_checkout_refuses_amounts_outside_the_limits_without_calling_stripe(
-    bgw: RunningGateway, stripe_api: respx.MockRouter,
+    bgw: RunningGateway,
+    stripe_api: respx.MockRouter,
 ) -> None:
     customers, sessions = mock_checkout(stripe_api)
     _, key = bgw.user("0")
@@ -97,10 +113,12 @@ def test_checkout_needs_a_gateway_key(bgw: RunningGateway) -> None:
 
 
 def test_stripe_failure_is_a_502_in_openai_shape(
-    bgw: RunningGateway, stripe_api: respx.MockRouter,
+    bgw: RunningGateway,
+    stripe_api: respx.MockRouter,
 ) -> None:
     stripe_api.post(f"{STRIPE}/v1/customers").respond(
-        400, json={"error": {"type": "invalid_request_error", "message": "No such thing"}})
+        400, json={"error": {"type": "invalid_request_error", "message": "No such thing"}}
+    )
     _, key = bgw.user("0")
     r = checkout(bgw, key, "10")
     assert r.status_code == 502

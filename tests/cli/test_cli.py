@@ -57,12 +57,18 @@ def test_every_read_command_answers_the_same_through_api_and_direct(
     a, b = traffic(env)
     env.admin.post(f"/admin/users/{b}/credits", json={"amount": "1.00", "reason": "promo"})
     commands = [
-        ("users", "show", a), ("balance", b), ("keys", "list", a),
-        ("usage", a, "--limit", "2"), ("usage", b),
-        ("stats", a), ("stats", a, "--from", "2020-01-01", "--tz", "Europe/Paris"),
+        ("users", "show", a),
+        ("balance", b),
+        ("keys", "list", a),
+        ("usage", a, "--limit", "2"),
+        ("usage", b),
+        ("stats", a),
+        ("stats", a, "--from", "2020-01-01", "--tz", "Europe/Paris"),
         ("report", "revenue", "--tz", "America/New_York"),
-        ("report", "models"), ("report", "top-users", "--limit", "1"),
-        ("audit", "--user", b), ("audit", "--action", "credits.add", "--limit", "1"),
+        ("report", "models"),
+        ("report", "top-users", "--limit", "1"),
+        ("audit", "--user", b),
+        ("audit", "--action", "credits.add", "--limit", "1"),
         ("models", "list"),
     ]
     for command in commands:
@@ -70,8 +76,7 @@ def test_every_read_command_answers_the_same_through_api_and_direct(
         direct = as_json(capsys, *command, "--direct")
         assert via_api == direct, command
     page = as_json(capsys, "usage", a, "--limit", "2")
-    rest = as_json(capsys, "usage", a, "--limit", "2", "--cursor", page["next_cursor"],
-                   "--direct")
+    rest = as_json(capsys, "usage", a, "--limit", "2", "--cursor", page["next_cursor"], "--direct")
     assert len(page["data"]) + len(rest["data"]) == 3 and rest["has_more"] is False
     stats = as_json(capsys, "stats", a)
     assert stats["requests"] == 3
@@ -81,8 +86,12 @@ def test_every_read_command_answers_the_same_through_api_and_direct(
 def test_errors_are_the_same_in_both_modes(
     env: RunningGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for command in (("report", "revenue", "--tz", "Mars/Base"), ("stats", "ghost"),
-                    ("usage", "ghost"), ("report", "top-users", "--from", "tomorrow")):
+    for command in (
+        ("report", "revenue", "--tz", "Mars/Base"),
+        ("stats", "ghost"),
+        ("usage", "ghost"),
+        ("report", "top-users", "--from", "tomorrow"),
+    ):
         via_api = failure(capsys, *command)
         assert via_api.startswith("gateway: ")
         assert failure(capsys, *command, "--direct") == via_api, command
@@ -105,13 +114,14 @@ def test_credit_commands_move_money_and_print_tables(
     assert lines[4].split()[:3] == [uid, "applied", "1.75"]
     assert lines[5].split()[:2] == ["ghost", "failed"]
     audit = as_json(capsys, "audit", "--user", uid)
-    assert [e["action"] for e in audit["data"][:3]] == ["credits.add", "balance.set",
-                                                        "credits.add"]
+    assert [e["action"] for e in audit["data"][:3]] == ["credits.add", "balance.set", "credits.add"]
     assert all(e["actor"].startswith("admin:") for e in audit["data"][:3])
 
 
 def test_direct_writes_land_in_the_ledger(
-    env: RunningGateway, capsys: pytest.CaptureFixture[str], tmp_path: Any,
+    env: RunningGateway,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A database no gateway serves: --direct is the way to reach it.
@@ -123,19 +133,27 @@ def test_direct_writes_land_in_the_ledger(
     assert (bulk["applied"], bulk["failed"]) == (1, 1)
     assert as_json(capsys, "balance", "zoe", "--direct")["balance"] == "6.00"
     audit = as_json(capsys, "audit", "--user", "zoe", "--direct")
-    assert [e["action"] for e in audit["data"]] == ["credits.add", "balance.set",
-                                                    "user.create"]
+    assert [e["action"] for e in audit["data"]] == ["credits.add", "balance.set", "user.create"]
     assert all(e["actor"].startswith("cli:") for e in audit["data"])
 
 
-def test_report_tables_are_readable(env: RunningGateway, capsys: pytest.CaptureFixture[str]
-                                    ) -> None:
+def test_report_tables_are_readable(
+    env: RunningGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
     a, _ = traffic(env)
     revenue = gateway(capsys, "report", "revenue", "--tz", "Europe/Paris").splitlines()
     assert revenue[0].split()[:2] == ["tz", "Europe/Paris"]
     header = next(i for i, line in enumerate(revenue) if line.startswith("day"))
-    assert revenue[header].split() == ["day", "requests", "prompt", "cached", "completion",
-                                       "reasoning", "tokens", "revenue"]
+    assert revenue[header].split() == [
+        "day",
+        "requests",
+        "prompt",
+        "cached",
+        "completion",
+        "reasoning",
+        "tokens",
+        "revenue",
+    ]
     assert revenue[-1].split()[:2] == ["total", "4"]
     usage = gateway(capsys, "usage", a, "--limit", "2").splitlines()
     assert usage[0].split()[:4] == ["time", "request", "model", "status"]

@@ -47,8 +47,9 @@ class Books:
         user = await self.ledger.create_user(user_id=user_id, email=email)
         self.user_ids.append(user_id)
         if credit:
-            await self.ledger.post_entry(user_id, kind="grant", amount=credit,
-                                         reference=f"grant:{user_id}")
+            await self.ledger.post_entry(
+                user_id, kind="grant", amount=credit, reference=f"grant:{user_id}"
+            )
         return user
 
     async def balance(self, user_id: str) -> int:
@@ -115,8 +116,9 @@ async def contended(
     if not isinstance(ledger, PostgresLedger):
         return list(await asyncio.gather(*calls))
     async with ledger.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT 1 FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                           list(user_ids))
+        await conn.execute(
+            "SELECT 1 FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE", list(user_ids)
+        )
         tasks = [asyncio.create_task(c) for c in calls]
         await _until_lock_waiters(conn, len(tasks), tasks)
     return list(await asyncio.gather(*tasks))
@@ -150,7 +152,11 @@ def test_created_user_starts_empty_and_reads_back(contract: Contract) -> None:
         found = await books.ledger.get_user("alice")
         assert found is not None
         assert (found.id, found.email, found.balance, found.version) == (
-            "alice", "a@example.com", 0, 0)
+            "alice",
+            "a@example.com",
+            0,
+            0,
+        )
         assert aware_utc(found.created_at)
         assert await books.ledger.balance("alice") == (0, 0)
         assert await books.ledger.get_user("nobody") is None
@@ -174,12 +180,18 @@ def test_creating_an_existing_user_raises_duplicate_user(contract: Contract) -> 
 def test_keys_are_listed_newest_first_and_found_by_hash(contract: Contract) -> None:
     async def scenario(books: Books) -> None:
         await books.user("alice", credit=3 * USD)
-        first = await books.ledger.create_key("alice", key_id="k1", key_hash="h1",
-                                              prefix="gw-aaa", name="laptop")
-        await books.ledger.create_key("alice", key_id="k2", key_hash="h2", prefix="gw-bbb",
-                                      name=None)
+        first = await books.ledger.create_key(
+            "alice", key_id="k1", key_hash="h1", prefix="gw-aaa", name="laptop"
+        )
+        await books.ledger.create_key(
+            "alice", key_id="k2", key_hash="h2", prefix="gw-bbb", name=None
+        )
         assert (first.id, first.user_id, first.prefix, first.name) == (
-            "k1", "alice", "gw-aaa", "laptop")
+            "k1",
+            "alice",
+            "gw-aaa",
+            "laptop",
+        )
         assert first.revoked_at is None and aware_utc(first.created_at)
         assert [k.id for k in await books.ledger.list_keys("alice")] == ["k2", "k1"]
         found = await books.ledger.find_key("h1")
@@ -196,8 +208,9 @@ def test_keys_are_listed_newest_first_and_found_by_hash(contract: Contract) -> N
 def test_key_for_unknown_user_raises_unknown_user(contract: Contract) -> None:
     async def scenario(books: Books) -> None:
         with pytest.raises(UnknownUser):
-            await books.ledger.create_key("ghost", key_id="k1", key_hash="h1", prefix="gw-x",
-                                          name=None)
+            await books.ledger.create_key(
+                "ghost", key_id="k1", key_hash="h1", prefix="gw-x", name=None
+            )
         assert await books.ledger.find_key("h1") is None
 
     contract.run(scenario)
@@ -208,8 +221,7 @@ def test_revoked_key_is_flagged_and_revoking_again_keeps_the_first_time(
 ) -> None:
     async def scenario(books: Books) -> None:
         await books.user("alice")
-        await books.ledger.create_key("alice", key_id="k1", key_hash="h1", prefix="gw-a",
-                                      name=None)
+        await books.ledger.create_key("alice", key_id="k1", key_hash="h1", prefix="gw-a", name=None)
         revoked = await books.ledger.revoke_key("k1")
         assert revoked is not None and revoked.revoked_at is not None
         assert aware_utc(revoked.revoked_at)
@@ -219,8 +231,7 @@ def test_revoked_key_is_flagged_and_revoking_again_keeps_the_first_time(
         assert found is not None
         assert found[0].revoked_at == revoked.revoked_at
         assert not found[0].usable(datetime.now(UTC))
-        assert [k.revoked_at for k in await books.ledger.list_keys("alice")] == [
-            revoked.revoked_at]
+        assert [k.revoked_at for k in await books.ledger.list_keys("alice")] == [revoked.revoked_at]
         assert await books.ledger.revoke_key("no-such-key") is None
 
     contract.run(scenario)
@@ -232,10 +243,22 @@ def test_revoked_key_is_flagged_and_revoking_again_keeps_the_first_time(
 def test_reposted_reference_moves_money_once(contract: Contract) -> None:
     async def scenario(books: Books) -> None:
         await books.user("alice")
-        first = await books.ledger.post_entry("alice", kind="topup", amount=10 * USD,
-                                              reference="evt_1", reason="stripe", actor="stripe")
-        again = await books.ledger.post_entry("alice", kind="topup", amount=10 * USD,
-                                              reference="evt_1", reason="stripe", actor="stripe")
+        first = await books.ledger.post_entry(
+            "alice",
+            kind="topup",
+            amount=10 * USD,
+            reference="evt_1",
+            reason="stripe",
+            actor="stripe",
+        )
+        again = await books.ledger.post_entry(
+            "alice",
+            kind="topup",
+            amount=10 * USD,
+            reference="evt_1",
+            reason="stripe",
+            actor="stripe",
+        )
         assert first.created and not again.created
         assert (again.id, again.amount, again.balance_after) == (first.id, 10 * USD, 10 * USD)
         assert (first.kind, first.reason, first.actor) == ("topup", "stripe", "stripe")
@@ -251,8 +274,11 @@ def test_reference_reused_for_another_movement_is_refused(contract: Contract) ->
         await books.user("alice")
         await books.user("bob")
         await books.ledger.post_entry("alice", kind="topup", amount=10 * USD, reference="evt_1")
-        for user, kind, amount in (("alice", "topup", 11 * USD), ("bob", "topup", 10 * USD),
-                                   ("alice", "grant", 10 * USD)):
+        for user, kind, amount in (
+            ("alice", "topup", 11 * USD),
+            ("bob", "topup", 10 * USD),
+            ("alice", "grant", 10 * USD),
+        ):
             with pytest.raises(ReferenceConflict):
                 await books.ledger.post_entry(user, kind=kind, amount=amount, reference="evt_1")
         assert await books.balance("alice") == 10 * USD
@@ -276,8 +302,9 @@ def test_entry_for_unknown_user_raises_unknown_user(contract: Contract) -> None:
         with pytest.raises(UnknownUser):
             await books.ledger.post_entry("ghost", kind="grant", amount=USD, reference="g1")
         with pytest.raises(UnknownUser):
-            await books.ledger.set_balance("ghost", balance=USD, reference="s1", reason=None,
-                                           actor=None)
+            await books.ledger.set_balance(
+                "ghost", balance=USD, reference="s1", reason=None, actor=None
+            )
 
     contract.run(scenario)
 
@@ -287,13 +314,15 @@ def test_admin_debit_beyond_balance_is_refused_and_changes_nothing(contract: Con
         await books.user("alice", credit=2 * USD)
         before = await books.ledger.balance("alice")
         with pytest.raises(InsufficientFunds):
-            await books.ledger.post_entry("alice", kind="adjustment", amount=-3 * USD,
-                                          reference="adm_1", actor="ops")
+            await books.ledger.post_entry(
+                "alice", kind="adjustment", amount=-3 * USD, reference="adm_1", actor="ops"
+            )
         assert await books.ledger.balance("alice") == before
         assert len(await books.ledger.list_entries("alice")) == 1
         # The refused reference was not consumed: a fitting debit may use it.
-        fitting = await books.ledger.post_entry("alice", kind="adjustment", amount=-2 * USD,
-                                                reference="adm_1", actor="ops")
+        fitting = await books.ledger.post_entry(
+            "alice", kind="adjustment", amount=-2 * USD, reference="adm_1", actor="ops"
+        )
         assert fitting.created and fitting.balance_after == 0
 
     contract.run(scenario)
@@ -302,15 +331,18 @@ def test_admin_debit_beyond_balance_is_refused_and_changes_nothing(contract: Con
 def test_set_balance_writes_one_adjustment_for_the_difference(contract: Contract) -> None:
     async def scenario(books: Books) -> None:
         await books.user("alice", credit=5 * USD)
-        down = await books.ledger.set_balance("alice", balance=2 * USD, reference="set_1",
-                                              reason="correction", actor="ops")
+        down = await books.ledger.set_balance(
+            "alice", balance=2 * USD, reference="set_1", reason="correction", actor="ops"
+        )
         assert (down.kind, down.amount, down.balance_after) == ("adjustment", -3 * USD, 2 * USD)
         assert (down.reason, down.actor, down.created) == ("correction", "ops", True)
-        up = await books.ledger.set_balance("alice", balance=7 * USD, reference="set_2",
-                                            reason=None, actor="ops")
+        up = await books.ledger.set_balance(
+            "alice", balance=7 * USD, reference="set_2", reason=None, actor="ops"
+        )
         assert (up.amount, up.balance_after) == (5 * USD, 7 * USD)
-        replay = await books.ledger.set_balance("alice", balance=1 * USD, reference="set_2",
-                                                reason=None, actor="ops")
+        replay = await books.ledger.set_balance(
+            "alice", balance=1 * USD, reference="set_2", reason=None, actor="ops"
+        )
         assert not replay.created and replay.id == up.id
         assert await books.balance("alice") == 7 * USD
         kinds = [e.kind for e in await books.ledger.list_entries("alice")]
@@ -325,8 +357,9 @@ def test_every_balance_change_bumps_the_version(contract: Contract) -> None:
         seen = [await books.ledger.balance("alice")]
         await books.ledger.post_entry("alice", kind="grant", amount=USD, reference="g1")
         seen.append(await books.ledger.balance("alice"))
-        await books.ledger.set_balance("alice", balance=3 * USD, reference="s1", reason=None,
-                                       actor=None)
+        await books.ledger.set_balance(
+            "alice", balance=3 * USD, reference="s1", reason=None, actor=None
+        )
         seen.append(await books.ledger.balance("alice"))
         await books.ledger.write_usage([usage("r1", "alice", 100)])
         seen.append(await books.ledger.balance("alice"))
@@ -360,8 +393,9 @@ def test_concurrent_posts_of_one_reference_move_money_once(contract: Contract) -
 def test_replayed_usage_batch_debits_once(contract: Contract) -> None:
     async def scenario(books: Books) -> None:
         await books.user("alice", credit=USD)
-        batch = [usage(f"r{i}", "alice", 1000 * (i + 1), T0 + timedelta(seconds=i))
-                 for i in range(3)]
+        batch = [
+            usage(f"r{i}", "alice", 1000 * (i + 1), T0 + timedelta(seconds=i)) for i in range(3)
+        ]
         assert await books.ledger.write_usage(batch) == ["r0", "r1", "r2"]
         assert await books.ledger.write_usage(batch) == []
         assert await books.balance("alice") == USD - 6000
@@ -378,8 +412,12 @@ def test_overlapping_usage_batch_debits_only_new_records(contract: Contract) -> 
         await books.ledger.write_usage([usage("r1", "alice", 100), usage("r2", "bob", 200)])
         later = T0 + timedelta(seconds=1)
         # r1 comes back with another cost: the first record stands, nothing is re-priced.
-        second = [usage("r1", "alice", 999), usage("r3", "alice", 300, later),
-                  usage("r2", "bob", 999), usage("r4", "bob", 400, later)]
+        second = [
+            usage("r1", "alice", 999),
+            usage("r3", "alice", 300, later),
+            usage("r2", "bob", 999),
+            usage("r4", "bob", 400, later),
+        ]
         assert await books.ledger.write_usage(second) == ["r3", "r4"]
         assert await books.balance("alice") == USD - 400
         assert await books.balance("bob") == USD - 600
@@ -403,15 +441,23 @@ def test_usage_batch_entries_carry_running_balance(contract: Contract) -> None:
     async def scenario(books: Books) -> None:
         await books.user("alice", credit=10_000)
         await books.user("bob", credit=500)
-        batch = [usage("a1", "alice", 1000, T0), usage("b1", "bob", 100, T0),
-                 usage("a2", "alice", 2000, T0 + timedelta(seconds=1)),
-                 usage("a3", "alice", 3000, T0 + timedelta(seconds=2)),
-                 usage("b2", "bob", 200, T0 + timedelta(seconds=3))]
+        batch = [
+            usage("a1", "alice", 1000, T0),
+            usage("b1", "bob", 100, T0),
+            usage("a2", "alice", 2000, T0 + timedelta(seconds=1)),
+            usage("a3", "alice", 3000, T0 + timedelta(seconds=2)),
+            usage("b2", "bob", 200, T0 + timedelta(seconds=3)),
+        ]
         await books.ledger.write_usage(batch)
-        alice = [(e.reference, e.kind, e.amount, e.balance_after)
-                 for e in await books.ledger.list_entries("alice")][1:]
-        assert alice == [("usage:a1", "usage", -1000, 9000), ("usage:a2", "usage", -2000, 7000),
-                         ("usage:a3", "usage", -3000, 4000)]
+        alice = [
+            (e.reference, e.kind, e.amount, e.balance_after)
+            for e in await books.ledger.list_entries("alice")
+        ][1:]
+        assert alice == [
+            ("usage:a1", "usage", -1000, 9000),
+            ("usage:a2", "usage", -2000, 7000),
+            ("usage:a3", "usage", -3000, 4000),
+        ]
         bob = [e.balance_after for e in await books.ledger.list_entries("bob")]
         assert bob == [500, 400, 200]
         assert await books.balance("alice") == 4000
@@ -427,8 +473,7 @@ def test_zero_cost_usage_is_recorded_without_ledger_entry(contract: Contract) ->
         rows, _ = await books.ledger.list_usage("alice", limit=10, offset=0)
         assert [(r.request_id, r.cost) for r in rows] == [("free", 0)]
         assert await books.ledger.balance("alice") == before
-        assert [e.reference for e in await books.ledger.list_entries("alice")] == [
-            "grant:alice"]
+        assert [e.reference for e in await books.ledger.list_entries("alice")] == ["grant:alice"]
 
     contract.run(scenario)
 
@@ -464,9 +509,15 @@ def test_usage_for_unknown_user_is_refused_whole(
 def test_usage_record_round_trips_every_field(contract: Contract) -> None:
     async def scenario(books: Books) -> None:
         await books.user("alice", credit=USD)
-        record = replace(usage("r1", "alice", 12_345), key_id=None, cached_tokens=7,
-                         reasoning_tokens=11, price_cached_input=1_250_000_000,
-                         status="client_disconnected", usage_source="counted")
+        record = replace(
+            usage("r1", "alice", 12_345),
+            key_id=None,
+            cached_tokens=7,
+            reasoning_tokens=11,
+            price_cached_input=1_250_000_000,
+            status="client_disconnected",
+            usage_source="counted",
+        )
         await books.ledger.write_usage([record])
         rows, has_more = await books.ledger.list_usage("alice", limit=1, offset=0)
         assert rows == [record] and not has_more
@@ -485,12 +536,10 @@ def test_usage_pages_newest_first_without_gaps_or_repeats(contract: Contract) ->
         pages: list[list[str]] = []
         has_more = True
         while has_more:
-            rows, has_more = await books.ledger.list_usage("alice", limit=7,
-                                                           offset=7 * len(pages))
+            rows, has_more = await books.ledger.list_usage("alice", limit=7, offset=7 * len(pages))
             pages.append([r.request_id for r in rows])
         assert [len(p) for p in pages] == [7, 7, 7, 4]
-        assert [rid for page in pages for rid in page] == [
-            f"r{i:02}" for i in reversed(range(25))]
+        assert [rid for page in pages for rid in page] == [f"r{i:02}" for i in reversed(range(25))]
 
     contract.run(scenario)
 
@@ -498,8 +547,9 @@ def test_usage_pages_newest_first_without_gaps_or_repeats(contract: Contract) ->
 def test_concurrent_overlapping_usage_batches_debit_exactly_once(contract: Contract) -> None:
     async def scenario(books: Books) -> None:
         await books.user("alice", credit=USD)
-        records = [usage(f"r{i}", "alice", 100 * (i + 1), T0 + timedelta(seconds=i))
-                   for i in range(9)]
+        records = [
+            usage(f"r{i}", "alice", 100 * (i + 1), T0 + timedelta(seconds=i)) for i in range(9)
+        ]
         first, second = await contended(books.ledger, ["alice"], [
             books.ledger.write_usage(records[:6]),
             books.ledger.write_usage(records[3:]),
@@ -535,35 +585,50 @@ def test_audit_events_filter_by_target_and_action_newest_first(contract: Contrac
     async def scenario(books: Books) -> None:
         events = [
             AuditEvent(actor="ops", action="user.create", target="alice"),
-            AuditEvent(actor="ops", action="credits.add", target="alice", amount=5 * USD,
-                       reason="welcome", details={"reference": "adm_1", "n": [1, 2]}),
+            AuditEvent(
+                actor="ops",
+                action="credits.add",
+                target="alice",
+                amount=5 * USD,
+                reason="welcome",
+                details={"reference": "adm_1", "n": [1, 2]},
+            ),
             AuditEvent(actor="ops", action="credits.add", target="bob", amount=USD),
             AuditEvent(actor="cli", action="key.revoke", target="alice", details={}),
         ]
         for event in events:
             await books.ledger.record_audit(event)
-        everything, more = await books.ledger.list_audit(target=None, action=None, limit=10,
-                                                         offset=0)
+        everything, more = await books.ledger.list_audit(
+            target=None, action=None, limit=10, offset=0
+        )
         assert [e.action for e in everything] == [
-            "key.revoke", "credits.add", "credits.add", "user.create"]
+            "key.revoke",
+            "credits.add",
+            "credits.add",
+            "user.create",
+        ]
         assert not more
         added = everything[2]
         assert (added.actor, added.target, added.amount, added.reason) == (
-            "ops", "alice", 5 * USD, "welcome")
+            "ops",
+            "alice",
+            5 * USD,
+            "welcome",
+        )
         assert added.details == {"reference": "adm_1", "n": [1, 2]}
         assert added.id is not None and added.created_at == events[1].created_at
         assert everything[0].details == {} and everything[3].details is None
-        alice, _ = await books.ledger.list_audit(target="alice", action=None, limit=10,
-                                                 offset=0)
+        alice, _ = await books.ledger.list_audit(target="alice", action=None, limit=10, offset=0)
         assert [e.action for e in alice] == ["key.revoke", "credits.add", "user.create"]
-        credits, _ = await books.ledger.list_audit(target=None, action="credits.add",
-                                                   limit=10, offset=0)
+        credits, _ = await books.ledger.list_audit(
+            target=None, action="credits.add", limit=10, offset=0
+        )
         assert [e.target for e in credits] == ["bob", "alice"]
-        both, _ = await books.ledger.list_audit(target="bob", action="credits.add", limit=10,
-                                                offset=0)
+        both, _ = await books.ledger.list_audit(
+            target="bob", action="credits.add", limit=10, offset=0
+        )
         assert [e.amount for e in both] == [USD]
-        page, more = await books.ledger.list_audit(target="alice", action=None, limit=2,
-                                                   offset=1)
+        page, more = await books.ledger.list_audit(target="alice", action=None, limit=2, offset=1)
         assert [e.action for e in page] == ["credits.add", "user.create"] and not more
         page, more = await books.ledger.list_audit(target=None, action=None, limit=2, offset=0)
         assert len(page) == 2 and more
@@ -583,7 +648,8 @@ def test_postgres_ledgers_starting_together_migrate_once(pg_dsn: str) -> None:
             await ledgers[0].close()
             await ledgers[0].open()  # reopening an up-to-date database changes nothing
             versions = await ledgers[0].pool.fetch(
-                "SELECT version FROM schema_migrations ORDER BY version")
+                "SELECT version FROM schema_migrations ORDER BY version"
+            )
             assert [r["version"] for r in versions] == [v for v, _ in migrations("postgres")]
         finally:
             for ledger in ledgers:
@@ -599,11 +665,9 @@ def test_postgres_ledger_translates_only_its_own_constraints(pg_dsn: str) -> Non
         await ledger.open()
         try:
             await ledger.create_user(user_id="alice", email=None)
-            await ledger.create_key("alice", key_id="k1", key_hash="h1", prefix="p",
-                                    name=None)
+            await ledger.create_key("alice", key_id="k1", key_hash="h1", prefix="p", name=None)
             with pytest.raises(asyncpg.UniqueViolationError):
-                await ledger.create_key("alice", key_id="k2", key_hash="h1", prefix="p",
-                                        name=None)
+                await ledger.create_key("alice", key_id="k2", key_hash="h1", prefix="p", name=None)
         finally:
             await ledger.close()
 
@@ -631,7 +695,8 @@ def test_postgres_reversed_overlapping_batches_do_not_deadlock(pg_dsn: str) -> N
                     " prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,"
                     " price_input, price_output, cost, status, usage_source, latency_ms,"
                     " created_at) VALUES ('r2', 'u2', 'm', 'p', 'e', 0, 0, 0, 0, 0, 0, 0, 'ok',"
-                    " 'upstream', 0, now())")
+                    " 'upstream', 0, now())"
+                )
                 tasks = [asyncio.create_task(ledger.write_usage(b)) for b in (batch, batch[::-1])]
                 await _until_lock_waiters(conn, 2, tasks)
                 await tx.rollback()

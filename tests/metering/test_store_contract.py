@@ -113,10 +113,23 @@ async def credit(store: BalanceStore, user_id: str, delta: int, version: int, re
 
 def record(request_id: str, cost: int, user_id: str = UID) -> UsageRecord:
     return UsageRecord(
-        request_id=request_id, user_id=user_id, key_id="k1", model="m", provider="p",
-        endpoint="chat", prompt_tokens=10, completion_tokens=5, cached_tokens=0,
-        reasoning_tokens=0, price_input=1, price_cached_input=None, price_output=2, cost=cost,
-        status="ok", usage_source="upstream", latency_ms=3,
+        request_id=request_id,
+        user_id=user_id,
+        key_id="k1",
+        model="m",
+        provider="p",
+        endpoint="chat",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cached_tokens=0,
+        reasoning_tokens=0,
+        price_input=1,
+        price_cached_input=None,
+        price_output=2,
+        cost=cost,
+        status="ok",
+        usage_source="upstream",
+        latency_ms=3,
     )
 
 

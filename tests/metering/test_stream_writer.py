@@ -68,10 +68,23 @@ class FlakyLedger:
 
 def record(i: int, cost: int = 7, user_id: str = UID) -> UsageRecord:
     return UsageRecord(
-        request_id=f"req-{i}", user_id=user_id, key_id=None, model="m", provider="p",
-        endpoint="chat", prompt_tokens=i, completion_tokens=1, cached_tokens=0,
-        reasoning_tokens=0, price_input=1, price_cached_input=None, price_output=2, cost=cost,
-        status="ok", usage_source="counted", latency_ms=1,
+        request_id=f"req-{i}",
+        user_id=user_id,
+        key_id=None,
+        model="m",
+        provider="p",
+        endpoint="chat",
+        prompt_tokens=i,
+        completion_tokens=1,
+        cached_tokens=0,
+        reasoning_tokens=0,
+        price_input=1,
+        price_cached_input=None,
+        price_output=2,
+        cost=cost,
+        status="ok",
+        usage_source="counted",
+        latency_ms=1,
     )
 
 
@@ -264,8 +277,11 @@ def test_redis_restart_keeps_balances_and_pending_entries(
 def test_production_metering_is_wired_from_settings(redis_url: str, tmp_path: Path) -> None:
     async def main() -> None:
         url = f"sqlite:///{tmp_path / 'ledger.db'}"
-        settings = Settings(database_url=url, redis_url=redis_url,
-                            extra_env={"GATEWAY_SPILL_DIR": str(tmp_path / "spill")})
+        settings = Settings(
+            database_url=url,
+            redis_url=redis_url,
+            extra_env={"GATEWAY_SPILL_DIR": str(tmp_path / "spill")},
+        )
         async with ledger_at(url) as ledger:
             store, writer = await build_redis_metering(settings, ledger)
             await writer.start()

@@ -15,8 +15,11 @@ from tests.support.processes import GatewayProcess
 
 pytestmark = pytest.mark.production
 
-CALL = {"model": "chat", "max_tokens": 10,
-        "messages": [{"role": "user", "content": "[[mock:chunks=10]]"}]}
+CALL = {
+    "model": "chat",
+    "max_tokens": 10,
+    "messages": [{"role": "user", "content": "[[mock:chunks=10]]"}],
+}
 COST = 10 * 10_000  # 10 output tokens at $10 per 1M; the mock counts 0 prompt words
 
 
@@ -25,8 +28,12 @@ def production(gateways, pg_dsn, redis_url, tmp_path):  # type: ignore[no-untype
     started: list[GatewayProcess] = []
 
     def start(*args: str, **env: str) -> GatewayProcess:
-        env = {"GATEWAY_DATABASE_URL": pg_dsn, "GATEWAY_REDIS_URL": redis_url,
-               "GATEWAY_SPILL_DIR": str(tmp_path / "spill"), **env}
+        env = {
+            "GATEWAY_DATABASE_URL": pg_dsn,
+            "GATEWAY_REDIS_URL": redis_url,
+            "GATEWAY_SPILL_DIR": str(tmp_path / "spill"),
+            **env,
+        }
         gateway = GatewayProcess(gateways, *args, **env)
         started.append(gateway)
         return gateway
@@ -39,15 +46,20 @@ def production(gateways, pg_dsn, redis_url, tmp_path):  # type: ignore[no-untype
 
 def call(base_url: str, key: str, timeout: float = 30) -> int:
     try:
-        r = httpx.post(f"{base_url}/v1/chat/completions", json=CALL, timeout=timeout,
-                       headers={"Authorization": f"Bearer {key}"})
+        r = httpx.post(
+            f"{base_url}/v1/chat/completions",
+            json=CALL,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {key}"},
+        )
     except httpx.HTTPError:
         return 0
     return r.status_code
 
 
-def settled_records(gateway: GatewayProcess, uid: str, count: int,
-                    timeout: float = 30) -> list[dict]:
+def settled_records(
+    gateway: GatewayProcess, uid: str, count: int, timeout: float = 30
+) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
         rows = gateway.get(f"/admin/users/{uid}/usage", params={"limit": 1000})["data"]
@@ -149,8 +161,12 @@ def test_redis_unreachable_answers_503_not_unmetered_traffic(production, redis_s
     assert call(gateway.base_url, key) == 200
     redis_srv.stop()
     try:
-        r = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=CALL, timeout=30,
-                       headers={"Authorization": f"Bearer {key}"})
+        r = httpx.post(
+            f"{gateway.base_url}/v1/chat/completions",
+            json=CALL,
+            timeout=30,
+            headers={"Authorization": f"Bearer {key}"},
+        )
         assert r.status_code == 503
         assert r.json()["error"]["code"] == "dependency_unavailable"
     finally:
@@ -174,9 +190,13 @@ def test_workers_are_refused_without_redis_and_postgres(gateways):
     import sys
 
     settings = gateways.settings()
-    done = subprocess.run([sys.executable, "-m", "gateway", "serve", "--workers", "2"],
-                          env={**settings.extra_env, "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--workers", "2"],
+        env={**settings.extra_env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "GATEWAY_REDIS_URL" in done.stderr
 
@@ -188,10 +208,14 @@ def test_stripe_top_up_credits_once_across_processes(production):
     a, b = production(**env), production(**env)
     uid, key = a.user("0")
     assert call(b.base_url, key) == 402  # loads the empty balance into Redis first
-    delivery = event("evt_prod", "checkout.session.completed",
-                     session(uid, session_id="cs_prod", subtotal=1500))
-    async_paid = event("evt_prod_async", "checkout.session.async_payment_succeeded",
-                       session(uid, session_id="cs_prod", subtotal=1500))
+    delivery = event(
+        "evt_prod", "checkout.session.completed", session(uid, session_id="cs_prod", subtotal=1500)
+    )
+    async_paid = event(
+        "evt_prod_async",
+        "checkout.session.async_payment_succeeded",
+        session(uid, session_id="cs_prod", subtotal=1500),
+    )
     # One payment under two event types, each delivered several times, to both processes.
     deliveries = [((a, b)[i % 2], (delivery, async_paid)[i % 3 == 0]) for i in range(10)]
     with concurrent.futures.ThreadPoolExecutor(10) as pool:

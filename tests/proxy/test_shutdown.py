@@ -20,10 +20,20 @@ def test_sigterm_lets_streams_finish_settles_them_and_exits_zero(gateways):
     under_way = [threading.Event() for _ in range(3)]
 
     def stream(started: threading.Event) -> None:
-        body = {"model": "chat", "stream": True, "messages": [
-            {"role": "user", "content": "[[mock:chunks=20]] [[mock:chunk_delay=0.05]]"}]}
-        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30,
-                          headers={"Authorization": f"Bearer {key}"}) as r:
+        body = {
+            "model": "chat",
+            "stream": True,
+            "messages": [
+                {"role": "user", "content": "[[mock:chunks=20]] [[mock:chunk_delay=0.05]]"}
+            ],
+        }
+        with httpx.stream(
+            "POST",
+            f"{base}/v1/chat/completions",
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {key}"},
+        ) as r:
             received = []
             for part in r.iter_bytes():
                 received.append(part)
@@ -45,11 +55,13 @@ def test_sigterm_lets_streams_finish_settles_them_and_exits_zero(gateways):
         assert body.rstrip().endswith(b"data: [DONE]")
         assert body.count(b'"content":" w') == 20
     db = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
-    rows = db.execute("SELECT status, usage_source, cost FROM usage_records WHERE user_id = ?",
-                      (uid,)).fetchall()
+    rows = db.execute(
+        "SELECT status, usage_source, cost FROM usage_records WHERE user_id = ?", (uid,)
+    ).fetchall()
     balance = db.execute("SELECT balance FROM users WHERE id = ?", (uid,)).fetchone()[0]
-    entries = db.execute("SELECT SUM(amount) FROM ledger_entries WHERE user_id = ?",
-                         (uid,)).fetchone()[0]
+    entries = db.execute(
+        "SELECT SUM(amount) FROM ledger_entries WHERE user_id = ?", (uid,)
+    ).fetchone()[0]
     db.close()
     assert sorted(r[:2] for r in rows) == [("ok", "upstream")] * 3
     assert balance == entries == 5 * 10**9 - sum(r[2] for r in rows)
@@ -62,9 +74,11 @@ def test_restart_finds_every_usage_record(gateways):
     gateway = GatewayProcess(gateways)
     uid, key = gateway.user("5")
     for _ in range(25):
-        r = httpx.post(f"{gateway.base_url}/v1/chat/completions",
-                       headers={"Authorization": f"Bearer {key}"},
-                       json={"model": "chat", "messages": [{"role": "user", "content": "x"}]})
+        r = httpx.post(
+            f"{gateway.base_url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "chat", "messages": [{"role": "user", "content": "x"}]},
+        )
         assert r.status_code == 200
     # Usage may still be in the outbox: SIGTERM must flush it.
     assert gateway.terminate() == 0

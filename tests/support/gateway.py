@@ -98,8 +98,9 @@ class RunningGateway:
         rows: list[dict[str, Any]] = []
         offset = 0
         while True:
-            r = self.admin.get(f"/admin/users/{user_id}/usage",
-                               params={"limit": 1000, "offset": offset})
+            r = self.admin.get(
+                f"/admin/users/{user_id}/usage", params={"limit": 1000, "offset": offset}
+            )
             assert r.status_code == 200, r.text
             page = r.json()
             rows += page["data"]
@@ -149,9 +150,15 @@ class GatewayFactory:
 
     def start(self, **env: str) -> RunningGateway:
         settings = self.settings(**env)
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port,
-                                lifespan="on", access_log=False, log_level="warning",
-                                timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=settings.port,
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -161,8 +168,9 @@ class GatewayFactory:
                 raise RuntimeError("gateway did not start")
             time.sleep(0.01)
         base_url = f"http://127.0.0.1:{settings.port}"
-        admin = httpx.Client(base_url=base_url,
-                             headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+        admin = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        )
         gw = RunningGateway(base_url, settings, server, thread, admin)
         self.running.append(gw)
         return gw

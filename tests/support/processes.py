@@ -23,10 +23,12 @@ class GatewayProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", *args],
             env={**os.environ, **self.settings.extra_env},
-            stdout=self._log, stderr=subprocess.STDOUT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
-        self.admin = httpx.Client(base_url=self.base_url, timeout=30,
-                                  headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        self.admin = httpx.Client(
+            base_url=self.base_url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
         self._wait_healthy()
 
     def _wait_healthy(self, timeout: float = 30) -> None:
