@@ -35,11 +35,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gateway.admin import reports  # noqa: E402
-from gateway.ledger.base import UsageRecord  # noqa: E402
 from gateway.ledger.postgres import PostgresLedger  # noqa: E402
 from gateway.ledger.postgres_reports import PostgresReportsMixin  # noqa: E402
 from gateway.ledger.sqlite import SqliteLedger, ts  # noqa: E402
 from gateway.ledger.sqlite_reports import SqliteReportsMixin  # noqa: E402
+from gateway.records import UsageRecord  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 DAYS = 90

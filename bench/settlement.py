@@ -25,10 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway.ledger.base import UsageRecord  # noqa: E402
 from gateway.ledger.postgres import PostgresLedger  # noqa: E402
 from gateway.metering.redis_store import connect  # noqa: E402
 from gateway.metering.stream_writer import StreamWriter, encode_record  # noqa: E402
+from gateway.records import UsageRecord  # noqa: E402
 from tests.support.servers import PostgresServer, RedisServer  # noqa: E402
 
 USERS = 1_000

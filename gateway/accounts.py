@@ -14,18 +14,10 @@ from typing import Any
 
 from gateway.auth import Authenticator, NewKey, new_key
 from gateway.errors import Conflict, GatewayError, NotFound, Unprocessable
-from gateway.ledger.base import (
-    ApiKey,
-    AuditEvent,
-    DuplicateUser,
-    Entry,
-    InsufficientFunds,
-    Ledger,
-    UnknownUser,
-    User,
-)
+from gateway.ledger.base import DuplicateUser, InsufficientFunds, Ledger, UnknownUser
 from gateway.metering.store import BalanceStore
 from gateway.money import MoneyError, format_usd, parse_usd
+from gateway.records import ApiKey, AuditEvent, Entry, User
 
 USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
 MAX_BULK = 1000

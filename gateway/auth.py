@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 from gateway.errors import Forbidden, Unauthorized, Unavailable
-from gateway.ledger.base import ApiKey, Ledger, utcnow
+from gateway.ledger.base import Ledger
+from gateway.records import ApiKey, utcnow
 
 KEY_PREFIX = "sk-gw-"
 VISIBLE = 12

@@ -7,8 +7,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.admin import reports
-from gateway.ledger.base import ApiKey
 from gateway.money import format_usd
+from gateway.records import ApiKey
 from gateway.services import Services
 from gateway.web import guarded, json_response
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from gateway.ledger.base import UsageRecord
+from gateway.records import UsageRecord
 
 
 @dataclass

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.catalog import Catalog, CatalogError, describe
 from gateway.errors import Unprocessable
-from gateway.ledger.base import AuditEvent, Ledger
-from gateway.ledger.reports import PriceChange, PriceRow, ReportsLedger, price_view
+from gateway.ledger.base import Ledger
+from gateway.ledger.reports import ReportsLedger, price_view
+from gateway.records import AuditEvent, PriceChange, PriceRow
 
 if TYPE_CHECKING:
     from gateway.services import Services

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import BadRequest, GatewayError, Unprocessable
-from gateway.ledger.base import UsageRecord
 from gateway.money import format_usd
+from gateway.records import UsageRecord
 
 
 def json_response(data: Any, status: int = 200) -> Response:

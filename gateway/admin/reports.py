@@ -20,9 +20,10 @@ from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import BadRequest
-from gateway.ledger.base import AuditEvent, Ledger, UsageRecord, utcnow
-from gateway.ledger.reports import Cursor, Period, ReportsLedger, Totals, days_between
+from gateway.ledger.base import Ledger
+from gateway.ledger.reports import ReportsLedger, days_between
 from gateway.money import format_usd
+from gateway.records import AuditEvent, Cursor, Period, Totals, UsageRecord, utcnow
 from gateway.web import usage_view
 
 Params = Mapping[str, str]

@@ -20,13 +20,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.errors import Unavailable
-from gateway.ledger.base import Entry, Ledger
+from gateway.ledger.base import Ledger
 from gateway.metering.store import BalanceStore
 from gateway.money import MoneyError, parse_usd
+from gateway.records import BillingProfile, Entry, StripeEvent, TopupClaim
 from gateway.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -54,54 +54,6 @@ def whole_cents(nanos: int) -> bool:
 
 
 # -- records the ledger mixins hand back ---------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StripeEvent:
-    """One received Stripe event and what the gateway did with it.
-
-    ``status``: processing | credited | refunded | refund_shortfall | awaiting_payment |
-    payment_failed | foreign_currency | unmatched | ignored | error. Only processing,
-    unmatched and error are worked again when the same event id comes back.
-    """
-
-    event_id: str
-    type: str
-    status: str
-    payload: str
-    user_id: str | None = None
-    amount: int | None = None
-    currency: str | None = None
-    payment_ref: str | None = None
-    payment_intent: str | None = None
-    detail: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-RETRYABLE = frozenset({"processing", "unmatched", "error"})
-
-
-@dataclass(frozen=True, slots=True)
-class BillingProfile:
-    user_id: str
-    stripe_customer_id: str | None = None
-    auto_topup_enabled: bool = False
-    threshold: int = 0
-    amount: int = 0
-    in_flight_intent: str | None = None
-    last_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TopupClaim:
-    """The right to create one off-session PaymentIntent; ``seq`` names the trigger."""
-
-    user_id: str
-    seq: int
-    amount: int
-    threshold: int
-    stripe_customer_id: str | None
 
 
 class BillingLedger(Ledger, Protocol):

@@ -19,18 +19,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from gateway.billing import (
-    PURPOSE_AUTO_TOPUP,
-    Billing,
-    BillingProfile,
-    TopupClaim,
-    nanos_to_cents,
-    stripe_client,
-    whole_cents,
-)
+from gateway.billing import PURPOSE_AUTO_TOPUP, Billing, nanos_to_cents, stripe_client, whole_cents
 from gateway.errors import GatewayError, NotFound, Unprocessable
-from gateway.ledger.base import AuditEvent, UnknownUser
+from gateway.ledger.base import UnknownUser
 from gateway.money import MoneyError, format_usd, parse_usd
+from gateway.records import AuditEvent, BillingProfile, TopupClaim
 
 if TYPE_CHECKING:
     from gateway.services import Services

@@ -14,12 +14,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth import check_admin
-from gateway.billing import BillingProfile, billing_of
+from gateway.billing import billing_of
 from gateway.billing.autotopup import configure, profile_view
 from gateway.billing.checkout import create_checkout
 from gateway.billing.stripe_webhook import MAX_PAYLOAD, event_view, process, verify
 from gateway.errors import BadRequest, NotFound, PayloadTooLarge
-from gateway.ledger.base import User
+from gateway.records import BillingProfile, User
 from gateway.services import Services
 from gateway.web import guarded, json_response, page, read_json
 

@@ -27,19 +27,12 @@ from typing import Any
 
 import orjson
 
-from gateway.billing import (
-    PURPOSE_AUTO_TOPUP,
-    RETRYABLE,
-    Billing,
-    BillingConfig,
-    StripeEvent,
-    cents_to_nanos,
-    credit,
-)
+from gateway.billing import PURPOSE_AUTO_TOPUP, Billing, BillingConfig, cents_to_nanos, credit
 from gateway.billing.autotopup import record_failure
 from gateway.errors import BadRequest, Unavailable
 from gateway.ledger.base import UnknownUser
 from gateway.money import format_usd
+from gateway.records import RETRYABLE, StripeEvent
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.billing")

@@ -16,102 +16,10 @@ Guarantees every implementation gives (checked by tests/ledger/test_contract.py)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from gateway.ledger.reports import ReportsLedger
-
-ENTRY_KINDS = ("grant", "topup", "usage", "adjustment", "refund")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    id: str
-    email: str | None
-    balance: int
-    created_at: datetime
-    version: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    id: str
-    user_id: str
-    prefix: str
-    name: str | None
-    created_at: datetime
-    revoked_at: datetime | None = None
-    expires_at: datetime | None = None
-
-    def usable(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    id: int
-    user_id: str
-    kind: str
-    amount: int
-    balance_after: int
-    reference: str
-    reason: str | None
-    actor: str | None
-    created_at: datetime
-    created: bool = True
-    # The user's ledger version right after this entry (None when read back later): lets the
-    # balance store tell whether a balance it loaded already includes this change.
-    version: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    """One served call. Unit prices are those charged, so later price changes never rewrite it.
-
-    ``status``: ok | upstream_error | client_disconnected | upstream_cut | interrupted | error.
-    ``usage_source``: upstream (the provider reported usage) | counted (tiktoken, ours).
-    """
-
-    request_id: str
-    user_id: str
-    key_id: str | None
-    model: str
-    provider: str
-    endpoint: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    reasoning_tokens: int
-    price_input: int
-    price_cached_input: int | None
-    price_output: int
-    cost: int
-    status: str
-    usage_source: str
-    latency_ms: int
-    created_at: datetime = field(default_factory=utcnow)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    """One operator action: who did what to whom, with which amounts and why."""
-
-    actor: str
-    action: str
-    target: str | None
-    amount: int | None = None
-    reason: str | None = None
-    details: dict[str, Any] | None = None
-    created_at: datetime = field(default_factory=utcnow)
-    id: int | None = None
+from gateway.records import ENTRY_KINDS, ApiKey, AuditEvent, Entry, UsageRecord, User
 
 
 class Ledger(ReportsLedger, Protocol):

@@ -20,22 +20,12 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-from gateway.ledger.base import (
-    ApiKey,
-    AuditEvent,
-    DuplicateUser,
-    Entry,
-    InsufficientFunds,
-    UnknownUser,
-    UsageRecord,
-    User,
-    check_kind,
-    replayed,
-)
+from gateway.ledger.base import DuplicateUser, InsufficientFunds, UnknownUser, check_kind, replayed
 from gateway.ledger.postgres_billing import PostgresBillingMixin
 from gateway.ledger.postgres_reports import PostgresReportsMixin
 from gateway.ledger.postgres_sql import MOVE, WRITE_USAGE
 from gateway.ledger.schema import USAGE_COLUMNS, migrations
+from gateway.records import ApiKey, AuditEvent, Entry, UsageRecord, User
 
 # Any fixed key will do; it only has to be the same in every process sharing the database.
 _MIGRATION_LOCK = 0x6761_7465_7761_7931

@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from gateway.billing import BillingProfile, StripeEvent, TopupClaim
-from gateway.ledger.base import Entry, UnknownUser, utcnow
+from gateway.ledger.base import UnknownUser
+from gateway.records import BillingProfile, Entry, StripeEvent, TopupClaim, utcnow
 
 _RETRYABLE = "('processing', 'unmatched', 'error')"
 

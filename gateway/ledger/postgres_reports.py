@@ -17,11 +17,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from gateway.ledger.base import UsageRecord
-from gateway.ledger.reports import (
-    AGGREGATES,
-    GROUPED,
-    TOTALS,
+from gateway.ledger.reports import AGGREGATES, GROUPED, TOTALS, diff_prices, totals_of
+from gateway.ledger.schema import USAGE_COLUMNS
+from gateway.records import (
     Cursor,
     Day,
     DayTotals,
@@ -30,11 +28,9 @@ from gateway.ledger.reports import (
     PriceChange,
     PriceRow,
     Totals,
+    UsageRecord,
     UserTotals,
-    diff_prices,
-    totals_of,
 )
-from gateway.ledger.schema import USAGE_COLUMNS
 
 # Serialises price-book syncs of processes loading the same file at once: the first records
 # the change, the others find the book already equal. Any fixed key shared by all processes.

@@ -19,91 +19,24 @@ Implemented by ``SqliteReportsMixin`` (sqlite_reports.py) and ``PostgresReportsM
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from gateway.money import format_usd
-
-# base.py's Ledger protocol extends ReportsLedger, so this module must not import base.py at
-# import time (it would be half-initialised): types only, and one local import below.
-if TYPE_CHECKING:
-    from gateway.ledger.base import AuditEvent, UsageRecord
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    start: datetime | None = None
-    end: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ModelTotals:
-    provider: str
-    model: str
-    totals: Totals
-
-
-@dataclass(frozen=True, slots=True)
-class UserTotals:
-    user_id: str
-    totals: Totals
-
-
-@dataclass(frozen=True, slots=True)
-class Day:
-    """One local calendar day as a UTC interval ``[start, end)``."""
-
-    day: date
-    start: datetime
-    end: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class DayTotals:
-    day: Day
-    totals: Totals
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """The last row of a page: the next page starts strictly after it (newest first)."""
-
-    created_at: datetime
-    request_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class PriceRow:
-    """One model of the price book; prices in nano-USD per 1M tokens."""
-
-    model: str
-    provider: str
-    upstream_model: str
-    kind: str
-    max_output_tokens: int
-    input: int
-    cached_input: int | None
-    output: int
-
-
-@dataclass(frozen=True, slots=True)
-class PriceChange:
-    model: str
-    old: PriceRow | None
-    new: PriceRow | None
-    events: list[AuditEvent] = field(default_factory=list)  # written with the change
+from gateway.records import (
+    AuditEvent,
+    Cursor,
+    Day,
+    DayTotals,
+    ModelTotals,
+    Period,
+    PriceChange,
+    PriceRow,
+    Totals,
+    UsageRecord,
+    UserTotals,
+)
 
 
 class ReportsLedger(Protocol):
@@ -137,7 +70,10 @@ class ReportsLedger(Protocol):
 # -- pure helpers shared by both implementations -------------------------------------------
 
 
-def days_between(first: date, last: date, tz: ZoneInfo, *, clip: Period = Period()) -> list[Day]:
+ALL_TIME = Period()
+
+
+def days_between(first: date, last: date, tz: ZoneInfo, *, clip: Period = ALL_TIME) -> list[Day]:
     """The local days ``first..last`` (inclusive) of ``tz`` as UTC intervals, clipped to
     ``clip``. Midnights are resolved with fold=0, so consecutive days tile the timeline with
     no gap or overlap even across DST changes (a skipped midnight maps to the transition)."""
@@ -211,8 +147,6 @@ def diff_prices(
 ) -> list[PriceChange]:
     """What syncing ``book`` to ``prices`` changes, each with its audit event
     (``price.set`` for a new model, ``price.change``, ``price.remove``)."""
-    from gateway.ledger.base import AuditEvent
-
     old = {row.model: row for row in book}
     new = {row.model: row for row in prices}
     changes: list[PriceChange] = []

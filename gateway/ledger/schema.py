@@ -10,7 +10,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from importlib import resources
 
-from gateway.ledger.base import UsageRecord
+from gateway.records import UsageRecord
 
 # usage_records columns in UsageRecord order (a column added later does not break the reads).
 USAGE_COLUMNS = ", ".join(f.name for f in fields(UsageRecord))

@@ -16,22 +16,11 @@ from typing import Any, TypeVar
 
 import orjson
 
-from gateway.ledger.base import (
-    ApiKey,
-    AuditEvent,
-    DuplicateUser,
-    Entry,
-    InsufficientFunds,
-    UnknownUser,
-    UsageRecord,
-    User,
-    check_kind,
-    replayed,
-    utcnow,
-)
+from gateway.ledger.base import DuplicateUser, InsufficientFunds, UnknownUser, check_kind, replayed
 from gateway.ledger.schema import USAGE_COLUMNS, migrations, parse_ts, ts
 from gateway.ledger.sqlite_billing import SqliteBillingMixin
 from gateway.ledger.sqlite_reports import SqliteReportsMixin
+from gateway.records import ApiKey, AuditEvent, Entry, UsageRecord, User, utcnow
 
 T = TypeVar("T")
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from gateway.billing import BillingProfile, StripeEvent, TopupClaim
-from gateway.ledger.base import Entry, UnknownUser, utcnow
+from gateway.ledger.base import UnknownUser
 from gateway.ledger.schema import parse_ts, ts
+from gateway.records import BillingProfile, Entry, StripeEvent, TopupClaim, utcnow
 
 T = TypeVar("T")
 

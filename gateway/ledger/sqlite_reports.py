@@ -24,11 +24,10 @@ from typing import Any
 
 import orjson
 
-from gateway.ledger.base import AuditEvent, UsageRecord, utcnow
-from gateway.ledger.reports import (
-    AGGREGATES,
-    GROUPED,
-    TOTALS,
+from gateway.ledger.reports import AGGREGATES, GROUPED, TOTALS, diff_prices, totals_of
+from gateway.ledger.schema import USAGE_COLUMNS, parse_ts, ts
+from gateway.records import (
+    AuditEvent,
     Cursor,
     Day,
     DayTotals,
@@ -37,11 +36,10 @@ from gateway.ledger.reports import (
     PriceChange,
     PriceRow,
     Totals,
+    UsageRecord,
     UserTotals,
-    diff_prices,
-    totals_of,
+    utcnow,
 )
-from gateway.ledger.schema import USAGE_COLUMNS, parse_ts, ts
 
 
 class SqliteReportsMixin:

@@ -44,7 +44,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.errors import Unavailable
-from gateway.ledger.base import Ledger, UnknownUser, UsageRecord
+from gateway.ledger.base import Ledger, UnknownUser
 from gateway.metering.store import Admission, Loader
 from gateway.metering.stream_writer import (
     StreamWriter,
@@ -52,6 +52,7 @@ from gateway.metering.stream_writer import (
     decode_record,
     encode_record,
 )
+from gateway.records import UsageRecord
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.redis_store")

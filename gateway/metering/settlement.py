@@ -18,7 +18,8 @@ from pathlib import Path
 
 import orjson
 
-from gateway.ledger.base import Ledger, UsageRecord
+from gateway.ledger.base import Ledger
+from gateway.records import UsageRecord
 
 log = logging.getLogger("gateway.settlement")
 BATCH = 500

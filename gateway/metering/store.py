@@ -22,7 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.ledger.base import UnknownUser, UsageRecord
+from gateway.ledger.base import UnknownUser
+from gateway.records import UsageRecord
 
 Loader = Callable[[str], Awaitable[tuple[int, int] | None]]
 SETTLED_MEMORY = 200_000

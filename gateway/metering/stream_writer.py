@@ -33,7 +33,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.ledger.base import Ledger, UsageRecord
+from gateway.ledger.base import Ledger
+from gateway.records import UsageRecord
 
 log = logging.getLogger("gateway.stream_writer")
 STRIKES = 10

@@ -26,12 +26,12 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.ledger.base import ApiKey, UsageRecord
 from gateway.pricing import Usage, cost, worst_case
 from gateway.proxy.request import header, insufficient_message, output_cap, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.sse import StreamMeter
 from gateway.proxy.usage import output_text, usage_from
+from gateway.records import ApiKey, UsageRecord
 from gateway.services import Services
 
 log = logging.getLogger("gateway.pipeline")

@@ -16,8 +16,8 @@ from gateway import prices
 from gateway.accounts import Accounts
 from gateway.admin.reports import ReportingLedger
 from gateway.errors import NotFound, Unprocessable
-from gateway.ledger.base import UsageRecord
 from gateway.metering.store import MemoryStore
+from gateway.records import UsageRecord
 from gateway.services import build, shutdown
 from gateway.settings import Settings
 

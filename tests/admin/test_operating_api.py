@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.ledger.base import Entry
 from gateway.ledger.sqlite import SqliteLedger
+from gateway.records import Entry
 from tests.support.gateway import RunningGateway, usd
 
 PROMPT = [{"role": "user", "content": "one two three"}]  # 3 prompt tokens, 5 completion tokens

@@ -16,9 +16,9 @@ import pytest
 from gateway.admin import reports
 from gateway.admin.reports import ReportingLedger
 from gateway.errors import BadRequest
-from gateway.ledger.base import UsageRecord
 from gateway.money import format_usd
 from gateway.pricing import Price, Usage, cost
+from gateway.records import UsageRecord
 
 MakeLedger = Callable[[], ReportingLedger]
 USERS = ("alice", "bob", "carol", "dave")

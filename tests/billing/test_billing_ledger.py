@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.billing import Billing, BillingConfig, StripeEvent
+from gateway.billing import Billing, BillingConfig
 from gateway.billing.stripe_webhook import process
 from gateway.ledger.base import UnknownUser
 from gateway.ledger.postgres import PostgresLedger
@@ -19,6 +19,7 @@ from gateway.ledger.postgres_billing import PostgresBillingMixin
 from gateway.ledger.sqlite import SqliteLedger
 from gateway.ledger.sqlite_billing import SqliteBillingMixin
 from gateway.metering.store import MemoryStore
+from gateway.records import StripeEvent
 from gateway.settings import Settings
 from tests.billing.helpers import event, session
 from tests.support.gateway import usd

@@ -19,18 +19,16 @@ import asyncpg
 import pytest
 
 from gateway.ledger.base import (
-    AuditEvent,
     DuplicateUser,
     InsufficientFunds,
     Ledger,
     ReferenceConflict,
     UnknownUser,
-    UsageRecord,
-    User,
 )
 from gateway.ledger.postgres import PostgresLedger
 from gateway.ledger.schema import migrations
 from gateway.ledger.sqlite import SqliteLedger
+from gateway.records import AuditEvent, UsageRecord, User
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 USD = 1_000_000_000

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import Unavailable
-from gateway.ledger.base import UnknownUser, UsageRecord
+from gateway.ledger.base import UnknownUser
 from gateway.metering.redis_store import RedisStore, connect
 from gateway.metering.store import BalanceStore, MemoryStore
+from gateway.records import UsageRecord
 from tests.support.servers import RedisServer
 
 UID = "alice"

@@ -16,9 +16,10 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.ledger import open_ledger
-from gateway.ledger.base import Ledger, UsageRecord
+from gateway.ledger.base import Ledger
 from gateway.metering.redis_store import RedisStore, build_redis_metering, connect
 from gateway.metering.stream_writer import StreamWriter, decode_record, encode_record
+from gateway.records import UsageRecord
 from gateway.settings import Settings
 from tests.support.servers import RedisServer
 

@@ -1,0 +1,226 @@
+"""The domain records every layer passes around: users, keys, money, usage, audit, payments.
+
+Plain frozen dataclasses with no behaviour beyond small predicates. This module sits at the
+bottom of the package: it imports nothing from ``gateway`` so storage (``ledger/``), metering,
+the proxy and the operator surface can all depend on it without depending on each other.
+Amounts are ``int`` nano-USD; timestamps are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+ENTRY_KINDS = ("grant", "topup", "usage", "adjustment", "refund")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str | None
+    balance: int
+    created_at: datetime
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    user_id: str
+    prefix: str
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    def usable(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    user_id: str
+    kind: str
+    amount: int
+    balance_after: int
+    reference: str
+    reason: str | None
+    actor: str | None
+    created_at: datetime
+    created: bool = True
+    # The user's ledger version right after this entry (None when read back later): lets the
+    # balance store tell whether a balance it loaded already includes this change.
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One served call. Unit prices are those charged, so later price changes never rewrite it.
+
+    ``status``: ok | upstream_error | client_disconnected | upstream_cut | interrupted | error.
+    ``usage_source``: upstream (the provider reported usage) | counted (tiktoken, ours).
+    """
+
+    request_id: str
+    user_id: str
+    key_id: str | None
+    model: str
+    provider: str
+    endpoint: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    price_input: int
+    price_cached_input: int | None
+    price_output: int
+    cost: int
+    status: str
+    usage_source: str
+    latency_ms: int
+    created_at: datetime = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One operator action: who did what to whom, with which amounts and why."""
+
+    actor: str
+    action: str
+    target: str | None
+    amount: int | None = None
+    reason: str | None = None
+    details: dict[str, Any] | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StripeEvent:
+    """One received Stripe event and what the gateway did with it.
+
+    ``status``: processing | credited | refunded | refund_shortfall | awaiting_payment |
+    payment_failed | foreign_currency | unmatched | ignored | error. Only processing,
+    unmatched and error are worked again when the same event id comes back.
+    """
+
+    event_id: str
+    type: str
+    status: str
+    payload: str
+    user_id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    payment_ref: str | None = None
+    payment_intent: str | None = None
+    detail: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+RETRYABLE = frozenset({"processing", "unmatched", "error"})
+
+
+@dataclass(frozen=True, slots=True)
+class BillingProfile:
+    user_id: str
+    stripe_customer_id: str | None = None
+    auto_topup_enabled: bool = False
+    threshold: int = 0
+    amount: int = 0
+    in_flight_intent: str | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopupClaim:
+    """The right to create one off-session PaymentIntent; ``seq`` names the trigger."""
+
+    user_id: str
+    seq: int
+    amount: int
+    threshold: int
+    stripe_customer_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTotals:
+    provider: str
+    model: str
+    totals: Totals
+
+
+@dataclass(frozen=True, slots=True)
+class UserTotals:
+    user_id: str
+    totals: Totals
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """One local calendar day as a UTC interval ``[start, end)``."""
+
+    day: date
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DayTotals:
+    day: Day
+    totals: Totals
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The last row of a page: the next page starts strictly after it (newest first)."""
+
+    created_at: datetime
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRow:
+    """One model of the price book; prices in nano-USD per 1M tokens."""
+
+    model: str
+    provider: str
+    upstream_model: str
+    kind: str
+    max_output_tokens: int
+    input: int
+    cached_input: int | None
+    output: int
+
+
+@dataclass(frozen=True, slots=True)
+class PriceChange:
+    model: str
+    old: PriceRow | None
+    new: PriceRow | None
+    events: list[AuditEvent] = field(default_factory=list)  # written with the change
