@@ -6,7 +6,7 @@
 
 Starts a private PostgreSQL and Redis (tests/support/servers.py), creates 1,000 users, puts
 ``--rows`` settled usage records on the stream exactly as the gateway's settle script does
-(field ``r``, encoded by gateway.metering.stream_writer.encode_record), then starts
+(field ``r``, encoded by gateway.metering.codec.encode_record), then starts
 ``--writers`` StreamWriter consumers (the same class every gateway process runs) and times
 until every row is in ``usage_records`` with its ledger entry. Prints rows/s; checks the
 ledger invariant afterwards. Nothing is asserted about speed.
@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO))
 
 from gateway.ledger.postgres import PostgresLedger  # noqa: E402
 from gateway.metering.redis_store import connect  # noqa: E402
-from gateway.metering.stream_writer import StreamWriter, encode_record  # noqa: E402
+from gateway.metering.codec import encode_record  # noqa: E402
+from gateway.metering.stream_writer import StreamWriter  # noqa: E402
 from gateway.records import UsageRecord  # noqa: E402
 from tests.support.servers import PostgresServer, RedisServer  # noqa: E402
 

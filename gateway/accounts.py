@@ -17,6 +17,7 @@ from gateway.errors import Conflict, GatewayError, NotFound, Unprocessable
 from gateway.ledger.base import DuplicateUser, InsufficientFunds, Ledger, UnknownUser
 from gateway.metering.store import BalanceStore
 from gateway.money import MoneyError, format_usd, parse_usd
+from gateway.postings import Postings
 from gateway.records import ApiKey, AuditEvent, Entry, User
 
 USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
@@ -164,15 +165,11 @@ class Accounts:
         target = amount(value, param="balance", allow_zero=True)
         reference = f"admin:{secrets.token_hex(8)}"
         try:
-            entry = await self.ledger.set_balance(
+            entry = await Postings(self.ledger, self.store).set_balance(
                 user_id, balance=target, reference=reference, reason=reason, actor=actor
             )
         except UnknownUser as exc:
             raise NotFound(f"no user {user_id!r}", code="user_not_found") from exc
-        if entry.created and entry.amount:
-            await self.store.credit(
-                user_id, entry.amount, version=entry.version, reference=entry.reference
-            )
         await self.ledger.record_audit(
             AuditEvent(
                 actor=actor,
@@ -256,7 +253,7 @@ class Accounts:
         actor: str | None = None,
     ) -> Entry:
         try:
-            entry = await self.ledger.post_entry(
+            return await Postings(self.ledger, self.store).post(
                 user_id, kind=kind, amount=delta, reference=reference, reason=reason, actor=actor
             )
         except UnknownUser as exc:
@@ -265,11 +262,6 @@ class Accounts:
             raise Unprocessable(
                 "the balance cannot cover this debit", code="insufficient_balance"
             ) from exc
-        if entry.created:
-            await self.store.credit(
-                user_id, delta, version=entry.version, reference=entry.reference
-            )
-        return entry
 
 
 def amount(value: object, *, param: str = "amount", allow_zero: bool = False) -> int:

@@ -15,6 +15,9 @@ class Metrics:
     cost: Counter[str] = field(default_factory=Counter)
     tokens: Counter[tuple[str, str]] = field(default_factory=Counter)
     refused: Counter[int] = field(default_factory=Counter)
+    reconcile_runs: int = 0
+    reconcile_repairs: int = 0
+    reconcile_repaired: int = 0  # nano-USD, signed sum of the repaired deltas
 
     def settled(self, record: UsageRecord) -> None:
         self.calls[(record.endpoint, record.model, record.status)] += 1
@@ -24,6 +27,10 @@ class Metrics:
 
     def refusal(self, status: int) -> None:
         self.refused[status] += 1
+
+    def reconciled(self, amount: int) -> None:
+        self.reconcile_repairs += 1
+        self.reconcile_repaired += amount
 
     def render(self, gauges: dict[str, int]) -> str:
         lines = [
@@ -53,6 +60,18 @@ class Metrics:
         ]
         for status, n in sorted(self.refused.items()):
             lines.append(f'gateway_refused_total{{status="{status}"}} {n}')
+        lines += [
+            "# HELP gateway_reconcile_runs_total Reconciler passes over the cached balances.",
+            "# TYPE gateway_reconcile_runs_total counter",
+            f"gateway_reconcile_runs_total {self.reconcile_runs}",
+            "# HELP gateway_reconcile_repairs_total Committed ledger entries the balance store"
+            " had missed, applied by the reconciler.",
+            "# TYPE gateway_reconcile_repairs_total counter",
+            f"gateway_reconcile_repairs_total {self.reconcile_repairs}",
+            "# HELP gateway_reconcile_repaired_nanousd_total Signed sum of those entries.",
+            "# TYPE gateway_reconcile_repaired_nanousd_total counter",
+            f"gateway_reconcile_repaired_nanousd_total {self.reconcile_repaired}",
+        ]
         for name, value in gauges.items():
             lines += [f"# TYPE {name} gauge", f"{name} {value}"]
         return "\n".join(lines) + "\n"

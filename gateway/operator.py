@@ -26,7 +26,8 @@ from gateway.admin import reports
 from gateway.admin.reports import ReportingLedger
 from gateway.errors import GatewayError
 from gateway.ledger import open_ledger
-from gateway.services import metering
+from gateway.metering.modes import open_metering
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.web import optional_str
 
@@ -123,8 +124,8 @@ class DirectOperator:
     async def _open(self) -> Accounts:
         if self._accounts is None:
             ledger = await open_ledger(self._settings.database_url)
-            store, _ = await metering(self._settings, ledger)
-            self._accounts = Accounts(ledger, store)
+            metering = await open_metering(self._settings, ledger, Metrics())
+            self._accounts = Accounts(ledger, metering.store)
         return self._accounts
 
     async def call(self, action: str, path: dict[str, str], params: dict[str, Any]) -> Any:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from gateway import catalog as catalog_mod
+from gateway import postings
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.ledger import open_ledger
 from gateway.ledger.base import Ledger
-from gateway.metering.settlement import OutboxWriter
-from gateway.metering.store import BalanceStore, MemoryStore
+from gateway.metering.modes import Background, Metering, open_metering
+from gateway.metering.store import BalanceStore
 from gateway.metrics import Metrics
 from gateway.proxy.upstream import Upstreams
+from gateway.records import Entry
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,30 +28,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway")
 
 
-class Background(Protocol):
-    """Something that runs beside the server (the usage writer, a stream consumer)."""
-
-    backlog: int
-    last_error: str | None
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 @dataclass
 class Services:
     settings: Settings
     ledger: Ledger
-    store: BalanceStore
+    metering: Metering
     auth: Authenticator
     upstreams: Upstreams
     catalog: Catalog
-    writer: Background
     billing: Billing | None = None  # set by gateway.billing.routes.routes()
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
+
+    @property
+    def store(self) -> BalanceStore:
+        return self.metering.store
+
+    @property
+    def writer(self) -> Background:
+        return self.metering.writer
 
     def call_started(self) -> None:
         self.inflight += 1
@@ -78,53 +77,45 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
     if catalog is None:
         catalog = catalog_mod.load(settings.models_path, settings.extra_env)
     ledger = await open_ledger(settings.database_url)
-    store, writer = await metering(settings, ledger)
+    metrics = Metrics()
+    try:
+        metering = await open_metering(settings, ledger, metrics)
+    except BaseException:
+        await ledger.close()
+        raise
     services = Services(
         settings=settings,
         ledger=ledger,
-        store=store,
+        metering=metering,
+        metrics=metrics,
         auth=Authenticator(ledger, ttl=settings.auth_cache_ttl),
         upstreams=Upstreams(
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,
         ),
         catalog=catalog,
-        writer=writer,
     )
     services.idle.set()
-    await writer.start()
+    if settings.crash_after_commit is not None:
+        postings.after_commit = _crash_after(settings.crash_after_commit)
+    await metering.start()
     return services
-
-
-async def metering(settings: Settings, ledger: Ledger) -> tuple[BalanceStore, Background]:
-    """The balance store and usage writer for the configured mode (not started)."""
-    if settings.redis_url is None:
-        store = MemoryStore(ledger.balance)
-        writer = OutboxWriter(
-            ledger,
-            store.outbox,
-            spill_path=_spill_path(settings.database_url),
-            interval=settings.usage_flush_interval,
-        )
-        store.on_record = writer.notify
-        return store, writer
-    from gateway.metering.redis_store import build_redis_metering
-
-    return await build_redis_metering(settings, ledger)
 
 
 async def shutdown(services: Services) -> None:
     await services.drain(services.settings.shutdown_grace)
     if services.billing is not None:
         await services.billing.close()
-    await services.writer.stop()
+    await services.metering.stop()
     await services.upstreams.close()
     await services.store.close()
     await services.ledger.close()
 
 
-def _spill_path(database_url: str) -> Path | None:
-    path = database_url.removeprefix("sqlite:///")
-    if path in ("", ":memory:"):
-        return None
-    return Path(path + ".outbox.jsonl")
+def _crash_after(prefix: str) -> Callable[[Entry], None]:
+    def crash(entry: Entry) -> None:
+        if entry.reference.startswith(prefix):
+            log.error("GATEWAY_TEST_CRASH_AFTER_COMMIT: exiting after %s", entry.reference)
+            os._exit(70)
+
+    return crash

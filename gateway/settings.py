@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +42,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///./gateway.db"
@@ -63,11 +73,32 @@ class Settings:
     stripe_api_key: str | None = field(default=None, repr=False)
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     public_url: str = "http://127.0.0.1:8080"
+    checkout_min: int = 5 * 10**9
+    checkout_max: int = 1000 * 10**9
+    checkout_success_url: str | None = None
+    checkout_cancel_url: str | None = None
+    reconcile_interval: float = 60.0
+    allow_volatile_redis: bool = False
+    gateway_url: str = "http://127.0.0.1:8080"
+    # Test hook only: the process exits between the ledger commit and the balance-store apply
+    # of a posting whose reference starts with this (tests/production proves the repair).
+    crash_after_commit: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def embedded(self) -> bool:
         return self.redis_url is None
+
+    def spill_folder(self) -> Path:
+        """Where records and credits that could not be written yet wait, in both modes:
+        ``GATEWAY_SPILL_DIR``, else ``gateway-spill`` beside the SQLite database, else
+        ``<tmp>/gateway-spill`` (set it to persistent storage in production)."""
+        if self.spill_dir is not None:
+            return self.spill_dir
+        path = self.database_url.removeprefix("sqlite:///")
+        if self.database_url.startswith("sqlite:///") and path not in ("", ":memory:"):
+            return Path(path).resolve().parent / "gateway-spill"
+        return Path(tempfile.gettempdir()) / "gateway-spill"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +111,14 @@ class Settings:
             critical = parse_usd(env.get("GATEWAY_LOW_BALANCE_CRITICAL", "0.10"), allow_zero=True)
         except ValueError as exc:
             raise SettingsError(f"low balance thresholds: {exc}") from exc
+        try:
+            checkout_min = parse_usd(env.get("GATEWAY_CHECKOUT_MIN") or "5.00")
+            checkout_max = parse_usd(env.get("GATEWAY_CHECKOUT_MAX") or "1000.00")
+        except ValueError as exc:
+            raise SettingsError(f"GATEWAY_CHECKOUT_MIN/MAX: {exc}") from exc
+        cent = 10**7  # nano-USD; Stripe charges whole cents
+        if checkout_min % cent or checkout_max % cent or checkout_min > checkout_max:
+            raise SettingsError("GATEWAY_CHECKOUT_MIN/MAX must be whole cents, min <= max")
         return cls(
             database_url=db,
             redis_url=env.get("GATEWAY_REDIS_URL") or None,
@@ -100,6 +139,14 @@ class Settings:
             stripe_api_key=env.get("STRIPE_API_KEY") or None,
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
             public_url=env.get("GATEWAY_PUBLIC_URL") or "http://127.0.0.1:8080",
+            checkout_min=checkout_min,
+            checkout_max=checkout_max,
+            checkout_success_url=env.get("GATEWAY_CHECKOUT_SUCCESS_URL") or None,
+            checkout_cancel_url=env.get("GATEWAY_CHECKOUT_CANCEL_URL") or None,
+            reconcile_interval=_float(env, "GATEWAY_RECONCILE_INTERVAL", 60.0),
+            allow_volatile_redis=_flag(env, "GATEWAY_ALLOW_VOLATILE_REDIS"),
+            gateway_url=env.get("GATEWAY_URL") or "http://127.0.0.1:8080",
+            crash_after_commit=env.get("GATEWAY_TEST_CRASH_AFTER_COMMIT") or None,
             extra_env=dict(env),
         )
 

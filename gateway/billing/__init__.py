@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway.errors import Unavailable
 from gateway.ledger.base import Ledger
 from gateway.metering.store import BalanceStore
-from gateway.money import MoneyError, parse_usd
+from gateway.postings import Postings
 from gateway.records import BillingProfile, Entry, StripeEvent, TopupClaim
-from gateway.settings import Settings, SettingsError
+from gateway.settings import Settings
 
 if TYPE_CHECKING:
     import stripe
@@ -129,34 +129,22 @@ class BillingConfig:
     cancel_url: str
     min_amount: int
     max_amount: int
-    warn: int
-    critical: int
     tolerance: int = 300
     # A trigger that got no answer from Stripe (crash, timeout) may be retried after this.
     topup_stale_after: float = 600.0
 
     @classmethod
     def from_settings(cls, settings: Settings, *, currency: str = "usd") -> BillingConfig:
-        env: Mapping[str, str] = settings.extra_env
         base = settings.public_url.rstrip("/")
-        try:
-            low = parse_usd(env.get("GATEWAY_CHECKOUT_MIN") or "5.00")
-            high = parse_usd(env.get("GATEWAY_CHECKOUT_MAX") or "1000.00")
-        except MoneyError as exc:
-            raise SettingsError(f"GATEWAY_CHECKOUT_MIN/MAX: {exc}") from exc
-        if not (whole_cents(low) and whole_cents(high)) or low > high:
-            raise SettingsError("GATEWAY_CHECKOUT_MIN/MAX must be whole cents, min <= max")
         return cls(
             api_key=settings.stripe_api_key,
             webhook_secret=settings.stripe_webhook_secret,
             currency=currency.lower(),
-            success_url=env.get("GATEWAY_CHECKOUT_SUCCESS_URL")
+            success_url=settings.checkout_success_url
             or f"{base}/billing/success?session_id={{CHECKOUT_SESSION_ID}}",
-            cancel_url=env.get("GATEWAY_CHECKOUT_CANCEL_URL") or f"{base}/billing/cancelled",
-            min_amount=low,
-            max_amount=high,
-            warn=settings.low_balance_warn,
-            critical=settings.low_balance_critical,
+            cancel_url=settings.checkout_cancel_url or f"{base}/billing/cancelled",
+            min_amount=settings.checkout_min,
+            max_amount=settings.checkout_max,
         )
 
 
@@ -244,10 +232,7 @@ def billing_of(services: Services) -> Billing:
 async def credit(
     billing: Billing, user_id: str, *, kind: str, delta: int, reference: str, reason: str | None
 ) -> Entry:
-    """Ledger first (idempotent on reference), then the balance store, as Accounts does."""
-    entry = await billing.ledger.post_entry(
+    """A payment's credit, through the one money path (idempotent on ``reference``)."""
+    return await Postings(billing.ledger, billing.store).post(
         user_id, kind=kind, amount=delta, reference=reference, reason=reason, actor="stripe"
     )
-    if entry.created:
-        await billing.store.credit(user_id, entry.amount)
-    return entry

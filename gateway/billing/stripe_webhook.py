@@ -32,6 +32,7 @@ from gateway.billing.autotopup import record_failure
 from gateway.errors import BadRequest, Unavailable
 from gateway.ledger.base import UnknownUser
 from gateway.money import format_usd
+from gateway.postings import Postings
 from gateway.records import RETRYABLE, StripeEvent
 from gateway.settings import Settings
 
@@ -237,7 +238,7 @@ async def _refund(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
     if owed == 0:
         return {**base, "status": "refunded", "amount": 0, "detail": "nothing left to debit"}
     try:
-        entry = await billing.ledger.debit_up_to(
+        entry = await Postings(billing.ledger, billing.store).debit_up_to(
             user,
             kind="refund",
             amount=owed,
@@ -247,8 +248,6 @@ async def _refund(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
         )
     except UnknownUser:
         return _unmatched(base, f"no user {user!r}")
-    if entry.created and entry.amount:
-        await billing.store.credit(user, entry.amount)
     taken = -entry.amount
     if taken < owed:
         # The credit was spent already; the ledger never debits a payment below zero.
@@ -406,11 +405,12 @@ async def replay_http(settings: Settings, payload: bytes, *, url: str) -> dict[s
 async def replay_direct(settings: Settings, payload: bytes) -> dict[str, Any]:
     """Applies the event with the database's own services (the gateway may be down)."""
     from gateway.ledger import open_ledger
-    from gateway.services import metering
+    from gateway.metering.modes import open_metering
+    from gateway.metrics import Metrics
 
     ledger = await open_ledger(settings.database_url)
     try:
-        store, _ = await metering(settings, ledger)
+        store = (await open_metering(settings, ledger, Metrics())).store
         try:
             billing = Billing(
                 config=BillingConfig.from_settings(settings), ledger=ledger, store=store

@@ -81,6 +81,9 @@ class Ledger(ReportsLedger, Protocol):
     async def list_entries(self, user_id: str) -> list[Entry]:
         """Oldest first."""
 
+    async def entries_after(self, user_id: str, version: int) -> list[Entry]:
+        """The user's entries whose version is above ``version``, oldest first."""
+
     async def balance(self, user_id: str) -> tuple[int, int] | None:
         """(balance, version) where version grows with every balance change."""
 

@@ -11,6 +11,7 @@ batches can never deadlock over lock order.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -227,6 +228,16 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
             "SELECT * FROM ledger_entries WHERE user_id = $1 ORDER BY id", user_id
         )
         return [_entry(r) for r in rows]
+
+    async def entries_after(self, user_id: str, version: int) -> list[Entry]:
+        # Interim: a user's version grows by one per entry, so an entry's version is its rank.
+        rows = await self.pool.fetch(
+            """SELECT * FROM (SELECT e.*, row_number() OVER (ORDER BY id) AS v FROM ledger_entries e
+                WHERE user_id = $1) AS numbered WHERE v > $2 ORDER BY id""",
+            user_id,
+            version,
+        )
+        return [dataclasses.replace(_entry(r), version=r["v"]) for r in rows]
 
     async def balance(self, user_id: str) -> tuple[int, int] | None:
         row = await self.pool.fetchrow("SELECT balance, version FROM users WHERE id = $1", user_id)

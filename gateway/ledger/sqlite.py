@@ -7,6 +7,7 @@ thread makes every transaction below trivially atomic with respect to the others
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -373,6 +374,15 @@ class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
             "SELECT * FROM ledger_entries WHERE user_id = ? ORDER BY id", (user_id,)
         )
         return [_entry(r) for r in rows]
+
+    async def entries_after(self, user_id: str, version: int) -> list[Entry]:
+        # Interim: a user's version grows by one per entry, so an entry's version is its rank.
+        rows = await self.query(
+            """SELECT * FROM (SELECT e.*, row_number() OVER (ORDER BY id) AS v FROM ledger_entries e
+                WHERE user_id = ?) AS numbered WHERE v > ? ORDER BY id""",
+            (user_id, version),
+        )
+        return [dataclasses.replace(_entry(r), version=r["v"]) for r in rows]
 
     async def balance(self, user_id: str) -> tuple[int, int] | None:
         rows = await self.query("SELECT balance, version FROM users WHERE id = ?", (user_id,))

@@ -6,8 +6,9 @@ Keys (``prefix`` defaults to ``gw:``); the Lua files beside this module state ea
     r:<uid>    hash  request id -> reserved amount
     rx:<uid>   zset  request id -> expiry, ms on the Redis server clock
     pc:<uid>   hash  ledger version -> delta: credits committed while no balance was loaded
+    cv:<uid>   set   ledger versions of the credits applied since the load: credit is
+                     idempotent per version, for as long as the balance lives
     s:<rid>    marker, 7 days: settle is idempotent per request id
-    c:<ref>    marker, 7 days: credit is idempotent per reference
     usage      stream of settled records (field ``r``), drained into the ledger by StreamWriter
 
 Operating requirements: Redis >= 6.2 (XAUTOCLAIM), ``appendonly yes`` and ``maxmemory-policy
@@ -18,7 +19,7 @@ up to 2**53 nano-USD (about 9 million USD) per value, because Lua numbers are do
 Redis unreachable: ``admit`` raises ``Unavailable`` (503; nothing is served unmetered), while
 ``settle`` and ``credit`` (both already owed: the call was served, the ledger committed) go to
 a retry queue, journaled to this process's spill file, and are retried in the background until
-Redis takes them (idempotent per request id / reference, so a reply lost after the script ran
+Redis takes them (idempotent per request id / ledger version, so a reply lost after the script ran
 is harmless). Spill files of dead processes are adopted at ``open()``.
 """
 
@@ -29,7 +30,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import tempfile
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -44,32 +44,27 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.errors import Unavailable
-from gateway.ledger.base import Ledger, UnknownUser
+from gateway.ledger.base import UnknownUser
+from gateway.metering.codec import decode_record, encode_record, process_name
 from gateway.metering.store import Admission, Loader
-from gateway.metering.stream_writer import (
-    StreamWriter,
-    consumer_name,
-    decode_record,
-    encode_record,
-)
 from gateway.records import UsageRecord
-from gateway.settings import Settings
 
 log = logging.getLogger("gateway.redis_store")
 MARKER_TTL = 7 * 24 * 3600
 PENDING_CREDIT_TTL = 24 * 3600  # far longer than any ledger read a load can be waiting on
-SCRIPTS = ("admit", "settle", "release", "load", "credit")
+SCRIPTS = ("admit", "settle", "load", "credit", "advance")
 MISS, ALREADY = -1, 0
 
 
 @dataclass(frozen=True, slots=True)
 class Credit:
-    """A committed ledger change on its way to Redis (queued like a settlement when down)."""
+    """A committed ledger change on its way to Redis (queued like a settlement when down).
+
+    ``version`` is the user's ledger version right after the change: it names the change."""
 
     user_id: str
     delta: int
-    version: int | None
-    reference: str | None
+    version: int
 
 
 Pending = UsageRecord | Credit
@@ -151,7 +146,8 @@ class RedisStore:
         if loaded is None:
             raise UnknownUser(user_id)
         u, r, _ = self._keys(user_id)
-        await self._call("load", [u, r, f"{self._prefix}pc:{user_id}"], loaded)
+        p = self._prefix
+        await self._call("load", [u, r, f"{p}pc:{user_id}", f"{p}cv:{user_id}"], loaded)
 
     async def admit(self, user_id: str, request_id: str, amount: int, *, ttl: float) -> Admission:
         return await self._admit(user_id, request_id, amount, int(ttl * 1000))
@@ -230,40 +226,50 @@ class RedisStore:
         if not self._retry and self._journal is not None:
             self._journal.clear()
 
-    async def release(self, user_id: str, request_id: str) -> None:
-        with contextlib.suppress(RedisError):  # the reservation expires anyway
-            await self._call("release", self._keys(user_id), (request_id,))
-
-    async def credit(
-        self,
-        user_id: str,
-        delta: int,
-        *,
-        version: int | None = None,
-        reference: str | None = None,
-    ) -> None:
-        """Applies a change the ledger committed. ``version``: the user's ledger version right
-        after it (without it, a balance loaded after the commit would count it twice);
-        ``reference``: its ledger reference (idempotency). Redis down: queued and retried like
-        a settlement, since the ledger has it and a retried caller may not resend it."""
-        item = Credit(user_id, delta, version, reference)
+    async def credit(self, user_id: str, delta: int, *, version: int) -> None:
+        """Applies a change the ledger committed; ``version`` is the user's ledger version
+        right after it (idempotent per version). Redis down: queued and retried like a
+        settlement, since the ledger has it and a retried caller may not resend it."""
+        item = Credit(user_id, delta, version)
         try:
             await self._credit(item)
         except RedisError as exc:
-            log.error("credit %s queued for retry: %r", reference, exc)
+            log.error("credit of %s v%d queued for retry: %r", user_id, version, exc)
             self._queue([item])
 
-    async def _credit(self, c: Credit) -> None:
+    async def _credit(self, c: Credit) -> int:
         p = self._prefix
-        keys = [f"{p}u:{c.user_id}", f"{p}pc:{c.user_id}", f"{p}c:{c.reference or ''}"]
-        args = (
-            c.delta,
-            "" if c.version is None else c.version,
-            MARKER_TTL,
-            PENDING_CREDIT_TTL,
-            "1" if c.reference else "0",
-        )
-        await self._call("credit", keys, args)
+        keys = [f"{p}u:{c.user_id}", f"{p}pc:{c.user_id}", f"{p}cv:{c.user_id}"]
+        return int(await self._call("credit", keys, (c.delta, c.version, PENDING_CREDIT_TTL)))
+
+    # -- what the reconciler reads and writes -------------------------------------------
+
+    async def cached_users(self) -> list[str]:
+        """Users whose balance Redis holds now (SCAN: never blocks Redis)."""
+        prefix = f"{self._prefix}u:"
+        users: list[str] = []
+        async for key in self._redis.scan_iter(match=f"{prefix}*", count=1000):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            users.append(name[len(prefix) :])
+        return users
+
+    async def applied(self, user_id: str) -> tuple[int, set[int]] | None:
+        """(lver, versions credited since the load) of a cached balance; None if not cached."""
+        p = self._prefix
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(f"{p}u:{user_id}", "lver")
+            pipe.smembers(f"{p}cv:{user_id}")
+            lver, members = await pipe.execute()
+        if lver is None:
+            return None
+        return int(lver), {int(v) for v in members}
+
+    async def advance(self, user_id: str, lver: int, new: int, credits: list[int]) -> bool:
+        """Moves lver to ``new`` if still ``lver`` and every version in ``credits`` (all
+        non-usage entries in (lver, new]) was applied; see advance.lua."""
+        p = self._prefix
+        keys = [f"{p}u:{user_id}", f"{p}cv:{user_id}"]
+        return int(await self._call("advance", keys, (lver, new, *credits))) == 1
 
     async def snapshot(self, user_id: str) -> tuple[int, int] | None:
         try:
@@ -300,7 +306,7 @@ class _Journal:
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.path = directory / f"settle-{consumer_name()}.jsonl"
+        self.path = directory / f"settle-{process_name()}.jsonl"
         self._fh: IO[bytes] | None = None
 
     def open(self) -> list[Pending]:
@@ -357,36 +363,12 @@ def _read_lines(data: bytes, path: Path) -> list[Pending]:
             continue
         try:
             credit = orjson.loads(line).get("credit")
-            items.append(Credit(**credit) if credit is not None else decode_record(line))
+            if credit is None:
+                items.append(decode_record(line))
+            elif credit.get("version") is not None:
+                items.append(Credit(credit["user_id"], credit["delta"], credit["version"]))
+            else:  # spilled by an older release: the reconciler applies it from the ledger
+                log.warning("spilled credit without a ledger version left to the reconciler")
         except Exception:  # a line torn by a crash mid-write: keep it visible in the log
             log.error("unreadable spilled line in %s: %r", path, line)
     return items
-
-
-def spill_dir(settings: Settings) -> Path:
-    """``GATEWAY_SPILL_DIR``, else ``<tmp>/gateway-spill``: set it to persistent storage
-    in production (a spill file only exists while Redis is unreachable)."""
-    return settings.spill_dir or Path(tempfile.gettempdir()) / "gateway-spill"
-
-
-async def build_redis_metering(
-    settings: Settings, ledger: Ledger
-) -> tuple[RedisStore, StreamWriter]:
-    """The production store and stream writer (the writer is not started)."""
-    assert settings.redis_url is not None
-    store = RedisStore(
-        connect(settings.redis_url), ledger.balance, spill_dir=spill_dir(settings), close_redis=True
-    )
-    await store.open()
-    # Its own client: a blocking XREADGROUP must not hold a connection the hot path needs,
-    # and its socket timeout must outlast the block.
-    writer = StreamWriter(
-        connect(settings.redis_url, socket_timeout=10.0),
-        ledger,
-        stream=store.stream,
-        close_redis=True,
-        claim_idle_ms=int(settings.stream_claim_idle * 1000),
-    )
-    with contextlib.suppress(RedisError):  # Redis down at start: the writer keeps trying
-        await writer.ensure_group()
-    return store, writer

@@ -10,7 +10,9 @@ the ledger. Guarantees (tests/metering/test_store_contract.py checks every imple
   atomic step. A settlement is accepted even after its reservation expired: a served call is
   always billed.
 - Reservations expire after their ttl, so a crashed process cannot pin a balance.
-- ``credit`` applies a change the ledger has already committed (top-up, admin), at once.
+- ``credit`` applies a change the ledger has already committed (grant, top-up, refund,
+  adjustment), named by the user's ledger version right after it: at most once per version,
+  and never on top of a loaded balance whose ledger read already included it.
 - On a miss the balance is loaded from the ledger; a load can never overwrite a newer value.
 """
 
@@ -44,19 +46,11 @@ class BalanceStore(Protocol):
         """Returns the balance after the debit, or None when already settled or deferred
         (store unreachable: the record is kept and retried, never dropped)."""
 
-    async def release(self, user_id: str, request_id: str) -> None: ...
-
-    async def credit(
-        self,
-        user_id: str,
-        delta: int,
-        *,
-        version: int | None = None,
-        reference: str | None = None,
-    ) -> None:
-        """Applies a committed ledger change. ``version`` is the user's ledger version right
-        after it (a loaded balance at that version or later already includes it);
-        ``reference`` the ledger reference (a second call with it does nothing)."""
+    async def credit(self, user_id: str, delta: int, *, version: int) -> None:
+        """Applies a committed ledger change of ``delta`` nano-USD. ``version`` is the user's
+        ledger version right after it: a loaded balance at that version or later already
+        includes it, and a second call with it does nothing. Only ``gateway.postings`` (the
+        one money path) and the reconciler call this."""
 
     async def snapshot(self, user_id: str) -> tuple[int, int] | None:
         """(balance, reserved) as the store sees it, loading on a miss."""
@@ -73,6 +67,8 @@ class _Account:
     version: int = 0  # the ledger version the balance was loaded at
     reservations: dict[str, tuple[int, float]] = field(default_factory=dict)
     reserved: int = 0
+    # Versions credited since the load: credits are rare, so the set stays small.
+    applied: set[int] = field(default_factory=set)
 
     def expire(self, now: float) -> None:
         stale = [rid for rid, (_, until) in self.reservations.items() if until <= now]
@@ -89,7 +85,6 @@ class MemoryStore:
         self._accounts: dict[str, _Account] = {}
         self._generation: dict[str, int] = {}
         self._settled: OrderedDict[str, None] = OrderedDict()
-        self._credited: OrderedDict[str, None] = OrderedDict()
         self.outbox: deque[UsageRecord] = deque()
         self.on_record: Callable[[], None] = lambda: None
 
@@ -133,32 +128,14 @@ class MemoryStore:
         self.on_record()
         return account.balance
 
-    async def release(self, user_id: str, request_id: str) -> None:
-        account = self._accounts.get(user_id)
-        if account is not None:
-            held = account.reservations.pop(request_id, None)
-            if held is not None:
-                account.reserved -= held[0]
-
-    async def credit(
-        self,
-        user_id: str,
-        delta: int,
-        *,
-        version: int | None = None,
-        reference: str | None = None,
-    ) -> None:
-        if reference is not None:
-            if reference in self._credited:
-                return
-            self._credited[reference] = None
-            if len(self._credited) > SETTLED_MEMORY:
-                self._credited.popitem(last=False)
+    async def credit(self, user_id: str, delta: int, *, version: int) -> None:
         account = self._accounts.get(user_id)
         if account is None:
+            # A load in flight may have read the ledger before this change: make it read again.
             self._generation[user_id] = self._generation.get(user_id, 0) + 1
-        elif version is None or version > account.version:
+        elif version > account.version and version not in account.applied:
             # account.version stays the load version: credits may arrive out of order.
+            account.applied.add(version)
             account.balance += delta
 
     async def snapshot(self, user_id: str) -> tuple[int, int] | None:

@@ -22,39 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.ledger.base import Ledger
+from gateway.metering.codec import decode_record, encode_record, process_name
 from gateway.records import UsageRecord
 
 log = logging.getLogger("gateway.stream_writer")
 STRIKES = 10
-Entry = tuple[Any, Any]  # (entry id, fields) as redis-py returns them
-
-
-def encode_record(record: UsageRecord) -> bytes:
-    # orjson serialises the dataclass directly (datetime as ISO 8601 with its offset).
-    return orjson.dumps(record)
-
-
-def decode_record(raw: bytes | str) -> UsageRecord:
-    data = orjson.loads(raw)
-    data["created_at"] = datetime.fromisoformat(data["created_at"])
-    return UsageRecord(**data)
-
-
-def consumer_name() -> str:
-    """Unique per process and start, so a restarted process never inherits a dead PEL."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+StreamEntry = tuple[Any, Any]  # (entry id, fields) as redis-py returns them
 
 
 class StreamWriter:
@@ -79,7 +59,7 @@ class StreamWriter:
         self._ledger = ledger
         self.stream = stream
         self.group = group
-        self.consumer = consumer or consumer_name()
+        self.consumer = consumer or process_name()
         self._batch = batch
         self._block_ms = block_ms
         self._linger = linger
@@ -240,7 +220,7 @@ class StreamWriter:
             if info.get("pending") == 0 and (info.get("idle") or 0) > horizon:
                 await self._redis.xgroup_delconsumer(self.stream, self.group, name)
 
-    async def _handle(self, entries: Sequence[Entry]) -> None:
+    async def _handle(self, entries: Sequence[StreamEntry]) -> None:
         ids: list[Any] = []
         records: list[UsageRecord] = []
         for entry_id, fields in entries:
@@ -322,7 +302,7 @@ class StreamWriter:
         self._backlog = int(await self._redis.xlen(self.stream))
 
 
-def _entries(reply: Any) -> list[Entry]:
+def _entries(reply: Any) -> list[StreamEntry]:
     """XREADGROUP's reply for our one stream, whatever shape the client protocol gives."""
     if not reply:
         return []

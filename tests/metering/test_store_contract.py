@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -101,15 +100,8 @@ def stores(request: pytest.FixtureRequest) -> Factory:
     return redis_factory(request.getfixturevalue("redis_url"))
 
 
-def versioned(store: BalanceStore) -> bool:
-    return "version" in inspect.signature(store.credit).parameters
-
-
-async def credit(store: BalanceStore, user_id: str, delta: int, version: int, ref: str) -> None:
-    if versioned(store):
-        await store.credit(user_id, delta, version=version, reference=ref)  # type: ignore[call-arg]
-    else:  # MemoryStore until the protocol grows version/reference
-        await store.credit(user_id, delta)
+async def credit(store: BalanceStore, user_id: str, delta: int, version: int) -> None:
+    await store.credit(user_id, delta, version=version)
 
 
 def record(request_id: str, cost: int, user_id: str = UID) -> UsageRecord:
@@ -214,29 +206,16 @@ def test_reservations_expire(stores: Factory) -> None:
     asyncio.run(main())
 
 
-def test_release_returns_the_reservation(stores: Factory) -> None:
-    async def main() -> None:
-        async with stores(FakeLedger(alice=1000)) as h:
-            await h.store.admit(UID, "r1", 600, ttl=60)
-            await h.store.release(UID, "r1")
-            await h.store.release(UID, "r1")
-            assert await h.store.snapshot(UID) == (1000, 0)
-            assert await h.settled() == 0
-
-    asyncio.run(main())
-
-
 def test_credit_reaches_a_loaded_balance(stores: Factory) -> None:
     async def main() -> None:
         ledger = FakeLedger(alice=1000)
         async with stores(ledger) as h:
             await h.store.snapshot(UID)
             version = ledger.commit(UID, 500)
-            await credit(h.store, UID, 500, version, "topup:1")
+            await credit(h.store, UID, 500, version)
             assert await h.store.snapshot(UID) == (1500, 0)
-            if versioned(h.store):  # a replayed credit (same reference) moves nothing
-                await credit(h.store, UID, 500, version, "topup:1")
-                assert await h.store.snapshot(UID) == (1500, 0)
+            await credit(h.store, UID, 500, version)  # a replay (same version) moves nothing
+            assert await h.store.snapshot(UID) == (1500, 0)
 
     asyncio.run(main())
 
@@ -246,7 +225,7 @@ def test_credit_to_an_unloaded_balance_is_counted_once(stores: Factory) -> None:
         ledger = FakeLedger(alice=1000)
         async with stores(ledger) as h:
             version = ledger.commit(UID, 500)
-            await credit(h.store, UID, 500, version, "topup:1")
+            await credit(h.store, UID, 500, version)
             assert await h.store.snapshot(UID) == (1500, 0)
 
     asyncio.run(main())
@@ -275,7 +254,7 @@ def test_stale_load_cannot_lose_a_credit(stores: Factory) -> None:
             slow = asyncio.create_task(h.store.snapshot(UID))  # reads (1000, v1), waits
             await read.wait()
             version = ledger.commit(UID, 500)  # committed after that read ...
-            await credit(h.store, UID, 500, version, "topup:1")  # ... reported before its use
+            await credit(h.store, UID, 500, version)  # ... reported before its use
             resume.set()
             await slow
             assert await h.store.snapshot(UID) == (1500, 0)
@@ -284,16 +263,12 @@ def test_stale_load_cannot_lose_a_credit(stores: Factory) -> None:
 
 
 def test_credit_already_in_the_loaded_balance_is_not_applied_twice(stores: Factory) -> None:
-    memory_unversioned = "version" not in inspect.signature(MemoryStore.credit).parameters
-    if stores is memory_factory and memory_unversioned:
-        pytest.skip("MemoryStore.credit takes no ledger version yet (pending protocol change)")
-
     async def main() -> None:
         ledger = FakeLedger(alice=1000)
         async with stores(ledger) as h:
             version = ledger.commit(UID, 500)
             await h.store.snapshot(UID)  # loads 1500 at the new version, before the credit
-            await credit(h.store, UID, 500, version, "topup:1")
+            await credit(h.store, UID, 500, version)
             assert await h.store.snapshot(UID) == (1500, 0)
 
     asyncio.run(main())
@@ -333,7 +308,7 @@ def test_settlement_while_redis_is_down_lands_when_it_is_back(
         await store.admit(UID, "r1", 100, ttl=60)
         redis_srv.stop()
         assert await store.settle(record("r1", 40)) is None
-        await store.credit(UID, 500, version=ledger.commit(UID, 500), reference="topup:1")
+        await store.credit(UID, 500, version=ledger.commit(UID, 500))
         assert store.backlog == 2
         assert _spilled(tmp_path) == 2  # journaled before anything else can go wrong
         redis_srv.start()
@@ -357,7 +332,7 @@ def test_spilled_settlements_are_replayed_at_start(redis_url: str, tmp_path: Pat
         assert await first.settle(record("r1", 40)) is None
         assert await first.settle(record("r2", 60)) is None
         # Already in what the next load reads: replaying it must not count it twice.
-        await first.credit(UID, 500, version=ledger.commit(UID, 500), reference="topup:1")
+        await first.credit(UID, 500, version=ledger.commit(UID, 500))
         await first.close()  # cannot reach Redis: spills
         await down.aclose()
         assert _spilled(tmp_path) == 3

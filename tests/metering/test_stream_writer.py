@@ -17,8 +17,11 @@ from redis.asyncio import Redis
 
 from gateway.ledger import open_ledger
 from gateway.ledger.base import Ledger
-from gateway.metering.redis_store import RedisStore, build_redis_metering, connect
-from gateway.metering.stream_writer import StreamWriter, decode_record, encode_record
+from gateway.metering.modes import open_metering
+from gateway.metering.redis_store import RedisStore, connect
+from gateway.metrics import Metrics
+from gateway.metering.codec import decode_record, encode_record
+from gateway.metering.stream_writer import StreamWriter
 from gateway.records import UsageRecord
 from gateway.settings import Settings
 from tests.support.servers import RedisServer
@@ -267,7 +270,6 @@ def test_redis_restart_keeps_balances_and_pending_entries(
             await writer.start()
             await until(lambda: writer.written >= 30)
             await writer.stop()
-            await store.release(UID, "open-call")
             await landed_once(ledger, store, 30)
             await store.close()
             await redis.aclose()
@@ -281,14 +283,15 @@ def test_production_metering_is_wired_from_settings(redis_url: str, tmp_path: Pa
         settings = Settings(
             database_url=url,
             redis_url=redis_url,
-            extra_env={"GATEWAY_SPILL_DIR": str(tmp_path / "spill")},
+            spill_dir=tmp_path / "spill",
         )
         async with ledger_at(url) as ledger:
-            store, writer = await build_redis_metering(settings, ledger)
-            await writer.start()
+            metering = await open_metering(settings, ledger, Metrics())
+            store = metering.store
+            await metering.start()
             assert (await store.admit(UID, "req-0", 100, ttl=60)).ok
             assert await store.settle(record(0)) == CREDIT - 7
-            await writer.stop()
+            await metering.stop()
             rows, _ = await ledger.list_usage(UID, limit=10, offset=0)
             assert [r.request_id for r in rows] == ["req-0"]
             await store.close()

@@ -13,15 +13,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from datetime import datetime
 from pathlib import Path
 
-import orjson
-
 from gateway.ledger.base import Ledger
+from gateway.metering.codec import decode_record, encode_record
 from gateway.records import UsageRecord
 
-log = logging.getLogger("gateway.settlement")
+log = logging.getLogger("gateway.outbox")
 BATCH = 500
 
 
@@ -98,7 +96,7 @@ class OutboxWriter:
             return
         with self._spill.open("ab") as fh:
             while self._outbox:
-                fh.write(orjson.dumps(self._outbox.popleft().to_dict()) + b"\n")
+                fh.write(encode_record(self._outbox.popleft()) + b"\n")
 
     async def _replay_spill(self) -> None:
         if self._spill is None or not self._spill.exists():
@@ -106,9 +104,7 @@ class OutboxWriter:
         records = []
         for line in self._spill.read_bytes().splitlines():
             if line.strip():
-                data = orjson.loads(line)
-                data["created_at"] = datetime.fromisoformat(data["created_at"])
-                records.append(UsageRecord(**data))
+                records.append(decode_record(line))
         for i in range(0, len(records), BATCH):
             await self._ledger.write_usage(records[i : i + BATCH])
         log.info("replayed %d spilled usage records", len(records))

@@ -1,0 +1,146 @@
+"""The two metering modes, built the same way from Settings: a balance store, a usage writer
+and (production) a reconciler.
+
+    embedded    MemoryStore  -> OutboxWriter  -> Ledger.write_usage   (one process)
+    production  RedisStore   -> StreamWriter  -> Ledger.write_usage   (many processes)
+                             +  Reconciler (Redis balances vs committed ledger credits)
+
+Both spill what they cannot hand on to ``Settings.spill_folder()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.ledger.base import Ledger
+from gateway.metering.outbox import OutboxWriter
+from gateway.metering.reconciler import Reconciler
+from gateway.metering.redis_store import RedisStore, connect
+from gateway.metering.store import BalanceStore, MemoryStore
+from gateway.metering.stream_writer import StreamWriter
+from gateway.metrics import Metrics
+from gateway.settings import Settings, SettingsError
+
+log = logging.getLogger("gateway.metering")
+
+# What a Redis that holds balances must be set to: anything else can lose or evict a balance
+# (or a settlement marker) and so bill a call twice or not at all.
+DURABLE = {"appendonly": "yes", "maxmemory-policy": "noeviction"}
+
+
+class Background(Protocol):
+    """Something that runs beside the server (the usage writer, a stream consumer)."""
+
+    @property
+    def backlog(self) -> int: ...
+
+    @property
+    def last_error(self) -> str | None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Metering:
+    store: BalanceStore
+    writer: Background
+    reconciler: Reconciler | None = None
+
+    async def start(self) -> None:
+        await self.writer.start()
+        if self.reconciler is not None:
+            await self.reconciler.start()
+
+    async def stop(self) -> None:
+        """Stops the background work; the store itself is closed by its owner after."""
+        if self.reconciler is not None:
+            await self.reconciler.stop()
+        await self.writer.stop()
+
+
+async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) -> Metering:
+    """The store, writer and reconciler of the configured mode (opened, not started).
+
+    Raises ``SettingsError`` when Redis is configured in a way that can lose balances
+    (see ``check_durability``)."""
+    spill = settings.spill_folder()
+    if settings.redis_url is None:
+        memory = MemoryStore(ledger.balance)
+        outbox = OutboxWriter(
+            ledger,
+            memory.outbox,
+            spill_path=spill / "outbox.jsonl",
+            interval=settings.usage_flush_interval,
+        )
+        memory.on_record = outbox.notify
+        return Metering(memory, outbox)
+    redis = connect(settings.redis_url)
+    if not settings.allow_volatile_redis:
+        try:
+            await check_durability(redis)
+        except BaseException:
+            await redis.aclose()
+            raise
+    store = RedisStore(redis, ledger.balance, spill_dir=spill, close_redis=True)
+    await store.open()
+    # Its own client: a blocking XREADGROUP must not hold a connection the hot path needs,
+    # and its socket timeout must outlast the block.
+    writer = StreamWriter(
+        connect(settings.redis_url, socket_timeout=10.0),
+        ledger,
+        stream=store.stream,
+        close_redis=True,
+        claim_idle_ms=int(settings.stream_claim_idle * 1000),
+    )
+    with contextlib.suppress(RedisError):  # Redis down at start: the writer keeps trying
+        await writer.ensure_group()
+    reconciler = Reconciler(
+        store, ledger.entries_after, metrics=metrics, interval=settings.reconcile_interval
+    )
+    return Metering(store, writer, reconciler)
+
+
+async def check_durability(redis: Redis) -> None:
+    """Refuses a Redis whose settings can lose or evict balances.
+
+    Balances live only in Redis between a settlement and its ledger write, and the settle
+    markers that make billing exactly-once carry TTLs: ``appendonly no`` loses them on a
+    restart, any ``maxmemory-policy`` but ``noeviction`` may evict them under memory pressure.
+    Raises ``SettingsError`` naming the setting and the opt-out
+    (``GATEWAY_ALLOW_VOLATILE_REDIS=1``). An unreachable Redis is only logged: the gateway
+    answers 503 until it is back, and the check cannot tell anything then."""
+    found: dict[str, str] = {}
+    try:
+        for name in DURABLE:
+            reply = await redis.config_get(name)
+            found[name] = _text(reply.get(name, reply.get(name.encode(), "")))
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        log.warning("Redis durability not checked (unreachable: %r)", exc)
+        return
+    except RedisError as exc:
+        raise SettingsError(
+            f"cannot read Redis settings ({exc}); make sure appendonly is yes and "
+            "maxmemory-policy is noeviction, then set GATEWAY_ALLOW_VOLATILE_REDIS=1"
+        ) from exc
+    wrong = [f"{k} is {found[k]!r} (needs {v!r})" for k, v in DURABLE.items() if found[k] != v]
+    if wrong:
+        raise SettingsError(
+            "Redis can lose or evict balances: "
+            + "; ".join(wrong)
+            + ". Fix redis.conf (or CONFIG SET), or set GATEWAY_ALLOW_VOLATILE_REDIS=1 to start"
+            " anyway (balances may then be lost on a Redis restart or under memory pressure)"
+        )
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
