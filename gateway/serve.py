@@ -20,8 +20,10 @@ from gateway.app import create_app
 from gateway.auth import hash_key
 from gateway.errors import Conflict
 from gateway.ledger import open_ledger
+from gateway.metering.modes import check_durability
+from gateway.metering.redis_store import connect
 from gateway.metering.store import MemoryStore
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 
 DEMO_USER = "demo"
 DEMO_CREDIT = "10.00"
@@ -62,6 +64,7 @@ def _has(module: str) -> bool:
 
 
 def serve(settings: Settings, *, workers: int = 1) -> None:
+    _refuse_volatile_redis(settings)
     if workers > 1:
         if settings.redis_url is None or not settings.database_url.startswith("postgres"):
             sys.exit(
@@ -81,6 +84,25 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
         return
     catalog = _load_catalog(settings)
     GracefulServer(uvicorn_config(create_app(settings, catalog=catalog), settings)).run()
+
+
+def _refuse_volatile_redis(settings: Settings) -> None:
+    """One clear line instead of a startup traceback (the app checks again when it opens
+    metering, which also covers ``from_env`` workers)."""
+    if settings.redis_url is None or settings.allow_volatile_redis:
+        return
+
+    async def check(url: str) -> None:
+        redis = connect(url)
+        try:
+            await check_durability(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(check(settings.redis_url))
+    except SettingsError as exc:
+        sys.exit(f"gateway: {exc}")
 
 
 def _load_catalog(settings: Settings) -> catalog_mod.Catalog:

@@ -1,0 +1,126 @@
+"""Production processes against private PostgreSQL and Redis: a process killed between a
+posting's ledger commit and its Redis apply leaves nothing short for long (the reconciler
+repairs it, counted in /metrics), and a Redis that can lose balances is refused at start."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from redis import Redis
+
+from gateway.ledger import open_ledger
+from tests.support.gateway import usd
+from tests.support.processes import GatewayProcess
+
+pytestmark = pytest.mark.production
+
+
+@pytest.fixture
+def production(gateways, pg_dsn, redis_url, tmp_path):  # type: ignore[no-untyped-def]
+    started: list[GatewayProcess] = []
+
+    def start(**env: str) -> GatewayProcess:
+        env = {
+            "GATEWAY_DATABASE_URL": pg_dsn,
+            "GATEWAY_REDIS_URL": redis_url,
+            "GATEWAY_SPILL_DIR": str(tmp_path / "spill"),
+            **env,
+        }
+        gateway = GatewayProcess(gateways, **env)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        if gateway.proc.poll() is None:
+            gateway.terminate()
+
+
+def ledger_balance(dsn: str, uid: str) -> int:
+    async def read() -> int:
+        ledger = await open_ledger(dsn)
+        try:
+            found = await ledger.balance(uid)
+        finally:
+            await ledger.close()
+        assert found is not None
+        return found[0]
+
+    return asyncio.run(read())
+
+
+def store_balance(gateway: GatewayProcess, uid: str) -> int:
+    """What the balance store (Redis) holds: GET /admin/users/{id} shows its snapshot."""
+    return usd(gateway.get(f"/admin/users/{uid}")["balance"])
+
+
+def repairs(gateway: GatewayProcess) -> int:
+    text = httpx.get(f"{gateway.base_url}/metrics", timeout=10).text
+    found = re.search(r"^gateway_reconcile_repairs_total (\d+)$", text, re.M)
+    assert found is not None, text
+    return int(found.group(1))
+
+
+def test_a_process_killed_between_commit_and_apply_is_repaired(production, pg_dsn):  # type: ignore[no-untyped-def]
+    steady = production(GATEWAY_RECONCILE_INTERVAL="0.2")
+    uid, _ = steady.user("1.00")
+    assert store_balance(steady, uid) == 10**9  # Redis now caches the balance
+
+    doomed = production(GATEWAY_TEST_CRASH_AFTER_COMMIT="admin:")
+    with pytest.raises(httpx.HTTPError):
+        doomed.admin.post(f"/admin/users/{uid}/credits", json={"amount": "5.00"})
+    assert doomed.terminate() == 70  # exited between the two steps
+    assert ledger_balance(pg_dsn, uid) == 6 * 10**9  # committed ...
+
+    deadline = time.monotonic() + 20
+    while store_balance(steady, uid) != 6 * 10**9:  # ... and Redis catches up
+        assert time.monotonic() < deadline, "the reconciler did not repair the balance"
+        time.sleep(0.1)
+    assert repairs(steady) == 1
+    assert "reconciled " + uid in steady.log()
+
+    # A process started later finds nothing left to repair, and nothing moves twice.
+    later = production()
+    assert repairs(later) == 0
+    assert store_balance(later, uid) == ledger_balance(pg_dsn, uid) == 6 * 10**9
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("maxmemory-policy", "allkeys-lru"), ("appendonly", "no")]
+)
+def test_a_redis_that_can_lose_balances_is_refused(gateways, pg_dsn, redis_url, setting, value):  # type: ignore[no-untyped-def]
+    redis = Redis.from_url(redis_url)
+    before = redis.config_get(setting)[setting]
+    redis.config_set(setting, value)
+    try:
+        settings = gateways.settings(GATEWAY_DATABASE_URL=pg_dsn, GATEWAY_REDIS_URL=redis_url)
+        env = {**settings.extra_env}
+        refused = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode != 0
+        assert refused.stderr.startswith("gateway: Redis can lose or evict balances")
+        assert f"{setting} is '{value}'" in refused.stderr
+        assert "GATEWAY_ALLOW_VOLATILE_REDIS=1" in refused.stderr
+        # The documented opt-out starts it anyway.
+        allowed = GatewayProcess(
+            gateways,
+            GATEWAY_DATABASE_URL=pg_dsn,
+            GATEWAY_REDIS_URL=redis_url,
+            GATEWAY_ALLOW_VOLATILE_REDIS="1",
+        )
+        assert httpx.get(f"{allowed.base_url}/readyz", timeout=10).status_code == 200
+        allowed.terminate()
+    finally:
+        redis.config_set(setting, before)
+        redis.close()
