@@ -34,6 +34,7 @@ from gateway.ledger.base import UnknownUser
 from gateway.money import format_usd
 from gateway.records import RETRYABLE, StripeEvent
 from gateway.settings import Settings
+from gateway.views import event_view
 
 log = logging.getLogger("gateway.billing")
 MAX_PAYLOAD = 1024 * 1024
@@ -127,22 +128,6 @@ async def process(
         },
     )
     return outcome, False
-
-
-def event_view(e: StripeEvent) -> dict[str, Any]:
-    return {
-        "id": e.event_id,
-        "type": e.type,
-        "status": e.status,
-        "user_id": e.user_id,
-        "amount": None if e.amount is None else format_usd(e.amount),
-        "currency": e.currency,
-        "payment_ref": e.payment_ref,
-        "payment_intent": e.payment_intent,
-        "detail": e.detail,
-        "created_at": e.created_at.isoformat() if e.created_at else None,
-        "updated_at": e.updated_at.isoformat() if e.updated_at else None,
-    }
 
 
 # -- handlers ------------------------------------------------------------------------------
