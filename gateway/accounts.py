@@ -24,14 +24,20 @@ MAX_BULK = 1000
 
 
 @dataclass(frozen=True)
-class BulkOutcome:
-    """One user's share of a bulk credit: the entry and the balance after it (nano-USD), or
-    the error that refused it."""
+class BulkApplied:
+    """A bulk credit that landed for ``user_id``: its entry and the balance after (nano-USD)."""
 
     user_id: str
-    entry: Entry | None = None
-    balance: int | None = None
-    error: GatewayError | None = None
+    entry: Entry
+    balance: int
+
+
+@dataclass(frozen=True)
+class BulkFailed:
+    """A bulk credit refused for ``user_id`` (e.g. no such user), and why."""
+
+    user_id: str
+    error: GatewayError
 
 
 @dataclass(frozen=True)
@@ -197,7 +203,7 @@ class Accounts:
 
     async def bulk_credit(
         self, user_ids: object, value: object, *, reason: str | None, actor: str
-    ) -> list[BulkOutcome]:
+    ) -> list[BulkApplied | BulkFailed]:
         """Credits each user on its own: an unknown user fails alone, the others apply.
 
         The amount and the list are validated first (a bad one changes nothing); each credit
@@ -207,7 +213,7 @@ class Accounts:
         ids = _user_ids(user_ids)
         credit = parse_amount(value)
         bulk_id = secrets.token_hex(8)
-        results: list[BulkOutcome] = []
+        results: list[BulkApplied | BulkFailed] = []
         for user_id in ids:
             try:
                 entry = await self._grant(
@@ -219,10 +225,10 @@ class Accounts:
                     details={"bulk": bulk_id},
                 )
             except GatewayError as exc:
-                results.append(BulkOutcome(user_id, error=exc))
+                results.append(BulkFailed(user_id, exc))
                 continue
             balance, _ = await self.balance_of(await self.require_user(user_id))
-            results.append(BulkOutcome(user_id, entry=entry, balance=balance))
+            results.append(BulkApplied(user_id, entry, balance))
         await self.ledger.record_audit(
             AuditEvent(
                 actor=actor,
@@ -232,8 +238,8 @@ class Accounts:
                 reason=reason,
                 details={
                     "bulk": bulk_id,
-                    "applied": [r.user_id for r in results if r.error is None],
-                    "failed": [r.user_id for r in results if r.error is not None],
+                    "applied": [r.user_id for r in results if isinstance(r, BulkApplied)],
+                    "failed": [r.user_id for r in results if isinstance(r, BulkFailed)],
                 },
             )
         )

@@ -7,15 +7,18 @@ the lifespan) and raise ``GatewayError``; the app-level exception handler render
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import BadRequest, GatewayError, Unprocessable
-from gateway.services import Services
+
+if TYPE_CHECKING:
+    from gateway.services import Services
 
 
 def services_of(request: Request) -> Services:
@@ -68,7 +71,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return int(raw)
 
 
-def optional_str(data: dict[str, Any], name: str) -> str | None:
+def optional_str(data: Mapping[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is None:
         return None
