@@ -1,4 +1,4 @@
-"""Operator and account actions, shared by the admin API and the CLI.
+"""The account service: users, keys and operator money moves, behind gateway/actions.py.
 
 Stateless: each function takes the services it needs. Every balance change goes through the
 ledger first (the durable truth) and then reaches the balance store at once; every operator

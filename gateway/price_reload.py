@@ -39,7 +39,7 @@ log = logging.getLogger("gateway.prices")
 
 
 def price_rows(catalog: Catalog) -> list[PriceRow]:
-    """The catalog's prices as price-book rows, by model name (USD nano per 1M tokens)."""
+    """The catalog's prices as price-book rows, by model name (nano-USD per 1M tokens)."""
     return [
         PriceRow(
             model=m.name,
