@@ -34,7 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway.admin import reports  # noqa: E402
+from gateway import reports  # noqa: E402
 from gateway.ledger.postgres import PostgresLedger  # noqa: E402
 from gateway.ledger.postgres_reports import PostgresReportsMixin  # noqa: E402
 from gateway.ledger.sqlite import SqliteLedger, ts  # noqa: E402

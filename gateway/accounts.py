@@ -1,4 +1,4 @@
-"""Operator and account actions, shared by the admin API and the CLI.
+"""The account service: users, keys and operator money moves, behind gateway/actions.py.
 
 Stateless: each function takes the services it needs. Every balance change goes through the
 ledger first (the durable truth) and then reaches the balance store at once; every operator
@@ -16,7 +16,7 @@ from gateway.auth import Authenticator, NewKey, new_key
 from gateway.errors import Conflict, GatewayError, NotFound, Unprocessable
 from gateway.ledger.base import DuplicateUser, InsufficientFunds, Ledger, UnknownUser
 from gateway.metering.store import BalanceStore
-from gateway.money import MoneyError, format_usd, parse_usd
+from gateway.money import format_usd, parse_amount
 from gateway.postings import Postings
 from gateway.records import ApiKey, AuditEvent, Entry, User
 
@@ -25,21 +25,33 @@ MAX_BULK = 1000
 
 
 @dataclass(frozen=True)
+class BulkApplied:
+    """A bulk credit that landed for ``user_id``: its entry and the balance after (nano-USD)."""
+
+    user_id: str
+    entry: Entry
+    balance: int
+
+
+@dataclass(frozen=True)
+class BulkFailed:
+    """A bulk credit refused for ``user_id`` (e.g. no such user), and why."""
+
+    user_id: str
+    error: GatewayError
+
+
+@dataclass(frozen=True)
 class Accounts:
     ledger: Ledger
     store: BalanceStore
     auth: Authenticator | None = None
 
-    async def user_view(self, user: User) -> dict[str, Any]:
+    async def balance_of(self, user: User) -> tuple[int, int]:
+        """(balance, reserved) in nano-USD as the balance store sees them now; the ledger's
+        balance and nothing reserved while the store has not loaded the user."""
         snapshot = await self.store.snapshot(user.id)
-        balance, reserved = snapshot if snapshot is not None else (user.balance, 0)
-        return {
-            "id": user.id,
-            "email": user.email,
-            "balance": format_usd(balance),
-            "reserved": format_usd(reserved),
-            "created_at": user.created_at.isoformat(),
-        }
+        return snapshot if snapshot is not None else (user.balance, 0)
 
     async def require_user(self, user_id: str) -> User:
         user = await self.ledger.get_user(user_id)
@@ -56,7 +68,7 @@ class Accounts:
                 "id may hold letters, digits and _.@:- (1-128 chars)", param="id", code="invalid_id"
             )
         credit = (
-            amount(initial_credit, param="initial_credit", allow_zero=True)
+            parse_amount(initial_credit, param="initial_credit", allow_zero=True)
             if initial_credit is not None
             else 0
         )
@@ -116,7 +128,7 @@ class Accounts:
     ) -> Entry:
         return await self._grant(
             user_id,
-            amount(value),
+            parse_amount(value),
             reason=reason,
             actor=actor,
             reference=reference or f"admin:{secrets.token_hex(8)}",
@@ -162,7 +174,7 @@ class Accounts:
         the store stays ``ledger balance - usage not yet written``, so calls settled but not
         yet flushed are still billed after the new balance, never lost or counted twice.
         """
-        target = amount(value, param="balance", allow_zero=True)
+        target = parse_amount(value, param="balance", allow_zero=True)
         reference = f"admin:{secrets.token_hex(8)}"
         try:
             entry = await Postings(self.ledger, self.store).set_balance(
@@ -188,7 +200,7 @@ class Accounts:
 
     async def bulk_credit(
         self, user_ids: object, value: object, *, reason: str | None, actor: str
-    ) -> list[dict[str, Any]]:
+    ) -> list[BulkApplied | BulkFailed]:
         """Credits each user on its own: an unknown user fails alone, the others apply.
 
         The amount and the list are validated first (a bad one changes nothing); each credit
@@ -196,9 +208,9 @@ class Accounts:
         ``credits.bulk`` lists the outcome.
         """
         ids = _user_ids(user_ids)
-        credit = amount(value)
+        credit = parse_amount(value)
         bulk_id = secrets.token_hex(8)
-        results: list[dict[str, Any]] = []
+        results: list[BulkApplied | BulkFailed] = []
         for user_id in ids:
             try:
                 entry = await self._grant(
@@ -210,22 +222,10 @@ class Accounts:
                     details={"bulk": bulk_id},
                 )
             except GatewayError as exc:
-                results.append(
-                    {
-                        "user_id": user_id,
-                        "status": "failed",
-                        "error": {"code": exc.code, "message": exc.message},
-                    }
-                )
+                results.append(BulkFailed(user_id, exc))
                 continue
-            results.append(
-                {
-                    "user_id": user_id,
-                    "status": "applied",
-                    "entry": entry_view(entry),
-                    "balance": (await self.user_view(await self.require_user(user_id)))["balance"],
-                }
-            )
+            balance, _ = await self.balance_of(await self.require_user(user_id))
+            results.append(BulkApplied(user_id, entry, balance))
         await self.ledger.record_audit(
             AuditEvent(
                 actor=actor,
@@ -235,8 +235,8 @@ class Accounts:
                 reason=reason,
                 details={
                     "bulk": bulk_id,
-                    "applied": [r["user_id"] for r in results if r["status"] == "applied"],
-                    "failed": [r["user_id"] for r in results if r["status"] == "failed"],
+                    "applied": [r.user_id for r in results if isinstance(r, BulkApplied)],
+                    "failed": [r.user_id for r in results if isinstance(r, BulkFailed)],
                 },
             )
         )
@@ -264,14 +264,6 @@ class Accounts:
             ) from exc
 
 
-def amount(value: object, *, param: str = "amount", allow_zero: bool = False) -> int:
-    """A positive USD amount from an API body or CLI flag, as nano-USD; 422 otherwise."""
-    try:
-        return parse_usd(value, allow_zero=allow_zero)
-    except MoneyError as exc:
-        raise Unprocessable(f"{param}: {exc}", param=param, code="invalid_amount") from exc
-
-
 def _user_ids(value: object) -> list[str]:
     """A bulk request's user ids: 1..MAX_BULK strings, duplicates dropped (first kept)."""
     if not isinstance(value, list) or not value or len(value) > MAX_BULK:
@@ -285,53 +277,3 @@ def _user_ids(value: object) -> list[str]:
             "user_ids must hold user id strings", param="user_ids", code="invalid_user_ids"
         )
     return list(dict.fromkeys(value))
-
-
-async def money_view(accounts: Accounts, user_id: str, entry: Entry) -> dict[str, Any]:
-    """What a credit or balance change answers: the entry and the user after it."""
-    user = await accounts.require_user(user_id)
-    return {"entry": entry_view(entry), "user": await accounts.user_view(user)}
-
-
-def bulk_view(results: list[dict[str, Any]]) -> dict[str, Any]:
-    applied = sum(1 for r in results if r["status"] == "applied")
-    return {
-        "data": results,
-        "has_more": False,
-        "applied": applied,
-        "failed": len(results) - applied,
-    }
-
-
-def key_view(key: ApiKey) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "user_id": key.user_id,
-        "prefix": key.prefix,
-        "name": key.name,
-        "created_at": key.created_at.isoformat(),
-        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
-    }
-
-
-def new_key_view(fresh: NewKey, record: ApiKey) -> dict[str, Any]:
-    """The key itself is shown here, once."""
-    return {
-        "id": fresh.id,
-        "key": fresh.key,
-        "prefix": fresh.prefix,
-        "name": record.name,
-        "user_id": record.user_id,
-    }
-
-
-def entry_view(entry: Entry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "kind": entry.kind,
-        "amount": format_usd(entry.amount),
-        "balance_after": format_usd(entry.balance_after),
-        "reference": entry.reference,
-        "reason": entry.reason,
-        "created_at": entry.created_at.isoformat(),
-    }

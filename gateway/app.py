@@ -14,8 +14,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import me, prices
+from gateway import me, price_reload
 from gateway.admin import routes as admin_routes
+from gateway.billing import billing_of
 from gateway.billing import routes as billing_routes
 from gateway.catalog import Catalog
 from gateway.errors import GatewayError, NotFound, error_body
@@ -33,9 +34,10 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await build(settings, catalog=catalog)
-        await prices.record_prices(services.ledger, services.catalog, actor="startup")
-        stop_sighup = prices.install_sighup(services)
+        await price_reload.record_prices(services.ledger, services.catalog, actor="startup")
+        stop_sighup = price_reload.install_sighup(services)
         app.state.services = services
+        billing_of(services)  # built now: auto top-up looks for it from the first settled call
         app.router.routes.extend(_routes(services))
         gateway.fast = {
             f"/v1/{endpoint}": ProxyEndpoint(services, endpoint) for endpoint in PROXIED
@@ -61,7 +63,11 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
         return error_response(exc)
 
     app = Starlette(
-        routes=[],
+        routes=[
+            *me.caller_routes(),
+            *admin_routes.action_routes(),
+            *billing_routes.payment_routes(),
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: not_found, GatewayError: gateway_error},
     )
@@ -190,7 +196,4 @@ def _routes(services: Services) -> list[Route]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        *me.routes(services),
-        *admin_routes.routes(services),
-        *billing_routes.routes(services),
     ]

@@ -251,20 +251,3 @@ def _price(raw: object, where: tuple[str, ...], kind: str, loc: _Located) -> Pri
     return Price(
         input=values["input"], output=values["output"] or 0, cached_input=values["cached_input"]
     )
-
-
-def describe(model: Model) -> dict[str, Any]:
-    """The public view of a model and its prices (USD per 1M tokens, decimal strings)."""
-    from gateway.money import format_usd
-
-    price = {"input": format_usd(model.price.input), "output": format_usd(model.price.output)}
-    if model.price.cached_input is not None:
-        price["cached_input"] = format_usd(model.price.cached_input)
-    return {
-        "id": model.name,
-        "provider": model.provider.name,
-        "upstream_model": model.upstream_model,
-        "kind": model.kind,
-        "max_output_tokens": model.max_output_tokens,
-        "price_per_1m_tokens": price,
-    }

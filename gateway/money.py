@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from gateway.errors import Unprocessable
+
 NANOS_PER_USD = 1_000_000_000
 # Anything larger than this in one operation is a typo, not a top-up.
 MAX_AMOUNT_USD = Decimal("1000000")
@@ -57,6 +59,17 @@ def parse_usd(value: object, *, allow_negative: bool = False, allow_zero: bool =
     if result == 0 and not allow_zero:
         raise MoneyError("amount must not be zero")
     return result
+
+
+def parse_amount(value: object, *, param: str = "amount", allow_zero: bool = False) -> int:
+    """A positive USD amount from an API body or CLI flag -> nano-USD.
+
+    Raises ``Unprocessable`` (422, code ``invalid_amount``) naming ``param`` otherwise.
+    """
+    try:
+        return parse_usd(value, allow_zero=allow_zero)
+    except MoneyError as exc:
+        raise Unprocessable(f"{param}: {exc}", param=param, code="invalid_amount") from exc
 
 
 def format_usd(nanos: int) -> str:

@@ -1,19 +1,30 @@
-"""Small HTTP helpers shared by the non-proxy routes: JSON in and out, errors, paging."""
+"""Small HTTP helpers shared by the non-proxy routes: the services, JSON in and out, paging.
+
+Handlers are module-level functions that find the services on ``request.app.state`` (set in
+the lifespan) and raise ``GatewayError``; the app-level exception handler renders it.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import BadRequest, GatewayError, Unprocessable
-from gateway.money import format_usd
-from gateway.records import UsageRecord
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+
+def services_of(request: Request) -> Services:
+    """The services the lifespan built for the app that serves ``request``."""
+    services: Services = request.app.state.services
+    return services
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -60,52 +71,10 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return int(raw)
 
 
-def optional_str(data: dict[str, Any], name: str) -> str | None:
+def optional_str(data: Mapping[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is None:
         return None
     if not isinstance(value, str):
         raise Unprocessable(f"{name} must be a string", param=name)
     return value
-
-
-def usage_view(r: UsageRecord) -> dict[str, Any]:
-    return {
-        "request_id": r.request_id,
-        "key_id": r.key_id,
-        "model": r.model,
-        "provider": r.provider,
-        "endpoint": r.endpoint,
-        "prompt_tokens": r.prompt_tokens,
-        "cached_tokens": r.cached_tokens,
-        "completion_tokens": r.completion_tokens,
-        "reasoning_tokens": r.reasoning_tokens,
-        "price_per_1m_tokens": {
-            "input": format_usd(r.price_input),
-            "cached_input": None
-            if r.price_cached_input is None
-            else format_usd(r.price_cached_input),
-            "output": format_usd(r.price_output),
-        },
-        "cost": format_usd(r.cost),
-        "status": r.status,
-        "usage_source": r.usage_source,
-        "latency_ms": r.latency_ms,
-        "created_at": r.created_at.isoformat(),
-    }
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def guarded(handler: Handler) -> Handler:
-    """Renders GatewayError in OpenAI's shape, with the request id header."""
-
-    async def run(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except GatewayError as exc:
-            return error_response(exc)
-
-    run.__name__ = handler.__name__
-    return run

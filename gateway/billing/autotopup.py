@@ -276,14 +276,3 @@ def _usd(data: dict[str, Any], name: str, current: int, required: bool, *, allow
         return parse_usd(value, allow_zero=allow_zero)
     except MoneyError as exc:
         raise Unprocessable(f"{name}: {exc}", param=name, code="invalid_amount") from exc
-
-
-def profile_view(p: BillingProfile) -> dict[str, Any]:
-    return {
-        "enabled": p.auto_topup_enabled,
-        "threshold": format_usd(p.threshold),
-        "amount": format_usd(p.amount),
-        "stripe_customer_id": p.stripe_customer_id,
-        "in_flight": p.in_flight_intent is not None,
-        "last_error": p.last_error,
-    }

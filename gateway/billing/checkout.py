@@ -10,10 +10,9 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from gateway.accounts import amount as parse_amount
 from gateway.billing import PURPOSE_CHECKOUT, Billing, nanos_to_cents, stripe_client, whole_cents
 from gateway.errors import Conflict, Unprocessable, UpstreamError
-from gateway.money import format_usd
+from gateway.money import format_usd, parse_amount
 from gateway.records import BillingProfile, User
 
 if TYPE_CHECKING:

@@ -14,86 +14,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth import check_admin
-from gateway.billing import billing_of
-from gateway.billing.autotopup import configure, profile_view
+from gateway.billing import Billing, billing_of
+from gateway.billing.autotopup import configure
 from gateway.billing.checkout import create_checkout
-from gateway.billing.stripe_webhook import MAX_PAYLOAD, event_view, process, verify
+from gateway.billing.stripe_webhook import MAX_PAYLOAD, process, verify
 from gateway.errors import BadRequest, NotFound, PayloadTooLarge
 from gateway.records import BillingProfile, User
-from gateway.services import Services
-from gateway.web import guarded, json_response, page, read_json
+from gateway.views import event_view, profile_view
+from gateway.web import json_response, page, read_json, services_of
 
 ADMIN = "admin"
 
 
-def routes(services: Services) -> list[Route]:
-    billing = billing_of(services)
-
-    async def caller(request: Request) -> User:
-        key = await services.auth.authenticate(request.headers.get("authorization"))
-        user = await services.ledger.get_user(key.user_id)
-        if user is None:
-            raise NotFound(f"no user {key.user_id!r}", code="user_not_found")
-        return user
-
-    def require_admin(request: Request) -> None:
-        check_admin(services.settings.admin_key, request.headers.get("authorization"))
-
-    @guarded
-    async def webhook(request: Request) -> Response:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_PAYLOAD:
-            raise PayloadTooLarge("a Stripe event is never this large")
-        payload = await request.body()
-        event = verify(payload, request.headers.get("stripe-signature"), billing.config)
-        outcome, duplicate = await process(billing, event, payload.decode())
-        return json_response(
-            {
-                "received": True,
-                "id": outcome.event_id,
-                "status": outcome.status,
-                "duplicate": duplicate,
-            }
-        )
-
-    @guarded
-    async def checkout(request: Request) -> Response:
-        user = await caller(request)
-        data = await read_json(request)
-        session = await create_checkout(
-            billing, user, data.get("amount"), request_key=request.headers.get("idempotency-key")
-        )
-        return json_response(session, 201)
-
-    @guarded
-    async def my_auto_topup(request: Request) -> Response:
-        user = await caller(request)
-        if request.method == "GET":
-            profile = await billing.ledger.get_billing_profile(user.id)
-            return json_response(profile_view(profile or BillingProfile(user.id)))
-        profile = await configure(billing, user.id, await read_json(request), actor=user.id)
-        return json_response(profile_view(profile))
-
-    @guarded
-    async def admin_auto_topup(request: Request) -> Response:
-        require_admin(request)
-        profile = await configure(
-            billing, request.path_params["user_id"], await read_json(request), actor=ADMIN
-        )
-        return json_response(profile_view(profile))
-
-    @guarded
-    async def admin_events(request: Request) -> Response:
-        require_admin(request)
-        limit, offset = page(request)
-        status = request.query_params.get("status") or None
-        if status is not None and not status.replace("_", "").isalpha():
-            raise BadRequest("status must be a word such as unmatched", param="status")
-        rows, more = await billing.ledger.list_stripe_events(
-            status=status, limit=limit, offset=offset
-        )
-        return json_response({"data": [event_view(e) for e in rows], "has_more": more})
-
+def payment_routes() -> list[Route]:
     return [
         Route("/webhooks/stripe", webhook, methods=["POST"]),
         Route("/me/checkout", checkout, methods=["POST"]),
@@ -101,3 +34,72 @@ def routes(services: Services) -> list[Route]:
         Route("/admin/users/{user_id}/auto-topup", admin_auto_topup, methods=["PUT"]),
         Route("/admin/billing/events", admin_events, methods=["GET"]),
     ]
+
+
+async def _caller(request: Request) -> tuple[Billing, User]:
+    services = services_of(request)
+    key = await services.auth.authenticate(request.headers.get("authorization"))
+    user = await services.ledger.get_user(key.user_id)
+    if user is None:
+        raise NotFound(f"no user {key.user_id!r}", code="user_not_found")
+    return billing_of(services), user
+
+
+def _admin(request: Request) -> Billing:
+    services = services_of(request)
+    check_admin(services.settings.admin_key, request.headers.get("authorization"))
+    return billing_of(services)
+
+
+async def webhook(request: Request) -> Response:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_PAYLOAD:
+        raise PayloadTooLarge("a Stripe event is never this large")
+    billing = billing_of(services_of(request))
+    payload = await request.body()
+    event = verify(payload, request.headers.get("stripe-signature"), billing.config)
+    outcome, duplicate = await process(billing, event, payload.decode())
+    return json_response(
+        {
+            "received": True,
+            "id": outcome.event_id,
+            "status": outcome.status,
+            "duplicate": duplicate,
+        }
+    )
+
+
+async def checkout(request: Request) -> Response:
+    billing, user = await _caller(request)
+    data = await read_json(request)
+    session = await create_checkout(
+        billing, user, data.get("amount"), request_key=request.headers.get("idempotency-key")
+    )
+    return json_response(session, 201)
+
+
+async def my_auto_topup(request: Request) -> Response:
+    billing, user = await _caller(request)
+    if request.method == "GET":
+        profile = await billing.ledger.get_billing_profile(user.id)
+        return json_response(profile_view(profile or BillingProfile(user.id)))
+    profile = await configure(billing, user.id, await read_json(request), actor=user.id)
+    return json_response(profile_view(profile))
+
+
+async def admin_auto_topup(request: Request) -> Response:
+    billing = _admin(request)
+    profile = await configure(
+        billing, request.path_params["user_id"], await read_json(request), actor=ADMIN
+    )
+    return json_response(profile_view(profile))
+
+
+async def admin_events(request: Request) -> Response:
+    billing = _admin(request)
+    limit, offset = page(request)
+    status = request.query_params.get("status") or None
+    if status is not None and not status.replace("_", "").isalpha():
+        raise BadRequest("status must be a word such as unmatched", param="status")
+    rows, more = await billing.ledger.list_stripe_events(status=status, limit=limit, offset=offset)
+    return json_response({"data": [event_view(e) for e in rows], "has_more": more})

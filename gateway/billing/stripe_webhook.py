@@ -35,6 +35,7 @@ from gateway.money import format_usd
 from gateway.postings import Postings
 from gateway.records import RETRYABLE, StripeEvent
 from gateway.settings import Settings
+from gateway.views import event_view
 
 log = logging.getLogger("gateway.billing")
 MAX_PAYLOAD = 1024 * 1024
@@ -128,22 +129,6 @@ async def process(
         },
     )
     return outcome, False
-
-
-def event_view(e: StripeEvent) -> dict[str, Any]:
-    return {
-        "id": e.event_id,
-        "type": e.type,
-        "status": e.status,
-        "user_id": e.user_id,
-        "amount": None if e.amount is None else format_usd(e.amount),
-        "currency": e.currency,
-        "payment_ref": e.payment_ref,
-        "payment_intent": e.payment_intent,
-        "detail": e.detail,
-        "created_at": e.created_at.isoformat() if e.created_at else None,
-        "updated_at": e.updated_at.isoformat() if e.updated_at else None,
-    }
 
 
 # -- handlers ------------------------------------------------------------------------------
@@ -361,7 +346,6 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> None:
-    import os
 
     payload = Path(args.event).read_bytes()
     try:
@@ -369,7 +353,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> None:
         if args.direct:
             result = asyncio.run(replay_direct(settings, payload))
         else:
-            url = args.url or os.environ.get("GATEWAY_URL") or "http://127.0.0.1:8080"
+            url = args.url or settings.gateway_url
             result = asyncio.run(replay_http(settings, payload, url=url))
     except (BadRequest, Unavailable, RuntimeError) as exc:
         sys.exit(f"gateway: {getattr(exc, 'message', exc)}")

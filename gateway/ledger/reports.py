@@ -23,7 +23,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from gateway.money import format_usd
 from gateway.records import (
     AuditEvent,
     Cursor,
@@ -37,6 +36,7 @@ from gateway.records import (
     UsageRecord,
     UserTotals,
 )
+from gateway.views import price_view
 
 
 class ReportsLedger(Protocol):
@@ -125,21 +125,6 @@ TOTALS = (
     "sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens, "
     "sum(reasoning_tokens) AS reasoning_tokens, sum(cost) AS cost"
 )
-
-
-def price_view(row: PriceRow) -> dict[str, Any]:
-    """The model as GET /admin/models shows it (same shape as catalog.describe)."""
-    price = {"input": format_usd(row.input), "output": format_usd(row.output)}
-    if row.cached_input is not None:
-        price["cached_input"] = format_usd(row.cached_input)
-    return {
-        "id": row.model,
-        "provider": row.provider,
-        "upstream_model": row.upstream_model,
-        "kind": row.kind,
-        "max_output_tokens": row.max_output_tokens,
-        "price_per_1m_tokens": price,
-    }
 
 
 def diff_prices(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.admin.reports import ReportingLedger
+from gateway.ledger.base import Ledger
 from gateway.ledger.postgres import PostgresLedger
 from gateway.ledger.sqlite import SqliteLedger
 
@@ -23,7 +23,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_ledger(database_url: str) -> Callable[[], ReportingLedger]:
+def make_ledger(database_url: str) -> Callable[[], Ledger]:
     """A factory of unopened ledgers (with the reports port) on that database."""
     if database_url.startswith("sqlite:///"):
         path = database_url.removeprefix("sqlite:///")

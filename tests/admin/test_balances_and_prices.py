@@ -12,20 +12,20 @@ from pathlib import Path
 import pytest
 
 from gateway import catalog as catalog_mod
-from gateway import prices
-from gateway.accounts import Accounts
-from gateway.admin.reports import ReportingLedger
+from gateway.accounts import Accounts, BulkApplied, BulkFailed
 from gateway.errors import NotFound, Unprocessable
+from gateway.ledger.base import Ledger
 from gateway.metering.store import MemoryStore
+from gateway.price_reload import price_rows, record_prices, reload
 from gateway.records import UsageRecord
 from gateway.services import build, shutdown
 from gateway.settings import Settings
 
-MakeLedger = Callable[[], ReportingLedger]
+MakeLedger = Callable[[], Ledger]
 USD = 1_000_000_000
 
 
-def run(make: MakeLedger, scenario: Callable[[Accounts, ReportingLedger], Awaitable[None]]) -> None:
+def run(make: MakeLedger, scenario: Callable[[Accounts, Ledger], Awaitable[None]]) -> None:
     async def main() -> None:
         ledger = make()
         await ledger.open()
@@ -37,7 +37,7 @@ def run(make: MakeLedger, scenario: Callable[[Accounts, ReportingLedger], Awaita
     asyncio.run(main())
 
 
-async def books_balance(ledger: ReportingLedger, user_id: str) -> int:
+async def books_balance(ledger: Ledger, user_id: str) -> int:
     """The ledger invariant: balance == sum of entries, each balance_after the running sum."""
     entries = await ledger.list_entries(user_id)
     running = 0
@@ -59,7 +59,7 @@ def usage(request_id: str, user_id: str, cost: int) -> UsageRecord:
 
 
 def test_set_balance_writes_one_adjustment_and_keeps_the_books(make_ledger: MakeLedger) -> None:
-    async def scenario(a: Accounts, ledger: ReportingLedger) -> None:
+    async def scenario(a: Accounts, ledger: Ledger) -> None:
         await a.create_user(user_id="u", email=None, initial_credit="5.00", actor="t")
         assert (await a.store.admit("u", "r1", USD, ttl=60)).ok
         # Settled in the store, not yet written to the ledger (the outbox holds it).
@@ -86,7 +86,7 @@ def test_set_balance_writes_one_adjustment_and_keeps_the_books(make_ledger: Make
 
 
 def test_set_balance_refuses_bad_amounts_and_unknown_users(make_ledger: MakeLedger) -> None:
-    async def scenario(a: Accounts, ledger: ReportingLedger) -> None:
+    async def scenario(a: Accounts, ledger: Ledger) -> None:
         await a.create_user(user_id="u", email=None, initial_credit="1.00", actor="t")
         for bad in ("-1", "NaN", None, "1e30", 1.5):
             with pytest.raises(Unprocessable):
@@ -103,17 +103,18 @@ def test_set_balance_refuses_bad_amounts_and_unknown_users(make_ledger: MakeLedg
 def test_bulk_credit_applies_to_each_known_user_and_fails_unknown_alone(
     make_ledger: MakeLedger,
 ) -> None:
-    async def scenario(a: Accounts, ledger: ReportingLedger) -> None:
+    async def scenario(a: Accounts, ledger: Ledger) -> None:
         for uid in ("a", "b"):
             await a.create_user(user_id=uid, email=None, initial_credit="1.00", actor="t")
         results = await a.bulk_credit(["a", "ghost", "b", "a"], "2.50", reason="promo", actor="t")
-        assert [(r["user_id"], r["status"]) for r in results] == [
-            ("a", "applied"),
-            ("ghost", "failed"),
-            ("b", "applied"),
+        assert [(r.user_id, type(r)) for r in results] == [
+            ("a", BulkApplied),
+            ("ghost", BulkFailed),
+            ("b", BulkApplied),
         ]
-        assert results[1]["error"]["code"] == "user_not_found"
-        assert results[0]["balance"] == "3.50"
+        failed, applied = results[1], results[0]
+        assert isinstance(failed, BulkFailed) and failed.error.code == "user_not_found"
+        assert isinstance(applied, BulkApplied) and applied.balance == 3_500_000_000
         for uid in ("a", "b"):
             assert await books_balance(ledger, uid) == 3_500_000_000
             events, _ = await ledger.list_audit(target=uid, action="credits.add", limit=9, offset=0)
@@ -159,15 +160,15 @@ def test_price_book_records_each_change_once_with_old_and_new(
         "    max_output_tokens: 10\n"
     )
 
-    async def scenario(a: Accounts, ledger: ReportingLedger) -> None:
-        first = await prices.record_prices(ledger, catalog(tmp_path, "2.50", cheap), actor="t")
+    async def scenario(a: Accounts, ledger: Ledger) -> None:
+        first = await record_prices(ledger, catalog(tmp_path, "2.50", cheap), actor="t")
         assert [(c.model, c.events[0].action) for c in first] == [
             ("chat", "price.set"),
             ("cheap", "price.set"),
         ]
         # Another process (or a restart) loading the same file records nothing.
-        assert await prices.record_prices(ledger, catalog(tmp_path, "2.50", cheap), actor="t") == []
-        changed = await prices.record_prices(
+        assert await record_prices(ledger, catalog(tmp_path, "2.50", cheap), actor="t") == []
+        changed = await record_prices(
             ledger, catalog(tmp_path, "3.00"), actor="ops", reason="new list price"
         )
         assert [(c.model, c.events[0].action) for c in changed] == [
@@ -183,7 +184,8 @@ def test_price_book_records_each_change_once_with_old_and_new(
         assert details["new"]["price_per_1m_tokens"]["input"] == "3.00"
         book = await ledger.list_prices()
         assert [(r.model, r.input) for r in book] == [("chat", 3_000_000_000)]
-        assert prices.book_view(book) == prices.models_view(catalog(tmp_path, "3.00"))
+        # The book is exactly what the file says, so --direct shows what the gateway charges.
+        assert book == price_rows(catalog(tmp_path, "3.00"))
 
     run(make_ledger, scenario)
 
@@ -200,8 +202,8 @@ def test_reload_keeps_old_prices_on_a_bad_file_and_history_on_a_good_one(
     async def main() -> None:
         services = await build(settings)
         try:
-            ledger: ReportingLedger = services.ledger  # type: ignore[assignment]
-            await prices.record_prices(ledger, services.catalog, actor="startup")
+            ledger = services.ledger
+            await record_prices(ledger, services.catalog, actor="startup")
             await Accounts(ledger, services.store).create_user(
                 user_id="u", email=None, initial_credit="1.00", actor="t"
             )
@@ -210,14 +212,14 @@ def test_reload_keeps_old_prices_on_a_bad_file_and_history_on_a_good_one(
 
             models.write_text(MODELS.format(input="2.5.0", extra=""))
             with pytest.raises(Unprocessable) as refused:
-                await prices.reload(services, actor="ops")
+                await reload(services, actor="ops")
             assert "models.yaml:6: models.chat.price.input" in refused.value.message
             assert services.catalog.resolve("chat", "chat/completions").price == charged
             assert [r.input for r in await ledger.list_prices()] == [charged.input]
 
             models.write_text(MODELS.format(input="3.00", extra=""))
-            answer = await prices.reload(services, actor="ops", reason="list price")
-            assert [(c["model"], c["action"]) for c in answer["changes"]] == [
+            answer = await reload(services, actor="ops", reason="list price")
+            assert [(c.model, c.events[0].action) for c in answer.changes] == [
                 ("chat", "price.change")
             ]
             # The next call is priced from the new catalog; the recorded call keeps its price.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import prices
+from gateway import price_reload
 from gateway.services import build, shutdown
 from gateway.settings import Settings
 
@@ -43,8 +43,8 @@ def test_sighup_reloads_prices_and_a_bad_file_changes_nothing(tmp_path: Path) ->
 
     async def main() -> None:
         services = await build(settings)
-        await prices.record_prices(services.ledger, services.catalog, actor="startup")
-        uninstall = prices.install_sighup(services)
+        await price_reload.record_prices(services.ledger, services.catalog, actor="startup")
+        uninstall = price_reload.install_sighup(services)
 
         async def audited(action: str) -> bool:
             found, _ = await services.ledger.list_audit(

@@ -3,6 +3,7 @@ through the admin API and --direct; writes land in the ledger; tables are readab
 
 from __future__ import annotations
 
+import argparse
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,9 @@ import orjson
 import pytest
 
 from gateway import cli
+from gateway.actions import ACTIONS
+from gateway.cli.commands import build_parser
+from gateway.cli.tables import COLUMNS
 from tests.support.gateway import ADMIN_KEY, RunningGateway, usd
 
 PROMPT = [{"role": "user", "content": "one two three"}]
@@ -178,3 +182,21 @@ def test_models_reload_through_the_api_and_refused_direct(
     assert "not valid YAML" in failure(capsys, "models", "reload")
     assert "0.20" in gateway(capsys, "models", "list")
     assert "models.yaml:1: not valid YAML" in failure(capsys, "models", "check")
+
+
+def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, str]:
+    """Every command line (e.g. "credits add") that runs an action, and that action's name."""
+    found: dict[str, str] = {}
+    for option in parser._actions:
+        if isinstance(option, argparse._SubParsersAction):
+            for name, sub in option.choices.items():
+                action = sub.get_default("op_action")
+                if action is not None:
+                    found[f"{prefix}{name}"] = action
+                found.update(commands(sub, f"{prefix}{name} "))
+    return found
+
+
+def test_every_action_is_a_command_and_every_table_belongs_to_an_action() -> None:
+    assert set(commands(build_parser()).values()) == set(ACTIONS)
+    assert set(COLUMNS) <= set(ACTIONS)

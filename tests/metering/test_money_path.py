@@ -224,10 +224,7 @@ def test_concurrent_loads_and_postings_agree_every_time(
                     b.store.snapshot(uid),
                 )
                 await asyncio.gather(
-                    *(
-                        _posted(b, MOVES[k], uid, ref=f"{k}:{uid}:{n}")
-                        for n, k in enumerate(kinds)
-                    ),
+                    *(_posted(b, MOVES[k], uid, ref=f"{k}:{uid}:{n}") for n, k in enumerate(kinds)),
                     b.store.snapshot(uid),
                 )
                 await b.agree(uid)

@@ -17,11 +17,11 @@ from redis.asyncio import Redis
 
 from gateway.ledger import open_ledger
 from gateway.ledger.base import Ledger
+from gateway.metering.codec import decode_record, encode_record
 from gateway.metering.modes import open_metering
 from gateway.metering.redis_store import RedisStore, connect
-from gateway.metrics import Metrics
-from gateway.metering.codec import decode_record, encode_record
 from gateway.metering.stream_writer import StreamWriter
+from gateway.metrics import Metrics
 from gateway.records import UsageRecord
 from gateway.settings import Settings
 from tests.support.servers import RedisServer

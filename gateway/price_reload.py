@@ -1,4 +1,6 @@
-"""Prices in force: reload models.yaml (admin API, SIGHUP) and audit every price change.
+"""Price reload: re-read models.yaml (admin API, SIGHUP) and audit every price change.
+
+(Cost arithmetic is ``gateway.pricing``; the prices themselves are ``gateway.catalog``.)
 
 The catalog in memory is what calls are charged at; the ledger's price book (``model_prices``)
 records it. Each load is diffed against the book in one transaction, and every model whose
@@ -22,12 +24,12 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from gateway.catalog import Catalog, CatalogError, describe
+from gateway.catalog import Catalog, CatalogError
 from gateway.errors import Unprocessable
 from gateway.ledger.base import Ledger
-from gateway.ledger.reports import ReportsLedger, price_view
 from gateway.records import AuditEvent, PriceChange, PriceRow
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ log = logging.getLogger("gateway.prices")
 
 
 def price_rows(catalog: Catalog) -> list[PriceRow]:
+    """The catalog's prices as price-book rows, by model name (nano-USD per 1M tokens)."""
     return [
         PriceRow(
             model=m.name,
@@ -48,31 +51,27 @@ def price_rows(catalog: Catalog) -> list[PriceRow]:
             cached_input=m.price.cached_input,
             output=m.price.output,
         )
-        for m in catalog.models.values()
+        for m in sorted(catalog.models.values(), key=lambda m: m.name)
     ]
-
-
-def models_view(catalog: Catalog) -> dict[str, Any]:
-    """GET /admin/models: the prices in force in this process, by model name."""
-    data = [describe(catalog.models[name]) for name in sorted(catalog.models)]
-    return {"data": data, "has_more": False}
-
-
-def book_view(rows: list[PriceRow]) -> dict[str, Any]:
-    """The same view from the ledger's price book, as the gateway last loaded it (what the
-    CLI's --direct mode shows: it cannot see a running process's memory)."""
-    return {"data": [price_view(r) for r in rows], "has_more": False}
 
 
 async def record_prices(
     ledger: Ledger, catalog: Catalog, *, actor: str, reason: str | None = None
 ) -> list[PriceChange]:
     """Syncs the price book to ``catalog`` and audits what changed (call it at startup)."""
-    reports: ReportsLedger = ledger  # type: ignore[assignment]
-    return await reports.sync_prices(price_rows(catalog), actor=actor, reason=reason)
+    return await ledger.sync_prices(price_rows(catalog), actor=actor, reason=reason)
 
 
-async def reload(services: Services, *, actor: str, reason: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Reloaded:
+    """What a reload did: the catalog now in force, the digest it replaced, what changed."""
+
+    catalog: Catalog
+    previous_digest: str
+    changes: list[PriceChange]
+
+
+async def reload(services: Services, *, actor: str, reason: str | None = None) -> Reloaded:
     """Re-reads models.yaml. Raises Unprocessable (422) with the file's error, keeping the old
     prices, when the file is invalid."""
     before = services.catalog
@@ -112,20 +111,7 @@ async def reload(services: Services, *, actor: str, reason: str | None = None) -
             },
         )
     )
-    return {
-        "models": len(catalog.models),
-        "digest": catalog.digest,
-        "previous_digest": before.digest,
-        "changes": [
-            {
-                "model": c.model,
-                "action": c.events[0].action if c.events else None,
-                "old": price_view(c.old) if c.old else None,
-                "new": price_view(c.new) if c.new else None,
-            }
-            for c in changes
-        ],
-    }
+    return Reloaded(catalog=catalog, previous_digest=before.digest, changes=changes)
 
 
 def install_sighup(services: Services) -> Callable[[], None]:
@@ -142,8 +128,11 @@ def install_sighup(services: Services) -> Callable[[], None]:
         running.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(running.discard)
 
+    def uninstall() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    return lambda: loop.remove_signal_handler(signal.SIGHUP)
+    return uninstall
 
 
 async def _reload_logged(services: Services) -> None:
@@ -156,7 +145,7 @@ async def _reload_logged(services: Services) -> None:
     else:
         log.info(
             "SIGHUP: models reloaded (%d models, %d changed, digest %s)",
-            result["models"],
-            len(result["changes"]),
-            result["digest"],
+            len(result.catalog.models),
+            len(result.changes),
+            result.catalog.digest,
         )

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from gateway.actions import ACTIONS
 from gateway.settings import Settings, SettingsError
 
 
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9009)
     p.set_defaults(run=_mock)
 
-    def group(name: str, help_: str) -> argparse._SubParsersAction:
+    def group(name: str, help_: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
         return sub.add_parser(name, help=help_).add_subparsers(
             dest=f"{name}_command", required=True
         )
@@ -98,21 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--id")
     c.add_argument("--email")
     c.add_argument("--credit", dest="initial_credit", help="initial credit in USD, e.g. 10.00")
-    _op(users.add_parser("show"), "get_user", "user_id")
+    _op(users.add_parser("show"), "get_user")
 
     keys = group("keys", "create, list and revoke API keys")
-    _op(keys.add_parser("create"), "create_key", "user_id").add_argument("--name")
-    _op(keys.add_parser("list"), "list_keys", "user_id")
-    _op(keys.add_parser("revoke"), "revoke_key", "key_id")
+    _op(keys.add_parser("create"), "create_key").add_argument("--name")
+    _op(keys.add_parser("list"), "list_keys")
+    _op(keys.add_parser("revoke"), "revoke_key")
 
     credits = group("credits", "add credit, set a balance, credit many users")
-    c = _op(credits.add_parser("add", help="add credit (a grant entry)"), "add_credit", "user_id")
+    c = _op(credits.add_parser("add", help="add credit (a grant entry)"), "add_credit")
     c.add_argument("amount", help="USD, e.g. 25.00")
     c.add_argument("--reason")
     c = _op(
         credits.add_parser("set", help="set the balance (one adjustment entry for the difference)"),
         "set_balance",
-        "user_id",
     )
     c.add_argument("balance", help="USD, e.g. 0 or 12.50")
     c.add_argument("--reason")
@@ -127,22 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--file", type=Path, help="more user ids, one per line ('-' for stdin)")
     c.add_argument("--reason")
 
-    _op(sub.add_parser("balance", help="a user's balance and reservations"), "get_user", "user_id")
+    _op(sub.add_parser("balance", help="a user's balance and reservations"), "get_user")
 
-    c = _op(
-        sub.add_parser("usage", help="a user's usage records, newest first"), "usage", "user_id"
-    )
+    c = _op(sub.add_parser("usage", help="a user's usage records, newest first"), "usage")
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--offset", type=int)
     c.add_argument("--cursor", help="next_cursor of the previous page (stable while calls land)")
 
-    _ranged(
-        _op(
-            sub.add_parser("stats", help="a user's totals and per-model breakdown"),
-            "stats",
-            "user_id",
-        )
-    )
+    _ranged(_op(sub.add_parser("stats", help="a user's totals and per-model breakdown"), "stats"))
 
     report = group("report", "revenue per day, per model, top users")
     _ranged(
@@ -168,7 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _op(parser: argparse.ArgumentParser, action: str, *path: str) -> argparse.ArgumentParser:
+def _op(parser: argparse.ArgumentParser, action: str) -> argparse.ArgumentParser:
+    """Makes ``parser`` run the action ``action`` of gateway/actions.py: one positional
+    argument per ``{name}`` of its path, then the flags every operator command shares."""
+    path = tuple(re.findall(r"{(\w+)}", ACTIONS[action].path))
     for name in path:
         parser.add_argument(name)
     parser.epilog = (
@@ -187,7 +182,7 @@ def _op(parser: argparse.ArgumentParser, action: str, *path: str) -> argparse.Ar
         help="gateway base URL (default $GATEWAY_URL or http://127.0.0.1:8080)",
     )
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
-    parser.set_defaults(run=_account, op_action=action, op_path=path)
+    parser.set_defaults(run=_perform, op_action=action, op_path=path)
     return parser
 
 
@@ -253,8 +248,6 @@ _CLI_ONLY = {"command", "run", "op_action", "op_path", "direct", "url", "json", 
 
 def params_of(args: argparse.Namespace) -> dict[str, Any]:
     """The action's parameters, as the API receives them: strings in a query for reads."""
-    from gateway.operator import ACTIONS
-
     params = {
         k: v
         for k, v in vars(args).items()
@@ -277,26 +270,26 @@ def _read_ids(path: Path | None) -> list[str]:
     return [s for s in (line.split("#", 1)[0].strip() for line in text.splitlines()) if s]
 
 
-def _account(args: argparse.Namespace, settings: Settings) -> None:
-    from gateway.operator import ApiOperator, DirectOperator, Operator, OperatorError
-    from gateway.tables import render
+def _perform(args: argparse.Namespace, settings: Settings) -> None:
+    from gateway.cli.tables import render
+    from gateway.cli.transport import ApiTransport, CommandError, DirectTransport, Transport
 
     path = {name: getattr(args, name) for name in args.op_path}
 
     async def run() -> Any:
         if args.direct:
-            operator: Operator = DirectOperator(settings)
+            transport: Transport = DirectTransport(settings)
         else:
-            url = args.url or os.environ.get("GATEWAY_URL") or "http://127.0.0.1:8080"
-            operator = ApiOperator(url, settings.admin_key)
+            url = args.url or settings.gateway_url
+            transport = ApiTransport(url, settings.admin_key)
         try:
-            return await operator.call(args.op_action, path, params_of(args))
+            return await transport.call(args.op_action, path, params_of(args))
         finally:
-            await operator.close()
+            await transport.close()
 
     try:
         result = asyncio.run(run())
-    except OperatorError as exc:
+    except CommandError as exc:
         sys.exit(f"gateway: {exc}")
     except OSError as exc:
         sys.exit(f"gateway: {exc}")

@@ -1,4 +1,4 @@
-"""Usage, stats, reports and audit as JSON views, shared by the admin API, /me and the CLI.
+"""Usage, stats, reports and audit answers, shared by the admin API, /me and the CLI.
 
 Every function takes the ledger and the query parameters as strings (an HTTP query or the
 CLI's flags), so the API and ``gateway ... --direct`` parse, validate and answer identically.
@@ -16,27 +16,18 @@ import base64
 import binascii
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import BadRequest
 from gateway.ledger.base import Ledger
-from gateway.ledger.reports import ReportsLedger, days_between
-from gateway.money import format_usd
-from gateway.records import AuditEvent, Cursor, Period, Totals, UsageRecord, utcnow
-from gateway.web import usage_view
+from gateway.ledger.reports import days_between
+from gateway.records import Cursor, Period, UsageRecord, utcnow
+from gateway.views import audit_view, average_cost, period_view, share, totals_view, usage_view
 
 Params = Mapping[str, str]
 REVENUE_DEFAULT_DAYS = 30
 MAX_DAYS = 3660  # ten years of days: far beyond any report, small enough for one statement
-
-
-class ReportingLedger(Ledger, ReportsLedger, Protocol):
-    """A ledger with the reports port (``Ledger`` itself once base.py extends it)."""
-
-
-def reporting(ledger: Ledger) -> ReportingLedger:
-    return cast(ReportingLedger, ledger)
 
 
 # -- parameters ----------------------------------------------------------------------------
@@ -112,48 +103,6 @@ def decode_cursor(raw: str) -> Cursor:
     return Cursor(created_at=created_at, request_id=request_id)
 
 
-# -- views ---------------------------------------------------------------------------------
-
-
-def totals_view(t: Totals, *, money: str) -> dict[str, Any]:
-    return {
-        "requests": t.requests,
-        "prompt_tokens": t.prompt_tokens,
-        "completion_tokens": t.completion_tokens,
-        "cached_tokens": t.cached_tokens,
-        "reasoning_tokens": t.reasoning_tokens,
-        "total_tokens": t.prompt_tokens + t.completion_tokens,
-        money: format_usd(t.cost),
-    }
-
-
-def average_cost(t: Totals) -> str:
-    """Cost per request, rounded half up to a nano-dollar (display only; never charged)."""
-    if t.requests == 0:
-        return format_usd(0)
-    return format_usd((2 * t.cost + t.requests) // (2 * t.requests))
-
-
-def _range(p: Period) -> dict[str, str | None]:
-    return {
-        "from": p.start.isoformat() if p.start else None,
-        "to": p.end.isoformat() if p.end else None,
-    }
-
-
-def audit_view(e: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "actor": e.actor,
-        "action": e.action,
-        "target": e.target,
-        "amount": None if e.amount is None else format_usd(e.amount),
-        "reason": e.reason,
-        "details": e.details,
-        "created_at": e.created_at.isoformat(),
-    }
-
-
 # -- services ------------------------------------------------------------------------------
 
 
@@ -167,7 +116,7 @@ async def usage_page(ledger: Ledger, user_id: str, params: Params) -> dict[str, 
             raise BadRequest(
                 "use either cursor or offset, not both", param="offset", code="invalid_parameter"
             )
-        rows, more = await reporting(ledger).list_usage_before(
+        rows, more = await ledger.list_usage_before(
             user_id, cursor=decode_cursor(raw_cursor), limit=limit
         )
     else:
@@ -182,10 +131,10 @@ async def usage_page(ledger: Ledger, user_id: str, params: Params) -> dict[str, 
 
 async def stats(ledger: Ledger, user_id: str, params: Params) -> dict[str, Any]:
     p = period(params, zone(params))
-    totals, models = await reporting(ledger).usage_totals(user_id=user_id, period=p)
+    totals, models = await ledger.usage_totals(user_id=user_id, period=p)
     return {
         "user_id": user_id,
-        **_range(p),
+        **period_view(p),
         **totals_view(totals, money="cost"),
         "average_cost": average_cost(totals),
         "models": [
@@ -220,7 +169,7 @@ async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None
             code="invalid_parameter",
         )
     days = days_between(first, last, tz, clip=p)
-    total, rows = await reporting(ledger).revenue_by_day(days)
+    total, rows = await ledger.revenue_by_day(days)
     return {
         "data": [
             {
@@ -242,7 +191,7 @@ async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None
 async def models(ledger: Ledger, params: Params) -> dict[str, Any]:
     """Per provider:model, highest revenue first."""
     p = period(params, zone(params))
-    total, rows = await reporting(ledger).usage_totals(user_id=None, period=p)
+    total, rows = await ledger.usage_totals(user_id=None, period=p)
     return {
         "data": [
             {
@@ -254,7 +203,7 @@ async def models(ledger: Ledger, params: Params) -> dict[str, Any]:
             for m in rows
         ],
         "has_more": False,
-        **_range(p),
+        **period_view(p),
         "total": totals_view(total, money="revenue"),
     }
 
@@ -262,28 +211,20 @@ async def models(ledger: Ledger, params: Params) -> dict[str, Any]:
 async def top_users(ledger: Ledger, params: Params) -> dict[str, Any]:
     p = period(params, zone(params))
     limit = int_param(params, "limit", 10, 1, 1000)
-    total, rows, more = await reporting(ledger).top_users(period=p, limit=limit)
+    total, rows, more = await ledger.top_users(period=p, limit=limit)
     return {
         "data": [
             {
                 "user_id": u.user_id,
                 **totals_view(u.totals, money="revenue"),
-                "share": _share(u.totals.cost, total.cost),
+                "share": share(u.totals.cost, total.cost),
             }
             for u in rows
         ],
         "has_more": more,
-        **_range(p),
+        **period_view(p),
         "total": totals_view(total, money="revenue"),
     }
-
-
-def _share(part: int, whole: int) -> str:
-    """Percent of revenue with two decimals, exact integer arithmetic (display only)."""
-    if whole == 0:
-        return "0.00"
-    hundredths = (part * 10_000 * 2 + whole) // (2 * whole)
-    return f"{hundredths // 100}.{hundredths % 100:02d}"
 
 
 async def audit(ledger: Ledger, params: Params) -> dict[str, Any]:

@@ -1,9 +1,9 @@
-"""The CLI's readable output: API answers (JSON-ready dicts) as aligned text tables.
+"""The CLI's readable output: action answers (JSON-ready dicts) as aligned text tables.
 
-Each action may name the list to tabulate and its columns (header, dotted path into a row);
-scalar fields print as ``key  value`` lines above the table, a ``total`` object becomes the
-table's last row, and ``has_more`` a hint on how to get the next page. Anything else prints
-as flattened ``key  value`` lines.
+``COLUMNS`` gives, per action name of gateway/actions.py, the list to tabulate and its
+columns (header, dotted path into a row); scalar fields print as ``key  value`` lines above
+the table, a ``total`` object becomes the table's last row, and ``has_more`` a hint on how to
+get the next page. Anything else prints as flattened ``key  value`` lines.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _TOKENS: Columns = [
     ("tokens", "total_tokens"),
 ]
 
-VIEWS: dict[str, tuple[str, Columns]] = {
+COLUMNS: dict[str, tuple[str, Columns]] = {
     "usage": (
         "data",
         [
@@ -116,12 +116,13 @@ _PAGING = {"has_more", "next_cursor"}
 
 
 def render(action: str, data: Any) -> str:
-    view = VIEWS.get(action)
+    """The answer ``data`` of the action ``action`` as text for a terminal."""
+    table = COLUMNS.get(action)
     if not isinstance(data, dict):
         return str(data)
-    if view is None or not isinstance(data.get(view[0]), list):
+    if table is None or not isinstance(data.get(table[0]), list):
         return _pairs(_flat(data))
-    key, columns = view
+    key, columns = table
     head = {
         k: v
         for k, v in data.items()

@@ -1,0 +1,225 @@
+"""Operator actions: one table from which the admin API and the CLI are both built.
+
+``ACTIONS`` names each action once, with its HTTP method, its path and the function that
+performs it:
+
+- gateway/admin/routes.py generates the admin router from the table, one route per row;
+- the CLI's API transport sends ``method`` to ``path``; its ``--direct`` transport calls
+  ``run`` itself, on the database;
+- the CLI's commands and text tables refer to rows by name.
+
+Both ways therefore run the same function on the same parameters: parsing, validation,
+answers and errors cannot drift apart. A new operator command is one service method and one
+row here (plus its argparse lines).
+
+``run(context, path, params)`` returns the JSON answer. ``path`` fills the ``{names}`` of the
+route; ``params`` is the query string for GET and DELETE (strings, as the CLI sends them too)
+or the JSON body otherwise (numbers as ``Decimal``, never float). Amounts are USD decimal
+strings in and out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway import reports, views
+from gateway.accounts import Accounts, BulkApplied
+from gateway.errors import BadRequest
+from gateway.price_reload import price_rows, reload
+from gateway.records import Entry, User
+from gateway.views import Json
+from gateway.web import optional_str
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+Path = Mapping[str, str]
+Params = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What an action works with, and on whose behalf.
+
+    ``actor`` is the audit trail's name for who acts (``admin``, ``admin:<login>``,
+    ``cli:<login>``). ``gateway`` is the running gateway's services when the action arrives
+    through the admin API, and None when the CLI opened the database itself (``--direct``):
+    such a process holds no catalog in memory and no in-process balances of its own.
+    """
+
+    accounts: Accounts
+    actor: str
+    gateway: Services | None = None
+
+
+Run = Callable[[ActionContext, Path, Params], Awaitable[Json]]
+
+
+@dataclass(frozen=True)
+class Action:
+    method: str
+    path: str
+    run: Run
+    status: int = 200  # of a success over HTTP
+
+
+# -- users and keys ------------------------------------------------------------------------
+
+
+async def create_user(ctx: ActionContext, path: Path, params: Params) -> Json:
+    user = await ctx.accounts.create_user(
+        user_id=optional_str(params, "id"),
+        email=optional_str(params, "email"),
+        initial_credit=params.get("initial_credit"),
+        actor=ctx.actor,
+    )
+    return await _user_view(ctx, user)
+
+
+async def get_user(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return await _user_view(ctx, await ctx.accounts.require_user(path["user_id"]))
+
+
+async def create_key(ctx: ActionContext, path: Path, params: Params) -> Json:
+    fresh, record = await ctx.accounts.create_key(
+        path["user_id"], name=optional_str(params, "name"), actor=ctx.actor
+    )
+    return views.new_key_view(record, fresh.key)
+
+
+async def list_keys(ctx: ActionContext, path: Path, params: Params) -> Json:
+    user = await ctx.accounts.require_user(path["user_id"])
+    return views.keys_view(await ctx.accounts.ledger.list_keys(user.id))
+
+
+async def revoke_key(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return views.key_view(await ctx.accounts.revoke_key(path["key_id"], actor=ctx.actor))
+
+
+# -- balances ------------------------------------------------------------------------------
+
+
+async def add_credit(ctx: ActionContext, path: Path, params: Params) -> Json:
+    entry = await ctx.accounts.add_credit(
+        path["user_id"],
+        params.get("amount"),
+        reason=optional_str(params, "reason"),
+        actor=ctx.actor,
+    )
+    return await _money_view(ctx, path["user_id"], entry)
+
+
+async def set_balance(ctx: ActionContext, path: Path, params: Params) -> Json:
+    entry = await ctx.accounts.set_balance(
+        path["user_id"],
+        params.get("balance"),
+        reason=optional_str(params, "reason"),
+        actor=ctx.actor,
+    )
+    return await _money_view(ctx, path["user_id"], entry)
+
+
+async def bulk_credit(ctx: ActionContext, path: Path, params: Params) -> Json:
+    results = await ctx.accounts.bulk_credit(
+        params.get("user_ids"),
+        params.get("amount"),
+        reason=optional_str(params, "reason"),
+        actor=ctx.actor,
+    )
+    return views.bulk_view(
+        [
+            views.bulk_applied(r.user_id, r.entry, r.balance)
+            if isinstance(r, BulkApplied)
+            else views.bulk_failed(r.user_id, r.error.code, r.error.message)
+            for r in results
+        ]
+    )
+
+
+async def _user_view(ctx: ActionContext, user: User) -> Json:
+    balance, reserved = await ctx.accounts.balance_of(user)
+    return views.user_view(user, balance, reserved)
+
+
+async def _money_view(ctx: ActionContext, user_id: str, entry: Entry) -> Json:
+    user = await ctx.accounts.require_user(user_id)
+    return views.money_view(entry, await _user_view(ctx, user))
+
+
+# -- usage, stats, reports, audit ----------------------------------------------------------
+
+
+async def usage(ctx: ActionContext, path: Path, params: Params) -> Json:
+    user = await ctx.accounts.require_user(path["user_id"])
+    return await reports.usage_page(ctx.accounts.ledger, user.id, params)
+
+
+async def stats(ctx: ActionContext, path: Path, params: Params) -> Json:
+    user = await ctx.accounts.require_user(path["user_id"])
+    return await reports.stats(ctx.accounts.ledger, user.id, params)
+
+
+async def revenue(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return await reports.revenue(ctx.accounts.ledger, params)
+
+
+async def models_report(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return await reports.models(ctx.accounts.ledger, params)
+
+
+async def top_users(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return await reports.top_users(ctx.accounts.ledger, params)
+
+
+async def audit(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return await reports.audit(ctx.accounts.ledger, params)
+
+
+# -- prices --------------------------------------------------------------------------------
+
+
+async def list_models(ctx: ActionContext, path: Path, params: Params) -> Json:
+    """The prices in force. A running gateway answers from memory (what it charges now);
+    ``--direct`` cannot see that memory and answers from the price book the gateway last
+    recorded, which has the same shape."""
+    if ctx.gateway is not None:
+        return views.price_list_view(price_rows(ctx.gateway.catalog))
+    return views.price_list_view(await ctx.accounts.ledger.list_prices())
+
+
+async def reload_models(ctx: ActionContext, path: Path, params: Params) -> Json:
+    if ctx.gateway is None:
+        raise BadRequest(
+            "a reload acts on a running gateway's memory: drop --direct to use its admin API, "
+            "or send it SIGHUP (kill -HUP <pid>)",
+            code="needs_running_gateway",
+        )
+    done = await reload(ctx.gateway, actor=ctx.actor, reason=optional_str(params, "reason"))
+    return views.reload_view(
+        models=len(done.catalog.models),
+        digest=done.catalog.digest,
+        previous_digest=done.previous_digest,
+        changes=done.changes,
+    )
+
+
+ACTIONS: dict[str, Action] = {
+    "create_user": Action("POST", "/admin/users", create_user, status=201),
+    "get_user": Action("GET", "/admin/users/{user_id}", get_user),
+    "create_key": Action("POST", "/admin/users/{user_id}/keys", create_key, status=201),
+    "list_keys": Action("GET", "/admin/users/{user_id}/keys", list_keys),
+    "revoke_key": Action("DELETE", "/admin/keys/{key_id}", revoke_key),
+    "add_credit": Action("POST", "/admin/users/{user_id}/credits", add_credit),
+    "set_balance": Action("PUT", "/admin/users/{user_id}/balance", set_balance),
+    "bulk_credit": Action("POST", "/admin/credits/bulk", bulk_credit),
+    "usage": Action("GET", "/admin/users/{user_id}/usage", usage),
+    "stats": Action("GET", "/admin/users/{user_id}/stats", stats),
+    "revenue": Action("GET", "/admin/reports/revenue", revenue),
+    "models_report": Action("GET", "/admin/reports/models", models_report),
+    "top_users": Action("GET", "/admin/reports/top-users", top_users),
+    "audit": Action("GET", "/admin/audit", audit),
+    "list_models": Action("GET", "/admin/models", list_models),
+    "reload_models": Action("POST", "/admin/models/reload", reload_models),
+}
