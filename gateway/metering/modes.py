@@ -122,8 +122,9 @@ async def check_durability(redis: Redis) -> None:
     found: dict[str, str] = {}
     try:
         for name in DURABLE:
-            reply = await redis.config_get(name)
-            found[name] = _text(reply.get(name, reply.get(name.encode(), "")))
+            # Keys come back as bytes unless the client decodes responses.
+            reply: dict[object, object] = dict(await redis.config_get(name))
+            found[name] = _text(reply.get(name) or reply.get(name.encode()) or "")
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         log.warning("Redis durability not checked (unreachable: %r)", exc)
         return

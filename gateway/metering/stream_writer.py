@@ -217,7 +217,7 @@ class StreamWriter:
         horizon = max(10 * self._claim_idle_ms, 3_600_000)
         for info in await self._redis.xinfo_consumers(self.stream, self.group):
             name = info.get("name")
-            if info.get("pending") == 0 and (info.get("idle") or 0) > horizon:
+            if name and info.get("pending") == 0 and (info.get("idle") or 0) > horizon:
                 await self._redis.xgroup_delconsumer(self.stream, self.group, name)
 
     async def _handle(self, entries: Sequence[StreamEntry]) -> None:
