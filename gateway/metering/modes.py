@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -123,7 +123,7 @@ async def check_durability(redis: Redis) -> None:
     try:
         for name in DURABLE:
             # Keys come back as bytes unless the client decodes responses.
-            reply: dict[object, object] = dict(await redis.config_get(name))
+            reply: Any = await redis.config_get(name)
             found[name] = _text(reply.get(name) or reply.get(name.encode()) or "")
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         log.warning("Redis durability not checked (unreachable: %r)", exc)
