@@ -40,7 +40,8 @@ from gateway.views import event_view
 log = logging.getLogger("gateway.billing")
 MAX_PAYLOAD = 1024 * 1024
 Result = dict[str, Any]
-Handler = Callable[[Billing, str, dict[str, Any]], Awaitable[Result]]
+# One Stripe event type -> what it does to the books.
+EventAction = Callable[[Billing, str, dict[str, Any]], Awaitable[Result]]
 
 
 class SignatureError(BadRequest):
@@ -87,7 +88,7 @@ async def process(
     record = StripeEvent(
         event_id=event["id"], type=event["type"], status="ignored", payload=payload
     )
-    handler = HANDLERS.get(record.type)
+    handler = EVENT_ACTIONS.get(record.type)
     if handler is None:
         return record, False  # an event type we do not use: acknowledged, not stored
     seen = await billing.ledger.claim_stripe_event(record)
@@ -282,7 +283,7 @@ def _unmatched(base: Result, detail: str) -> Result:
     return {**base, "status": "unmatched", "detail": detail}
 
 
-HANDLERS: dict[str, Handler] = {
+EVENT_ACTIONS: dict[str, EventAction] = {
     "checkout.session.completed": _session,
     "checkout.session.async_payment_succeeded": _session,
     "checkout.session.async_payment_failed": _session,
