@@ -18,13 +18,12 @@ from gateway import me, prices
 from gateway.admin import routes as admin_routes
 from gateway.billing import routes as billing_routes
 from gateway.catalog import Catalog
+from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError, NotFound, error_body
 from gateway.proxy.pipeline import ProxyEndpoint
 from gateway.services import Services, build, shutdown
 from gateway.settings import Settings
 from gateway.web import error_response, json_response
-
-PROXIED = ("chat/completions", "completions", "embeddings", "responses")
 
 
 def create_app(settings: Settings, *, catalog: Catalog | None = None) -> GatewayApp:
@@ -38,7 +37,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
         app.state.services = services
         app.router.routes.extend(_routes(services))
         gateway.fast = {
-            f"/v1/{endpoint}": ProxyEndpoint(services, endpoint) for endpoint in PROXIED
+            f"/v1/{path}": ProxyEndpoint(services, endpoint) for path, endpoint in ENDPOINTS.items()
         }
         try:
             yield
@@ -180,8 +179,8 @@ def _routes(services: Services) -> list[Route]:
         return Response(text, media_type="text/plain; version=0.0.4")
 
     proxied = [
-        Route(f"/v1/{endpoint}", ProxyEndpoint(services, endpoint), methods=["POST"])
-        for endpoint in PROXIED
+        Route(f"/v1/{path}", ProxyEndpoint(services, endpoint), methods=["POST"])
+        for path, endpoint in ENDPOINTS.items()
     ]
     return [
         *proxied,

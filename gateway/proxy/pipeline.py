@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from gateway import tokens
 from gateway.billing.autotopup import on_settled
 from gateway.catalog import Model
+from gateway.endpoints import Endpoint
 from gateway.errors import (
     GatewayError,
     InsufficientCredit,
@@ -35,13 +36,12 @@ from gateway.records import ApiKey, UsageRecord
 from gateway.services import Services
 
 log = logging.getLogger("gateway.pipeline")
-STREAMING = ("chat/completions", "completions", "responses")
 
 
 @dataclass(slots=True)
 class Call:
     request_id: str
-    endpoint: str
+    endpoint: Endpoint
     started: float
     key: ApiKey
     model: Model
@@ -68,7 +68,7 @@ class Outcome:
 class ProxyEndpoint:
     """An ASGI app for one /v1 endpoint (mounted by app.py)."""
 
-    def __init__(self, services: Services, endpoint: str) -> None:
+    def __init__(self, services: Services, endpoint: Endpoint) -> None:
         self.services = services
         self.endpoint = endpoint
 
@@ -77,7 +77,7 @@ class ProxyEndpoint:
 
 
 async def handle(
-    services: Services, endpoint: str, scope: Scope, receive: Receive, send: Send
+    services: Services, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
 ) -> None:
     # Time-ordered ids keep usage-table inserts at the right edge of the index.
     request_id = f"req_{time.time_ns():016x}{os.urandom(8).hex()}"
@@ -101,24 +101,24 @@ async def handle(
 
 
 async def admit(
-    services: Services, endpoint: str, scope: Scope, receive: Receive, request_id: str
+    services: Services, endpoint: Endpoint, scope: Scope, receive: Receive, request_id: str
 ) -> Call:
     started = time.perf_counter()
     headers = dict(scope["headers"])
     key = await services.auth.authenticate(header(headers, b"authorization"))
     body = await read_body(receive, headers, services.settings.max_body_bytes)
     payload = parse_object(body)
-    model = services.catalog.resolve(payload.get("model"), endpoint)
+    model = services.catalog.resolve(payload.get("model"), endpoint.path)
     encoding = tokens.encoder(model.encoding or tokens.encoding_name_for(model.upstream_model))
-    cap = output_cap(payload, model)
+    cap = output_cap(endpoint, payload, model)
     # Every token covers at least one byte of the body, so the body length bounds the prompt
     # from above at no cost; tiktoken runs only when that bound does not fit the balance.
     prompt_tokens: int | None = None
     reserve = worst_case(model.price, tokens.prompt_bound(endpoint, payload, len(body)), cap)
-    stream = endpoint in STREAMING and payload.get("stream") is True
+    stream = endpoint.streams and payload.get("stream") is True
     payload["model"] = model.upstream_model
     hide_usage = False
-    if stream and endpoint != "responses":
+    if stream and endpoint.include_usage:
         options = payload.get("stream_options")
         options = dict(options) if isinstance(options, dict) else {}
         hide_usage = options.get("include_usage") is not True
@@ -188,7 +188,7 @@ async def _forward(services: Services, call: Call, send: Send, outcome: Outcome)
     try:
         response = await services.upstreams.post(
             call.model.provider,
-            call.endpoint,
+            call.endpoint.path,
             call.body,
             request_id=call.request_id,
             accept=accept,
@@ -245,7 +245,7 @@ async def _relay_body(
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         obj = None
-    outcome.usage = usage_from(obj)
+    outcome.usage = usage_from(obj, call.endpoint.usage)
     if outcome.usage is None:
         outcome.text = "".join(output_text(obj))
     outcome.status = "ok"
@@ -260,9 +260,7 @@ async def _relay_body(
 async def _relay_stream(
     call: Call, response: aiohttp.ClientResponse, send: Send, outcome: Outcome, content_type: str
 ) -> None:
-    meter = StreamMeter(
-        responses_api=call.endpoint == "responses", hide_usage_chunk=call.hide_usage_chunk
-    )
+    meter = StreamMeter(call.endpoint.usage, hide_usage_chunk=call.hide_usage_chunk)
     outcome.meter = meter
     await send(
         {
@@ -314,7 +312,7 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
         key_id=call.key.id,
         model=call.model.name,
         provider=call.model.provider.name,
-        endpoint=call.endpoint,
+        endpoint=call.endpoint.path,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens,

@@ -6,11 +6,10 @@ import orjson
 from starlette.types import Receive
 
 from gateway.catalog import Model
+from gateway.endpoints import Endpoint
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.money import format_usd
 from gateway.pricing import affordable_output
-
-OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
 def header(headers: dict[bytes, bytes], name: bytes) -> str | None:
@@ -49,12 +48,12 @@ def parse_object(body: bytes) -> dict:
     return payload
 
 
-def output_cap(payload: dict, model: Model) -> int:
-    """The most output tokens this request may be billed for."""
-    if model.kind == "embedding":
+def output_cap(endpoint: Endpoint, payload: dict, model: Model) -> int:
+    """The most output tokens this request may be billed for (0: the endpoint produces none)."""
+    if not endpoint.cap_fields:
         return 0
     cap = model.max_output_tokens
-    for name in OUTPUT_CAP_FIELDS:
+    for name in endpoint.cap_fields:
         value = payload.get(name)
         if value is None:
             continue
