@@ -91,6 +91,11 @@ def _load(name: str) -> Encoder:
     return _Estimate()
 
 
+def model_encoder(upstream_model: str, encoding: str | None) -> Encoder:
+    """The encoder of a model: its ``encoding:`` from models.yaml, else the family rule."""
+    return encoder(encoding or encoding_name_for(upstream_model))
+
+
 def count_text(enc: Encoder, text: str) -> int:
     return len(enc.encode_ordinary(text)) if text else 0
 

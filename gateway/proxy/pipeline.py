@@ -12,12 +12,13 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gateway import tokens
+from gateway import pricing, tokens
 from gateway.billing.autotopup import on_settled
 from gateway.catalog import Model
 from gateway.endpoints import Endpoint
@@ -27,8 +28,8 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.pricing import Usage, cost, worst_case
-from gateway.proxy.request import header, insufficient_message, output_cap, parse_object, read_body
+from gateway.pricing import Quote, Usage, cost
+from gateway.proxy.request import header, insufficient_message, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.sse import StreamMeter
 from gateway.proxy.usage import output_text, usage_from
@@ -45,12 +46,11 @@ class Call:
     started: float
     key: ApiKey
     model: Model
-    prompt_tokens: int | None  # the exact tiktoken count, when it was needed
-    payload: dict
+    quote: Quote
+    # The request as forwarded (upstream model name, stream_options); encoded when sent.
+    payload: dict[str, Any]
     stream: bool
     hide_usage_chunk: bool
-    body: bytes
-    encoding: tokens.Encoder
 
 
 @dataclass(slots=True)
@@ -109,12 +109,9 @@ async def admit(
     body = await read_body(receive, headers, services.settings.max_body_bytes)
     payload = parse_object(body)
     model = services.catalog.resolve(payload.get("model"), endpoint.path)
-    encoding = tokens.encoder(model.encoding or tokens.encoding_name_for(model.upstream_model))
-    cap = output_cap(endpoint, payload, model)
     # Every token covers at least one byte of the body, so the body length bounds the prompt
     # from above at no cost; tiktoken runs only when that bound does not fit the balance.
-    prompt_tokens: int | None = None
-    reserve = worst_case(model.price, tokens.prompt_bound(endpoint, payload, len(body)), cap)
+    quote = pricing.quote(model, endpoint, payload, len(body))
     stream = endpoint.streams and payload.get("stream") is True
     payload["model"] = model.upstream_model
     hide_usage = False
@@ -125,32 +122,25 @@ async def admit(
         options["include_usage"] = True  # so the stream tells us what to bill
         payload["stream_options"] = options
     ttl = services.settings.reservation_ttl
-    admission = await services.store.admit(key.user_id, request_id, reserve, ttl=ttl)
+    admission = await services.store.admit(key.user_id, request_id, quote.reserve, ttl=ttl)
     if not admission.ok:
-        prompt_tokens = tokens.count_prompt(encoding, endpoint, payload)
-        exact = worst_case(model.price, prompt_tokens, cap)
-        if exact < reserve:
-            reserve = exact
-            admission = await services.store.admit(key.user_id, request_id, reserve, ttl=ttl)
-    if not admission.ok:
-        assert prompt_tokens is not None
-        raise InsufficientCredit(
-            insufficient_message(model, prompt_tokens, cap, reserve, admission.available),
-        )
-    call = Call(
+        exact = pricing.exact_quote(quote, model, endpoint, payload)
+        if exact.reserve < quote.reserve:
+            admission = await services.store.admit(key.user_id, request_id, exact.reserve, ttl=ttl)
+        quote = exact
+        if not admission.ok:
+            raise InsufficientCredit(insufficient_message(model, quote, admission.available))
+    return Call(
         request_id=request_id,
         endpoint=endpoint,
         started=started,
         key=key,
         model=model,
-        prompt_tokens=prompt_tokens,
+        quote=quote,
         payload=payload,
         stream=stream,
         hide_usage_chunk=hide_usage,
-        body=orjson.dumps(payload),
-        encoding=encoding,
     )
-    return call
 
 
 # -- forwarding and relaying -------------------------------------------------------------
@@ -189,7 +179,7 @@ async def _forward(services: Services, call: Call, send: Send, outcome: Outcome)
         response = await services.upstreams.post(
             call.model.provider,
             call.endpoint.path,
-            call.body,
+            orjson.dumps(call.payload),
             request_id=call.request_id,
             accept=accept,
         )
@@ -297,12 +287,14 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
         usage = Usage(prompt_tokens=0)
     elif usage is None:
         # No usage from the upstream: count the prompt and what was actually produced.
+        encoder = tokens.model_encoder(call.model.upstream_model, call.model.encoding)
         produced = outcome.meter.produced_text() if outcome.meter else outcome.text
+        quote = call.quote
         usage = Usage(
-            prompt_tokens=call.prompt_tokens
-            if call.prompt_tokens is not None
-            else tokens.count_prompt(call.encoding, call.endpoint, call.payload),
-            completion_tokens=tokens.count_text(call.encoding, produced),
+            prompt_tokens=quote.prompt_tokens
+            if quote.exact
+            else tokens.count_prompt(encoder, call.endpoint, call.payload),
+            completion_tokens=tokens.count_text(encoder, produced),
         )
         source = "counted"
     price = call.model.price
