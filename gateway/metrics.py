@@ -4,8 +4,10 @@ the hot path only increments integers)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gateway.listeners import Header
 from gateway.records import UsageRecord
 
 
@@ -16,11 +18,13 @@ class Metrics:
     tokens: Counter[tuple[str, str]] = field(default_factory=Counter)
     refused: Counter[int] = field(default_factory=Counter)
 
-    def settled(self, record: UsageRecord) -> None:
+    def settled(self, record: UsageRecord, balance: int | None) -> Sequence[Header]:
+        """A settlement listener: counts every settled call, whatever the balance."""
         self.calls[(record.endpoint, record.model, record.status)] += 1
         self.cost[record.model] += record.cost
         self.tokens[(record.model, "prompt")] += record.prompt_tokens
         self.tokens[(record.model, "completion")] += record.completion_tokens
+        return ()
 
     def refusal(self, status: int) -> None:
         self.refused[status] += 1
@@ -51,8 +55,8 @@ class Metrics:
             "# HELP gateway_refused_total Calls refused before reaching a provider.",
             "# TYPE gateway_refused_total counter",
         ]
-        for status, n in sorted(self.refused.items()):
-            lines.append(f'gateway_refused_total{{status="{status}"}} {n}')
+        for refused, n in sorted(self.refused.items()):
+            lines.append(f'gateway_refused_total{{status="{refused}"}} {n}')
         for name, value in gauges.items():
             lines += [f"# TYPE {name} gauge", f"{name} {value}"]
         return "\n".join(lines) + "\n"

@@ -6,21 +6,21 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from gateway import catalog as catalog_mod
 from gateway.auth import Authenticator
+from gateway.billing import Billing
+from gateway.billing.autotopup import AutoTopUp, LowBalanceSignal
 from gateway.catalog import Catalog
 from gateway.ledger import open_ledger
 from gateway.ledger.base import Ledger
+from gateway.listeners import SettlementListener
 from gateway.metering.settlement import OutboxWriter
 from gateway.metering.store import BalanceStore, MemoryStore
 from gateway.metrics import Metrics
 from gateway.proxy.upstream import Upstreams
 from gateway.settings import Settings
-
-if TYPE_CHECKING:
-    from gateway.billing import Billing
 
 log = logging.getLogger("gateway")
 
@@ -45,10 +45,12 @@ class Services:
     upstreams: Upstreams
     catalog: Catalog
     writer: Background
-    billing: Billing | None = None  # set by gateway.billing.routes.routes()
+    billing: Billing
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
+    # Called in order after every settlement (gateway.listeners).
+    on_settled: tuple[SettlementListener, ...] = ()
 
     def call_started(self) -> None:
         self.inflight += 1
@@ -79,6 +81,8 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
         catalog = catalog_mod.load(settings.models_path, settings.extra_env)
     ledger = await open_ledger(settings.database_url)
     store, writer = await metering(settings, ledger)
+    billing = Billing.from_settings(settings, currency=catalog.currency, ledger=ledger, store=store)
+    metrics = Metrics()
     services = Services(
         settings=settings,
         ledger=ledger,
@@ -90,6 +94,13 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
         ),
         catalog=catalog,
         writer=writer,
+        billing=billing,
+        metrics=metrics,
+        on_settled=(
+            metrics.settled,
+            LowBalanceSignal(settings.low_balance_warn, settings.low_balance_critical),
+            AutoTopUp(billing),
+        ),
     )
     services.idle.set()
     await writer.start()
@@ -115,8 +126,7 @@ async def metering(settings: Settings, ledger: Ledger) -> tuple[BalanceStore, Ba
 
 async def shutdown(services: Services) -> None:
     await services.drain(services.settings.shutdown_grace)
-    if services.billing is not None:
-        await services.billing.close()
+    await services.billing.close()
     await services.writer.stop()
     await services.upstreams.close()
     await services.store.close()

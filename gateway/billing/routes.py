@@ -14,7 +14,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth import check_admin
-from gateway.billing import billing_of
 from gateway.billing.autotopup import configure, profile_view
 from gateway.billing.checkout import create_checkout
 from gateway.billing.stripe_webhook import MAX_PAYLOAD, event_view, process, verify
@@ -27,7 +26,7 @@ ADMIN = "admin"
 
 
 def routes(services: Services) -> list[Route]:
-    billing = billing_of(services)
+    billing = services.billing
 
     async def caller(request: Request) -> User:
         key = await services.auth.authenticate(request.headers.get("authorization"))

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,6 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway import pricing, tokens
-from gateway.billing.autotopup import on_settled
 from gateway.catalog import Model
 from gateway.endpoints import Endpoint
 from gateway.errors import (
@@ -28,6 +28,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.listeners import Header
 from gateway.pricing import Quote, Usage, cost
 from gateway.proxy.request import header, insufficient_message, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
@@ -62,7 +63,7 @@ class Outcome:
     meter: StreamMeter | None = None
     disconnected: bool = False
     settled: bool = False
-    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    extra_headers: list[Header] = field(default_factory=list)
 
 
 class ProxyEndpoint:
@@ -279,7 +280,8 @@ async def _relay_stream(
 
 
 async def settle(services: Services, call: Call, outcome: Outcome) -> None:
-    """Prices what happened and settles it once; never raises (the response may be sent)."""
+    """Prices what happened, settles it once and tells the listeners; raises only a
+    cancellation (the response may be sent)."""
     usage, source = outcome.usage, "upstream"
     if usage is None and outcome.meter is not None:
         usage = outcome.meter.usage
@@ -317,7 +319,7 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
         usage_source=source,
         latency_ms=int((time.perf_counter() - call.started) * 1000),
     )
-    services.metrics.settled(record)
+    balance: int | None = None
     try:
         # The in-process store settles without suspending; the Redis one shields itself.
         balance = await services.store.settle(record)
@@ -330,13 +332,18 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
         )
         if isinstance(exc, asyncio.CancelledError):
             raise
-        return
-    if balance is not None:
-        # Low-balance header/log and auto top-up: synchronous, no I/O, never raises.
-        outcome.extra_headers += on_settled(
-            services,
-            record.user_id,
-            before=balance + record.cost,
-            after=balance,
-            request_id=call.request_id,
-        )
+    finally:
+        outcome.extra_headers += _publish(services, record, balance)
+
+
+def _publish(services: Services, record: UsageRecord, balance: int | None) -> Sequence[Header]:
+    headers: Sequence[Header] = ()
+    for listener in services.on_settled:
+        try:
+            extra = listener(record, balance)
+        except Exception:
+            log.exception("settlement listener %r failed for %s", listener, record.request_id)
+            continue
+        if extra:
+            headers = [*headers, *extra]
+    return headers
