@@ -1,8 +1,11 @@
 """One proxied call, top to bottom: authenticate, resolve, reserve, forward, relay, settle.
 
-Settlement runs in ``finally`` whatever happened after admission (normal end, upstream error,
-client gone, process shutting down), so every admitted call ends in exactly one usage record.
-Nothing raises once response headers are sent.
+``handle`` reads in order: ``admit`` builds the call; ``relay`` forwards it and returns what
+it came to, a frozen ``Outcome``; ``settle`` (in ``finally``) prices that once and tells the
+settlement listeners; a non-streamed answer is sent last, so its headers can carry what the
+listeners had to say (the low-balance header). Settlement runs whatever happened after
+admission (normal end, upstream error, client gone, process shutting down), so every admitted
+call ends in exactly one usage record. Nothing raises once response headers are sent.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -22,12 +25,7 @@ from starlette.types import Receive, Scope, Send
 from gateway import pricing, tokens
 from gateway.catalog import Model
 from gateway.endpoints import Endpoint
-from gateway.errors import (
-    GatewayError,
-    InsufficientCredit,
-    UpstreamError,
-    UpstreamTimeout,
-)
+from gateway.errors import GatewayError, InsufficientCredit, UpstreamError, UpstreamTimeout
 from gateway.listeners import Header
 from gateway.pricing import Quote, Usage, cost
 from gateway.proxy.request import header, insufficient_message, parse_object, read_body
@@ -54,16 +52,35 @@ class Call:
     hide_usage_chunk: bool
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole answer, held back until the call is settled."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    status: str = "interrupted"
+    """What a relayed call came to, as settlement prices it.
+
+    ``usage`` is what the upstream reported; when it is None the prompt and the produced text
+    (``text`` of a whole answer, or what ``meter`` saw of a stream) are counted instead.
+    ``billable`` is False when the upstream served nothing. ``reply`` is the answer still to
+    send (None when it went out already: a stream, or nothing to send).
+    """
+
+    status: str
     billable: bool = True
     usage: Usage | None = None
     text: str = ""
     meter: StreamMeter | None = None
-    disconnected: bool = False
-    settled: bool = False
-    extra_headers: list[Header] = field(default_factory=list)
+    reply: Reply | None = None
+
+
+# What settles when relay raises instead of returning (a bug): the prompt, nothing produced.
+INTERRUPTED = Outcome("interrupted")
 
 
 class ProxyEndpoint:
@@ -89,13 +106,17 @@ async def handle(
         await send_error(send, exc, request_id)
         return
     services.call_started()
-    outcome = Outcome()
+    outcome = INTERRUPTED
     try:
-        await relay(services, call, receive, send, outcome)
+        outcome = await relay(services, call, receive, send)
     finally:
-        if not outcome.settled:
-            await settle(services, call, outcome)
+        headers = await settle(services, call, outcome)
         services.call_ended()
+    reply = outcome.reply
+    if reply is not None:
+        await send_body(send, reply.status, reply.body, reply.content_type, request_id, headers)
+    if outcome.status == "interrupted":
+        raise asyncio.CancelledError  # shutdown or server cancel: settled above, now let it go
 
 
 # -- admission ---------------------------------------------------------------------------
@@ -147,34 +168,55 @@ async def admit(
 # -- forwarding and relaying -------------------------------------------------------------
 
 
-async def relay(
-    services: Services, call: Call, receive: Receive, send: Send, outcome: Outcome
-) -> None:
+async def relay(services: Services, call: Call, receive: Receive, send: Send) -> Outcome:
+    """Forwards the call and relays or holds its answer; returns what it came to.
+
+    Never raises for a cancellation: the client leaving ends the call as
+    ``client_disconnected``; any other cancellation (shutdown) as ``interrupted``, which
+    ``handle`` raises again once the call is settled.
+    """
     task = asyncio.current_task()
     assert task is not None
-    watcher = asyncio.create_task(_watch_disconnect(receive, task, outcome))
+    meter = (
+        StreamMeter(call.endpoint.usage, hide_usage_chunk=call.hide_usage_chunk)
+        if call.stream
+        else None
+    )
+    watcher = asyncio.create_task(_watch_disconnect(receive, task))
     try:
-        await _forward(services, call, send, outcome)
+        return await _forward(services, call, send, meter)
     except asyncio.CancelledError:
-        if not outcome.disconnected:
-            outcome.status = "interrupted"
-            raise  # shutdown or server cancel: settle (finally, above) then let it go
+        if not _client_left(watcher):
+            return _metered("interrupted", meter)
         task.uncancel()
-        outcome.status = "client_disconnected"
+        return _metered("client_disconnected", meter)
     finally:
         watcher.cancel()
 
 
-async def _watch_disconnect(receive: Receive, task: asyncio.Task, outcome: Outcome) -> None:
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            outcome.disconnected = True
             task.cancel()
             return
 
 
-async def _forward(services: Services, call: Call, send: Send, outcome: Outcome) -> None:
+def _client_left(watcher: asyncio.Task[None]) -> bool:
+    # The watcher finishes only by seeing the disconnect; it is cancelled in every other case.
+    return watcher.done() and not watcher.cancelled() and watcher.exception() is None
+
+
+def _metered(status: str, meter: StreamMeter | None) -> Outcome:
+    """The outcome of a stream call that ended with ``status``, billed as its meter saw it."""
+    if meter is None:
+        return Outcome(status)
+    return Outcome(status, usage=meter.usage, meter=meter)
+
+
+async def _forward(
+    services: Services, call: Call, send: Send, meter: StreamMeter | None
+) -> Outcome:
     accept = "text/event-stream" if call.stream else "application/json"
     try:
         response = await services.upstreams.post(
@@ -185,25 +227,22 @@ async def _forward(services: Services, call: Call, send: Send, outcome: Outcome)
             accept=accept,
         )
     except UpstreamError as exc:
-        outcome.billable = False
-        outcome.status = (
-            "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
-        )
-        await send_error(send, exc, call.request_id)
-        return
+        status = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
+        return Outcome(status, billable=False, reply=_error_reply(exc))
     async with response:
         content_type = response.headers.get("Content-Type", "application/json")
         if response.status >= 400:
             # The provider refused or failed: pass its answer on, charge nothing.
-            outcome.billable = False
-            outcome.status = "upstream_error"
             body = await _read_or_empty(response)
-            await send_body(send, response.status, body, content_type, call.request_id)
-            return
-        if call.stream and content_type.startswith("text/event-stream"):
-            await _relay_stream(call, response, send, outcome, content_type)
-        else:
-            await _relay_body(services, call, response, send, outcome, content_type)
+            reply = Reply(response.status, body, content_type)
+            return Outcome("upstream_error", billable=False, reply=reply)
+        if meter is not None and content_type.startswith("text/event-stream"):
+            return await _relay_stream(call, response, send, meter, content_type)
+        return await _relay_body(call, response, content_type)
+
+
+def _error_reply(exc: GatewayError) -> Reply:
+    return Reply(exc.status, exc.body(), "application/json")
 
 
 async def _read_or_empty(response: aiohttp.ClientResponse) -> bytes:
@@ -213,46 +252,33 @@ async def _read_or_empty(response: aiohttp.ClientResponse) -> bytes:
         return b""
 
 
-async def _relay_body(
-    services: Services,
-    call: Call,
-    response: aiohttp.ClientResponse,
-    send: Send,
-    outcome: Outcome,
-    content_type: str,
-) -> None:
+async def _relay_body(call: Call, response: aiohttp.ClientResponse, content_type: str) -> Outcome:
+    """Reads a whole answer and hands it back unsent: its headers wait for settlement."""
     try:
         body = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        outcome.status = "upstream_cut"
         error = (
             UpstreamTimeout("upstream timed out mid-answer")
             if isinstance(exc, TimeoutError)
             else UpstreamError("upstream broke off its answer")
         )
-        await send_error(send, error, call.request_id)
-        return
+        return Outcome("upstream_cut", reply=_error_reply(error))
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         obj = None
-    outcome.usage = usage_from(obj, call.endpoint.usage)
-    if outcome.usage is None:
-        outcome.text = "".join(output_text(obj))
-    outcome.status = "ok"
-    # Settle before the headers go out, so they can say what this call did to the balance.
-    outcome.settled = True
-    await settle(services, call, outcome)
-    await send_body(
-        send, response.status, body, content_type, call.request_id, outcome.extra_headers
-    )
+    usage = usage_from(obj, call.endpoint.usage)
+    text = "".join(output_text(obj)) if usage is None else ""
+    return Outcome("ok", usage=usage, text=text, reply=Reply(response.status, body, content_type))
 
 
 async def _relay_stream(
-    call: Call, response: aiohttp.ClientResponse, send: Send, outcome: Outcome, content_type: str
-) -> None:
-    meter = StreamMeter(call.endpoint.usage, hide_usage_chunk=call.hide_usage_chunk)
-    outcome.meter = meter
+    call: Call,
+    response: aiohttp.ClientResponse,
+    send: Send,
+    meter: StreamMeter,
+    content_type: str,
+) -> Outcome:
     await send(
         {
             "type": "http.response.start",
@@ -269,22 +295,21 @@ async def _relay_stream(
             out = meter.feed(data)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-        outcome.status = "ok" if meter.finished else "upstream_cut"
+        status = "ok" if meter.finished else "upstream_cut"
     except (aiohttp.ClientError, TimeoutError):
-        outcome.status = "upstream_cut"
+        status = "upstream_cut"
     tail = meter.close()
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+    return _metered(status, meter)
 
 
 # -- settlement --------------------------------------------------------------------------
 
 
-async def settle(services: Services, call: Call, outcome: Outcome) -> None:
-    """Prices what happened, settles it once and tells the listeners; raises only a
-    cancellation (the response may be sent)."""
+async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[Header]:
+    """Prices what happened, settles it once and tells the listeners; returns the headers
+    they asked for. Raises only a cancellation (the response may be under way)."""
     usage, source = outcome.usage, "upstream"
-    if usage is None and outcome.meter is not None:
-        usage = outcome.meter.usage
     if not outcome.billable:
         usage = Usage(prompt_tokens=0)
     elif usage is None:
@@ -333,7 +358,8 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
         if isinstance(exc, asyncio.CancelledError):
             raise
     finally:
-        outcome.extra_headers += _publish(services, record, balance)
+        headers = _publish(services, record, balance)
+    return headers
 
 
 def _publish(services: Services, record: UsageRecord, balance: int | None) -> Sequence[Header]:
