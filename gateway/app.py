@@ -16,16 +16,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import me, price_reload
 from gateway.admin import routes as admin_routes
-from gateway.billing import billing_of
 from gateway.billing import routes as billing_routes
 from gateway.catalog import Catalog
+from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError, NotFound, error_body
 from gateway.proxy.pipeline import ProxyEndpoint
 from gateway.services import Services, build, shutdown
 from gateway.settings import Settings
 from gateway.web import error_response, json_response
-
-PROXIED = ("chat/completions", "completions", "embeddings", "responses")
 
 
 def create_app(settings: Settings, *, catalog: Catalog | None = None) -> GatewayApp:
@@ -37,10 +35,9 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
         await price_reload.record_prices(services.ledger, services.catalog, actor="startup")
         stop_sighup = price_reload.install_sighup(services)
         app.state.services = services
-        billing_of(services)  # built now: auto top-up looks for it from the first settled call
         app.router.routes.extend(_routes(services))
         gateway.fast = {
-            f"/v1/{endpoint}": ProxyEndpoint(services, endpoint) for endpoint in PROXIED
+            f"/v1/{path}": ProxyEndpoint(services, endpoint) for path, endpoint in ENDPOINTS.items()
         }
         try:
             yield
@@ -186,8 +183,8 @@ def _routes(services: Services) -> list[Route]:
         return Response(text, media_type="text/plain; version=0.0.4")
 
     proxied = [
-        Route(f"/v1/{endpoint}", ProxyEndpoint(services, endpoint), methods=["POST"])
-        for endpoint in PROXIED
+        Route(f"/v1/{path}", ProxyEndpoint(services, endpoint), methods=["POST"])
+        for path, endpoint in ENDPOINTS.items()
     ]
     return [
         *proxied,

@@ -15,18 +15,12 @@ from typing import Any
 
 import yaml
 
+from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest, NotFound
 from gateway.money import MoneyError, parse_price
 from gateway.pricing import Price
 
 KINDS = ("chat", "embedding")
-# Which endpoints may serve which kind of model.
-ENDPOINT_KINDS = {
-    "chat/completions": "chat",
-    "completions": "chat",
-    "responses": "chat",
-    "embeddings": "embedding",
-}
 
 
 class CatalogError(ValueError):
@@ -61,6 +55,7 @@ class Catalog:
     source: str = ""
 
     def resolve(self, name: object, endpoint: str) -> Model:
+        """The model ``name`` names, if its kind may serve the endpoint at /v1/``endpoint``."""
         if not isinstance(name, str) or not name:
             raise BadRequest(
                 "you must provide a model parameter", param="model", code="missing_model"
@@ -72,7 +67,7 @@ class Catalog:
                 code="model_not_found",
                 param="model",
             )
-        wanted = ENDPOINT_KINDS[endpoint]
+        wanted = ENDPOINTS[endpoint].model_kind
         if model.kind != wanted:
             raise BadRequest(
                 f"model `{name}` is a {model.kind} model and cannot serve /v1/{endpoint}",

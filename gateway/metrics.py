@@ -4,8 +4,10 @@ the hot path only increments integers)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gateway.listeners import Header
 from gateway.records import UsageRecord
 
 
@@ -19,11 +21,13 @@ class Metrics:
     reconcile_repairs: int = 0
     reconcile_repaired: int = 0  # nano-USD, signed sum of the repaired deltas
 
-    def settled(self, record: UsageRecord) -> None:
+    def settled(self, record: UsageRecord, balance: int | None) -> Sequence[Header]:
+        """A settlement listener: counts every settled call, whatever the balance."""
         self.calls[(record.endpoint, record.model, record.status)] += 1
         self.cost[record.model] += record.cost
         self.tokens[(record.model, "prompt")] += record.prompt_tokens
         self.tokens[(record.model, "completion")] += record.completion_tokens
+        return ()
 
     def refusal(self, status: int) -> None:
         self.refused[status] += 1
@@ -58,8 +62,8 @@ class Metrics:
             "# HELP gateway_refused_total Calls refused before reaching a provider.",
             "# TYPE gateway_refused_total counter",
         ]
-        for status, n in sorted(self.refused.items()):
-            lines.append(f'gateway_refused_total{{status="{status}"}} {n}')
+        for refused, n in sorted(self.refused.items()):
+            lines.append(f'gateway_refused_total{{status="{refused}"}} {n}')
         lines += [
             "# HELP gateway_reconcile_runs_total Reconciler passes over the cached balances.",
             "# TYPE gateway_reconcile_runs_total counter",

@@ -7,23 +7,22 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from gateway import catalog as catalog_mod
 from gateway import postings
 from gateway.auth import Authenticator
+from gateway.billing import Billing
+from gateway.billing.autotopup import AutoTopUp, LowBalanceSignal
 from gateway.catalog import Catalog
 from gateway.ledger import open_ledger
 from gateway.ledger.base import Ledger
+from gateway.listeners import SettlementListener
 from gateway.metering.modes import Background, Metering, open_metering
 from gateway.metering.store import BalanceStore
 from gateway.metrics import Metrics
 from gateway.proxy.upstream import Upstreams
 from gateway.records import Entry
 from gateway.settings import Settings
-
-if TYPE_CHECKING:
-    from gateway.billing import Billing
 
 log = logging.getLogger("gateway")
 
@@ -36,10 +35,12 @@ class Services:
     auth: Authenticator
     upstreams: Upstreams
     catalog: Catalog
-    billing: Billing | None = None  # set by gateway.billing.routes.routes()
+    billing: Billing
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
+    # Called in order after every settlement (gateway.listeners).
+    on_settled: tuple[SettlementListener, ...] = ()
 
     @property
     def store(self) -> BalanceStore:
@@ -83,6 +84,9 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
     except BaseException:
         await ledger.close()
         raise
+    billing = Billing.from_settings(
+        settings, currency=catalog.currency, ledger=ledger, store=metering.store
+    )
     services = Services(
         settings=settings,
         ledger=ledger,
@@ -94,6 +98,12 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
             read_timeout=settings.upstream_read_timeout,
         ),
         catalog=catalog,
+        billing=billing,
+        on_settled=(
+            metrics.settled,
+            LowBalanceSignal(settings.low_balance_warn, settings.low_balance_critical),
+            AutoTopUp(billing),
+        ),
     )
     services.idle.set()
     if settings.crash_after_commit is not None:
@@ -104,8 +114,7 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
 
 async def shutdown(services: Services) -> None:
     await services.drain(services.settings.shutdown_grace)
-    if services.billing is not None:
-        await services.billing.close()
+    await services.billing.close()
     await services.metering.stop()
     await services.upstreams.close()
     await services.store.close()

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
+
+from gateway.endpoints import Endpoint, EndpointKind
 
 log = logging.getLogger("gateway.tokens")
 
@@ -89,6 +91,11 @@ def _load(name: str) -> Encoder:
     return _Estimate()
 
 
+def model_encoder(upstream_model: str, encoding: str | None) -> Encoder:
+    """The encoder of a model: its ``encoding:`` from models.yaml, else the family rule."""
+    return encoder(encoding or encoding_name_for(upstream_model))
+
+
 def count_text(enc: Encoder, text: str) -> int:
     return len(enc.encode_ordinary(text)) if text else 0
 
@@ -138,36 +145,53 @@ def _compact(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def count_prompt(enc: Encoder, endpoint: str, payload: dict[str, Any]) -> int:
+def count_prompt(enc: Encoder, endpoint: Endpoint, payload: dict[str, Any]) -> int:
     """Prompt tokens of a request body, for the reservation (an upper-leaning estimate)."""
-    extra = 0
+    return _PROMPT_COUNTERS[endpoint.kind](enc, payload.get(endpoint.prompt_field), payload)
+
+
+def _definitions(enc: Encoder, payload: dict[str, Any]) -> int:
+    """Tool, function and output-format definitions, which the model reads as prompt."""
+    total = 0
     for key in ("tools", "functions", "response_format", "text"):
         if payload.get(key):
-            extra += count_text(enc, _compact(payload[key]))
-    if endpoint == "chat/completions":
-        return count_messages(enc, payload.get("messages") or []) + extra
-    if endpoint == "responses":
-        total = extra
-        instructions = payload.get("instructions")
-        if isinstance(instructions, str):
-            total += count_text(enc, instructions)
-        value = payload.get("input")
-        if isinstance(value, str):
-            return total + REPLY_PRIMER + TOKENS_PER_MESSAGE + count_text(enc, value)
-        if isinstance(value, list):
-            return total + count_messages(enc, value)
-        return total
-    if endpoint in ("completions", "embeddings"):
-        value = payload.get("prompt") if endpoint == "completions" else payload.get("input")
-        return _count_inputs(enc, value)
-    return 0
+            total += count_text(enc, _compact(payload[key]))
+    return total
 
 
-def prompt_bound(endpoint: str, payload: dict[str, Any], body_bytes: int) -> int:
+def _chat_prompt(enc: Encoder, messages: Any, payload: dict[str, Any]) -> int:
+    return count_messages(enc, messages or []) + _definitions(enc, payload)
+
+
+def _response_prompt(enc: Encoder, value: Any, payload: dict[str, Any]) -> int:
+    total = _definitions(enc, payload)
+    instructions = payload.get("instructions")
+    if isinstance(instructions, str):
+        total += count_text(enc, instructions)
+    if isinstance(value, str):
+        return total + REPLY_PRIMER + TOKENS_PER_MESSAGE + count_text(enc, value)
+    if isinstance(value, list):
+        return total + count_messages(enc, value)
+    return total
+
+
+def _texts_prompt(enc: Encoder, value: Any, payload: dict[str, Any]) -> int:
+    return _count_inputs(enc, value)
+
+
+_PROMPT_COUNTERS: dict[EndpointKind, Callable[[Encoder, Any, dict[str, Any]], int]] = {
+    "chat": _chat_prompt,
+    "response": _response_prompt,
+    "completion": _texts_prompt,
+    "embedding": _texts_prompt,
+}
+
+
+def prompt_bound(endpoint: Endpoint, payload: dict[str, Any], body_bytes: int) -> int:
     """An upper bound on ``count_prompt`` without tokenizing: a token always covers at least
     one byte, and JSON never encodes text in fewer bytes than UTF-8, so the body length bounds
     the text; add the per-message and per-image allowances that count_prompt adds."""
-    items = payload.get("messages") if endpoint == "chat/completions" else payload.get("input")
+    items = payload.get(endpoint.prompt_field)
     messages = items if isinstance(items, list) else []
     images = 0
     for message in messages:

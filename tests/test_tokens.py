@@ -1,10 +1,16 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
 from gateway import tokens
+from gateway.endpoints import ENDPOINTS
+
+CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES = (
+    ENDPOINTS[p] for p in ("chat/completions", "completions", "embeddings", "responses")
+)
 
 
 @pytest.mark.parametrize(
@@ -20,22 +26,22 @@ from gateway import tokens
         ("ft:gpt-4o-mini:org", "o200k_base"),
     ],
 )
-def test_encoding_is_picked_per_model_family(model, encoding):
+def test_encoding_is_picked_per_model_family(model: str, encoding: str) -> None:
     assert tokens.encoding_name_for(model) == encoding
 
 
-def test_counting_works_offline_for_every_family():
+def test_counting_works_offline_for_every_family() -> None:
     for name in ("o200k_base", "cl100k_base"):
         enc = tokens.encoder(name)
         assert tokens.count_text(enc, "Hello world") in (2, 3)
 
 
 def test_missing_encoding_falls_back_to_a_conservative_estimate_with_one_warning(
-    caplog, monkeypatch
-):
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tiktoken
 
-    def broken(name: str):  # type: ignore[no-untyped-def]
+    def broken(name: str) -> None:
         raise ValueError("no network")
 
     monkeypatch.setattr(tiktoken, "get_encoding", broken)
@@ -48,11 +54,11 @@ def test_missing_encoding_falls_back_to_a_conservative_estimate_with_one_warning
     assert len([r for r in caplog.records if "estimating" in r.message]) == 1
 
 
-def test_prompt_counts_cover_messages_tools_and_inputs():
+def test_prompt_counts_cover_messages_tools_and_inputs() -> None:
     enc = tokens.encoder("cl100k_base")
     chat = tokens.count_prompt(
         enc,
-        "chat/completions",
+        CHAT,
         {
             "messages": [
                 {
@@ -66,9 +72,9 @@ def test_prompt_counts_cover_messages_tools_and_inputs():
         },
     )
     assert chat >= tokens.TOKENS_PER_IMAGE + 2
-    assert tokens.count_prompt(enc, "embeddings", {"input": [[1, 2, 3], [4]]}) == 4
-    assert tokens.count_prompt(enc, "completions", {"prompt": ["a b", "c"]}) >= 3
-    assert tokens.count_prompt(enc, "responses", {"input": "hi", "instructions": "be brief"}) > 3
+    assert tokens.count_prompt(enc, EMBEDDINGS, {"input": [[1, 2, 3], [4]]}) == 4
+    assert tokens.count_prompt(enc, COMPLETIONS, {"prompt": ["a b", "c"]}) >= 3
+    assert tokens.count_prompt(enc, RESPONSES, {"input": "hi", "instructions": "be brief"}) > 3
 
 
 @pytest.mark.parametrize(
@@ -95,10 +101,10 @@ def test_prompt_counts_cover_messages_tools_and_inputs():
         },
     ],
 )
-def test_the_free_prompt_bound_is_never_below_the_exact_count(payload):
+def test_the_free_prompt_bound_is_never_below_the_exact_count(payload: dict[str, Any]) -> None:
     import orjson
 
     enc = tokens.encoder("cl100k_base")
     for body in (orjson.dumps(payload), orjson.dumps(payload).replace(b",", b", ")):
-        exact = tokens.count_prompt(enc, "chat/completions", payload)
-        assert tokens.prompt_bound("chat/completions", payload, len(body)) >= exact
+        exact = tokens.count_prompt(enc, CHAT, payload)
+        assert tokens.prompt_bound(CHAT, payload, len(body)) >= exact

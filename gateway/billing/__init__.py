@@ -32,8 +32,6 @@ from gateway.settings import Settings
 if TYPE_CHECKING:
     import stripe
 
-    from gateway.services import Services
-
 # Stripe amounts are integers of the currency's minor unit; USD has cents.
 NANOS_PER_CENT = 10**7
 PURPOSE_AUTO_TOPUP = "auto_topup"
@@ -184,7 +182,7 @@ async def stripe_client(config: BillingConfig) -> AsyncIterator[stripe.StripeCli
         # Retries reuse our idempotency key, so a retried POST cannot double-charge.
         yield stripe.StripeClient(config.api_key, http_client=http, max_network_retries=2)
     finally:
-        await http.close_async()
+        await http.close_async()  # type: ignore[no-untyped-call]  # untyped in stripe 16
 
 
 # -- the per-process billing state ---------------------------------------------------------
@@ -203,13 +201,12 @@ class Billing:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
-    def from_services(cls, services: Services) -> Billing:
-        config = BillingConfig.from_settings(services.settings, currency=services.catalog.currency)
-        return cls(
-            config=config,
-            ledger=services.ledger,  # type: ignore[arg-type]
-            store=services.store,
-        )
+    def from_settings(
+        cls, settings: Settings, *, currency: str, ledger: Ledger, store: BalanceStore
+    ) -> Billing:
+        """The payment dependencies, from settings validated at load (``Settings.from_env``)."""
+        config = BillingConfig.from_settings(settings, currency=currency)
+        return cls(config=config, ledger=ledger, store=store)  # type: ignore[arg-type]
 
     def forget(self, user_id: str) -> None:
         self.profiles.pop(user_id, None)
@@ -218,15 +215,6 @@ class Billing:
         """Lets running top-up triggers finish (bounded), so none is cut mid-call."""
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=grace)
-
-
-def billing_of(services: Services) -> Billing:
-    """The services' Billing, built on first use (until Services declares the field)."""
-    billing: Billing | None = getattr(services, "billing", None)
-    if billing is None:
-        billing = Billing.from_services(services)
-        services.billing = billing  # type: ignore[attr-defined]
-    return billing
 
 
 async def credit(

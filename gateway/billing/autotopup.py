@@ -1,10 +1,11 @@
 """Low-balance signals and auto top-up, both driven by settlements.
 
-``on_settled`` is what the proxy pipeline calls after each settlement. It stays on the hot
-path, so it is synchronous, reads no database, and never raises: it compares the balance with
-the configured thresholds (header + structured log when one is crossed) and, when the
-settlement crossed the user's auto top-up threshold (or that threshold is not cached yet),
-starts a background check. Only a crossing triggers: one top-up per crossing.
+Two settlement listeners (``gateway.listeners``), registered in ``gateway.services.build``.
+They run on the hot path, so they are synchronous and read no database. ``LowBalanceSignal``
+compares the balance with the configured thresholds: a header and a structured log when one
+is crossed. ``AutoTopUp`` starts a background check when the settlement crossed the user's
+auto top-up threshold (or that threshold is not cached yet). Only a crossing triggers: one
+top-up per crossing.
 
 The check claims the user's top-up slot in the database (one statement; the guard across
 processes), then creates one off-session PaymentIntent whose idempotency key names the
@@ -17,16 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from gateway.billing import PURPOSE_AUTO_TOPUP, Billing, nanos_to_cents, stripe_client, whole_cents
 from gateway.errors import GatewayError, NotFound, Unprocessable
 from gateway.ledger.base import UnknownUser
 from gateway.money import MoneyError, format_usd, parse_usd
-from gateway.records import AuditEvent, BillingProfile, TopupClaim
-
-if TYPE_CHECKING:
-    from gateway.services import Services
+from gateway.records import AuditEvent, BillingProfile, TopupClaim, UsageRecord
 
 log = logging.getLogger("gateway.billing")
 LOW_BALANCE_HEADER = b"x-gateway-low-balance"
@@ -39,7 +39,7 @@ class TopupFailure(Exception):
     pass
 
 
-# -- the hot-path hook ---------------------------------------------------------------------
+# -- the settlement listeners --------------------------------------------------------------
 
 
 def crossed(warn: int, critical: int, before: int, after: int) -> tuple[str, int] | None:
@@ -55,38 +55,49 @@ def low_balance_header(level: str, balance: int, threshold: int) -> tuple[bytes,
     return LOW_BALANCE_HEADER, value.encode()
 
 
-def on_settled(
-    services: Services, user_id: str, *, before: int, after: int, request_id: str
-) -> list[tuple[bytes, bytes]]:
-    """Headers to add to the response that settled (if still unsent); never raises."""
-    try:
-        headers: list[tuple[bytes, bytes]] = []
-        settings = services.settings
-        hit = crossed(settings.low_balance_warn, settings.low_balance_critical, before, after)
-        if hit is not None:
-            level, threshold = hit
-            headers.append(low_balance_header(level, after, threshold))
-            log.warning(
-                "low balance (%s) for %s: %s USD",
-                level,
-                user_id,
-                format_usd(after),
-                extra={
-                    "event": "low_balance",
-                    "level": level,
-                    "user_id": user_id,
-                    "balance": format_usd(after),
-                    "threshold": format_usd(threshold),
-                    "request_id": request_id,
-                },
-            )
-        billing: Billing | None = getattr(services, "billing", None)
-        if billing is not None:
-            maybe_top_up(billing, user_id, before, after)
-        return headers
-    except Exception:
-        log.exception("low-balance hook failed for %s", request_id)
-        return []
+@dataclass(frozen=True, slots=True)
+class LowBalanceSignal:
+    """Settlement listener: a header and a structured log when a call takes the balance
+    below ``warn`` or ``critical`` (nano-USD)."""
+
+    warn: int
+    critical: int
+
+    def __call__(self, record: UsageRecord, balance: int | None) -> Sequence[tuple[bytes, bytes]]:
+        if balance is None:
+            return ()
+        hit = crossed(self.warn, self.critical, balance + record.cost, balance)
+        if hit is None:
+            return ()
+        level, threshold = hit
+        log.warning(
+            "low balance (%s) for %s: %s USD",
+            level,
+            record.user_id,
+            format_usd(balance),
+            extra={
+                "event": "low_balance",
+                "level": level,
+                "user_id": record.user_id,
+                "balance": format_usd(balance),
+                "threshold": format_usd(threshold),
+                "request_id": record.request_id,
+            },
+        )
+        return (low_balance_header(level, balance, threshold),)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoTopUp:
+    """Settlement listener: starts an auto top-up check when a call crosses the user's
+    threshold; adds no header."""
+
+    billing: Billing
+
+    def __call__(self, record: UsageRecord, balance: int | None) -> Sequence[tuple[bytes, bytes]]:
+        if balance is not None:
+            maybe_top_up(self.billing, record.user_id, balance + record.cost, balance)
+        return ()
 
 
 def maybe_top_up(billing: Billing, user_id: str, before: int, after: int) -> None:

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth import check_admin
-from gateway.billing import Billing, billing_of
+from gateway.billing import Billing
 from gateway.billing.autotopup import configure
 from gateway.billing.checkout import create_checkout
 from gateway.billing.stripe_webhook import MAX_PAYLOAD, process, verify
@@ -42,20 +42,20 @@ async def _caller(request: Request) -> tuple[Billing, User]:
     user = await services.ledger.get_user(key.user_id)
     if user is None:
         raise NotFound(f"no user {key.user_id!r}", code="user_not_found")
-    return billing_of(services), user
+    return services.billing, user
 
 
 def _admin(request: Request) -> Billing:
     services = services_of(request)
     check_admin(services.settings.admin_key, request.headers.get("authorization"))
-    return billing_of(services)
+    return services.billing
 
 
 async def webhook(request: Request) -> Response:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_PAYLOAD:
         raise PayloadTooLarge("a Stripe event is never this large")
-    billing = billing_of(services_of(request))
+    billing = services_of(request).billing
     payload = await request.body()
     event = verify(payload, request.headers.get("stripe-signature"), billing.config)
     outcome, duplicate = await process(billing, event, payload.decode())

@@ -1,8 +1,11 @@
 """One proxied call, top to bottom: authenticate, resolve, reserve, forward, relay, settle.
 
-Settlement runs in ``finally`` whatever happened after admission (normal end, upstream error,
-client gone, process shutting down), so every admitted call ends in exactly one usage record.
-Nothing raises once response headers are sent.
+``handle`` reads in order: ``admit`` builds the call; ``relay`` forwards it and returns what
+it came to, a frozen ``Outcome``; ``settle`` (in ``finally``) prices that once and tells the
+settlement listeners; a non-streamed answer is sent last, so its headers can carry what the
+listeners had to say (the low-balance header). Settlement runs whatever happened after
+admission (normal end, upstream error, client gone, process shutting down), so every admitted
+call ends in exactly one usage record. Nothing raises once response headers are sent.
 """
 
 from __future__ import annotations
@@ -11,23 +14,21 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gateway import tokens
-from gateway.billing.autotopup import on_settled
+from gateway import pricing, tokens
 from gateway.catalog import Model
-from gateway.errors import (
-    GatewayError,
-    InsufficientCredit,
-    UpstreamError,
-    UpstreamTimeout,
-)
-from gateway.pricing import Usage, cost, worst_case
-from gateway.proxy.request import header, insufficient_message, output_cap, parse_object, read_body
+from gateway.endpoints import Endpoint
+from gateway.errors import GatewayError, InsufficientCredit, UpstreamError, UpstreamTimeout
+from gateway.listeners import Header
+from gateway.pricing import Quote, Usage, cost
+from gateway.proxy.request import header, insufficient_message, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.sse import StreamMeter
 from gateway.proxy.usage import output_text, usage_from
@@ -35,40 +36,57 @@ from gateway.records import ApiKey, UsageRecord
 from gateway.services import Services
 
 log = logging.getLogger("gateway.pipeline")
-STREAMING = ("chat/completions", "completions", "responses")
 
 
 @dataclass(slots=True)
 class Call:
     request_id: str
-    endpoint: str
+    endpoint: Endpoint
     started: float
     key: ApiKey
     model: Model
-    prompt_tokens: int | None  # the exact tiktoken count, when it was needed
-    payload: dict
+    quote: Quote
+    # The request as forwarded (upstream model name, stream_options); encoded when sent.
+    payload: dict[str, Any]
     stream: bool
     hide_usage_chunk: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole answer, held back until the call is settled."""
+
+    status: int
     body: bytes
-    encoding: tokens.Encoder
+    content_type: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    status: str = "interrupted"
+    """What a relayed call came to, as settlement prices it.
+
+    ``usage`` is what the upstream reported; when it is None the prompt and the produced text
+    (``text`` of a whole answer, or what ``meter`` saw of a stream) are counted instead.
+    ``billable`` is False when the upstream served nothing. ``reply`` is the answer still to
+    send (None when it went out already: a stream, or nothing to send).
+    """
+
+    status: str
     billable: bool = True
     usage: Usage | None = None
     text: str = ""
     meter: StreamMeter | None = None
-    disconnected: bool = False
-    settled: bool = False
-    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    reply: Reply | None = None
+
+
+# What settles when relay raises instead of returning (a bug): the prompt, nothing produced.
+INTERRUPTED = Outcome("interrupted")
 
 
 class ProxyEndpoint:
     """An ASGI app for one /v1 endpoint (mounted by app.py)."""
 
-    def __init__(self, services: Services, endpoint: str) -> None:
+    def __init__(self, services: Services, endpoint: Endpoint) -> None:
         self.services = services
         self.endpoint = endpoint
 
@@ -77,7 +95,7 @@ class ProxyEndpoint:
 
 
 async def handle(
-    services: Services, endpoint: str, scope: Scope, receive: Receive, send: Send
+    services: Services, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
 ) -> None:
     # Time-ordered ids keep usage-table inserts at the right edge of the index.
     request_id = f"req_{time.time_ns():016x}{os.urandom(8).hex()}"
@@ -88,131 +106,143 @@ async def handle(
         await send_error(send, exc, request_id)
         return
     services.call_started()
-    outcome = Outcome()
+    outcome = INTERRUPTED
     try:
-        await relay(services, call, receive, send, outcome)
+        outcome = await relay(services, call, receive, send)
     finally:
-        if not outcome.settled:
-            await settle(services, call, outcome)
+        headers = await settle(services, call, outcome)
         services.call_ended()
+    reply = outcome.reply
+    if reply is not None:
+        await send_body(send, reply.status, reply.body, reply.content_type, request_id, headers)
+    if outcome.status == "interrupted":
+        raise asyncio.CancelledError  # shutdown or server cancel: settled above, now let it go
 
 
 # -- admission ---------------------------------------------------------------------------
 
 
 async def admit(
-    services: Services, endpoint: str, scope: Scope, receive: Receive, request_id: str
+    services: Services, endpoint: Endpoint, scope: Scope, receive: Receive, request_id: str
 ) -> Call:
     started = time.perf_counter()
     headers = dict(scope["headers"])
     key = await services.auth.authenticate(header(headers, b"authorization"))
     body = await read_body(receive, headers, services.settings.max_body_bytes)
     payload = parse_object(body)
-    model = services.catalog.resolve(payload.get("model"), endpoint)
-    encoding = tokens.encoder(model.encoding or tokens.encoding_name_for(model.upstream_model))
-    cap = output_cap(payload, model)
+    model = services.catalog.resolve(payload.get("model"), endpoint.path)
     # Every token covers at least one byte of the body, so the body length bounds the prompt
     # from above at no cost; tiktoken runs only when that bound does not fit the balance.
-    prompt_tokens: int | None = None
-    reserve = worst_case(model.price, tokens.prompt_bound(endpoint, payload, len(body)), cap)
-    stream = endpoint in STREAMING and payload.get("stream") is True
+    quote = pricing.quote(model, endpoint, payload, len(body))
+    stream = endpoint.streams and payload.get("stream") is True
     payload["model"] = model.upstream_model
     hide_usage = False
-    if stream and endpoint != "responses":
+    if stream and endpoint.include_usage:
         options = payload.get("stream_options")
         options = dict(options) if isinstance(options, dict) else {}
         hide_usage = options.get("include_usage") is not True
         options["include_usage"] = True  # so the stream tells us what to bill
         payload["stream_options"] = options
     ttl = services.settings.reservation_ttl
-    admission = await services.store.admit(key.user_id, request_id, reserve, ttl=ttl)
+    admission = await services.store.admit(key.user_id, request_id, quote.reserve, ttl=ttl)
     if not admission.ok:
-        prompt_tokens = tokens.count_prompt(encoding, endpoint, payload)
-        exact = worst_case(model.price, prompt_tokens, cap)
-        if exact < reserve:
-            reserve = exact
-            admission = await services.store.admit(key.user_id, request_id, reserve, ttl=ttl)
-    if not admission.ok:
-        assert prompt_tokens is not None
-        raise InsufficientCredit(
-            insufficient_message(model, prompt_tokens, cap, reserve, admission.available),
-        )
-    call = Call(
+        exact = pricing.exact_quote(quote, model, endpoint, payload)
+        if exact.reserve < quote.reserve:
+            admission = await services.store.admit(key.user_id, request_id, exact.reserve, ttl=ttl)
+        quote = exact
+        if not admission.ok:
+            raise InsufficientCredit(insufficient_message(model, quote, admission.available))
+    return Call(
         request_id=request_id,
         endpoint=endpoint,
         started=started,
         key=key,
         model=model,
-        prompt_tokens=prompt_tokens,
+        quote=quote,
         payload=payload,
         stream=stream,
         hide_usage_chunk=hide_usage,
-        body=orjson.dumps(payload),
-        encoding=encoding,
     )
-    return call
 
 
 # -- forwarding and relaying -------------------------------------------------------------
 
 
-async def relay(
-    services: Services, call: Call, receive: Receive, send: Send, outcome: Outcome
-) -> None:
+async def relay(services: Services, call: Call, receive: Receive, send: Send) -> Outcome:
+    """Forwards the call and relays or holds its answer; returns what it came to.
+
+    Never raises for a cancellation: the client leaving ends the call as
+    ``client_disconnected``; any other cancellation (shutdown) as ``interrupted``, which
+    ``handle`` raises again once the call is settled.
+    """
     task = asyncio.current_task()
     assert task is not None
-    watcher = asyncio.create_task(_watch_disconnect(receive, task, outcome))
+    meter = (
+        StreamMeter(call.endpoint.usage, hide_usage_chunk=call.hide_usage_chunk)
+        if call.stream
+        else None
+    )
+    watcher = asyncio.create_task(_watch_disconnect(receive, task))
     try:
-        await _forward(services, call, send, outcome)
+        return await _forward(services, call, send, meter)
     except asyncio.CancelledError:
-        if not outcome.disconnected:
-            outcome.status = "interrupted"
-            raise  # shutdown or server cancel: settle (finally, above) then let it go
+        if not _client_left(watcher):
+            return _metered("interrupted", meter)
         task.uncancel()
-        outcome.status = "client_disconnected"
+        return _metered("client_disconnected", meter)
     finally:
         watcher.cancel()
 
 
-async def _watch_disconnect(receive: Receive, task: asyncio.Task, outcome: Outcome) -> None:
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            outcome.disconnected = True
             task.cancel()
             return
 
 
-async def _forward(services: Services, call: Call, send: Send, outcome: Outcome) -> None:
+def _client_left(watcher: asyncio.Task[None]) -> bool:
+    # The watcher finishes only by seeing the disconnect; it is cancelled in every other case.
+    return watcher.done() and not watcher.cancelled() and watcher.exception() is None
+
+
+def _metered(status: str, meter: StreamMeter | None) -> Outcome:
+    """The outcome of a stream call that ended with ``status``, billed as its meter saw it."""
+    if meter is None:
+        return Outcome(status)
+    return Outcome(status, usage=meter.usage, meter=meter)
+
+
+async def _forward(
+    services: Services, call: Call, send: Send, meter: StreamMeter | None
+) -> Outcome:
     accept = "text/event-stream" if call.stream else "application/json"
     try:
         response = await services.upstreams.post(
             call.model.provider,
-            call.endpoint,
-            call.body,
+            call.endpoint.path,
+            orjson.dumps(call.payload),
             request_id=call.request_id,
             accept=accept,
         )
     except UpstreamError as exc:
-        outcome.billable = False
-        outcome.status = (
-            "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
-        )
-        await send_error(send, exc, call.request_id)
-        return
+        status = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
+        return Outcome(status, billable=False, reply=_error_reply(exc))
     async with response:
         content_type = response.headers.get("Content-Type", "application/json")
         if response.status >= 400:
             # The provider refused or failed: pass its answer on, charge nothing.
-            outcome.billable = False
-            outcome.status = "upstream_error"
             body = await _read_or_empty(response)
-            await send_body(send, response.status, body, content_type, call.request_id)
-            return
-        if call.stream and content_type.startswith("text/event-stream"):
-            await _relay_stream(call, response, send, outcome, content_type)
-        else:
-            await _relay_body(services, call, response, send, outcome, content_type)
+            reply = Reply(response.status, body, content_type)
+            return Outcome("upstream_error", billable=False, reply=reply)
+        if meter is not None and content_type.startswith("text/event-stream"):
+            return await _relay_stream(call, response, send, meter, content_type)
+        return await _relay_body(call, response, content_type)
+
+
+def _error_reply(exc: GatewayError) -> Reply:
+    return Reply(exc.status, exc.body(), "application/json")
 
 
 async def _read_or_empty(response: aiohttp.ClientResponse) -> bytes:
@@ -222,48 +252,33 @@ async def _read_or_empty(response: aiohttp.ClientResponse) -> bytes:
         return b""
 
 
-async def _relay_body(
-    services: Services,
-    call: Call,
-    response: aiohttp.ClientResponse,
-    send: Send,
-    outcome: Outcome,
-    content_type: str,
-) -> None:
+async def _relay_body(call: Call, response: aiohttp.ClientResponse, content_type: str) -> Outcome:
+    """Reads a whole answer and hands it back unsent: its headers wait for settlement."""
     try:
         body = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        outcome.status = "upstream_cut"
         error = (
             UpstreamTimeout("upstream timed out mid-answer")
             if isinstance(exc, TimeoutError)
             else UpstreamError("upstream broke off its answer")
         )
-        await send_error(send, error, call.request_id)
-        return
+        return Outcome("upstream_cut", reply=_error_reply(error))
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         obj = None
-    outcome.usage = usage_from(obj)
-    if outcome.usage is None:
-        outcome.text = "".join(output_text(obj))
-    outcome.status = "ok"
-    # Settle before the headers go out, so they can say what this call did to the balance.
-    outcome.settled = True
-    await settle(services, call, outcome)
-    await send_body(
-        send, response.status, body, content_type, call.request_id, outcome.extra_headers
-    )
+    usage = usage_from(obj, call.endpoint.usage)
+    text = "".join(output_text(obj)) if usage is None else ""
+    return Outcome("ok", usage=usage, text=text, reply=Reply(response.status, body, content_type))
 
 
 async def _relay_stream(
-    call: Call, response: aiohttp.ClientResponse, send: Send, outcome: Outcome, content_type: str
-) -> None:
-    meter = StreamMeter(
-        responses_api=call.endpoint == "responses", hide_usage_chunk=call.hide_usage_chunk
-    )
-    outcome.meter = meter
+    call: Call,
+    response: aiohttp.ClientResponse,
+    send: Send,
+    meter: StreamMeter,
+    content_type: str,
+) -> Outcome:
     await send(
         {
             "type": "http.response.start",
@@ -280,31 +295,33 @@ async def _relay_stream(
             out = meter.feed(data)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-        outcome.status = "ok" if meter.finished else "upstream_cut"
+        status = "ok" if meter.finished else "upstream_cut"
     except (aiohttp.ClientError, TimeoutError):
-        outcome.status = "upstream_cut"
+        status = "upstream_cut"
     tail = meter.close()
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+    return _metered(status, meter)
 
 
 # -- settlement --------------------------------------------------------------------------
 
 
-async def settle(services: Services, call: Call, outcome: Outcome) -> None:
-    """Prices what happened and settles it once; never raises (the response may be sent)."""
+async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[Header]:
+    """Prices what happened, settles it once and tells the listeners; returns the headers
+    they asked for. Raises only a cancellation (the response may be under way)."""
     usage, source = outcome.usage, "upstream"
-    if usage is None and outcome.meter is not None:
-        usage = outcome.meter.usage
     if not outcome.billable:
         usage = Usage(prompt_tokens=0)
     elif usage is None:
         # No usage from the upstream: count the prompt and what was actually produced.
+        encoder = tokens.model_encoder(call.model.upstream_model, call.model.encoding)
         produced = outcome.meter.produced_text() if outcome.meter else outcome.text
+        quote = call.quote
         usage = Usage(
-            prompt_tokens=call.prompt_tokens
-            if call.prompt_tokens is not None
-            else tokens.count_prompt(call.encoding, call.endpoint, call.payload),
-            completion_tokens=tokens.count_text(call.encoding, produced),
+            prompt_tokens=quote.prompt_tokens
+            if quote.exact
+            else tokens.count_prompt(encoder, call.endpoint, call.payload),
+            completion_tokens=tokens.count_text(encoder, produced),
         )
         source = "counted"
     price = call.model.price
@@ -314,7 +331,7 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
         key_id=call.key.id,
         model=call.model.name,
         provider=call.model.provider.name,
-        endpoint=call.endpoint,
+        endpoint=call.endpoint.path,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens,
@@ -327,7 +344,7 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
         usage_source=source,
         latency_ms=int((time.perf_counter() - call.started) * 1000),
     )
-    services.metrics.settled(record)
+    balance: int | None = None
     try:
         # The in-process store settles without suspending; the Redis one shields itself.
         balance = await services.store.settle(record)
@@ -340,13 +357,19 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> None:
         )
         if isinstance(exc, asyncio.CancelledError):
             raise
-        return
-    if balance is not None:
-        # Low-balance header/log and auto top-up: synchronous, no I/O, never raises.
-        outcome.extra_headers += on_settled(
-            services,
-            record.user_id,
-            before=balance + record.cost,
-            after=balance,
-            request_id=call.request_id,
-        )
+    finally:
+        headers = _publish(services, record, balance)
+    return headers
+
+
+def _publish(services: Services, record: UsageRecord, balance: int | None) -> Sequence[Header]:
+    headers: Sequence[Header] = ()
+    for listener in services.on_settled:
+        try:
+            extra = listener(record, balance)
+        except Exception:
+            log.exception("settlement listener %r failed for %s", listener, record.request_id)
+            continue
+        if extra:
+            headers = [*headers, *extra]
+    return headers

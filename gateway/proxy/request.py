@@ -1,6 +1,8 @@
-"""Reading and checking a proxied request: body, JSON object, output cap, the 402 message."""
+"""Reading and checking a proxied request: body, JSON object, the 402 message."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 from starlette.types import Receive
@@ -8,9 +10,7 @@ from starlette.types import Receive
 from gateway.catalog import Model
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.money import format_usd
-from gateway.pricing import affordable_output
-
-OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+from gateway.pricing import Quote, affordable_output
 
 
 def header(headers: dict[bytes, bytes], name: bytes) -> str | None:
@@ -37,7 +37,7 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
             return b"".join(chunks)
 
 
-def parse_object(body: bytes) -> dict:
+def parse_object(body: bytes) -> dict[str, Any]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -49,39 +49,14 @@ def parse_object(body: bytes) -> dict:
     return payload
 
 
-def output_cap(payload: dict, model: Model) -> int:
-    """The most output tokens this request may be billed for."""
-    if model.kind == "embedding":
-        return 0
-    cap = model.max_output_tokens
-    for name in OUTPUT_CAP_FIELDS:
-        value = payload.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadRequest(f"{name} must be a positive integer", param=name, code="invalid_value")
-        cap = min(value, cap)
-        break
-    choices = 1
-    for name in ("n", "best_of"):
-        value = payload.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
-            raise BadRequest(
-                f"{name} must be an integer between 1 and 128", param=name, code="invalid_value"
-            )
-        choices = max(choices, value)
-    return cap * choices
-
-
-def insufficient_message(model: Model, prompt: int, cap: int, reserve: int, available: int) -> str:
+def insufficient_message(model: Model, quote: Quote, available: int) -> str:
+    """The 402 text: what the call may cost against what is available, and what would fit."""
     head = (
         f"Insufficient credit: this call to {model.name} may cost up to "
-        f"${format_usd(reserve)} ({prompt} prompt tokens + up to {cap} output tokens) but "
-        f"${format_usd(max(available, 0))} is available."
+        f"${format_usd(quote.reserve)} ({quote.prompt_tokens} prompt tokens + up to "
+        f"{quote.cap} output tokens) but ${format_usd(max(available, 0))} is available."
     )
-    most = affordable_output(model.price, prompt, available)
+    most = affordable_output(model.price, quote.prompt_tokens, available)
     if model.kind == "embedding" or most < 0:
         return head + " Shorten the input or top up your balance."
     if most == 0:

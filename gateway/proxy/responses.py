@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.types import Send
 
 from gateway.errors import GatewayError
+from gateway.listeners import Header
 
 
 async def send_body(
@@ -13,7 +16,7 @@ async def send_body(
     body: bytes,
     content_type: str,
     request_id: str,
-    extra: list[tuple[bytes, bytes]] | None = None,
+    extra: Sequence[Header] = (),
 ) -> None:
     await send(
         {
@@ -23,7 +26,7 @@ async def send_body(
                 (b"content-type", content_type.encode("latin-1")),
                 (b"content-length", str(len(body)).encode()),
                 (b"x-request-id", request_id.encode()),
-                *(extra or ()),
+                *extra,
             ],
         }
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from gateway.endpoints import UsageShape
 from gateway.pricing import Usage
 from gateway.proxy.usage import output_text, usage_from
 
@@ -28,8 +29,12 @@ def _data(event: bytes) -> bytes:
 
 
 class StreamMeter:
-    def __init__(self, *, responses_api: bool, hide_usage_chunk: bool) -> None:
-        self._responses = responses_api
+    """One stream's relay state: ``feed`` upstream bytes, forward what it returns; ``usage`` is
+    what the stream reported (None until it does), ``finished`` whether it ended properly."""
+
+    def __init__(self, shape: UsageShape, *, hide_usage_chunk: bool) -> None:
+        self._shape = shape
+        self._responses = shape.typed_events
         self._hide = hide_usage_chunk
         self._tail = b""
         self.events: list[bytes] = []
@@ -87,10 +92,10 @@ class StreamMeter:
                 obj = _load(_data(event))
                 found = None
                 if isinstance(obj, dict) and self._responses:
-                    found = usage_from(obj.get("response"))
+                    found = usage_from(obj.get("response"), self._shape)
                     self.finished = self.finished or obj.get("type") == "response.completed"
                 elif isinstance(obj, dict):
-                    found = usage_from(obj)
+                    found = usage_from(obj, self._shape)
                     if found is not None and self._hide and obj.get("choices") == []:
                         keep = False
                 if found is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.endpoints import UsageShape
 from gateway.pricing import Usage
 
 
@@ -14,32 +15,19 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def usage_from(obj: Any) -> Usage | None:
-    """The usage object of a chat/completions/embeddings body or chunk, or of a Responses
-    ``response`` object; None when absent or not an object."""
+def usage_from(obj: Any, shape: UsageShape) -> Usage | None:
+    """The usage object of an answer, chunk or Responses ``response`` object, read under the
+    endpoint's names; None when absent or not an object."""
     if not isinstance(obj, dict):
         return None
     usage = obj.get("usage")
     if not isinstance(usage, dict):
         return None
-    if "input_tokens" in usage or "output_tokens" in usage:  # Responses API
-        details_in = usage.get("input_tokens_details") or {}
-        details_out = usage.get("output_tokens_details") or {}
-        return Usage(
-            prompt_tokens=_int(usage.get("input_tokens")),
-            completion_tokens=_int(usage.get("output_tokens")),
-            cached_tokens=_int(details_in.get("cached_tokens"))
-            if isinstance(details_in, dict)
-            else 0,
-            reasoning_tokens=_int(details_out.get("reasoning_tokens"))
-            if isinstance(details_out, dict)
-            else 0,
-        )
-    details_in = usage.get("prompt_tokens_details") or {}
-    details_out = usage.get("completion_tokens_details") or {}
+    details_in = usage.get(shape.prompt_details) or {}
+    details_out = usage.get(shape.completion_details) or {}
     return Usage(
-        prompt_tokens=_int(usage.get("prompt_tokens")),
-        completion_tokens=_int(usage.get("completion_tokens")),
+        prompt_tokens=_int(usage.get(shape.prompt)),
+        completion_tokens=_int(usage.get(shape.completion)),
         cached_tokens=_int(details_in.get("cached_tokens")) if isinstance(details_in, dict) else 0,
         reasoning_tokens=_int(details_out.get("reasoning_tokens"))
         if isinstance(details_out, dict)

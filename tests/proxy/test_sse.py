@@ -6,6 +6,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.endpoints import CHAT_USAGE, RESPONSE_USAGE
 from gateway.proxy.sse import StreamMeter
 
 
@@ -37,9 +38,9 @@ def feed_in(meter: StreamMeter, data: bytes, cuts: list[int]) -> bytes:
 
 
 @given(st.lists(st.integers(0, 2000), max_size=30))
-def test_any_chunking_forwards_the_same_bytes_and_finds_usage(cuts):
+def test_any_chunking_forwards_the_same_bytes_and_finds_usage(cuts: list[int]) -> None:
     data = chat_stream(["Hel", "lo", " wörld"])
-    meter = StreamMeter(responses_api=False, hide_usage_chunk=False)
+    meter = StreamMeter(CHAT_USAGE, hide_usage_chunk=False)
     assert feed_in(meter, data, [c % (len(data) + 1) for c in cuts]) == data
     assert meter.usage is not None
     assert (
@@ -51,17 +52,17 @@ def test_any_chunking_forwards_the_same_bytes_and_finds_usage(cuts):
 
 
 @given(st.lists(st.integers(0, 2000), max_size=30))
-def test_hidden_usage_chunk_is_dropped_and_nothing_else(cuts):
+def test_hidden_usage_chunk_is_dropped_and_nothing_else(cuts: list[int]) -> None:
     data = chat_stream(["a", "b"])
-    meter = StreamMeter(responses_api=False, hide_usage_chunk=True)
+    meter = StreamMeter(CHAT_USAGE, hide_usage_chunk=True)
     out = feed_in(meter, data, [c % (len(data) + 1) for c in cuts])
     assert out == chat_stream(["a", "b"], with_usage=False)
     assert meter.usage is not None
 
 
-def test_stream_without_usage_keeps_what_was_produced():
+def test_stream_without_usage_keeps_what_was_produced() -> None:
     data = chat_stream(["one", " two"], with_usage=False)[: -len(b"data: [DONE]\n\n")]
-    meter = StreamMeter(responses_api=False, hide_usage_chunk=True)
+    meter = StreamMeter(CHAT_USAGE, hide_usage_chunk=True)
     meter.feed(data[:40])
     meter.feed(data[40:])
     meter.close()
@@ -70,7 +71,7 @@ def test_stream_without_usage_keeps_what_was_produced():
     assert meter.produced_text() == "one two"
 
 
-def test_responses_stream_usage_comes_from_the_completed_event():
+def test_responses_stream_usage_comes_from_the_completed_event() -> None:
     completed = {
         "type": "response.completed",
         "response": {
@@ -87,7 +88,7 @@ def test_responses_stream_usage_comes_from_the_completed_event():
         b'data: {"type":"response.output_text.delta","delta":"hi"}\n\n'
         b"event: response.completed\ndata: " + orjson.dumps(completed) + b"\n\n"
     )
-    meter = StreamMeter(responses_api=True, hide_usage_chunk=False)
+    meter = StreamMeter(RESPONSE_USAGE, hide_usage_chunk=False)
     assert feed_in(meter, data, [17, 90]) == data
     assert meter.usage is not None
     assert (
@@ -99,8 +100,8 @@ def test_responses_stream_usage_comes_from_the_completed_event():
     assert meter.finished
 
 
-def test_crlf_separated_events_are_relayed_intact():
+def test_crlf_separated_events_are_relayed_intact() -> None:
     data = b'data: {"choices":[{"delta":{"content":"x"}}]}\r\n\r\ndata: [DONE]\r\n\r\n'
-    meter = StreamMeter(responses_api=False, hide_usage_chunk=True)
+    meter = StreamMeter(CHAT_USAGE, hide_usage_chunk=True)
     assert feed_in(meter, data, [5, 30]) == data
     assert meter.finished

@@ -1,0 +1,111 @@
+"""The /v1 endpoints the gateway proxies, as data: one row per endpoint.
+
+Everything that depends on the endpoint reads its row: the app (which paths are proxied), the
+catalog (which kind of model may serve it), admission (streaming, the output cap), token
+counting (where and how the prompt is written) and usage parsing (under which names the
+answer reports tokens). A new endpoint is a new row, never an ``if endpoint == ...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+# How a request writes its prompt, which decides how it is counted (gateway.tokens):
+# chat messages; a Responses input (instructions plus a string or a list of items); or
+# texts (a string, a list of strings, a token array or a list of token arrays).
+EndpointKind = Literal["chat", "completion", "embedding", "response"]
+ModelKind = Literal["chat", "embedding"]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageShape:
+    """Where an endpoint's answers report token usage, and under which names.
+
+    The counts are ``usage.<prompt>`` and ``usage.<completion>``; cached prompt tokens are
+    ``usage.<prompt_details>.cached_tokens`` and reasoning tokens
+    ``usage.<completion_details>.reasoning_tokens``. With ``typed_events`` a stream is a
+    sequence of typed events and only its terminal ``response.*`` event carries usage, inside
+    the event's ``response`` object (the Responses API); otherwise any chunk whose ``usage``
+    is an object carries it.
+    """
+
+    prompt: str
+    completion: str
+    prompt_details: str
+    completion_details: str
+    typed_events: bool = False
+
+
+CHAT_USAGE = UsageShape(
+    "prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details"
+)
+RESPONSE_USAGE = UsageShape(
+    "input_tokens",
+    "output_tokens",
+    "input_tokens_details",
+    "output_tokens_details",
+    typed_events=True,
+)
+
+# Every generating endpoint honours all three names, first present wins (README, "How money
+# works"): a client that uses another endpoint's name is still capped, and the upstream
+# decides whether it accepts the field.
+OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One proxied endpoint, served at ``/v1/<path>`` and forwarded to the same path upstream.
+
+    ``cap_fields`` name the request fields that cap output tokens (empty: the endpoint
+    produces none). ``include_usage``: a stream reports usage only when the request asks with
+    ``stream_options.include_usage``, so the gateway always asks.
+    """
+
+    path: str
+    kind: EndpointKind
+    model_kind: ModelKind
+    prompt_field: str
+    usage: UsageShape
+    streams: bool = False
+    include_usage: bool = False
+    cap_fields: tuple[str, ...] = ()
+
+
+ENDPOINTS: Mapping[str, Endpoint] = {
+    e.path: e
+    for e in (
+        Endpoint(
+            "chat/completions",
+            "chat",
+            "chat",
+            "messages",
+            CHAT_USAGE,
+            streams=True,
+            include_usage=True,
+            cap_fields=OUTPUT_CAP_FIELDS,
+        ),
+        Endpoint(
+            "completions",
+            "completion",
+            "chat",
+            "prompt",
+            CHAT_USAGE,
+            streams=True,
+            include_usage=True,
+            cap_fields=OUTPUT_CAP_FIELDS,
+        ),
+        Endpoint("embeddings", "embedding", "embedding", "input", CHAT_USAGE),
+        Endpoint(
+            "responses",
+            "response",
+            "chat",
+            "input",
+            RESPONSE_USAGE,
+            streams=True,
+            cap_fields=OUTPUT_CAP_FIELDS,
+        ),
+    )
+}

@@ -1,0 +1,66 @@
+"""The endpoint table is the one place endpoint knowledge lives; these check its rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.catalog import KINDS
+from gateway.endpoints import CHAT_USAGE, ENDPOINTS, RESPONSE_USAGE, Endpoint, UsageShape
+from gateway.pricing import Usage
+from gateway.proxy.usage import usage_from
+
+
+def test_every_row_is_keyed_by_its_path_and_served_by_a_catalog_kind() -> None:
+    assert set(ENDPOINTS) == {"chat/completions", "completions", "embeddings", "responses"}
+    for path, endpoint in ENDPOINTS.items():
+        assert endpoint.path == path
+        assert endpoint.model_kind in KINDS
+
+
+def test_only_generating_endpoints_stream_or_cap_output() -> None:
+    for endpoint in ENDPOINTS.values():
+        generates = endpoint.model_kind == "chat"
+        assert endpoint.streams is generates
+        assert bool(endpoint.cap_fields) is generates
+        # Asking for stream usage makes sense only where usage is not in a final event.
+        assert not (endpoint.include_usage and endpoint.usage.typed_events)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "answer"),
+    [
+        (
+            ENDPOINTS["chat/completions"],
+            {
+                "usage": {
+                    "prompt_tokens": 9,
+                    "completion_tokens": 4,
+                    "prompt_tokens_details": {"cached_tokens": 2},
+                    "completion_tokens_details": {"reasoning_tokens": 1},
+                }
+            },
+        ),
+        (
+            ENDPOINTS["responses"],
+            {
+                "usage": {
+                    "input_tokens": 9,
+                    "output_tokens": 4,
+                    "input_tokens_details": {"cached_tokens": 2},
+                    "output_tokens_details": {"reasoning_tokens": 1},
+                }
+            },
+        ),
+    ],
+)
+def test_usage_is_read_under_the_endpoints_own_names(
+    endpoint: Endpoint, answer: dict[str, object]
+) -> None:
+    assert usage_from(answer, endpoint.usage) == Usage(9, 4, cached_tokens=2, reasoning_tokens=1)
+
+
+@pytest.mark.parametrize("shape", [CHAT_USAGE, RESPONSE_USAGE])
+def test_absent_usage_stays_unknown(shape: UsageShape) -> None:
+    answers: list[object] = [None, [], {}, {"usage": None}, {"usage": "12"}]
+    for answer in answers:
+        assert usage_from(answer, shape) is None
