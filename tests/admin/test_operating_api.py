@@ -161,11 +161,13 @@ def test_cursor_pages_over_http_neither_skip_nor_repeat_while_calls_land(
     listed = [r["request_id"] for r in gw.wait_usage(uid, 11)]
     seen: list[str] = []
     params: dict[str, Any] = {"limit": 4}
+    pages = 0
     while True:
         page = gw.admin.get(f"/admin/users/{uid}/usage", params=params).json()
         seen += [r["request_id"] for r in page["data"]]
+        pages += 1
         call(gw, key)  # lands between pages
-        gw.wait_usage(uid, 11 + len(seen) // 4 + 1)
+        gw.wait_usage(uid, 11 + pages)
         if not page["has_more"]:
             break
         params = {"limit": 4, "cursor": page["next_cursor"]}

@@ -99,11 +99,3 @@ def assert_balance_is_sum_of_entries(gw: RunningGateway, user_id: str) -> None:
     rows = entries(gw, user_id)
     stored = ledger_rows(gw, "SELECT balance FROM users WHERE id = ?", user_id)[0]["balance"]
     assert stored == sum(r["amount"] for r in rows)
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)

@@ -1,0 +1,25 @@
+"""The polling helper every background wait in the suite goes through (tests/support/waiting.py)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.support.waiting import wait_until
+
+
+def test_wait_returns_the_first_value_that_satisfies() -> None:
+    counter = itertools.count()
+    assert wait_until(lambda: next(counter), lambda n: n >= 3, wanted="3", interval=0) == 3
+
+
+def test_timeout_raises_naming_what_was_wanted_and_what_was_seen() -> None:
+    with pytest.raises(AssertionError, match=r"^wanted 13 usage rows, saw 12 after 0\.0s$"):
+        wait_until(
+            lambda: [None] * 12,
+            lambda rows: len(rows) >= 13,
+            wanted="13 usage rows",
+            show=lambda rows: f"{len(rows)}",
+            timeout=0,
+        )
