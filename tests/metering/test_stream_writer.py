@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
-import pytest
 from redis.asyncio import Redis
 
 from gateway.ledger import open_ledger
@@ -25,15 +23,6 @@ from tests.support.servers import RedisServer
 
 UID = "alice"
 CREDIT = 1_000_000
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    if importlib.util.find_spec("gateway.ledger.postgres") is None:
-        pytest.skip("gateway.ledger.postgres is not written yet")
-    return request.getfixturevalue("pg_dsn")
 
 
 @contextlib.asynccontextmanager
