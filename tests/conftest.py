@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.mock_runner import MockUpstreamThread
+from gateway.mock.runner import MockUpstreamThread
 from tests.support.gateway import GatewayFactory
 
 pytest_plugins = ["tests.support.fixtures"]

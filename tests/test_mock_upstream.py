@@ -13,7 +13,7 @@ import aiohttp
 import openai
 import pytest
 
-from gateway.mock_runner import MockUpstreamThread, start
+from gateway.mock.runner import MockUpstreamThread, start
 
 PIECES = ["Hello", " from", " the", " mock", " model."]
 

@@ -15,7 +15,7 @@ import openai
 import uvicorn
 
 from gateway.app import create_app
-from gateway.mock_runner import MockUpstreamThread
+from gateway.mock.runner import MockUpstreamThread
 from gateway.settings import Settings
 from tests.support.waiting import wait_until
 
