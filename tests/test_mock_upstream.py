@@ -4,7 +4,6 @@ import asyncio
 import base64
 import json
 import struct
-import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -282,12 +281,15 @@ def test_cached_and_reasoning(client: openai.OpenAI) -> None:
     assert capped.usage is not None and capped.usage.prompt_tokens_details.cached_tokens == 1
 
 
-def test_delay(client: openai.OpenAI) -> None:
-    began = time.monotonic()
+def test_delay_is_slept_before_the_answer(client: openai.OpenAI, mock: MockUpstreamThread) -> None:
+    # The mock writes the delay into the request's log entry only once the sleep is over, and
+    # before the first byte of the answer: with the answer in hand, the entry must show it.
     client.chat.completions.create(
         model="m", messages=user("hi"), extra_headers={"x-mock": "delay=0.2"}
     )
-    assert time.monotonic() - began >= 0.2
+    client.chat.completions.create(model="m", messages=user("hi [[mock:delay=0.01]]"))
+    client.chat.completions.create(model="m", messages=user("hi"))
+    assert [entry["delay"] for entry in mock.requests()] == [0.2, 0.01, 0.0]
 
 
 def test_models(client: openai.OpenAI) -> None:

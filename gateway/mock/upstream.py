@@ -2,7 +2,8 @@
 
 Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses (streaming
 like OpenAI) and GET /v1/models. GET /_mock/requests lists the last 200 requests (method, path,
-lower-cased headers, parsed JSON body; newest last); DELETE /_mock/requests clears them.
+lower-cased headers, parsed JSON body, and ``delay``: the seconds slept before answering, set once
+the sleep is over; newest last); DELETE /_mock/requests clears them.
 
 Token rule (so metering tests can assert exact numbers): prompt tokens = whitespace-separated
 words in all prompt text (message content strings and text parts, ``prompt``, embeddings
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import itertools
 import re
 import struct
@@ -45,6 +47,9 @@ DIRECTIVE_TYPES: dict[str, Callable[[str], Any]] = {
     "no_usage": lambda value: value.lower() in ("1", "true", "yes"),
 }
 REQUESTS_KEY = web.AppKey("mock_requests", deque)
+# The log entry of the request being handled: aiohttp runs each request in its own task, so each
+# handler sees its own.
+LOG_ENTRY: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("mock_log_entry")
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
 MockEndpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,8 +108,15 @@ def endpoint(fn: Callable[[web.Request, Any], Awaitable[web.StreamResponse]]) ->
         except orjson.JSONDecodeError:
             body = None
         headers = {name.lower(): value for name, value in request.headers.items()}
-        entry = {"method": request.method, "path": request.path, "headers": headers, "body": body}
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "headers": headers,
+            "body": body,
+            "delay": 0.0,
+        }
         request.app[REQUESTS_KEY].append(entry)
+        LOG_ENTRY.set(entry)
         try:
             return await fn(request, body)
         except Reject as exc:
@@ -157,6 +169,7 @@ async def begin(request: web.Request, body: Any, prompt: Callable[[dict], Any]) 
     )
     if mock.delay > 0:
         await asyncio.sleep(mock.delay)
+        LOG_ENTRY.get()["delay"] = mock.delay
     if mock.status is not None and mock.status >= 400:
         raise Reject(mock.status, f"mock upstream forced status {mock.status}")
     pieces = list(DEFAULT_PIECES) if mock.chunks is None else [f" w{i}" for i in range(mock.chunks)]
