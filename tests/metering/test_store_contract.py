@@ -385,7 +385,8 @@ def test_a_live_process_spill_file_is_not_adopted(redis_url: str, tmp_path: Path
         redis = connect(redis_url)
         other = RedisStore(redis, ledger.load, spill_dir=tmp_path)
         await other.open()
-        assert other.backlog == 0 and live.backlog == 1
+        assert other.backlog == 0
+        assert live.backlog == 1
         await other.close()
         await live.close()
         await asyncio.gather(redis.aclose(), down.aclose())

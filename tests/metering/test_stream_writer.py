@@ -96,10 +96,12 @@ async def landed_once(ledger: Ledger, store: RedisStore, n: int) -> None:
     """Each request once in the ledger, and the ledger balance equals Redis's."""
     rows, more = await ledger.list_usage(UID, limit=10 * n + 10, offset=0)
     ids = [r.request_id for r in rows]
-    assert not more and len(ids) == len(set(ids)) == n
+    assert not more
+    assert len(ids) == len(set(ids)) == n
     balance = await ledger.balance(UID)
     snapshot = await store.snapshot(UID)
-    assert balance is not None and snapshot is not None
+    assert balance is not None
+    assert snapshot is not None
     assert balance[0] == snapshot[0] == CREDIT - 7 * n
 
 
@@ -183,7 +185,8 @@ def test_ledger_down_keeps_entries_pending_then_lands_them(
             flaky.down = False
             await until(lambda: writer.written >= 80)
             await writer.stop()
-            assert writer.backlog == 0 and writer.last_error is None
+            assert writer.backlog == 0
+            assert writer.last_error is None
             await landed_once(real, store, 80)
             await store.close()
             await redis.aclose()
