@@ -141,7 +141,13 @@ def test_killed_process_settlements_are_written_by_another(production):
     threads = [threading.Thread(target=traffic) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    # Kill mid-traffic once some calls have been served, however slow the machine is.
+    wait_until(
+        lambda: codes.count(200),
+        lambda served: served >= 4,
+        wanted="4 calls served by the first process before killing it",
+        timeout=30,
+    )
     a.kill()
     stop.set()
     for t in threads:
