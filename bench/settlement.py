@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gateway.ledger.postgres import PostgresLedger  # noqa: E402
-from gateway.metering.redis_store import connect  # noqa: E402
 from gateway.metering.codec import encode_record  # noqa: E402
+from gateway.metering.redis_store import connect  # noqa: E402
 from gateway.metering.stream_writer import StreamWriter  # noqa: E402
 from gateway.records import UsageRecord  # noqa: E402
 from tests.support.servers import PostgresServer, RedisServer  # noqa: E402

@@ -3,7 +3,7 @@
 ``ACTIONS`` names each action once, with its HTTP method, its path and the function that
 performs it:
 
-- gateway/admin/routes.py generates the admin router from the table, one route per row;
+- gateway/routes/admin.py generates the admin router from the table, one route per row;
 - the CLI's API transport sends ``method`` to ``path``; its ``--direct`` transport calls
   ``run`` itself, on the database;
 - the CLI's commands and text tables refer to rows by name.

@@ -14,13 +14,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import me, price_reload
-from gateway.admin import routes as admin_routes
-from gateway.billing import routes as billing_routes
+from gateway import price_reload
 from gateway.catalog import Catalog
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError, NotFound, error_body
 from gateway.proxy.pipeline import ProxyEndpoint
+from gateway.routes import admin, me, payments
 from gateway.services import Services, build, shutdown
 from gateway.settings import Settings
 from gateway.web import error_response, json_response
@@ -62,8 +61,8 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
     app = Starlette(
         routes=[
             *me.caller_routes(),
-            *admin_routes.action_routes(),
-            *billing_routes.payment_routes(),
+            *admin.action_routes(),
+            *payments.payment_routes(),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: not_found, GatewayError: gateway_error},

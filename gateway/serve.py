@@ -163,7 +163,7 @@ def _demo_key_file(settings: Settings) -> Path:
 async def _run_with_mock(
     settings: Settings, catalog: catalog_mod.Catalog, host: str, port: int, key: str
 ) -> None:
-    from gateway import mock_runner
+    from gateway.mock import runner as mock_runner
 
     runner, _ = await mock_runner.start(host, port)
     base = f"http://{settings.host}:{settings.port}"

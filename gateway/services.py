@@ -20,9 +20,9 @@ from gateway.listeners import SettlementListener
 from gateway.metering.modes import Background, Metering, open_metering
 from gateway.metering.store import BalanceStore
 from gateway.metrics import Metrics
-from gateway.proxy.upstream import Upstreams
 from gateway.records import Entry
 from gateway.settings import Settings
+from gateway.upstream import Upstreams
 
 log = logging.getLogger("gateway")
 

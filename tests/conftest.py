@@ -4,11 +4,12 @@ private PostgreSQL/Redis servers (tests/support)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from gateway.mock_runner import MockUpstreamThread
-from tests.support.gateway import GatewayFactory
+from gateway.mock.runner import MockUpstreamThread
+from tests.support.gateway import GatewayFactory, RunningGateway
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -20,7 +21,7 @@ def upstream() -> Iterator[MockUpstreamThread]:
 
 
 @pytest.fixture
-def gateways(upstream: MockUpstreamThread, tmp_path) -> Iterator[GatewayFactory]:  # type: ignore[no-untyped-def]
+def gateways(upstream: MockUpstreamThread, tmp_path: Path) -> Iterator[GatewayFactory]:
     upstream.clear()
     factory = GatewayFactory(upstream, tmp_path)
     try:
@@ -30,6 +31,6 @@ def gateways(upstream: MockUpstreamThread, tmp_path) -> Iterator[GatewayFactory]
 
 
 @pytest.fixture
-def gw(gateways: GatewayFactory):  # type: ignore[no-untyped-def]
+def gw(gateways: GatewayFactory) -> RunningGateway:
     """One embedded-mode gateway (SQLite in tmp_path, in-process balances)."""
     return gateways.start()

@@ -4,16 +4,16 @@ import asyncio
 import base64
 import json
 import struct
-import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
-from gateway.mock_runner import MockUpstreamThread, start
+from gateway.mock.runner import MockUpstreamThread, start
 
 PIECES = ["Hello", " from", " the", " mock", " model."]
 
@@ -112,7 +112,8 @@ def test_chat_stream_with_usage(client: openai.OpenAI, mock: MockUpstreamThread)
     lines = data_lines(raw_post(mock, "/chat/completions", payload))
     assert lines[-1] == "[DONE]"
     assert all('"usage":null' in line for line in lines[:-2])
-    assert '"choices":[]' in lines[-2] and '"total_tokens":6' in lines[-2]
+    assert '"choices":[]' in lines[-2]
+    assert '"total_tokens":6' in lines[-2]
 
 
 def test_chunks_directive_gives_twenty_pieces(client: openai.OpenAI) -> None:
@@ -127,14 +128,16 @@ def test_chunks_directive_gives_twenty_pieces(client: openai.OpenAI) -> None:
         c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
     ]
     assert pieces == [f" w{i}" for i in range(20)]
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 20
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 20
 
 
 def test_completions(client: openai.OpenAI) -> None:
     reply = client.completions.create(model="mock-gpt", prompt="once upon a time")
     assert reply.object == "text_completion"
     assert reply.choices[0].text == "Hello from the mock model."
-    assert reply.usage is not None and reply.usage.prompt_tokens == 4
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == 4
 
     chunks = list(
         client.completions.create(
@@ -144,7 +147,8 @@ def test_completions(client: openai.OpenAI) -> None:
     assert [c.choices[0].text for c in chunks[:-1]] == PIECES
     assert chunks[-2].choices[0].finish_reason == "stop"
     assert chunks[-1].choices == []
-    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 3
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.prompt_tokens == 3
 
 
 def test_embeddings_base64_default_and_float(
@@ -162,9 +166,11 @@ def test_embeddings_base64_default_and_float(
     assert default.usage.prompt_tokens == default.usage.total_tokens == 3
 
     tokens = client.embeddings.create(model="e", input=[[1, 2], [3]], encoding_format="float")
-    assert len(tokens.data) == 2 and tokens.usage.prompt_tokens == 3
+    assert len(tokens.data) == 2
+    assert tokens.usage.prompt_tokens == 3
     single = client.embeddings.create(model="e", input=[5, 6, 7], encoding_format="float")
-    assert len(single.data) == 1 and single.usage.prompt_tokens == 3
+    assert len(single.data) == 1
+    assert single.usage.prompt_tokens == 3
 
 
 def test_embeddings_raw_base64_is_little_endian_float32(mock: MockUpstreamThread) -> None:
@@ -180,7 +186,8 @@ def test_responses_non_stream(client: openai.OpenAI) -> None:
         {"role": "assistant", "content": "d"},
     ]
     reply = client.responses.create(model="mock-gpt", input=items, instructions="be brief")
-    assert reply.object == "response" and reply.status == "completed"
+    assert reply.object == "response"
+    assert reply.status == "completed"
     assert reply.output_text == "Hello from the mock model."
     assert reply.output[0].type == "message"
     assert reply.usage is not None
@@ -201,7 +208,8 @@ def test_responses_stream(client: openai.OpenAI) -> None:
     assert [e.sequence_number for e in events] == list(range(len(events)))
     final = events[-1].response
     assert final.output_text == "Hello from the mock model."
-    assert final.usage is not None and final.usage.input_tokens == 2
+    assert final.usage is not None
+    assert final.usage.input_tokens == 2
 
     # The higher-level helper accumulates state from output_item/content_part events.
     with client.responses.stream(model="m", input="x [[mock:chunks=3]]") as stream:
@@ -225,16 +233,25 @@ def test_status_directive_raises(client: openai.OpenAI) -> None:
 
 def test_cut_after_breaks_stream_in_sdk(client: openai.OpenAI) -> None:
     received: list[str] = []
-    with pytest.raises(openai.APIError):
-        stream = client.chat.completions.create(
-            model="m", messages=user("hi [[mock:cut_after=2]]"), stream=True
-        )
+
+    def read(stream: Iterable[ChatCompletionChunk]) -> None:
         for chunk in stream:
             received.append(chunk.choices[0].delta.content or "")
+
+    stream = client.chat.completions.create(
+        model="m", messages=user("hi [[mock:cut_after=2]]"), stream=True
+    )
+    with pytest.raises(openai.APIError):
+        read(stream)
     assert received == ["", "Hello", " from"]
 
     with pytest.raises(openai.APIError):
         list(client.responses.create(model="m", input="[[mock:cut_after=1]]", stream=True))
+
+
+async def read_into(lines: list[bytes], content: aiohttp.StreamReader) -> None:
+    async for line in content:
+        lines.append(line)
 
 
 def test_cut_after_breaks_stream_in_aiohttp(mock: MockUpstreamThread) -> None:
@@ -246,8 +263,7 @@ def test_cut_after_breaks_stream_in_aiohttp(mock: MockUpstreamThread) -> None:
                 mock.base_url + "/chat/completions", json=payload, headers={"x-mock": "cut_after=3"}
             ) as response:
                 with pytest.raises(aiohttp.ClientPayloadError):
-                    async for line in response.content:
-                        lines.append(line)
+                    await read_into(lines, response.content)
         return lines
 
     events = [line for line in asyncio.run(read()) if line.startswith(b"data: ")]
@@ -279,15 +295,19 @@ def test_cached_and_reasoning(client: openai.OpenAI) -> None:
     assert reply.usage.completion_tokens_details.reasoning_tokens == 7
     assert reply.usage.completion_tokens == 12  # reasoning is counted inside completion tokens
     capped = client.chat.completions.create(model="m", messages=user("a [[mock:cached=50]]"))
-    assert capped.usage is not None and capped.usage.prompt_tokens_details.cached_tokens == 1
+    assert capped.usage is not None
+    assert capped.usage.prompt_tokens_details.cached_tokens == 1
 
 
-def test_delay(client: openai.OpenAI) -> None:
-    began = time.monotonic()
+def test_delay_is_slept_before_the_answer(client: openai.OpenAI, mock: MockUpstreamThread) -> None:
+    # The mock writes the delay into the request's log entry only once the sleep is over, and
+    # before the first byte of the answer: with the answer in hand, the entry must show it.
     client.chat.completions.create(
         model="m", messages=user("hi"), extra_headers={"x-mock": "delay=0.2"}
     )
-    assert time.monotonic() - began >= 0.2
+    client.chat.completions.create(model="m", messages=user("hi [[mock:delay=0.01]]"))
+    client.chat.completions.create(model="m", messages=user("hi"))
+    assert [entry["delay"] for entry in mock.requests()] == [0.2, 0.01, 0.0]
 
 
 def test_models(client: openai.OpenAI) -> None:
@@ -297,7 +317,8 @@ def test_models(client: openai.OpenAI) -> None:
 def test_request_log(client: openai.OpenAI, mock: MockUpstreamThread) -> None:
     client.chat.completions.create(model="m", messages=user("logged"))
     [entry] = mock.requests()
-    assert entry["method"] == "POST" and entry["path"] == "/v1/chat/completions"
+    assert entry["method"] == "POST"
+    assert entry["path"] == "/v1/chat/completions"
     assert entry["headers"]["authorization"] == "Bearer x"
     assert entry["body"] == {"model": "m", "messages": user("logged")}
 

@@ -74,7 +74,7 @@ def test_pg_stopped_refuses_then_restart_keeps_data(pg: PostgresServer, pg_dsn: 
 
     pg.stop()
     assert not pg.is_running()
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         pg_fetchval(pg_dsn, "SELECT 1")
 
     pg.start()
@@ -87,7 +87,7 @@ def test_pg_kill_then_restart_recovers_committed_data(pg: PostgresServer, pg_dsn
 
     pg.kill()
     assert not pg.is_running()
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         pg_fetchval(pg_dsn, "SELECT 1")
 
     pg.restart()
@@ -151,7 +151,7 @@ def test_redis_aof_survives_restart(redis_srv: RedisServer, redis_url: str) -> N
 
     redis_srv.stop()
     assert not redis_srv.is_running()
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         redis_srv.command("PING")
 
     redis_srv.start()

@@ -220,7 +220,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _mock(args: argparse.Namespace, settings: Settings) -> None:
-    from gateway import mock_runner
+    from gateway.mock import runner as mock_runner
 
     print(f"mock upstream on http://{args.host}:{args.port}/v1", flush=True)
     mock_runner.main(args.host, args.port)

@@ -66,7 +66,8 @@ def test_me_shows_balance_key_and_usage(gw):
     assert me["key"]["prefix"] == key[:12]
     assert usd(me["balance"]) == gw.balance(uid) < usd("3.00")
     usage = httpx.get(f"{gw.base_url}/me/usage", headers=auth).json()
-    assert len(usage["data"]) == 1 and usage["has_more"] is False
+    assert len(usage["data"]) == 1
+    assert usage["has_more"] is False
     assert usage["data"][0]["model"] == "chat"
     assert httpx.get(f"{gw.base_url}/me").status_code == 401
 

@@ -45,7 +45,8 @@ async def books_balance(ledger: Ledger, user_id: str) -> int:
         running += entry.amount
         assert entry.balance_after == running, entry
     found = await ledger.balance(user_id)
-    assert found is not None and found[0] == running
+    assert found is not None
+    assert found[0] == running
     return running
 
 
@@ -113,12 +114,15 @@ def test_bulk_credit_applies_to_each_known_user_and_fails_unknown_alone(
             ("b", BulkApplied),
         ]
         failed, applied = results[1], results[0]
-        assert isinstance(failed, BulkFailed) and failed.error.code == "user_not_found"
-        assert isinstance(applied, BulkApplied) and applied.balance == 3_500_000_000
+        assert isinstance(failed, BulkFailed)
+        assert failed.error.code == "user_not_found"
+        assert isinstance(applied, BulkApplied)
+        assert applied.balance == 3_500_000_000
         for uid in ("a", "b"):
             assert await books_balance(ledger, uid) == 3_500_000_000
             events, _ = await ledger.list_audit(target=uid, action="credits.add", limit=9, offset=0)
-            assert events[0].amount == 2_500_000_000 and events[0].reason == "promo"
+            assert events[0].amount == 2_500_000_000
+            assert events[0].reason == "promo"
         summary, _ = await ledger.list_audit(target=None, action="credits.bulk", limit=9, offset=0)
         assert summary[0].details is not None
         assert (summary[0].details["applied"], summary[0].details["failed"]) == (
@@ -176,7 +180,8 @@ def test_price_book_records_each_change_once_with_old_and_new(
             ("cheap", "price.remove"),
         ]
         events, _ = await ledger.list_audit(target="chat", action="price.change", limit=5, offset=0)
-        assert len(events) == 1 and events[0].actor == "ops"
+        assert len(events) == 1
+        assert events[0].actor == "ops"
         assert events[0].reason == "new list price"
         details = events[0].details
         assert details is not None

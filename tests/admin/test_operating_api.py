@@ -87,7 +87,8 @@ def test_set_balance_writes_one_adjustment_and_applies_at_once(gw: RunningGatewa
     assert body["user"]["balance"] == "0.00001"
     assert body["entry"]["kind"] == "adjustment"
     after = entries(gw, uid)
-    assert len(after) == len(before) + 1 and after[-1].kind == "adjustment"
+    assert len(after) == len(before) + 1
+    assert after[-1].kind == "adjustment"
     assert_books_balance(gw, uid)
     # The store saw the new balance at once: a call costing more than $0.00001 is refused.
     with pytest.raises(Exception, match=r"402|insufficient"):
@@ -112,9 +113,11 @@ def test_bulk_credits_answer_per_user(gw: RunningGateway) -> None:
         (b, "applied"),
     ]
     assert body["data"][1]["error"]["code"] == "user_not_found"
-    assert gw.balance(a) == usd("1.50") and gw.balance(b) == usd("2.50")
+    assert gw.balance(a) == usd("1.50")
+    assert gw.balance(b) == usd("2.50")
     bad = gw.admin.post("/admin/credits/bulk", json={"user_ids": [a], "amount": "NaN"})
-    assert bad.status_code == 422 and gw.balance(a) == usd("1.50")
+    assert bad.status_code == 422
+    assert gw.balance(a) == usd("1.50")
     for uid in (a, b):
         assert_books_balance(gw, uid)
 
@@ -146,7 +149,8 @@ def test_audit_trail_records_actor_action_target_amount_reason(gw: RunningGatewa
     only_sets = gw.admin.get("/admin/audit", params={"action": "balance.set"}).json()
     assert {e["target"] for e in only_sets["data"]} == {uid}
     page = gw.admin.get("/admin/audit", params={"user": uid, "limit": 2}).json()
-    assert len(page["data"]) == 2 and page["has_more"] is True
+    assert len(page["data"]) == 2
+    assert page["has_more"] is True
 
 
 # -- usage, stats, reports -----------------------------------------------------------------
@@ -161,11 +165,13 @@ def test_cursor_pages_over_http_neither_skip_nor_repeat_while_calls_land(
     listed = [r["request_id"] for r in gw.wait_usage(uid, 11)]
     seen: list[str] = []
     params: dict[str, Any] = {"limit": 4}
+    pages = 0
     while True:
         page = gw.admin.get(f"/admin/users/{uid}/usage", params=params).json()
         seen += [r["request_id"] for r in page["data"]]
+        pages += 1
         call(gw, key)  # lands between pages
-        gw.wait_usage(uid, 11 + len(seen) // 4 + 1)
+        gw.wait_usage(uid, 11 + pages)
         if not page["has_more"]:
             break
         params = {"limit": 4, "cursor": page["next_cursor"]}
@@ -200,7 +206,8 @@ def test_stats_and_me_stats_equal_sums_of_usage_rows(gw: RunningGateway) -> None
     gw.wait_usage(other, 1)
     stats = gw.admin.get(f"/admin/users/{uid}/stats").json()
     assert only(stats, "cost") == sums(rows, "cost")
-    assert stats["cached_tokens"] == 2 and stats["reasoning_tokens"] == 3
+    assert stats["cached_tokens"] == 2
+    assert stats["reasoning_tokens"] == 3
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_model[r["model"]].append(r)
@@ -210,12 +217,14 @@ def test_stats_and_me_stats_equal_sums_of_usage_rows(gw: RunningGateway) -> None
     total = Decimal(stats["cost"])
     assert Decimal(stats["average_cost"]) == (total / 5).quantize(Decimal("1e-9"))
     me = httpx.get(f"{gw.base_url}/me/stats", headers={"Authorization": f"Bearer {key}"})
-    assert me.status_code == 200 and me.json() == stats
+    assert me.status_code == 200
+    assert me.json() == stats
     my_usage = httpx.get(
         f"{gw.base_url}/me/usage", params={"limit": 2}, headers={"Authorization": f"Bearer {key}"}
     ).json()
     assert [r["request_id"] for r in my_usage["data"]] == [r["request_id"] for r in rows[:2]]
-    assert my_usage["has_more"] is True and my_usage["next_cursor"]
+    assert my_usage["has_more"] is True
+    assert my_usage["next_cursor"]
     assert gw.admin.get("/admin/users/ghost/stats").status_code == 404
 
 
@@ -229,7 +238,8 @@ def test_reports_equal_sums_of_usage_rows(gw: RunningGateway) -> None:
     for i, (uid, _) in enumerate(users):
         rows += gw.wait_usage(uid, i + 2)
     revenue = gw.admin.get("/admin/reports/revenue", params={"tz": "Asia/Tokyo"}).json()
-    assert len(revenue["data"]) == 30 and revenue["has_more"] is False
+    assert len(revenue["data"]) == 30
+    assert revenue["has_more"] is False
     assert only(revenue["total"], "revenue") == sums(rows, "revenue")
     assert sum(d["requests"] for d in revenue["data"]) == len(rows)
     models = gw.admin.get("/admin/reports/models").json()
@@ -264,7 +274,9 @@ def test_bad_parameters_are_400_in_openai_shape(
     r = gw.admin.get(path.format(uid=uid), params=params)
     assert r.status_code == 400, r.text
     error = r.json()["error"]
-    assert error["type"] == "invalid_request_error" and error["message"] and error["param"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"]
+    assert error["param"]
 
 
 # -- prices --------------------------------------------------------------------------------
@@ -303,11 +315,13 @@ def test_bad_price_file_changes_nothing_and_new_price_applies_to_next_call(
     audit = gw.admin.get(
         "/admin/audit", params={"target": "chat", "action": "price.change"}
     ).json()["data"]
-    assert len(audit) == 1 and audit[0]["reason"] == "new list price"
+    assert len(audit) == 1
+    assert audit[0]["reason"] == "new list price"
     assert audit[0]["details"]["old"]["price_per_1m_tokens"]["output"] == "10.00"
     assert audit[0]["details"]["new"]["price_per_1m_tokens"]["output"] == "20.00"
     failed = gw.admin.get("/admin/audit", params={"action": "models.reload_failed"}).json()
-    assert len(failed["data"]) == 1 and "quoted decimal" in failed["data"][0]["details"]["error"]
+    assert len(failed["data"]) == 1
+    assert "quoted decimal" in failed["data"][0]["details"]["error"]
 
 
 def test_concurrent_reloads_leave_one_price_book(gw: RunningGateway) -> None:

@@ -1,4 +1,5 @@
-"""Billing fixtures: a real gateway with payments mounted and Stripe's API mocked with respx."""
+"""Billing fixtures: a real gateway with payments mounted, on SQLite and on PostgreSQL, and
+Stripe's API mocked with respx."""
 
 from __future__ import annotations
 
@@ -20,10 +21,18 @@ def stripe_api() -> Iterator[respx.MockRouter]:
 
 
 @pytest.fixture
-def bgw(gateways: GatewayFactory, stripe_api: respx.MockRouter) -> RunningGateway:
-    return gateways.start(
+def bgw(
+    gateways: GatewayFactory, stripe_api: respx.MockRouter, database_url: str
+) -> Iterator[RunningGateway]:
+    """An embedded-mode gateway with payments, on each ledger database (SQLite, PostgreSQL)."""
+    gw = gateways.start(
+        GATEWAY_DATABASE_URL=database_url,
         STRIPE_API_KEY=STRIPE_KEY,
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
         GATEWAY_CHECKOUT_MIN="1.00",
         GATEWAY_CHECKOUT_MAX="500.00",
     )
+    yield gw
+    # Stopped here, not only by ``gateways``: this teardown runs before the database's, so the
+    # gateway's last flush still finds its PostgreSQL database.
+    gw.stop()

@@ -1,11 +1,16 @@
-"""Signed Stripe events, Stripe-shaped objects and ledger look-ups for the billing tests."""
+"""Signed Stripe events, Stripe-shaped objects and ledger look-ups (SQLite or PostgreSQL) for
+the billing tests."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import re
 import sqlite3
 import time
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import stripe
@@ -81,17 +86,31 @@ def session(
     return obj
 
 
-def ledger_rows(gw: RunningGateway, sql: str, *params: Any) -> list[sqlite3.Row]:
-    path = gw.settings.database_url.removeprefix("sqlite:///")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+def ledger_rows(gw: RunningGateway, sql: str, *params: Any) -> list[dict[str, Any]]:
+    """Rows of a read-only query on the gateway's own database, SQLite or PostgreSQL. Write
+    ``?`` placeholders; they become ``$1``, ``$2``... on PostgreSQL."""
+    url = gw.settings.database_url
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(f"file:{url.removeprefix('sqlite:///')}?mode=ro", uri=True)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in conn.execute(sql, params).fetchall()]
+        finally:
+            conn.close()
+    numbers = itertools.count(1)
+    numbered = re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
+
+    async def fetch() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [dict(row) for row in await conn.fetch(numbered, *params)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
 
 
-def entries(gw: RunningGateway, user_id: str) -> list[sqlite3.Row]:
+def entries(gw: RunningGateway, user_id: str) -> list[dict[str, Any]]:
     return ledger_rows(gw, "SELECT * FROM ledger_entries WHERE user_id = ? ORDER BY id", user_id)
 
 
@@ -99,11 +118,3 @@ def assert_balance_is_sum_of_entries(gw: RunningGateway, user_id: str) -> None:
     rows = entries(gw, user_id)
     stored = ledger_rows(gw, "SELECT balance FROM users WHERE id = ?", user_id)[0]["balance"]
     assert stored == sum(r["amount"] for r in rows)
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)

@@ -7,8 +7,9 @@ from urllib.parse import parse_qs
 import httpx
 import respx
 
-from tests.billing.helpers import STRIPE, deliver, event, ledger_rows, wait_for
+from tests.billing.helpers import STRIPE, deliver, event, ledger_rows
 from tests.support.gateway import RunningGateway, usd
+from tests.support.waiting import wait_until
 
 
 def form(request: httpx.Request) -> dict[str, str]:
@@ -83,7 +84,12 @@ def test_auto_topup_fires_once_on_crossing_and_credits_only_on_the_webhook(
     cards = setup_card(bgw, stripe_api, key, threshold="10.00")
 
     call(bgw, key)  # 10.00 -> just below the threshold
-    wait_for(lambda: intents.call_count >= 1 and profile(bgw, key)["in_flight"])
+    wait_until(
+        lambda: (intents.call_count, profile(bgw, key)["in_flight"]),
+        lambda seen: seen[0] >= 1 and seen[1],
+        wanted="a PaymentIntent created and the top-up in flight",
+        show=lambda seen: f"{seen[0]} PaymentIntents, in_flight={seen[1]}",
+    )
     for _ in range(3):
         call(bgw, key)  # still below, but one PaymentIntent is in flight
     bgw.wait_usage(uid, 4)
@@ -136,7 +142,11 @@ def test_declined_card_disables_auto_topup_and_is_recorded(
     uid, key = bgw.user("10.00")
     setup_card(bgw, stripe_api, key, threshold="10.00")
     call(bgw, key)
-    wait_for(lambda: profile(bgw, key)["enabled"] is False)
+    wait_until(
+        lambda: profile(bgw, key),
+        lambda seen: seen["enabled"] is False,
+        wanted="auto top-up disabled after the declined card",
+    )
     assert intents.call_count == 1
     assert profile(bgw, key)["last_error"] == "Your card was declined."
     audit = ledger_rows(

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import logging
 from pathlib import Path
 
 import orjson
 import pytest
 
-import gateway.proxy.pipeline as pipeline
 from gateway.billing.autotopup import LOW_BALANCE_HEADER, crossed, low_balance_header
 from gateway.billing.stripe_webhook import add_cli, replay_direct, replay_http
-from tests.billing.helpers import assert_balance_is_sum_of_entries, event, session, wait_for
+from tests.billing.helpers import assert_balance_is_sum_of_entries, event, session
 from tests.support.gateway import RunningGateway, usd
+from tests.support.waiting import wait_until
 
 WARN, CRITICAL = usd("1.00"), usd("0.10")
 
@@ -46,15 +45,11 @@ def test_call_that_crosses_a_threshold_logs_a_structured_event(
     def logged() -> list[logging.LogRecord]:
         return [r for r in caplog.records if getattr(r, "event", None) == "low_balance"]
 
-    wait_for(lambda: bool(logged()))
+    wait_until(logged, bool, wanted="a low_balance log record")
     [record] = logged()
     assert (record.user_id, record.level, record.threshold) == (uid, "warning", "1.00")  # type: ignore[attr-defined]
 
 
-@pytest.mark.skipif(
-    "on_settled" not in inspect.getsource(pipeline),
-    reason="needs the settle() hook in gateway/proxy/pipeline.py (integration)",
-)
 def test_non_stream_call_that_crosses_carries_the_header(bgw: RunningGateway) -> None:
     _, key = bgw.user("1.00")
     raw = bgw.client(key).chat.completions.with_raw_response.create(

@@ -278,7 +278,7 @@ def test_refund_of_spent_credit_debits_what_is_left_and_says_so(bgw: RunningGate
     )
     assert (r.status_code, r.json()["status"]) == (200, "refund_shortfall")
     # The ledger never takes a payment below zero; the shortfall is left for the operator.
-    assert ledger_rows(bgw, "SELECT balance FROM users WHERE id = ?", uid)[0][0] == 0
+    assert ledger_rows(bgw, "SELECT balance FROM users WHERE id = ?", uid) == [{"balance": 0}]
     assert bgw.balance(uid) == 0
     assert [e["id"] for e in events(bgw, "refund_shortfall")] == ["evt_refund_all"]
     assert_balance_is_sum_of_entries(bgw, uid)

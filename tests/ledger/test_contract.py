@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,8 +26,8 @@ from gateway.ledger.base import (
 )
 from gateway.ledger.postgres import PostgresLedger
 from gateway.ledger.schema import migrations
-from gateway.ledger.sqlite import SqliteLedger
 from gateway.records import AuditEvent, UsageRecord, User
+from tests.support.fixtures import Database
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 USD = 1_000_000_000
@@ -88,12 +87,10 @@ class Contract:
         asyncio.run(main())
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.production)])
-def contract(request: pytest.FixtureRequest, tmp_path: Path) -> Contract:
-    if request.param == "sqlite":
-        return Contract("sqlite", lambda: SqliteLedger(str(tmp_path / "ledger.db")))
-    dsn: str = request.getfixturevalue("pg_dsn")
-    return Contract("postgres", lambda: PostgresLedger(dsn))
+@pytest.fixture
+def contract(database: Database) -> Contract:
+    """The contract on each ledger database (``database`` in tests/support/fixtures.py)."""
+    return Contract(database.kind, database.ledger)
 
 
 def usage(request_id: str, user_id: str, cost: int, at: datetime = T0) -> UsageRecord:

@@ -21,6 +21,7 @@ from gateway.metering.redis_store import RedisStore, connect
 from gateway.metering.store import BalanceStore, MemoryStore
 from gateway.records import UsageRecord
 from tests.support.servers import RedisServer
+from tests.support.waiting import until
 
 UID = "alice"
 
@@ -312,7 +313,7 @@ def test_settlement_while_redis_is_down_lands_when_it_is_back(
         assert store.backlog == 2
         assert _spilled(tmp_path) == 2  # journaled before anything else can go wrong
         redis_srv.start()
-        await _until(lambda: store.backlog == 0)
+        await _drained(store)
         assert await store.snapshot(UID) == (1460, 0)
         assert await redis.xlen(store.stream) == 1
         assert _spilled(tmp_path) == 0
@@ -340,7 +341,7 @@ def test_spilled_settlements_are_replayed_at_start(redis_url: str, tmp_path: Pat
         redis = connect(redis_url)
         second = RedisStore(redis, ledger.load, spill_dir=tmp_path)
         await second.open()
-        await _until(lambda: second.backlog == 0)
+        await _drained(second)
         assert await second.snapshot(UID) == (1400, 0)
         assert await redis.xlen(second.stream) == 2
         await second.close()
@@ -360,7 +361,8 @@ def test_a_live_process_spill_file_is_not_adopted(redis_url: str, tmp_path: Path
         redis = connect(redis_url)
         other = RedisStore(redis, ledger.load, spill_dir=tmp_path)
         await other.open()
-        assert other.backlog == 0 and live.backlog == 1
+        assert other.backlog == 0
+        assert live.backlog == 1
         await other.close()
         await live.close()
         await asyncio.gather(redis.aclose(), down.aclose())
@@ -376,10 +378,7 @@ def _spilled(folder: Path) -> int:
     return sum(len(p.read_bytes().splitlines()) for p in folder.glob("*.jsonl"))
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """A functional wait: polls until the condition holds (gives up after 15 s)."""
-    for _ in range(750):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
+async def _drained(store: RedisStore) -> None:
+    await until(
+        lambda: store.backlog, lambda n: n == 0, wanted="the spilled backlog sent (0)", within=15
+    )

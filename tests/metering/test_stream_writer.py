@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-import pytest
 from redis.asyncio import Redis
 
 from gateway.ledger import open_ledger
@@ -25,18 +23,10 @@ from gateway.metrics import Metrics
 from gateway.records import UsageRecord
 from gateway.settings import Settings
 from tests.support.servers import RedisServer
+from tests.support.waiting import until
 
 UID = "alice"
 CREDIT = 1_000_000
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    if importlib.util.find_spec("gateway.ledger.postgres") is None:
-        pytest.skip("gateway.ledger.postgres is not written yet")
-    return request.getfixturevalue("pg_dsn")
 
 
 @contextlib.asynccontextmanager
@@ -97,23 +87,25 @@ async def settle_many(store: RedisStore, n: int, start: int = 0) -> None:
         assert await store.settle(record(i)) is not None
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """A functional wait: polls until the condition holds (gives up after 20 s)."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
+async def until_written(writer: StreamWriter, count: int) -> None:
+    await until(
+        lambda: writer.written,
+        lambda written: written >= count,
+        wanted=f"{count} records written to the ledger",
+        within=20,
+    )
 
 
 async def landed_once(ledger: Ledger, store: RedisStore, n: int) -> None:
     """Each request once in the ledger, and the ledger balance equals Redis's."""
     rows, more = await ledger.list_usage(UID, limit=10 * n + 10, offset=0)
     ids = [r.request_id for r in rows]
-    assert not more and len(ids) == len(set(ids)) == n
+    assert not more
+    assert len(ids) == len(set(ids)) == n
     balance = await ledger.balance(UID)
     snapshot = await store.snapshot(UID)
-    assert balance is not None and snapshot is not None
+    assert balance is not None
+    assert snapshot is not None
     assert balance[0] == snapshot[0] == CREDIT - 7 * n
 
 
@@ -139,7 +131,7 @@ def test_batches_land_exactly_once(redis_url: str, database_url: str) -> None:
             assert await store.settle(record(5)) is None  # a replayed settlement
             # A duplicate delivery of the stream itself must not bill twice either.
             await redis.xadd(store.stream, {"r": encode_record(record(6))})
-            await until(lambda: writer.written >= 121)
+            await until_written(writer, 121)
             await writer.stop()
             assert writer.backlog == 0
             await landed_once(ledger, store, 120)
@@ -168,7 +160,7 @@ def test_entries_of_a_consumer_killed_before_ack_are_written_once(
 
             survivor = writer_for(redis, ledger, consumer="survivor", claim_idle_ms=50)
             await survivor.start()
-            await until(lambda: survivor.written >= 60)
+            await until_written(survivor, 60)
             await survivor.stop()
             assert (await redis.xpending(store.stream, "gw-writers"))["pending"] == 0
             await landed_once(ledger, store, 60)
@@ -190,14 +182,17 @@ def test_ledger_down_keeps_entries_pending_then_lands_them(
             writer = writer_for(redis, flaky)
             await writer.start()
             await settle_many(store, 80)
-            await until(lambda: flaky.failures >= 3)
+            await until(
+                lambda: flaky.failures, lambda n: n >= 3, wanted="3 failed writes", within=20
+            )
             assert writer.last_error is not None
             assert await redis.xlen(store.stream) == 80  # nothing acknowledged, nothing lost
             assert (await real.list_usage(UID, limit=1, offset=0))[0] == []
             flaky.down = False
-            await until(lambda: writer.written >= 80)
+            await until_written(writer, 80)
             await writer.stop()
-            assert writer.backlog == 0 and writer.last_error is None
+            assert writer.backlog == 0
+            assert writer.last_error is None
             await landed_once(real, store, 80)
             await store.close()
             await redis.aclose()
@@ -218,7 +213,13 @@ def test_a_poison_record_is_set_aside_and_the_rest_lands(redis_url: str, tmp_pat
             await settle_many(store, 10, start=10)
             writer = writer_for(redis, ledger, strikes=2)
             await writer.start()
-            await until(lambda: writer.written >= 20 and writer.backlog == 0)
+            await until(
+                lambda: (writer.written, writer.backlog),
+                lambda seen: seen[0] >= 20 and seen[1] == 0,
+                wanted="20 records written and no backlog",
+                show=lambda seen: f"{seen[0]} written, backlog {seen[1]}",
+                within=20,
+            )
             await writer.stop()
             dead = await redis.xrange(f"{store.stream}:dead")
             assert [fields[b"r"] for _, fields in dead] == [poison]
@@ -268,7 +269,7 @@ def test_redis_restart_keeps_balances_and_pending_entries(
             assert await redis.xlen(store.stream) == 30
             writer = writer_for(redis, ledger, claim_idle_ms=50)
             await writer.start()
-            await until(lambda: writer.written >= 30)
+            await until_written(writer, 30)
             await writer.stop()
             await landed_once(ledger, store, 30)
             await store.close()

@@ -15,6 +15,11 @@ pg              (function) the session PostgresServer, restarted first if a prev
 pg_dsn          (function) DSN of a fresh empty database ``t_<uuid>``, dropped afterwards
 redis_srv       (function) the session RedisServer, running and FLUSHALLed
 redis_url       (function) ``redis://127.0.0.1:PORT/0`` of ``redis_srv``
+database        (function) parametrized over the two ledger databases: a SQLite file in
+                           tmp_path, and a fresh PostgreSQL database (``pg_dsn``, marked
+                           ``production``); a ``Database`` (kind, url, ledger factory)
+database_url    (function) ``database.url``, a GATEWAY_DATABASE_URL
+make_ledger     (function) ``database.ledger``, a factory of unopened ledgers on it
 
 If a server binary is missing the tests are skipped, unless ``CI`` is set to a
 true value, in which case they fail (see ``require_or_skip``).
@@ -23,10 +28,15 @@ true value, in which case they fail (see ``require_or_skip``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from gateway.ledger.base import Ledger
+from gateway.ledger.postgres import PostgresLedger
+from gateway.ledger.sqlite import SqliteLedger
 from tests.support.servers import (
     PostgresServer,
     RedisServer,
@@ -35,7 +45,18 @@ from tests.support.servers import (
     require_or_skip,
 )
 
-__all__ = ["pg", "pg_dsn", "postgres_server", "redis_server", "redis_srv", "redis_url"]
+__all__ = [
+    "Database",
+    "database",
+    "database_url",
+    "make_ledger",
+    "pg",
+    "pg_dsn",
+    "postgres_server",
+    "redis_server",
+    "redis_srv",
+    "redis_url",
+]
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +115,36 @@ def redis_srv(redis_server: RedisServer) -> RedisServer:
 @pytest.fixture
 def redis_url(redis_srv: RedisServer) -> str:
     return redis_srv.url
+
+
+@dataclass(frozen=True)
+class Database:
+    """One ledger database for a test: ``kind`` is "sqlite" or "postgres"."""
+
+    kind: str
+    url: str
+
+    def ledger(self) -> Ledger:
+        """A new, unopened ledger on this database."""
+        if self.kind == "sqlite":
+            return SqliteLedger(self.url.removeprefix("sqlite:///"))
+        return PostgresLedger(self.url)
+
+
+# The one place the suite's tests are spread over both ledger databases.
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.production)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    if request.param == "sqlite":
+        return Database("sqlite", f"sqlite:///{tmp_path / 'ledger.db'}")
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return Database("postgres", dsn)
+
+
+@pytest.fixture
+def database_url(database: Database) -> str:
+    return database.url
+
+
+@pytest.fixture
+def make_ledger(database: Database) -> Callable[[], Ledger]:
+    return database.ledger

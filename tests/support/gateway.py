@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -16,8 +15,9 @@ import openai
 import uvicorn
 
 from gateway.app import create_app
-from gateway.mock_runner import MockUpstreamThread
+from gateway.mock.runner import MockUpstreamThread
 from gateway.settings import Settings
+from tests.support.waiting import wait_until
 
 ADMIN_KEY = "test-admin-key"
 PROVIDER_KEY = "sk-provider-secret-123"
@@ -109,12 +109,14 @@ class RunningGateway:
             offset += len(page["data"])
 
     def wait_usage(self, user_id: str, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = self.usage(user_id)
-            if len(rows) >= count or time.monotonic() > deadline:
-                return rows
-            time.sleep(0.05)
+        """The user's usage rows once at least ``count`` have settled; AssertionError if not."""
+        return wait_until(
+            lambda: self.usage(user_id),
+            lambda rows: len(rows) >= count,
+            wanted=f"{count} usage rows of user {user_id}",
+            show=lambda rows: f"{len(rows)}",
+            timeout=timeout,
+        )
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -162,11 +164,15 @@ class GatewayFactory:
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("gateway did not start")
-            time.sleep(0.01)
+        wait_until(
+            lambda: (server.started, thread.is_alive()),
+            lambda state: state[0] or not state[1],
+            wanted=f"the gateway on port {settings.port} to start",
+            show=lambda state: "it still starting",
+            timeout=20,
+            interval=0.01,
+        )
+        assert server.started, f"the gateway on port {settings.port} stopped while starting"
         base_url = f"http://127.0.0.1:{settings.port}"
         admin = httpx.Client(
             base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30

@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 import httpx
 
 from tests.support.gateway import ADMIN_KEY, GatewayFactory
+from tests.support.waiting import wait_until
 
 
 class GatewayProcess:
@@ -31,17 +31,26 @@ class GatewayProcess:
         )
         self._wait_healthy()
 
+    def _health(self) -> str:
+        """/healthz's status code now, the connection error, or the process's exit."""
+        if self.proc.poll() is not None:
+            return f"the process exited with code {self.proc.returncode}"
+        try:
+            return str(httpx.get(f"{self.base_url}/healthz", timeout=2).status_code)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
     def _wait_healthy(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gateway did not start:\n{self.log()}")
-            time.sleep(0.05)
+        seen = wait_until(
+            self._health,
+            lambda health: health == "200" or health.startswith("the process exited"),
+            wanted=f"/healthz 200 from {self.base_url}",
+            show=lambda health: f"{health}; log:\n{self.log()}",
+            timeout=timeout,
+        )
+        assert seen == "200", (
+            f"wanted /healthz 200 from {self.base_url}, saw {seen}; log:\n{self.log()}"
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -2,7 +2,8 @@
 
 Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses (streaming
 like OpenAI) and GET /v1/models. GET /_mock/requests lists the last 200 requests (method, path,
-lower-cased headers, parsed JSON body; newest last); DELETE /_mock/requests clears them.
+lower-cased headers, parsed JSON body, and ``delay``: the seconds slept before answering, set once
+the sleep is over; newest last); DELETE /_mock/requests clears them.
 
 Token rule (so metering tests can assert exact numbers): prompt tokens = whitespace-separated
 words in all prompt text (message content strings and text parts, ``prompt``, embeddings
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import itertools
 import re
 import struct
@@ -45,9 +47,12 @@ DIRECTIVE_TYPES: dict[str, Callable[[str], Any]] = {
     "no_usage": lambda value: value.lower() in ("1", "true", "yes"),
 }
 REQUESTS_KEY = web.AppKey("mock_requests", deque)
+# The log entry of the request being handled: aiohttp runs each request in its own task, so each
+# handler sees its own.
+LOG_ENTRY: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("mock_log_entry")
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MockEndpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(slots=True)
@@ -63,8 +68,8 @@ class Directives:
 
 
 @dataclass(slots=True)
-class Call:
-    """A parsed request that survived the fault directives."""
+class ScriptedReply:
+    """A parsed request that survived the fault directives, and the reply they script."""
 
     body: dict[str, Any]
     model: str
@@ -93,7 +98,7 @@ def error_response(status: int, message: str) -> web.Response:
     return json_response({"error": error}, status)
 
 
-def endpoint(fn: Callable[[web.Request, Any], Awaitable[web.StreamResponse]]) -> Handler:
+def endpoint(fn: Callable[[web.Request, Any], Awaitable[web.StreamResponse]]) -> MockEndpoint:
     """Log the request with its JSON body (parsed once) and turn Reject into an error reply."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -103,8 +108,15 @@ def endpoint(fn: Callable[[web.Request, Any], Awaitable[web.StreamResponse]]) ->
         except orjson.JSONDecodeError:
             body = None
         headers = {name.lower(): value for name, value in request.headers.items()}
-        entry = {"method": request.method, "path": request.path, "headers": headers, "body": body}
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "headers": headers,
+            "body": body,
+            "delay": 0.0,
+        }
         request.app[REQUESTS_KEY].append(entry)
+        LOG_ENTRY.set(entry)
         try:
             return await fn(request, body)
         except Reject as exc:
@@ -145,7 +157,7 @@ def header_pairs(header: str) -> list[tuple[str, str]]:
     return [(name.strip(), value) for name, value in pairs]
 
 
-async def begin(request: web.Request, body: Any, prompt: Callable[[dict], Any]) -> Call:
+async def begin(request: web.Request, body: Any, prompt: Callable[[dict], Any]) -> ScriptedReply:
     """Read directives, apply the delay/status faults and count prompt tokens."""
     if not isinstance(body, dict):
         raise Reject(400, "request body must be a JSON object")
@@ -157,27 +169,30 @@ async def begin(request: web.Request, body: Any, prompt: Callable[[dict], Any]) 
     )
     if mock.delay > 0:
         await asyncio.sleep(mock.delay)
+        LOG_ENTRY.get()["delay"] = mock.delay
     if mock.status is not None and mock.status >= 400:
         raise Reject(mock.status, f"mock upstream forced status {mock.status}")
     pieces = list(DEFAULT_PIECES) if mock.chunks is None else [f" w{i}" for i in range(mock.chunks)]
     prompt_tokens = token_ids + len(DIRECTIVE_RE.sub(" ", text).split())
     model = str(body.get("model") or MODEL_IDS[0])
-    return Call(body, model, mock, prompt_tokens, pieces, uuid.uuid4().hex, int(time.time()))
+    return ScriptedReply(
+        body, model, mock, prompt_tokens, pieces, uuid.uuid4().hex, int(time.time())
+    )
 
 
-def chat_usage(call: Call) -> dict[str, Any]:
-    output = len(call.pieces) + call.mock.reasoning
+def chat_usage(reply: ScriptedReply) -> dict[str, Any]:
+    output = len(reply.pieces) + reply.mock.reasoning
     return {
-        "prompt_tokens": call.prompt_tokens,
+        "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": output,
-        "total_tokens": call.prompt_tokens + output,
-        "prompt_tokens_details": {"cached_tokens": min(call.mock.cached, call.prompt_tokens)},
-        "completion_tokens_details": {"reasoning_tokens": call.mock.reasoning},
+        "total_tokens": reply.prompt_tokens + output,
+        "prompt_tokens_details": {"cached_tokens": min(reply.mock.cached, reply.prompt_tokens)},
+        "completion_tokens_details": {"reasoning_tokens": reply.mock.reasoning},
     }
 
 
-def responses_usage(call: Call) -> dict[str, Any]:
-    usage = chat_usage(call)
+def responses_usage(reply: ScriptedReply) -> dict[str, Any]:
+    usage = chat_usage(reply)
     return {
         "input_tokens": usage["prompt_tokens"],
         "input_tokens_details": usage["prompt_tokens_details"],
@@ -193,17 +208,21 @@ def sse(obj: Any, event: str | None = None) -> bytes:
 
 
 async def stream(
-    request: web.Request, call: Call, head: list[bytes], body: list[bytes], tail: list[bytes]
+    request: web.Request,
+    reply: ScriptedReply,
+    head: list[bytes],
+    body: list[bytes],
+    tail: list[bytes],
 ) -> web.StreamResponse:
     """Send head events, one event per reply piece (honouring faults), then tail events."""
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
     await resp.write(b"".join(head))
-    for event in body[: call.mock.cut_after]:
-        if call.mock.chunk_delay > 0:
-            await asyncio.sleep(call.mock.chunk_delay)
+    for event in body[: reply.mock.cut_after]:
+        if reply.mock.chunk_delay > 0:
+            await asyncio.sleep(reply.mock.chunk_delay)
         await resp.write(event)
-    if call.mock.cut_after is not None:
+    if reply.mock.cut_after is not None:
         # The final zero-length chunk is never sent, so clients see a truncated body; aiohttp
         # treats a ConnectionError from the handler as a quiet client disconnect.
         if request.transport is not None:
@@ -218,60 +237,64 @@ def choice(finish: str | None, **fields: Any) -> dict[str, Any]:
     return {"index": 0, **fields, "logprobs": None, "finish_reason": finish}
 
 
-def envelope(call: Call, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+def envelope(reply: ScriptedReply, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
     prefix = "chatcmpl" if kind.startswith("chat") else "cmpl"
     return {
-        "id": f"{prefix}-{call.uid}",
+        "id": f"{prefix}-{reply.uid}",
         "object": kind,
-        "created": call.created,
-        "model": call.model,
+        "created": reply.created,
+        "model": reply.model,
         "system_fingerprint": None,
         "choices": choices,
     }
 
 
-def completed(call: Call, kind: str, **fields: Any) -> web.Response:
-    obj = envelope(call, kind, [choice("stop", **fields)])
-    return json_response(obj if call.mock.no_usage else {**obj, "usage": chat_usage(call)})
+def completed(reply: ScriptedReply, kind: str, **fields: Any) -> web.Response:
+    obj = envelope(reply, kind, [choice("stop", **fields)])
+    return json_response(obj if reply.mock.no_usage else {**obj, "usage": chat_usage(reply)})
 
 
 async def stream_choices(
-    request: web.Request, call: Call, kind: str, head: list[dict], piece: Callable[[str], dict]
+    request: web.Request,
+    reply: ScriptedReply,
+    kind: str,
+    head: list[dict],
+    piece: Callable[[str], dict],
 ) -> web.StreamResponse:
-    options = call.body.get("stream_options")
+    options = reply.body.get("stream_options")
     with_usage = isinstance(options, dict) and options.get("include_usage") is True
 
     def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
-        obj = envelope(call, kind, choices)
+        obj = envelope(reply, kind, choices)
         if with_usage:
             obj["usage"] = usage  # OpenAI sends "usage": null on every chunk but the last
         return sse(obj)
 
-    last = len(call.pieces) - 1
-    pieces = call.pieces or [""]  # an empty reply still needs a chunk carrying finish_reason
+    last = len(reply.pieces) - 1
+    pieces = reply.pieces or [""]  # an empty reply still needs a chunk carrying finish_reason
     body = [
         chunk([choice("stop" if i >= last else None, **piece(p))]) for i, p in enumerate(pieces)
     ]
-    tail = [chunk([], chat_usage(call))] if with_usage and not call.mock.no_usage else []
+    tail = [chunk([], chat_usage(reply))] if with_usage and not reply.mock.no_usage else []
     first = [chunk([choice(None, **fields)]) for fields in head]
-    return await stream(request, call, first, body, [*tail, b"data: [DONE]\n\n"])
+    return await stream(request, reply, first, body, [*tail, b"data: [DONE]\n\n"])
 
 
 async def chat_completions(request: web.Request, body: Any) -> web.StreamResponse:
-    call = await begin(request, body, lambda b: b.get("messages"))
-    if not call.body.get("stream"):
-        message = {"role": "assistant", "content": "".join(call.pieces), "refusal": None}
-        return completed(call, "chat.completion", message=message)
+    reply = await begin(request, body, lambda b: b.get("messages"))
+    if not reply.body.get("stream"):
+        message = {"role": "assistant", "content": "".join(reply.pieces), "refusal": None}
+        return completed(reply, "chat.completion", message=message)
     role = {"delta": {"role": "assistant", "content": "", "refusal": None}}
     kind = "chat.completion.chunk"
-    return await stream_choices(request, call, kind, [role], lambda p: {"delta": {"content": p}})
+    return await stream_choices(request, reply, kind, [role], lambda p: {"delta": {"content": p}})
 
 
 async def completions(request: web.Request, body: Any) -> web.StreamResponse:
-    call = await begin(request, body, lambda b: b.get("prompt"))
-    if not call.body.get("stream"):
-        return completed(call, "text_completion", text="".join(call.pieces))
-    return await stream_choices(request, call, "text_completion", [], lambda p: {"text": p})
+    reply = await begin(request, body, lambda b: b.get("prompt"))
+    if not reply.body.get("stream"):
+        return completed(reply, "text_completion", text="".join(reply.pieces))
+    return await stream_choices(request, reply, "text_completion", [], lambda p: {"text": p})
 
 
 def embedding_inputs(value: Any) -> list[Any]:
@@ -292,45 +315,45 @@ def embedding_vector(item: Any, as_base64: bool) -> list[float] | str:
 
 
 async def embeddings(request: web.Request, body: Any) -> web.StreamResponse:
-    call = await begin(request, body, lambda b: b.get("input"))
-    as_base64 = call.body.get("encoding_format") == "base64"
+    reply = await begin(request, body, lambda b: b.get("input"))
+    as_base64 = reply.body.get("encoding_format") == "base64"
     data = [
         {"object": "embedding", "index": index, "embedding": embedding_vector(item, as_base64)}
-        for index, item in enumerate(embedding_inputs(call.body.get("input")))
+        for index, item in enumerate(embedding_inputs(reply.body.get("input")))
     ]
-    obj: dict[str, Any] = {"object": "list", "data": data, "model": call.model}
-    if not call.mock.no_usage:
-        obj["usage"] = {"prompt_tokens": call.prompt_tokens, "total_tokens": call.prompt_tokens}
+    obj: dict[str, Any] = {"object": "list", "data": data, "model": reply.model}
+    if not reply.mock.no_usage:
+        obj["usage"] = {"prompt_tokens": reply.prompt_tokens, "total_tokens": reply.prompt_tokens}
     return json_response(obj)
 
 
-def response_object(call: Call, output: list[Any], done: bool) -> dict[str, Any]:
+def response_object(reply: ScriptedReply, output: list[Any], done: bool) -> dict[str, Any]:
     obj = {
-        "id": f"resp_{call.uid}",
+        "id": f"resp_{reply.uid}",
         "object": "response",
-        "created_at": call.created,
+        "created_at": reply.created,
         "status": "completed" if done else "in_progress",
         "error": None,
         "incomplete_details": None,
-        "instructions": call.body.get("instructions"),
+        "instructions": reply.body.get("instructions"),
         "metadata": {},
-        "model": call.model,
+        "model": reply.model,
         "output": output,
         "parallel_tool_calls": True,
         "temperature": 1.0,
         "tool_choice": "auto",
         "tools": [],
         "top_p": 1.0,
-        "usage": responses_usage(call) if done else None,
+        "usage": responses_usage(reply) if done else None,
     }
-    if done and call.mock.no_usage:
+    if done and reply.mock.no_usage:
         del obj["usage"]
     return obj
 
 
 async def responses(request: web.Request, body: Any) -> web.StreamResponse:
-    call = await begin(request, body, lambda b: [b.get("instructions"), b.get("input")])
-    text, msg_id = "".join(call.pieces), f"msg_{call.uid}"
+    reply = await begin(request, body, lambda b: [b.get("instructions"), b.get("input")])
+    text, msg_id = "".join(reply.pieces), f"msg_{reply.uid}"
     part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
     item = {
         "id": msg_id,
@@ -339,15 +362,15 @@ async def responses(request: web.Request, body: Any) -> web.StreamResponse:
         "role": "assistant",
         "content": [part],
     }
-    if not call.body.get("stream"):
-        return json_response(response_object(call, [item], done=True))
+    if not reply.body.get("stream"):
+        return json_response(response_object(reply, [item], done=True))
     numbers = itertools.count()
     at = {"item_id": msg_id, "output_index": 0, "content_index": 0}
 
     def event(kind: str, **payload: Any) -> bytes:
         return sse({"type": kind, "sequence_number": next(numbers), **payload}, event=kind)
 
-    pending = response_object(call, [], done=False)
+    pending = response_object(reply, [], done=False)
     head = [
         event("response.created", response=pending),
         event("response.in_progress", response=pending),
@@ -358,14 +381,14 @@ async def responses(request: web.Request, body: Any) -> web.StreamResponse:
         ),
         event("response.content_part.added", **at, part={**part, "text": ""}),
     ]
-    body = [event("response.output_text.delta", **at, delta=p, logprobs=[]) for p in call.pieces]
+    body = [event("response.output_text.delta", **at, delta=p, logprobs=[]) for p in reply.pieces]
     tail = [
         event("response.output_text.done", **at, text=text, logprobs=[]),
         event("response.content_part.done", **at, part=part),
         event("response.output_item.done", output_index=0, item=item),
-        event("response.completed", response=response_object(call, [item], done=True)),
+        event("response.completed", response=response_object(reply, [item], done=True)),
     ]
-    return await stream(request, call, head, body, tail)
+    return await stream(request, reply, head, body, tail)
 
 
 async def list_models(request: web.Request, body: Any) -> web.StreamResponse:
