@@ -41,7 +41,7 @@ class Accounts:
         }
 
     async def require_user(self, user_id: str) -> User:
-        user = await self.ledger.get_user(user_id)
+        user = await self.ledger.directory.get_user(user_id)
         if user is None:
             raise NotFound(f"no user {user_id!r}", code="user_not_found")
         return user
@@ -60,10 +60,10 @@ class Accounts:
             else 0
         )
         try:
-            await self.ledger.create_user(user_id=user_id, email=email)
+            await self.ledger.directory.create_user(user_id=user_id, email=email)
         except DuplicateUser as exc:
             raise Conflict(f"user {user_id!r} already exists", code="user_exists") from exc
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(actor=actor, action="user.create", target=user_id, amount=credit or None)
         )
         if credit:
@@ -81,10 +81,10 @@ class Accounts:
     ) -> tuple[NewKey, ApiKey]:
         await self.require_user(user_id)
         fresh = new_key()
-        record = await self.ledger.create_key(
+        record = await self.ledger.directory.create_key(
             user_id, key_id=fresh.id, key_hash=fresh.key_hash, prefix=fresh.prefix, name=name
         )
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor, action="key.create", target=user_id, details={"key_id": fresh.id}
             )
@@ -92,12 +92,12 @@ class Accounts:
         return fresh, record
 
     async def revoke_key(self, key_id: str, *, actor: str) -> ApiKey:
-        key = await self.ledger.revoke_key(key_id)
+        key = await self.ledger.directory.revoke_key(key_id)
         if key is None:
             raise NotFound(f"no key {key_id!r}", code="key_not_found")
         if self.auth is not None:
             self.auth.forget(key_id)
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor, action="key.revoke", target=key.user_id, details={"key_id": key_id}
             )
@@ -135,7 +135,7 @@ class Accounts:
         entry = await self._post(
             user_id, kind="grant", delta=credit, reference=reference, reason=reason, actor=actor
         )
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
                 action="credits.add",
@@ -164,7 +164,7 @@ class Accounts:
         target = amount(value, param="balance", allow_zero=True)
         reference = f"admin:{secrets.token_hex(8)}"
         try:
-            entry = await self.ledger.set_balance(
+            entry = await self.ledger.journal.set_balance(
                 user_id, balance=target, reference=reference, reason=reason, actor=actor
             )
         except UnknownUser as exc:
@@ -173,7 +173,7 @@ class Accounts:
             await self.store.credit(
                 user_id, entry.amount, version=entry.version, reference=entry.reference
             )
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
                 action="balance.set",
@@ -229,7 +229,7 @@ class Accounts:
                     "balance": (await self.user_view(await self.require_user(user_id)))["balance"],
                 }
             )
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
                 action="credits.bulk",
@@ -256,7 +256,7 @@ class Accounts:
         actor: str | None = None,
     ) -> Entry:
         try:
-            entry = await self.ledger.post_entry(
+            entry = await self.ledger.journal.post_entry(
                 user_id, kind=kind, amount=delta, reference=reference, reason=reason, actor=actor
             )
         except UnknownUser as exc:

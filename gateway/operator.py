@@ -23,7 +23,6 @@ import httpx
 from gateway import prices
 from gateway.accounts import Accounts, bulk_view, key_view, money_view, new_key_view
 from gateway.admin import reports
-from gateway.admin.reports import ReportingLedger
 from gateway.errors import GatewayError
 from gateway.ledger import open_ledger
 from gateway.services import metering
@@ -155,7 +154,8 @@ class DirectOperator:
 
     async def _list_keys(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
         user = await a.require_user(path["user_id"])
-        return {"data": [key_view(k) for k in await a.ledger.list_keys(user.id)], "has_more": False}
+        keys = await a.ledger.directory.list_keys(user.id)
+        return {"data": [key_view(k) for k in keys], "has_more": False}
 
     async def _revoke_key(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
         return key_view(await a.revoke_key(path["key_id"], actor=self._actor))
@@ -203,8 +203,7 @@ class DirectOperator:
         return await reports.audit(a.ledger, p)
 
     async def _list_models(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
-        ledger: ReportingLedger = a.ledger  # type: ignore[assignment]
-        return prices.book_view(await ledger.list_prices())
+        return prices.book_view(await a.ledger.reports.list_prices())
 
     async def _reload_models(self, a: Accounts, path: dict[str, str], p: dict[str, Any]) -> Any:
         raise OperatorError(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.catalog import Catalog, CatalogError, describe
 from gateway.errors import Unprocessable
 from gateway.ledger.base import Ledger
-from gateway.ledger.reports import ReportsLedger, price_view
+from gateway.ledger.reports import price_view
 from gateway.records import AuditEvent, PriceChange, PriceRow
 
 if TYPE_CHECKING:
@@ -68,8 +68,7 @@ async def record_prices(
     ledger: Ledger, catalog: Catalog, *, actor: str, reason: str | None = None
 ) -> list[PriceChange]:
     """Syncs the price book to ``catalog`` and audits what changed (call it at startup)."""
-    reports: ReportsLedger = ledger  # type: ignore[assignment]
-    return await reports.sync_prices(price_rows(catalog), actor=actor, reason=reason)
+    return await ledger.reports.sync_prices(price_rows(catalog), actor=actor, reason=reason)
 
 
 async def reload(services: Services, *, actor: str, reason: str | None = None) -> dict[str, Any]:
@@ -79,7 +78,7 @@ async def reload(services: Services, *, actor: str, reason: str | None = None) -
     try:
         services.reload_catalog()
     except CatalogError as exc:
-        await services.ledger.record_audit(
+        await services.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
                 action="models.reload_failed",
@@ -100,7 +99,7 @@ async def reload(services: Services, *, actor: str, reason: str | None = None) -
         if services.catalog is catalog:
             break
         catalog = services.catalog
-    await services.ledger.record_audit(
+    await services.ledger.audit.record_audit(
         AuditEvent(
             actor=actor,
             action="models.reload",

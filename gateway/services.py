@@ -83,7 +83,7 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
         settings=settings,
         ledger=ledger,
         store=store,
-        auth=Authenticator(ledger, ttl=settings.auth_cache_ttl),
+        auth=Authenticator(ledger.directory, ttl=settings.auth_cache_ttl),
         upstreams=Upstreams(
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,
@@ -99,9 +99,9 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
 async def metering(settings: Settings, ledger: Ledger) -> tuple[BalanceStore, Background]:
     """The balance store and usage writer for the configured mode (not started)."""
     if settings.redis_url is None:
-        store = MemoryStore(ledger.balance)
+        store = MemoryStore(ledger.journal.balance)
         writer = OutboxWriter(
-            ledger,
+            ledger.journal,
             store.outbox,
             spill_path=_spill_path(settings.database_url),
             interval=settings.usage_flush_interval,

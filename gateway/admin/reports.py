@@ -16,12 +16,12 @@ import base64
 import binascii
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import BadRequest
 from gateway.ledger.base import Ledger
-from gateway.ledger.reports import ReportsLedger, days_between
+from gateway.ledger.reports import days_between
 from gateway.money import format_usd
 from gateway.records import AuditEvent, Cursor, Period, Totals, UsageRecord, utcnow
 from gateway.web import usage_view
@@ -29,14 +29,6 @@ from gateway.web import usage_view
 Params = Mapping[str, str]
 REVENUE_DEFAULT_DAYS = 30
 MAX_DAYS = 3660  # ten years of days: far beyond any report, small enough for one statement
-
-
-class ReportingLedger(Ledger, ReportsLedger, Protocol):
-    """A ledger with the reports port (``Ledger`` itself once base.py extends it)."""
-
-
-def reporting(ledger: Ledger) -> ReportingLedger:
-    return cast(ReportingLedger, ledger)
 
 
 # -- parameters ----------------------------------------------------------------------------
@@ -167,12 +159,12 @@ async def usage_page(ledger: Ledger, user_id: str, params: Params) -> dict[str, 
             raise BadRequest(
                 "use either cursor or offset, not both", param="offset", code="invalid_parameter"
             )
-        rows, more = await reporting(ledger).list_usage_before(
+        rows, more = await ledger.reports.list_usage_before(
             user_id, cursor=decode_cursor(raw_cursor), limit=limit
         )
     else:
         offset = int_param(params, "offset", 0, 0, 10**9)
-        rows, more = await ledger.list_usage(user_id, limit=limit, offset=offset)
+        rows, more = await ledger.reports.list_usage(user_id, limit=limit, offset=offset)
     return {
         "data": [usage_view(r) for r in rows],
         "has_more": more,
@@ -182,7 +174,7 @@ async def usage_page(ledger: Ledger, user_id: str, params: Params) -> dict[str, 
 
 async def stats(ledger: Ledger, user_id: str, params: Params) -> dict[str, Any]:
     p = period(params, zone(params))
-    totals, models = await reporting(ledger).usage_totals(user_id=user_id, period=p)
+    totals, models = await ledger.reports.usage_totals(user_id=user_id, period=p)
     return {
         "user_id": user_id,
         **_range(p),
@@ -220,7 +212,7 @@ async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None
             code="invalid_parameter",
         )
     days = days_between(first, last, tz, clip=p)
-    total, rows = await reporting(ledger).revenue_by_day(days)
+    total, rows = await ledger.reports.revenue_by_day(days)
     return {
         "data": [
             {
@@ -242,7 +234,7 @@ async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None
 async def models(ledger: Ledger, params: Params) -> dict[str, Any]:
     """Per provider:model, highest revenue first."""
     p = period(params, zone(params))
-    total, rows = await reporting(ledger).usage_totals(user_id=None, period=p)
+    total, rows = await ledger.reports.usage_totals(user_id=None, period=p)
     return {
         "data": [
             {
@@ -262,7 +254,7 @@ async def models(ledger: Ledger, params: Params) -> dict[str, Any]:
 async def top_users(ledger: Ledger, params: Params) -> dict[str, Any]:
     p = period(params, zone(params))
     limit = int_param(params, "limit", 10, 1, 1000)
-    total, rows, more = await reporting(ledger).top_users(period=p, limit=limit)
+    total, rows, more = await ledger.reports.top_users(period=p, limit=limit)
     return {
         "data": [
             {
@@ -291,7 +283,7 @@ async def audit(ledger: Ledger, params: Params) -> dict[str, Any]:
     limit = int_param(params, "limit", 50, 1, 1000)
     offset = int_param(params, "offset", 0, 0, 10**9)
     target = params.get("user") or params.get("target") or None
-    events, more = await ledger.list_audit(
+    events, more = await ledger.audit.list_audit(
         target=target, action=params.get("action") or None, limit=limit, offset=offset
     )
     return {"data": [audit_view(e) for e in events], "has_more": more}

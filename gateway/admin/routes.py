@@ -83,7 +83,7 @@ def routes(services: Services) -> list[Route]:
     @admin
     async def list_keys(request: Request) -> Response:
         user = await accounts.require_user(request.path_params["user_id"])
-        keys = await services.ledger.list_keys(user.id)
+        keys = await services.ledger.directory.list_keys(user.id)
         return json_response({"data": [key_view(k) for k in keys], "has_more": False})
 
     @admin

@@ -37,7 +37,7 @@ async def create_checkout(
             param="amount",
             code="invalid_amount",
         )
-    profile = await billing.ledger.get_billing_profile(user.id) or BillingProfile(user.id)
+    profile = await billing.ledger.payments.get_billing_profile(user.id) or BillingProfile(user.id)
     intent_data: dict[str, Any] = {"metadata": {"user_id": user.id, "purpose": PURPOSE_CHECKOUT}}
     if profile.auto_topup_enabled:
         # Saves the card on the customer for the off-session PaymentIntents of auto top-up.
@@ -100,4 +100,4 @@ async def ensure_customer(
     customer = await client.v1.customers.create_async(
         params, {"idempotency_key": f"gateway-customer-{user.id}"}
     )  # type: ignore[arg-type]
-    return await billing.ledger.set_stripe_customer(user.id, customer.id)
+    return await billing.ledger.payments.set_stripe_customer(user.id, customer.id)

@@ -375,7 +375,10 @@ async def build_redis_metering(
     """The production store and stream writer (the writer is not started)."""
     assert settings.redis_url is not None
     store = RedisStore(
-        connect(settings.redis_url), ledger.balance, spill_dir=spill_dir(settings), close_redis=True
+        connect(settings.redis_url),
+        ledger.journal.balance,
+        spill_dir=spill_dir(settings),
+        close_redis=True,
     )
     await store.open()
     # Its own client: a blocking XREADGROUP must not hold a connection the hot path needs,

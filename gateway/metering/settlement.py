@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from gateway.ledger.base import Ledger
+from gateway.ledger.ports import Journal
 from gateway.records import UsageRecord
 
 log = logging.getLogger("gateway.settlement")
@@ -28,13 +28,13 @@ BATCH = 500
 class OutboxWriter:
     def __init__(
         self,
-        ledger: Ledger,
+        journal: Journal,
         outbox: deque[UsageRecord],
         *,
         spill_path: Path | None,
         interval: float = 0.05,
     ) -> None:
-        self._ledger = ledger
+        self._journal = journal
         self._outbox = outbox
         self._spill = spill_path
         self._interval = interval
@@ -74,7 +74,7 @@ class OutboxWriter:
         async with self._lock:
             while self._outbox:
                 batch = [self._outbox[i] for i in range(min(BATCH, len(self._outbox)))]
-                await self._ledger.write_usage(batch)
+                await self._journal.write_usage(batch)
                 # Only now, after commit, do the records leave the outbox.
                 for _ in batch:
                     self._outbox.popleft()
@@ -110,6 +110,6 @@ class OutboxWriter:
                 data["created_at"] = datetime.fromisoformat(data["created_at"])
                 records.append(UsageRecord(**data))
         for i in range(0, len(records), BATCH):
-            await self._ledger.write_usage(records[i : i + BATCH])
+            await self._journal.write_usage(records[i : i + BATCH])
         log.info("replayed %d spilled usage records", len(records))
         self._spill.unlink()

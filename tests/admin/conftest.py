@@ -3,14 +3,13 @@ contract tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from gateway.admin.reports import ReportingLedger
-from gateway.ledger.postgres import PostgresLedger
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger import open_ledger
+from gateway.ledger.base import Ledger
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.production)])
@@ -23,9 +22,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_ledger(database_url: str) -> Callable[[], ReportingLedger]:
-    """A factory of unopened ledgers (with the reports port) on that database."""
-    if database_url.startswith("sqlite:///"):
-        path = database_url.removeprefix("sqlite:///")
-        return lambda: SqliteLedger(path)  # type: ignore[return-value]
-    return lambda: PostgresLedger(database_url)  # type: ignore[return-value]
+def make_ledger(database_url: str) -> Callable[[], Awaitable[Ledger]]:
+    """Opens a ledger on that database (each call a new one; close it)."""
+    return lambda: open_ledger(database_url)

@@ -14,37 +14,36 @@ import pytest
 from gateway import catalog as catalog_mod
 from gateway import prices
 from gateway.accounts import Accounts
-from gateway.admin.reports import ReportingLedger
 from gateway.errors import NotFound, Unprocessable
+from gateway.ledger.base import Ledger
 from gateway.metering.store import MemoryStore
 from gateway.records import UsageRecord
 from gateway.services import build, shutdown
 from gateway.settings import Settings
 
-MakeLedger = Callable[[], ReportingLedger]
+MakeLedger = Callable[[], Awaitable[Ledger]]
 USD = 1_000_000_000
 
 
-def run(make: MakeLedger, scenario: Callable[[Accounts, ReportingLedger], Awaitable[None]]) -> None:
+def run(make: MakeLedger, scenario: Callable[[Accounts, Ledger], Awaitable[None]]) -> None:
     async def main() -> None:
-        ledger = make()
-        await ledger.open()
+        ledger = await make()
         try:
-            await scenario(Accounts(ledger, MemoryStore(ledger.balance)), ledger)
+            await scenario(Accounts(ledger, MemoryStore(ledger.journal.balance)), ledger)
         finally:
             await ledger.close()
 
     asyncio.run(main())
 
 
-async def books_balance(ledger: ReportingLedger, user_id: str) -> int:
+async def books_balance(ledger: Ledger, user_id: str) -> int:
     """The ledger invariant: balance == sum of entries, each balance_after the running sum."""
-    entries = await ledger.list_entries(user_id)
+    entries = await ledger.journal.list_entries(user_id)
     running = 0
     for entry in entries:
         running += entry.amount
         assert entry.balance_after == running, entry
-    found = await ledger.balance(user_id)
+    found = await ledger.journal.balance(user_id)
     assert found is not None and found[0] == running
     return running
 
@@ -59,23 +58,25 @@ def usage(request_id: str, user_id: str, cost: int) -> UsageRecord:
 
 
 def test_set_balance_writes_one_adjustment_and_keeps_the_books(make_ledger: MakeLedger) -> None:
-    async def scenario(a: Accounts, ledger: ReportingLedger) -> None:
+    async def scenario(a: Accounts, ledger: Ledger) -> None:
         await a.create_user(user_id="u", email=None, initial_credit="5.00", actor="t")
         assert (await a.store.admit("u", "r1", USD, ttl=60)).ok
         # Settled in the store, not yet written to the ledger (the outbox holds it).
         await a.store.settle(usage("r1", "u", USD // 4))
-        before = await ledger.list_entries("u")
+        before = await ledger.journal.list_entries("u")
         entry = await a.set_balance("u", "2.00", reason="correction", actor="t")
-        after = await ledger.list_entries("u")
+        after = await ledger.journal.list_entries("u")
         assert [e.reference for e in after[len(before) :]] == [entry.reference]
         assert (entry.kind, entry.amount, entry.balance_after) == ("adjustment", -3 * USD, 2 * USD)
         assert await books_balance(ledger, "u") == 2 * USD
         # The store keeps "ledger - unwritten usage": the unwritten call is still billed once.
         assert await a.store.snapshot("u") == (2 * USD - USD // 4, 0)
-        await ledger.write_usage([usage("r1", "u", USD // 4)])
+        await ledger.journal.write_usage([usage("r1", "u", USD // 4)])
         assert await books_balance(ledger, "u") == 2 * USD - USD // 4
         assert (await a.store.snapshot("u"))[0] == 2 * USD - USD // 4  # type: ignore[index]
-        events, _ = await ledger.list_audit(target="u", action="balance.set", limit=5, offset=0)
+        events, _ = await ledger.audit.list_audit(
+            target="u", action="balance.set", limit=5, offset=0
+        )
         assert len(events) == 1
         e = events[0]
         assert (e.actor, e.amount, e.reason) == ("t", -3 * USD, "correction")
@@ -86,7 +87,7 @@ def test_set_balance_writes_one_adjustment_and_keeps_the_books(make_ledger: Make
 
 
 def test_set_balance_refuses_bad_amounts_and_unknown_users(make_ledger: MakeLedger) -> None:
-    async def scenario(a: Accounts, ledger: ReportingLedger) -> None:
+    async def scenario(a: Accounts, ledger: Ledger) -> None:
         await a.create_user(user_id="u", email=None, initial_credit="1.00", actor="t")
         for bad in ("-1", "NaN", None, "1e30", 1.5):
             with pytest.raises(Unprocessable):
@@ -103,7 +104,7 @@ def test_set_balance_refuses_bad_amounts_and_unknown_users(make_ledger: MakeLedg
 def test_bulk_credit_applies_to_each_known_user_and_fails_unknown_alone(
     make_ledger: MakeLedger,
 ) -> None:
-    async def scenario(a: Accounts, ledger: ReportingLedger) -> None:
+    async def scenario(a: Accounts, ledger: Ledger) -> None:
         for uid in ("a", "b"):
             await a.create_user(user_id=uid, email=None, initial_credit="1.00", actor="t")
         results = await a.bulk_credit(["a", "ghost", "b", "a"], "2.50", reason="promo", actor="t")
@@ -116,9 +117,13 @@ def test_bulk_credit_applies_to_each_known_user_and_fails_unknown_alone(
         assert results[0]["balance"] == "3.50"
         for uid in ("a", "b"):
             assert await books_balance(ledger, uid) == 3_500_000_000
-            events, _ = await ledger.list_audit(target=uid, action="credits.add", limit=9, offset=0)
+            events, _ = await ledger.audit.list_audit(
+                target=uid, action="credits.add", limit=9, offset=0
+            )
             assert events[0].amount == 2_500_000_000 and events[0].reason == "promo"
-        summary, _ = await ledger.list_audit(target=None, action="credits.bulk", limit=9, offset=0)
+        summary, _ = await ledger.audit.list_audit(
+            target=None, action="credits.bulk", limit=9, offset=0
+        )
         assert summary[0].details is not None
         assert (summary[0].details["applied"], summary[0].details["failed"]) == (
             ["a", "b"],
@@ -159,7 +164,7 @@ def test_price_book_records_each_change_once_with_old_and_new(
         "    max_output_tokens: 10\n"
     )
 
-    async def scenario(a: Accounts, ledger: ReportingLedger) -> None:
+    async def scenario(a: Accounts, ledger: Ledger) -> None:
         first = await prices.record_prices(ledger, catalog(tmp_path, "2.50", cheap), actor="t")
         assert [(c.model, c.events[0].action) for c in first] == [
             ("chat", "price.set"),
@@ -174,14 +179,16 @@ def test_price_book_records_each_change_once_with_old_and_new(
             ("chat", "price.change"),
             ("cheap", "price.remove"),
         ]
-        events, _ = await ledger.list_audit(target="chat", action="price.change", limit=5, offset=0)
+        events, _ = await ledger.audit.list_audit(
+            target="chat", action="price.change", limit=5, offset=0
+        )
         assert len(events) == 1 and events[0].actor == "ops"
         assert events[0].reason == "new list price"
         details = events[0].details
         assert details is not None
         assert details["old"]["price_per_1m_tokens"]["input"] == "2.50"
         assert details["new"]["price_per_1m_tokens"]["input"] == "3.00"
-        book = await ledger.list_prices()
+        book = await ledger.reports.list_prices()
         assert [(r.model, r.input) for r in book] == [("chat", 3_000_000_000)]
         assert prices.book_view(book) == prices.models_view(catalog(tmp_path, "3.00"))
 
@@ -200,20 +207,22 @@ def test_reload_keeps_old_prices_on_a_bad_file_and_history_on_a_good_one(
     async def main() -> None:
         services = await build(settings)
         try:
-            ledger: ReportingLedger = services.ledger  # type: ignore[assignment]
+            ledger = services.ledger
             await prices.record_prices(ledger, services.catalog, actor="startup")
             await Accounts(ledger, services.store).create_user(
                 user_id="u", email=None, initial_credit="1.00", actor="t"
             )
             charged = services.catalog.resolve("chat", "chat/completions").price
-            await ledger.write_usage([replace(usage("r1", "u", 7), price_input=charged.input)])
+            await ledger.journal.write_usage(
+                [replace(usage("r1", "u", 7), price_input=charged.input)]
+            )
 
             models.write_text(MODELS.format(input="2.5.0", extra=""))
             with pytest.raises(Unprocessable) as refused:
                 await prices.reload(services, actor="ops")
             assert "models.yaml:6: models.chat.price.input" in refused.value.message
             assert services.catalog.resolve("chat", "chat/completions").price == charged
-            assert [r.input for r in await ledger.list_prices()] == [charged.input]
+            assert [r.input for r in await ledger.reports.list_prices()] == [charged.input]
 
             models.write_text(MODELS.format(input="3.00", extra=""))
             answer = await prices.reload(services, actor="ops", reason="list price")
@@ -222,11 +231,13 @@ def test_reload_keeps_old_prices_on_a_bad_file_and_history_on_a_good_one(
             ]
             # The next call is priced from the new catalog; the recorded call keeps its price.
             assert services.catalog.resolve("chat", "chat/completions").price.input == 3 * USD
-            rows, _ = await ledger.list_usage("u", limit=5, offset=0)
+            rows, _ = await ledger.reports.list_usage("u", limit=5, offset=0)
             assert [r.price_input for r in rows] == [charged.input]
             actions = [
                 e.action
-                for e in (await ledger.list_audit(target=None, action=None, limit=20, offset=0))[0]
+                for e in (
+                    await ledger.audit.list_audit(target=None, action=None, limit=20, offset=0)
+                )[0]
             ]
             assert actions[:3] == ["models.reload", "price.change", "models.reload_failed"]
         finally:

@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.admin import reports
-from gateway.admin.reports import ReportingLedger
 from gateway.errors import BadRequest
+from gateway.ledger.base import Ledger
 from gateway.money import format_usd
 from gateway.pricing import Price, Usage, cost
 from gateway.records import UsageRecord
 
-MakeLedger = Callable[[], ReportingLedger]
+MakeLedger = Callable[[], Awaitable[Ledger]]
 USERS = ("alice", "bob", "carol", "dave")
 MODELS = {  # model -> (provider, price)
     "gpt-4o": (
@@ -36,10 +36,9 @@ START = datetime(2024, 3, 8, tzinfo=UTC)
 SPAN = timedelta(days=26)
 
 
-def run(make: MakeLedger, scenario: Callable[[ReportingLedger], Awaitable[None]]) -> None:
+def run(make: MakeLedger, scenario: Callable[[Ledger], Awaitable[None]]) -> None:
     async def main() -> None:
-        ledger = make()
-        await ledger.open()
+        ledger = await make()
         try:
             await scenario(ledger)
         finally:
@@ -95,12 +94,14 @@ def seed_records(count: int = 700, seed: int = 7) -> list[UsageRecord]:
     return out
 
 
-async def seeded(ledger: ReportingLedger, records: list[UsageRecord]) -> None:
+async def seeded(ledger: Ledger, records: list[UsageRecord]) -> None:
     for user in USERS:
-        await ledger.create_user(user_id=user, email=None)
-        await ledger.post_entry(user, kind="grant", amount=10**12, reference=f"grant:{user}")
+        await ledger.directory.create_user(user_id=user, email=None)
+        await ledger.journal.post_entry(
+            user, kind="grant", amount=10**12, reference=f"grant:{user}"
+        )
     for i in range(0, len(records), 200):
-        await ledger.write_usage(records[i : i + 200])
+        await ledger.journal.write_usage(records[i : i + 200])
 
 
 def sums(records: Iterable[UsageRecord], money: str) -> dict[str, Any]:
@@ -147,7 +148,7 @@ def within(
 def test_user_stats_equal_sums_of_their_usage_records(make_ledger: MakeLedger) -> None:
     records = seed_records()
 
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         await seeded(ledger, records)
         for user in (*USERS, "nobody"):
             mine = [r for r in records if r.user_id == user]
@@ -174,7 +175,7 @@ def test_stats_over_a_date_range_count_whole_local_days(make_ledger: MakeLedger)
     records = seed_records()
     tz = ZoneInfo("Europe/Paris")
 
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         await seeded(ledger, records)
         got = await reports.stats(
             ledger, "alice", {"from": "2024-03-30", "to": "2024-03-31", "tz": "Europe/Paris"}
@@ -198,7 +199,7 @@ def test_revenue_per_local_day_equals_sums(make_ledger: MakeLedger, tz: str) -> 
     records = seed_records()
     zone = ZoneInfo(tz)
 
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         await seeded(ledger, records)
         got = await reports.revenue(ledger, {"from": "2024-03-07", "to": "2024-04-03", "tz": tz})
         by_day: dict[str, list[UsageRecord]] = defaultdict(list)
@@ -216,7 +217,7 @@ def test_revenue_per_local_day_equals_sums(make_ledger: MakeLedger, tz: str) -> 
 
 
 def test_revenue_day_boundaries_follow_dst(make_ledger: MakeLedger) -> None:
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         got = await reports.revenue(
             ledger, {"from": "2024-03-30", "to": "2024-04-01", "tz": "Europe/Paris"}
         )
@@ -239,7 +240,7 @@ def test_revenue_with_instants_clips_the_first_and_last_day(make_ledger: MakeLed
     start = datetime(2024, 3, 12, 15, 30, tzinfo=UTC)
     end = datetime(2024, 3, 15, 6, 0, tzinfo=UTC)
 
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         await seeded(ledger, records)
         got = await reports.revenue(ledger, {"from": start.isoformat(), "to": end.isoformat()})
         assert only(got["total"], "revenue") == sums(within(records, start, end), "revenue")
@@ -253,7 +254,7 @@ def test_models_report_equals_sums_sorted_by_revenue(make_ledger: MakeLedger) ->
     records = seed_records()
     start, end = datetime(2024, 3, 15, tzinfo=UTC), datetime(2024, 3, 25, tzinfo=UTC)
 
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         await seeded(ledger, records)
         for params, rows in (
             ({}, records),
@@ -276,7 +277,7 @@ def test_models_report_equals_sums_sorted_by_revenue(make_ledger: MakeLedger) ->
 def test_top_users_equal_sums_with_limit_and_has_more(make_ledger: MakeLedger) -> None:
     records = seed_records()
 
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         await seeded(ledger, records)
         per_user = {u: [r for r in records if r.user_id == u] for u in USERS}
         ranked = sorted(USERS, key=lambda u: (-sum(r.cost for r in per_user[u]), u))
@@ -294,7 +295,7 @@ def test_top_users_equal_sums_with_limit_and_has_more(make_ledger: MakeLedger) -
 
 
 def test_reports_on_an_empty_ledger_are_zeros(make_ledger: MakeLedger) -> None:
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         assert (await reports.models(ledger, {}))["data"] == []
         top = await reports.top_users(ledger, {})
         assert top["data"] == [] and top["total"]["revenue"] == "0.00"
@@ -311,7 +312,7 @@ def test_cursor_pages_neither_skip_nor_repeat_while_calls_land(make_ledger: Make
     records = [r for r in seed_records() if r.user_id == "alice"]
     rng = random.Random(3)
 
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         await seeded(ledger, records)
         seen: list[str] = []
         params: dict[str, str] = {"limit": "7"}
@@ -321,7 +322,9 @@ def test_cursor_pages_neither_skip_nor_repeat_while_calls_land(make_ledger: Make
             seen += [r["request_id"] for r in page["data"]]
             # A call lands between pages (newer than everything listed so far).
             n += 1
-            await ledger.write_usage([record(90_000 + n, "alice", "llama", datetime.now(UTC), rng)])
+            await ledger.journal.write_usage(
+                [record(90_000 + n, "alice", "llama", datetime.now(UTC), rng)]
+            )
             if not page["has_more"]:
                 break
             params = {"limit": "7", "cursor": page["next_cursor"]}
@@ -334,7 +337,7 @@ def test_cursor_pages_neither_skip_nor_repeat_while_calls_land(make_ledger: Make
 def test_offset_pages_of_a_quiet_ledger_neither_skip_nor_repeat(make_ledger: MakeLedger) -> None:
     records = [r for r in seed_records() if r.user_id == "bob"]
 
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         await seeded(ledger, records)
         seen: list[str] = []
         offset = 0
@@ -375,7 +378,7 @@ COMMON_BAD = [
 def test_bad_report_parameters_are_400(
     make_ledger: MakeLedger, report: str, params: dict[str, str]
 ) -> None:
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         with pytest.raises(BadRequest) as caught:
             await getattr(reports, report)(ledger, params)
         assert caught.value.status == 400
@@ -385,7 +388,7 @@ def test_bad_report_parameters_are_400(
 
 
 def test_bad_cursor_is_400(make_ledger: MakeLedger) -> None:
-    async def scenario(ledger: ReportingLedger) -> None:
+    async def scenario(ledger: Ledger) -> None:
         for bad in ("nope", "bm9wZQ", "MjAyNA"):
             with pytest.raises(BadRequest):
                 await reports.usage_page(ledger, "alice", {"cursor": bad})
