@@ -1,5 +1,5 @@
 """Stats and reports equal sums computed independently from the usage records, on SQLite and on
-PostgreSQL (the ReportsLedger port, through the same services the API and CLI use)."""
+PostgreSQL (the Reports port, through the same services the API and CLI use)."""
 
 from __future__ import annotations
 
