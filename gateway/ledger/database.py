@@ -45,8 +45,6 @@ class Transaction(Statements, Protocol):
 class Database(Statements, Protocol):
     """One database: its connection(s), migrations and lifecycle."""
 
-    dialect: str
-
     async def open(self) -> None:
         """Connects and applies the migrations not yet applied (safe in several processes
         starting at once)."""

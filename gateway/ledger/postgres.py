@@ -32,8 +32,6 @@ _KEY_DETAIL = re.compile(r"^Key \((?:user_)?id\)=\((.*)\) ")
 
 
 class PostgresDatabase:
-    dialect = "postgres"
-
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
         self._min_size = min_size

@@ -66,8 +66,6 @@ def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
 
 
 class SqliteDatabase:
-    dialect = "sqlite"
-
     def __init__(self, path: str) -> None:
         self.path = path
         self._memory = path in ("", ":memory:")
