@@ -9,7 +9,7 @@
 Rows are seeded straight into ``usage_records`` (executemany / COPY) over 90 days, 1,000 users
 (a few heavy spenders: the heaviest has about half the rows) and 12 models, then ANALYZEd
 (PostgreSQL: VACUUM ANALYZE, as autovacuum would). Each report is timed through the very
-functions the admin API and the CLI call (gateway/admin/reports.py: SQL aggregation plus
+functions the admin API and the CLI call (gateway/reports.py: SQL aggregation plus
 Python formatting) ``--repeat`` times after one warm-up; the table shows the median and the
 slowest. Nothing asserts a time: the numbers are for reading (the issue's bar: well under a
 second at 100,000 rows).
@@ -35,21 +35,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gateway import reports  # noqa: E402
-from gateway.ledger.postgres import PostgresLedger  # noqa: E402
-from gateway.ledger.postgres_reports import PostgresReportsMixin  # noqa: E402
-from gateway.ledger.sqlite import SqliteLedger, ts  # noqa: E402
-from gateway.ledger.sqlite_reports import SqliteReportsMixin  # noqa: E402
+from gateway.ledger import open_ledger  # noqa: E402
+from gateway.ledger.base import Ledger  # noqa: E402
+from gateway.ledger.postgres import PostgresDatabase  # noqa: E402
+from gateway.ledger.sqlite import SqliteDatabase, ts  # noqa: E402
 from gateway.records import UsageRecord  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 DAYS = 90
 USERS = 1000
 MODELS = [(f"model-{i}", "openai" if i % 3 else "local") for i in range(12)]
-
-
-def reporting(base: type, mixin: type) -> type:
-    """The ledger class with its reports mixin (until the class inherits it itself)."""
-    return base if issubclass(base, mixin) else type(f"Reporting{base.__name__}", (mixin, base), {})
 
 
 def records(count: int, seed: int = 1) -> list[UsageRecord]:
@@ -86,7 +81,10 @@ def records(count: int, seed: int = 1) -> list[UsageRecord]:
     return out
 
 
-async def seed_sqlite(ledger: Any, rows: list[UsageRecord]) -> None:
+async def seed_sqlite(ledger: Ledger, rows: list[UsageRecord]) -> None:
+    db = ledger.database
+    assert isinstance(db, SqliteDatabase)
+
     def run(c: Any) -> None:
         c.executemany(
             "INSERT INTO users (id, email, balance, version, created_at) VALUES (?, NULL, 0, 0, ?)",
@@ -97,12 +95,14 @@ async def seed_sqlite(ledger: Any, rows: list[UsageRecord]) -> None:
             [(*astuple(r)[:-1], ts(r.created_at)) for r in rows],
         )
 
-    await ledger.transaction(run)
-    await ledger.query("ANALYZE")
+    await db.tx(run)
+    await db.execute("ANALYZE")
 
 
-async def seed_postgres(ledger: Any, rows: list[UsageRecord]) -> None:
-    async with ledger.pool.acquire() as conn:
+async def seed_postgres(ledger: Ledger, rows: list[UsageRecord]) -> None:
+    db = ledger.database
+    assert isinstance(db, PostgresDatabase)
+    async with db.connection() as conn:
         await conn.executemany(
             "INSERT INTO users (id) VALUES ($1)", [(f"u{i:04d}",) for i in range(USERS)]
         )
@@ -116,7 +116,7 @@ async def seed_postgres(ledger: Any, rows: list[UsageRecord]) -> None:
         await conn.execute("VACUUM ANALYZE usage_records")
 
 
-def cases(ledger: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+def cases(ledger: Ledger) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
     first_page: dict[str, Any] = {}
 
     async def page_one() -> Any:
@@ -162,12 +162,12 @@ def cases(ledger: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
 
 async def measure(
     name: str,
-    ledger: Any,
-    seed: Callable[..., Awaitable[None]],
+    url: str,
+    seed: Callable[[Ledger, list[UsageRecord]], Awaitable[None]],
     rows: list[UsageRecord],
     repeat: int,
 ) -> dict[str, tuple[float, float]]:
-    await ledger.open()
+    ledger = await open_ledger(url)
     try:
         started = time.perf_counter()
         await seed(ledger, rows)
@@ -221,9 +221,8 @@ async def main() -> None:
     rows = records(args.rows)
     results: dict[str, dict[str, tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        sqlite_cls = reporting(SqliteLedger, SqliteReportsMixin)
         results["sqlite"] = await measure(
-            "sqlite", sqlite_cls(f"{tmp}/bench.db"), seed_sqlite, rows, args.repeat
+            "sqlite", f"sqlite:///{tmp}/bench.db", seed_sqlite, rows, args.repeat
         )
     if args.pg:
         server = None
@@ -235,10 +234,7 @@ async def main() -> None:
             server.start()
             dsn = server.create_database(f"bench_{uuid.uuid4().hex[:8]}")
         try:
-            pg_cls = reporting(PostgresLedger, PostgresReportsMixin)
-            results["postgres"] = await measure(
-                "postgres", pg_cls(dsn), seed_postgres, rows, args.repeat
-            )
+            results["postgres"] = await measure("postgres", dsn, seed_postgres, rows, args.repeat)
         finally:
             if server is not None:
                 server.cleanup()

@@ -25,7 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway.ledger.postgres import PostgresLedger  # noqa: E402
+from gateway.ledger import open_ledger  # noqa: E402
+from gateway.ledger.base import Ledger  # noqa: E402
 from gateway.metering.codec import encode_record  # noqa: E402
 from gateway.metering.redis_store import connect  # noqa: E402
 from gateway.metering.stream_writer import StreamWriter  # noqa: E402
@@ -58,12 +59,17 @@ def record(i: int) -> UsageRecord:
     )
 
 
+async def count(ledger: Ledger, sql: str) -> int:
+    row = await ledger.database.fetchrow(sql)
+    assert row is not None
+    return int(row["n"])
+
+
 async def run(rows: int, writers: int, dsn: str, url: str) -> None:
-    ledger = PostgresLedger(dsn)
-    await ledger.open()
+    ledger = await open_ledger(dsn)
     for u in range(USERS):
-        await ledger.create_user(user_id=f"u{u}", email=None)
-        await ledger.post_entry(f"u{u}", kind="grant", amount=10**12, reference=f"g{u}")
+        await ledger.directory.create_user(user_id=f"u{u}", email=None)
+        await ledger.journal.post_entry(f"u{u}", kind="grant", amount=10**12, reference=f"g{u}")
     redis = connect(url)
     for start in range(0, rows, 1000):
         pipe = redis.pipeline(transaction=False)
@@ -79,14 +85,16 @@ async def run(rows: int, writers: int, dsn: str, url: str) -> None:
         await writer.ensure_group()
         await writer.start()
     # Polling the database is the measurement: no event says "all rows are in".
-    while (await ledger.pool.fetchval("SELECT count(*) FROM usage_records")) < rows:  # noqa: ASYNC110
+    while await count(ledger, "SELECT count(*) AS n FROM usage_records") < rows:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - began
     for writer in consumers:
         await writer.stop()
-    broken = await ledger.pool.fetchval(
-        "SELECT count(*) FROM users u WHERE balance <> "
+    broken = await count(
+        ledger,
+        "SELECT count(*) AS n FROM users u WHERE balance <> "
         "(SELECT coalesce(sum(amount), 0) FROM ledger_entries e WHERE e.user_id = u.id)"
+        " OR version <> (SELECT count(*) FROM ledger_entries e WHERE e.user_id = u.id)",
     )
     print(
         f"| {rows:,} rows | {writers} writer(s) | {elapsed:.2f} s | {rows / elapsed:,.0f} rows/s "

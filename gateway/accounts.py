@@ -54,7 +54,7 @@ class Accounts:
         return snapshot if snapshot is not None else (user.balance, 0)
 
     async def require_user(self, user_id: str) -> User:
-        user = await self.ledger.get_user(user_id)
+        user = await self.ledger.directory.get_user(user_id)
         if user is None:
             raise NotFound(f"no user {user_id!r}", code="user_not_found")
         return user
@@ -73,10 +73,10 @@ class Accounts:
             else 0
         )
         try:
-            await self.ledger.create_user(user_id=user_id, email=email)
+            await self.ledger.directory.create_user(user_id=user_id, email=email)
         except DuplicateUser as exc:
             raise Conflict(f"user {user_id!r} already exists", code="user_exists") from exc
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(actor=actor, action="user.create", target=user_id, amount=credit or None)
         )
         if credit:
@@ -94,10 +94,10 @@ class Accounts:
     ) -> tuple[NewKey, ApiKey]:
         await self.require_user(user_id)
         fresh = new_key()
-        record = await self.ledger.create_key(
+        record = await self.ledger.directory.create_key(
             user_id, key_id=fresh.id, key_hash=fresh.key_hash, prefix=fresh.prefix, name=name
         )
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor, action="key.create", target=user_id, details={"key_id": fresh.id}
             )
@@ -105,12 +105,12 @@ class Accounts:
         return fresh, record
 
     async def revoke_key(self, key_id: str, *, actor: str) -> ApiKey:
-        key = await self.ledger.revoke_key(key_id)
+        key = await self.ledger.directory.revoke_key(key_id)
         if key is None:
             raise NotFound(f"no key {key_id!r}", code="key_not_found")
         if self.auth is not None:
             self.auth.forget(key_id)
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor, action="key.revoke", target=key.user_id, details={"key_id": key_id}
             )
@@ -148,7 +148,7 @@ class Accounts:
         entry = await self._post(
             user_id, kind="grant", delta=credit, reference=reference, reason=reason, actor=actor
         )
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
                 action="credits.add",
@@ -177,12 +177,12 @@ class Accounts:
         target = parse_amount(value, param="balance", allow_zero=True)
         reference = f"admin:{secrets.token_hex(8)}"
         try:
-            entry = await Postings(self.ledger, self.store).set_balance(
+            entry = await Postings(self.ledger.journal, self.store).set_balance(
                 user_id, balance=target, reference=reference, reason=reason, actor=actor
             )
         except UnknownUser as exc:
             raise NotFound(f"no user {user_id!r}", code="user_not_found") from exc
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
                 action="balance.set",
@@ -226,7 +226,7 @@ class Accounts:
                 continue
             balance, _ = await self.balance_of(await self.require_user(user_id))
             results.append(BulkApplied(user_id, entry, balance))
-        await self.ledger.record_audit(
+        await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
                 action="credits.bulk",
@@ -253,7 +253,7 @@ class Accounts:
         actor: str | None = None,
     ) -> Entry:
         try:
-            return await Postings(self.ledger, self.store).post(
+            return await Postings(self.ledger.journal, self.store).post(
                 user_id, kind=kind, amount=delta, reference=reference, reason=reason, actor=actor
             )
         except UnknownUser as exc:

@@ -91,7 +91,7 @@ async def create_key(ctx: ActionContext, path: Path, params: Params) -> Json:
 
 async def list_keys(ctx: ActionContext, path: Path, params: Params) -> Json:
     user = await ctx.accounts.require_user(path["user_id"])
-    return views.keys_view(await ctx.accounts.ledger.list_keys(user.id))
+    return views.keys_view(await ctx.accounts.ledger.directory.list_keys(user.id))
 
 
 async def revoke_key(ctx: ActionContext, path: Path, params: Params) -> Json:
@@ -186,7 +186,7 @@ async def list_models(ctx: ActionContext, path: Path, params: Params) -> Json:
     recorded, which has the same shape."""
     if ctx.gateway is not None:
         return views.price_list_view(price_rows(ctx.gateway.catalog))
-    return views.price_list_view(await ctx.accounts.ledger.list_prices())
+    return views.price_list_view(await ctx.accounts.ledger.reports.list_prices())
 
 
 async def reload_models(ctx: ActionContext, path: Path, params: Params) -> Json:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from gateway.errors import Forbidden, Unauthorized, Unavailable
-from gateway.ledger.base import Ledger
+from gateway.ledger.ports import Directory
 from gateway.records import ApiKey, utcnow
 
 KEY_PREFIX = "sk-gw-"
@@ -62,8 +62,8 @@ def check_admin(expected: str | None, header: str | None) -> None:
 class Authenticator:
     """Caches positive and negative lookups for ``ttl`` seconds; ``forget`` drops one at once."""
 
-    def __init__(self, ledger: Ledger, *, ttl: float) -> None:
-        self._ledger = ledger
+    def __init__(self, directory: Directory, *, ttl: float) -> None:
+        self._directory = directory
         self._ttl = ttl
         self._cache: dict[str, tuple[ApiKey | None, float]] = {}
 
@@ -80,7 +80,7 @@ class Authenticator:
             key = cached[0]
         else:
             try:
-                found = await self._ledger.find_key(digest)
+                found = await self._directory.find_key(digest)
             except Exception as exc:
                 # Database down: a key we already knew keeps working (admission and
                 # settlement do not need the database); an unknown one cannot be checked.

@@ -30,7 +30,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.ledger.base import Ledger
+from gateway.ledger.ports import Journal
 from gateway.metering.store import BalanceStore
 from gateway.records import Entry
 
@@ -43,7 +43,7 @@ after_commit: Callable[[Entry], None] | None = None
 
 @dataclass(frozen=True)
 class Postings:
-    ledger: Ledger
+    journal: Journal
     store: BalanceStore
 
     async def post(
@@ -61,7 +61,7 @@ class Postings:
         Raises ``UnknownUser``, ``InsufficientFunds`` (a debit below zero),
         ``ReferenceConflict`` (the reference names another movement)."""
         return await self._posted(
-            lambda: self.ledger.post_entry(
+            lambda: self.journal.post_entry(
                 user_id, kind=kind, amount=amount, reference=reference, reason=reason, actor=actor
             )
         )
@@ -79,7 +79,7 @@ class Postings:
         transaction; the store gets the difference as a delta, so calls settled but not yet
         written to the ledger are still billed after the new balance. Raises ``UnknownUser``."""
         return await self._posted(
-            lambda: self.ledger.set_balance(
+            lambda: self.journal.set_balance(
                 user_id, balance=balance, reference=reference, reason=reason, actor=actor
             )
         )
@@ -97,7 +97,7 @@ class Postings:
         """Debits ``min(amount, balance)`` (``amount`` > 0): a refund after the credit was
         spent takes what is left. Raises ``UnknownUser``."""
         return await self._posted(
-            lambda: self.ledger.debit_up_to(  # type: ignore[attr-defined]
+            lambda: self.journal.debit_up_to(
                 user_id, kind=kind, amount=amount, reference=reference, reason=reason, actor=actor
             )
         )
@@ -117,8 +117,6 @@ async def apply(store: BalanceStore, entry: Entry) -> None:
     """Applies a committed entry to the store (idempotent per version); zero moves nothing."""
     if entry.amount == 0:
         return
-    if entry.version is None and not entry.created:
-        return  # INTERIM until replays carry their version: the reconciler repairs it
     if entry.version is None:
         raise ValueError(f"ledger entry {entry.reference!r} came back without its version")
     await store.credit(entry.user_id, entry.amount, version=entry.version)

@@ -59,7 +59,7 @@ async def record_prices(
     ledger: Ledger, catalog: Catalog, *, actor: str, reason: str | None = None
 ) -> list[PriceChange]:
     """Syncs the price book to ``catalog`` and audits what changed (call it at startup)."""
-    return await ledger.sync_prices(price_rows(catalog), actor=actor, reason=reason)
+    return await ledger.reports.sync_prices(price_rows(catalog), actor=actor, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ async def reload(services: Services, *, actor: str, reason: str | None = None) -
     try:
         services.reload_catalog()
     except CatalogError as exc:
-        await services.ledger.record_audit(
+        await services.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
                 action="models.reload_failed",
@@ -99,7 +99,7 @@ async def reload(services: Services, *, actor: str, reason: str | None = None) -
         if services.catalog is catalog:
             break
         catalog = services.catalog
-    await services.ledger.record_audit(
+    await services.ledger.audit.record_audit(
         AuditEvent(
             actor=actor,
             action="models.reload",

@@ -54,7 +54,9 @@ class Entry:
     actor: str | None
     created_at: datetime
     created: bool = True
-    # The user's ledger version right after this entry (None when read back later): lets the
+    # The user's ledger version right after this entry (column user_version), set on every
+    # Entry the ledger returns: fresh, replayed or read back. users.version grows by exactly
+    # one per entry, so it is also the entry's position among the user's entries. Lets the
     # balance store tell whether a balance it loaded already includes this change.
     version: int | None = None
 

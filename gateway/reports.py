@@ -116,12 +116,12 @@ async def usage_page(ledger: Ledger, user_id: str, params: Params) -> dict[str, 
             raise BadRequest(
                 "use either cursor or offset, not both", param="offset", code="invalid_parameter"
             )
-        rows, more = await ledger.list_usage_before(
+        rows, more = await ledger.reports.list_usage_before(
             user_id, cursor=decode_cursor(raw_cursor), limit=limit
         )
     else:
         offset = int_param(params, "offset", 0, 0, 10**9)
-        rows, more = await ledger.list_usage(user_id, limit=limit, offset=offset)
+        rows, more = await ledger.reports.list_usage(user_id, limit=limit, offset=offset)
     return {
         "data": [usage_view(r) for r in rows],
         "has_more": more,
@@ -131,7 +131,7 @@ async def usage_page(ledger: Ledger, user_id: str, params: Params) -> dict[str, 
 
 async def stats(ledger: Ledger, user_id: str, params: Params) -> dict[str, Any]:
     p = period(params, zone(params))
-    totals, models = await ledger.usage_totals(user_id=user_id, period=p)
+    totals, models = await ledger.reports.usage_totals(user_id=user_id, period=p)
     return {
         "user_id": user_id,
         **period_view(p),
@@ -169,7 +169,7 @@ async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None
             code="invalid_parameter",
         )
     days = days_between(first, last, tz, clip=p)
-    total, rows = await ledger.revenue_by_day(days)
+    total, rows = await ledger.reports.revenue_by_day(days)
     return {
         "data": [
             {
@@ -191,7 +191,7 @@ async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None
 async def models(ledger: Ledger, params: Params) -> dict[str, Any]:
     """Per provider:model, highest revenue first."""
     p = period(params, zone(params))
-    total, rows = await ledger.usage_totals(user_id=None, period=p)
+    total, rows = await ledger.reports.usage_totals(user_id=None, period=p)
     return {
         "data": [
             {
@@ -211,7 +211,7 @@ async def models(ledger: Ledger, params: Params) -> dict[str, Any]:
 async def top_users(ledger: Ledger, params: Params) -> dict[str, Any]:
     p = period(params, zone(params))
     limit = int_param(params, "limit", 10, 1, 1000)
-    total, rows, more = await ledger.top_users(period=p, limit=limit)
+    total, rows, more = await ledger.reports.top_users(period=p, limit=limit)
     return {
         "data": [
             {
@@ -232,7 +232,7 @@ async def audit(ledger: Ledger, params: Params) -> dict[str, Any]:
     limit = int_param(params, "limit", 50, 1, 1000)
     offset = int_param(params, "offset", 0, 0, 10**9)
     target = params.get("user") or params.get("target") or None
-    events, more = await ledger.list_audit(
+    events, more = await ledger.audit.list_audit(
         target=target, action=params.get("action") or None, limit=limit, offset=offset
     )
     return {"data": [audit_view(e) for e in events], "has_more": more}

@@ -132,7 +132,7 @@ async def _seed_demo(settings: Settings) -> str:
     """Creates the demo user once, and a demo key once (kept in a 0600 file beside the db)."""
     ledger = await open_ledger(settings.database_url)
     try:
-        accounts = Accounts(ledger, MemoryStore(ledger.balance))
+        accounts = Accounts(ledger, MemoryStore(ledger.journal.balance))
         with contextlib.suppress(Conflict):
             await accounts.create_user(
                 user_id=DEMO_USER,
@@ -144,7 +144,7 @@ async def _seed_demo(settings: Settings) -> str:
         if key_file.exists():
             saved = key_file.read_text().strip()
 
-            found = await ledger.find_key(hash_key(saved))
+            found = await ledger.directory.find_key(hash_key(saved))
             if found and found[0].revoked_at is None:
                 return saved
         fresh, _ = await accounts.create_key(DEMO_USER, name="demo", actor="demo")

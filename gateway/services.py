@@ -92,7 +92,7 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
         ledger=ledger,
         metering=metering,
         metrics=metrics,
-        auth=Authenticator(ledger, ttl=settings.auth_cache_ttl),
+        auth=Authenticator(ledger.directory, ttl=settings.auth_cache_ttl),
         upstreams=Upstreams(
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,

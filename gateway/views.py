@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.ledger.reports import price_details
 from gateway.money import format_usd
 from gateway.records import (
     ApiKey,
@@ -206,18 +207,8 @@ def audit_view(e: AuditEvent) -> Json:
 
 def price_view(row: PriceRow) -> Json:
     """A model and its prices (USD per 1M tokens), as GET /admin/models shows it and as
-    price-change audit events record it."""
-    price = {"input": format_usd(row.input), "output": format_usd(row.output)}
-    if row.cached_input is not None:
-        price["cached_input"] = format_usd(row.cached_input)
-    return {
-        "id": row.model,
-        "provider": row.provider,
-        "upstream_model": row.upstream_model,
-        "kind": row.kind,
-        "max_output_tokens": row.max_output_tokens,
-        "price_per_1m_tokens": price,
-    }
+    price-change audit events record it (one shape, written once in the ledger)."""
+    return price_details(row)
 
 
 def price_list_view(rows: list[PriceRow]) -> Json:

@@ -10,8 +10,9 @@ reference names the payment (``stripe:<session or payment intent id>``), so a pa
 credited at most once however often, in whatever order or concurrency its events arrive.
 The ledger moves first; the balance store hears of a change only after it committed.
 
-This module holds what the others share: the config, the records the ledger mixins return,
-the ``BillingLedger`` port they implement, and the Stripe client factory.
+This module holds what the others share: the config, the Stripe client factory and the
+per-process ``Billing`` state. What payments store lives in the ledger (``Ledger.payments``,
+the ``Payments`` port of gateway/ledger/ports.py); money moves through ``gateway.postings``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import Unavailable
 from gateway.ledger.base import Ledger
 from gateway.metering.store import BalanceStore
 from gateway.postings import Postings
-from gateway.records import BillingProfile, Entry, StripeEvent, TopupClaim
+from gateway.records import Entry
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -52,67 +53,6 @@ def whole_cents(nanos: int) -> bool:
 
 
 # -- records the ledger mixins hand back ---------------------------------------------------
-
-
-class BillingLedger(Ledger, Protocol):
-    """What the ledger mixins (``SqliteBillingMixin``, ``PostgresBillingMixin``) add.
-
-    - ``claim_stripe_event`` records an event id once; it returns None the first time and
-      the stored status afterwards (the caller skips final statuses).
-    - ``finish_stripe_event`` writes the outcome only while the row is still retryable, so
-      the first finisher of concurrent deliveries wins and a final outcome never changes.
-    - ``plan_refund_debit`` serialises refunds of one charge: under a per-charge lock it
-      fixes how much this cumulative refund level still has to debit, once per reference.
-    - ``debit_up_to`` posts ``-min(amount, balance)`` atomically (a refund after the credit
-      was spent takes what is left; the ledger never goes below zero for payments).
-    - ``claim_auto_topup`` is the cross-process guard: it succeeds only for an enabled
-      profile with no PaymentIntent in flight (or a stale unanswered claim, which keeps its
-      ``seq`` so the retry reuses the same idempotency key).
-    """
-
-    async def claim_stripe_event(self, event: StripeEvent) -> str | None: ...
-
-    async def finish_stripe_event(self, outcome: StripeEvent) -> None: ...
-
-    async def list_stripe_events(
-        self, *, status: str | None, limit: int, offset: int
-    ) -> tuple[list[StripeEvent], bool]: ...
-
-    async def find_stripe_credit(self, payment_intent: str) -> tuple[str, int] | None:
-        """(user_id, credited nano-USD) of the credited payment behind a PaymentIntent."""
-
-    async def plan_refund_debit(
-        self, *, charge_id: str, reference: str, user_id: str, target_total: int
-    ) -> int: ...
-
-    async def debit_up_to(
-        self,
-        user_id: str,
-        *,
-        kind: str,
-        amount: int,
-        reference: str,
-        reason: str | None,
-        actor: str | None,
-    ) -> Entry: ...
-
-    async def get_billing_profile(self, user_id: str) -> BillingProfile | None: ...
-
-    async def save_auto_topup(
-        self, user_id: str, *, enabled: bool, threshold: int, amount: int
-    ) -> BillingProfile: ...
-
-    async def set_stripe_customer(self, user_id: str, customer_id: str) -> str:
-        """Stores the customer unless one is stored already; returns the stored one."""
-
-    async def claim_auto_topup(self, user_id: str, *, stale_after: float) -> TopupClaim | None: ...
-
-    async def set_topup_intent(self, user_id: str, *, seq: int, intent_id: str) -> None: ...
-
-    async def finish_auto_topup(
-        self, user_id: str, *, intent_id: str | None, seq: int | None, failure: str | None
-    ) -> None:
-        """Clears this trigger's in-flight marker; a ``failure`` also disables auto top-up."""
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -193,7 +133,7 @@ class Billing:
     """Dependencies of the payment code plus the little state auto top-up keeps in-process."""
 
     config: BillingConfig
-    ledger: BillingLedger
+    ledger: Ledger
     store: BalanceStore
     # user_id -> (enabled, threshold, valid until monotonic time): spares the hot path a
     # database read per settlement.
@@ -206,7 +146,7 @@ class Billing:
     ) -> Billing:
         """The payment dependencies, from settings validated at load (``Settings.from_env``)."""
         config = BillingConfig.from_settings(settings, currency=currency)
-        return cls(config=config, ledger=ledger, store=store)  # type: ignore[arg-type]
+        return cls(config=config, ledger=ledger, store=store)
 
     def forget(self, user_id: str) -> None:
         self.profiles.pop(user_id, None)
@@ -221,6 +161,6 @@ async def credit(
     billing: Billing, user_id: str, *, kind: str, delta: int, reference: str, reason: str | None
 ) -> Entry:
     """A payment's credit, through the one money path (idempotent on ``reference``)."""
-    return await Postings(billing.ledger, billing.store).post(
+    return await Postings(billing.ledger.journal, billing.store).post(
         user_id, kind=kind, amount=delta, reference=reference, reason=reason, actor="stripe"
     )

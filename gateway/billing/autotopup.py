@@ -122,7 +122,7 @@ async def _check(billing: Billing, user_id: str, before: int, after: int) -> Non
         billing.profiles[user_id] = (armed, threshold, time.monotonic() + PROFILE_TTL)
 
     try:
-        profile = await billing.ledger.get_billing_profile(user_id)
+        profile = await billing.ledger.payments.get_billing_profile(user_id)
         if profile is None or not profile.auto_topup_enabled:
             remember(False, 0)
             return
@@ -134,7 +134,7 @@ async def _check(billing: Billing, user_id: str, before: int, after: int) -> Non
         # even when the top-up amount leaves the balance below the threshold.
         if not before >= profile.threshold > after:
             return
-        claim = await billing.ledger.claim_auto_topup(
+        claim = await billing.ledger.payments.claim_auto_topup(
             user_id, stale_after=billing.config.topup_stale_after
         )
         remember(False, profile.threshold)
@@ -186,7 +186,9 @@ async def _create_intent(billing: Billing, claim: TopupClaim) -> None:
             billing, claim.user_id, intent_id=intent_id, seq=claim.seq, reason=reason
         )
         return
-    await billing.ledger.set_topup_intent(claim.user_id, seq=claim.seq, intent_id=intent.id)
+    await billing.ledger.payments.set_topup_intent(
+        claim.user_id, seq=claim.seq, intent_id=intent.id
+    )
     log.info(
         "auto top-up of %s USD requested for %s: %s",
         format_usd(claim.amount),
@@ -206,9 +208,11 @@ async def record_failure(
     billing: Billing, user_id: str, *, intent_id: str | None, seq: int | None, reason: str
 ) -> None:
     """Disables auto top-up for the user, so a declined card is not retried forever."""
-    await billing.ledger.finish_auto_topup(user_id, intent_id=intent_id, seq=seq, failure=reason)
+    await billing.ledger.payments.finish_auto_topup(
+        user_id, intent_id=intent_id, seq=seq, failure=reason
+    )
     billing.forget(user_id)
-    await billing.ledger.record_audit(
+    await billing.ledger.audit.record_audit(
         AuditEvent(
             actor="billing",
             action="autotopup.failed",
@@ -240,7 +244,7 @@ async def configure(
     enabled = data.get("enabled")
     if not isinstance(enabled, bool):
         raise Unprocessable("enabled must be true or false", param="enabled")
-    current = await billing.ledger.get_billing_profile(user_id) or BillingProfile(user_id)
+    current = await billing.ledger.payments.get_billing_profile(user_id) or BillingProfile(user_id)
     threshold = _usd(data, "threshold", current.threshold, enabled, allow_zero=True)
     amount = _usd(data, "amount", current.amount, enabled, allow_zero=False)
     if enabled:
@@ -259,13 +263,13 @@ async def configure(
                 code="invalid_amount",
             )
     try:
-        profile = await billing.ledger.save_auto_topup(
+        profile = await billing.ledger.payments.save_auto_topup(
             user_id, enabled=enabled, threshold=threshold, amount=amount
         )
     except UnknownUser as exc:
         raise NotFound(f"no user {user_id!r}", code="user_not_found") from exc
     billing.forget(user_id)
-    await billing.ledger.record_audit(
+    await billing.ledger.audit.record_audit(
         AuditEvent(
             actor=actor,
             action="autotopup.configure",

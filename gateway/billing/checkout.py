@@ -17,6 +17,10 @@ from gateway.records import BillingProfile, User
 
 if TYPE_CHECKING:
     import stripe
+    from stripe.params._customer_create_params import CustomerCreateParams
+    from stripe.params.checkout._session_create_params import (
+        SessionCreateParamsPaymentIntentData,
+    )
 
 PRODUCT_NAME = "Gateway credit"
 
@@ -36,8 +40,10 @@ async def create_checkout(
             param="amount",
             code="invalid_amount",
         )
-    profile = await billing.ledger.get_billing_profile(user.id) or BillingProfile(user.id)
-    intent_data: dict[str, Any] = {"metadata": {"user_id": user.id, "purpose": PURPOSE_CHECKOUT}}
+    profile = await billing.ledger.payments.get_billing_profile(user.id) or BillingProfile(user.id)
+    intent_data: SessionCreateParamsPaymentIntentData = {
+        "metadata": {"user_id": user.id, "purpose": PURPOSE_CHECKOUT}
+    }
     if profile.auto_topup_enabled:
         # Saves the card on the customer for the off-session PaymentIntents of auto top-up.
         intent_data["setup_future_usage"] = "off_session"
@@ -60,7 +66,7 @@ async def create_checkout(
                             },
                         }
                     ],
-                    "payment_intent_data": intent_data,  # type: ignore[typeddict-item]
+                    "payment_intent_data": intent_data,
                     "success_url": config.success_url,
                     "cancel_url": config.cancel_url,
                 },
@@ -92,11 +98,11 @@ async def ensure_customer(
     """The user's Stripe customer, created once (racing creators keep the first one)."""
     if profile.stripe_customer_id:
         return profile.stripe_customer_id
-    params: dict[str, Any] = {"metadata": {"user_id": user.id}}
+    params: CustomerCreateParams = {"metadata": {"user_id": user.id}}
     if user.email:
         params["email"] = user.email
     # Keyed by user: two concurrent first checkouts get the same customer back from Stripe.
     customer = await client.v1.customers.create_async(
         params, {"idempotency_key": f"gateway-customer-{user.id}"}
-    )  # type: ignore[arg-type]
-    return await billing.ledger.set_stripe_customer(user.id, customer.id)
+    )
+    return await billing.ledger.payments.set_stripe_customer(user.id, customer.id)

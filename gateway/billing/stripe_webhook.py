@@ -91,7 +91,7 @@ async def process(
     handler = EVENT_ACTIONS.get(record.type)
     if handler is None:
         return record, False  # an event type we do not use: acknowledged, not stored
-    seen = await billing.ledger.claim_stripe_event(record)
+    seen = await billing.ledger.payments.claim_stripe_event(record)
     if seen is not None and seen not in RETRYABLE:
         return replace(record, status=seen), True
     data = event.get("data")
@@ -105,12 +105,12 @@ async def process(
         # Left retryable: Stripe's next delivery (we answer 500) works it again.
         failed = replace(record, status="error", detail=f"{type(exc).__name__}: {exc}")
         try:
-            await billing.ledger.finish_stripe_event(failed)
+            await billing.ledger.payments.finish_stripe_event(failed)
         except Exception:
             log.exception("could not record the failure of Stripe event %s", record.event_id)
         raise
     outcome = replace(record, **result)
-    await billing.ledger.finish_stripe_event(outcome)
+    await billing.ledger.payments.finish_stripe_event(outcome)
     level = logging.WARNING if outcome.status in ("unmatched", "refund_shortfall") else logging.INFO
     log.log(
         level,
@@ -166,7 +166,8 @@ async def _session(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
 
 async def _intent(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
     intent = _str(obj.get("id"))
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    found = obj.get("metadata")
+    metadata: dict[str, Any] = found if isinstance(found, dict) else {}
     base: Result = {
         "user_id": _user_of(obj),
         "payment_ref": intent,
@@ -195,7 +196,9 @@ async def _intent(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
         reason="auto top-up",
     )
     if user is not None:
-        await billing.ledger.finish_auto_topup(user, intent_id=intent, seq=seq, failure=None)
+        await billing.ledger.payments.finish_auto_topup(
+            user, intent_id=intent, seq=seq, failure=None
+        )
         billing.forget(user)
     return result
 
@@ -209,7 +212,7 @@ async def _refund(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
         return _unmatched(base, "the charge lacks id, amount or amount_refunded")
     if base["currency"] != billing.config.currency:
         return {**base, "status": "foreign_currency", "detail": "not a payment in our currency"}
-    found = await billing.ledger.find_stripe_credit(intent) if intent else None
+    found = await billing.ledger.payments.find_stripe_credit(intent) if intent else None
     if found is None:
         return _unmatched(base, f"no credited payment for payment intent {intent!r}")
     user, credited = found
@@ -217,14 +220,14 @@ async def _refund(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
     # down, so a full refund debits exactly what was credited and never more.
     target = credited * min(refunded, amount) // amount
     reference = f"stripe-refund:{charge}:{refunded}"
-    owed = await billing.ledger.plan_refund_debit(
+    owed = await billing.ledger.payments.plan_refund_debit(
         charge_id=charge, reference=reference, user_id=user, target_total=target
     )
     base["user_id"] = user
     if owed == 0:
         return {**base, "status": "refunded", "amount": 0, "detail": "nothing left to debit"}
     try:
-        entry = await Postings(billing.ledger, billing.store).debit_up_to(
+        entry = await Postings(billing.ledger.journal, billing.store).debit_up_to(
             user,
             kind="refund",
             amount=owed,
@@ -327,7 +330,7 @@ def _user_of(obj: dict[str, Any]) -> str | None:
 # -- replay (``gateway stripe replay <event.json>``) ----------------------------------------
 
 
-def add_cli(sub: argparse._SubParsersAction) -> None:
+def add_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds ``stripe replay`` to the ``gateway`` command line."""
     stripe_cmd = sub.add_parser("stripe", help="Stripe payments tools")
     commands = stripe_cmd.add_subparsers(dest="stripe_command", required=True)
@@ -399,7 +402,7 @@ async def replay_direct(settings: Settings, payload: bytes) -> dict[str, Any]:
         try:
             billing = Billing(
                 config=BillingConfig.from_settings(settings), ledger=ledger, store=store
-            )  # type: ignore[arg-type]
+            )
             outcome, duplicate = await process(billing, parse_event(payload), payload.decode())
             return {**event_view(outcome), "duplicate": duplicate}
         finally:

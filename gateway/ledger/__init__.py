@@ -1,19 +1,51 @@
-"""The durable ledger: users, keys, ledger entries, usage records (SQLite or PostgreSQL)."""
+"""The durable ledger: users, keys, money, usage, audit and payments (SQLite or PostgreSQL).
+
+base.py        the Ledger (five repositories over one database) and the error tree
+ports.py       the repositories' contracts: Directory, Journal, Audit, Reports, Payments
+directory.py, journal.py, audit.py, reports.py, payments.py
+               their one implementation, over either database
+database.py    the database handle they run on, and the shared SQL notation
+sqlite.py, postgres.py
+               the two databases, with the money statements that differ between them
+sql.py, schema.py, migrations/
+               statement building blocks; the schema
+"""
 
 from __future__ import annotations
 
+from gateway.ledger.audit import SqlAudit
 from gateway.ledger.base import Ledger
+from gateway.ledger.database import Database
+from gateway.ledger.directory import SqlDirectory
+from gateway.ledger.journal import MoneyStatements, SqlJournal
+from gateway.ledger.payments import SqlPayments
+from gateway.ledger.reports import SqlReports
+
+__all__ = ["Ledger", "open_ledger"]
 
 
 async def open_ledger(database_url: str) -> Ledger:
-    """The ledger named by ``database_url``, migrated and ready."""
+    """The ledger named by ``database_url`` (``sqlite:///path`` or a PostgreSQL DSN),
+    connected and migrated. Close it with ``await ledger.close()``."""
+    db: Database
+    money: MoneyStatements
     if database_url.startswith("sqlite:///"):
-        from gateway.ledger.sqlite import SqliteLedger
+        from gateway.ledger.sqlite import SqliteDatabase, SqliteMoney
 
-        ledger: Ledger = SqliteLedger(database_url.removeprefix("sqlite:///"))
+        sqlite = SqliteDatabase(database_url.removeprefix("sqlite:///"))
+        db, money = sqlite, SqliteMoney(sqlite)
     else:
-        from gateway.ledger.postgres import PostgresLedger
+        from gateway.ledger.postgres import PostgresDatabase, PostgresMoney
 
-        ledger = PostgresLedger(database_url)
+        postgres = PostgresDatabase(database_url)
+        db, money = postgres, PostgresMoney(postgres)
+    ledger = Ledger(
+        database=db,
+        directory=SqlDirectory(db),
+        journal=SqlJournal(db, money),
+        audit=SqlAudit(db),
+        reports=SqlReports(db),
+        payments=SqlPayments(db),
+    )
     await ledger.open()
     return ledger

@@ -1,45 +1,37 @@
-"""The production ledger on PostgreSQL (asyncpg).
+"""The production database: PostgreSQL (asyncpg pool) and its money statements.
 
 Every transaction runs in READ COMMITTED. Money for one user moves only while that user's row
 is locked (``SELECT ... FOR UPDATE``, or the ``UPDATE`` itself), so movements of one user
 serialise across processes and hosts, and ledger entry ids grow in the order the balance moved.
-Where one statement locks several users (``write_usage``) it locks them in id order, so two
+Where one statement locks several users (``WRITE_USAGE``) it locks them in id order, so two
 batches can never deadlock over lock order.
-
-``pool`` is public: modules that add reports or billing queries run their SQL through it.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
-import orjson
-from asyncpg.pool import PoolConnectionProxy
 
-from gateway.ledger.base import DuplicateUser, InsufficientFunds, UnknownUser, check_kind, replayed
-from gateway.ledger.postgres_billing import PostgresBillingMixin
-from gateway.ledger.postgres_reports import PostgresReportsMixin
-from gateway.ledger.postgres_sql import MOVE, WRITE_USAGE
-from gateway.ledger.schema import USAGE_COLUMNS, migrations
-from gateway.records import ApiKey, AuditEvent, Entry, UsageRecord, User
+from gateway.ledger.base import UnknownUser
+from gateway.ledger.database import Row, Transaction
+from gateway.ledger.schema import migrations
+from gateway.ledger.sql import USAGE_COLUMNS, USAGE_FIELDS
+from gateway.records import UsageRecord
 
 # Any fixed key will do; it only has to be the same in every process sharing the database.
 _MIGRATION_LOCK = 0x6761_7465_7761_7931
-
 # Constraint names from migrations/postgres/0001_init.sql.
-_USER_PK = "users_pkey"
-_USER_FKS = frozenset({"api_keys_user_fk", "usage_records_user_fk"})
 _REFERENCE_KEY = "ledger_entries_reference_key"
+_USAGE_USER_FK = "usage_records_user_fk"
 # The detail of a key violation: 'Key (user_id)=(u1) is not present in table "users".'
 _KEY_DETAIL = re.compile(r"^Key \((?:user_)?id\)=\((.*)\) ")
 
 
-class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
+class PostgresDatabase:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
         self._min_size = min_size
@@ -47,8 +39,7 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
         self._pool: asyncpg.Pool | None = None
 
     @property
-    def pool(self) -> asyncpg.Pool:
-        """The connection pool; raises when the ledger is not open."""
+    def _open_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError("ledger is not open")
         return self._pool
@@ -66,215 +57,58 @@ class PostgresLedger(PostgresReportsMixin, PostgresBillingMixin):
         self._pool = pool
 
     async def close(self) -> None:
+        """Closes the pool; ``open`` may connect again."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
 
     async def ping(self) -> None:
-        await self.pool.fetchval("SELECT 1")
+        await self._open_pool.fetchval("SELECT 1")
 
-    # -- users and keys -----------------------------------------------------------------
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(await self._open_pool.fetch(sql, *args))
 
-    async def create_user(self, *, user_id: str, email: str | None) -> User:
-        with _translated(user_id):
-            row = await self.pool.fetchrow(
-                "INSERT INTO users (id, email) VALUES ($1, $2) RETURNING *", user_id, email
-            )
-        assert row is not None
-        return _user(row)
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        row: Row | None = await self._open_pool.fetchrow(sql, *args)
+        return row
 
-    async def get_user(self, user_id: str) -> User | None:
-        row = await self.pool.fetchrow("SELECT * FROM users WHERE id = $1", user_id)
-        return _user(row) if row else None
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._open_pool.execute(sql, *args)
 
-    async def create_key(
-        self, user_id: str, *, key_id: str, key_hash: str, prefix: str, name: str | None
-    ) -> ApiKey:
-        with _translated(user_id):
-            row = await self.pool.fetchrow(
-                "INSERT INTO api_keys (id, user_id, key_hash, prefix, name) "
-                "VALUES ($1, $2, $3, $4, $5) RETURNING *",
-                key_id, user_id, key_hash, prefix, name,
-            )  # fmt: skip
-        assert row is not None
-        return _key(row)
+    async def read(self, sql: str, *args: Any) -> list[Row]:
+        return await self.fetch(sql, *args)
 
-    async def list_keys(self, user_id: str) -> list[ApiKey]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC",
-            user_id,
-        )
-        return [_key(r) for r in rows]
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._open_pool.acquire() as conn, conn.transaction():
+            yield _PostgresTransaction(conn)
 
-    async def revoke_key(self, key_id: str) -> ApiKey | None:
-        # COALESCE keeps the first revocation time: revoking twice changes nothing.
-        row = await self.pool.fetchrow(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 "
-            "RETURNING *",
-            key_id,
-        )
-        return _key(row) if row else None
-
-    async def find_key(self, key_hash: str) -> tuple[ApiKey, User] | None:
-        row = await self.pool.fetchrow(
-            "SELECT k.*, u.email AS u_email, u.balance AS u_balance, u.version AS u_version, "
-            "u.created_at AS u_created_at FROM api_keys k JOIN users u ON u.id = k.user_id "
-            "WHERE k.key_hash = $1",
-            key_hash,
-        )
-        if row is None:
-            return None
-        user = User(
-            id=row["user_id"],
-            email=row["u_email"],
-            balance=row["u_balance"],
-            created_at=row["u_created_at"],
-            version=row["u_version"],
-        )
-        return _key(row), user
-
-    # -- money --------------------------------------------------------------------------
-
-    async def post_entry(
-        self,
-        user_id: str,
-        *,
-        kind: str,
-        amount: int,
-        reference: str,
-        reason: str | None = None,
-        actor: str | None = None,
-    ) -> Entry:
-        return await self._move(
-            user_id, kind, lambda _balance: amount, reference, reason, actor, exact=amount
-        )
-
-    async def set_balance(
-        self, user_id: str, *, balance: int, reference: str, reason: str | None, actor: str | None
-    ) -> Entry:
-        # The delta is computed from the balance read under the row lock, so no settlement
-        # can land between reading and writing it.
-        return await self._move(
-            user_id, "adjustment", lambda current: balance - current, reference, reason, actor
-        )
-
-    async def _move(
-        self,
-        user_id: str,
-        kind: str,
-        amount_for: Callable[[int], int],
-        reference: str,
-        reason: str | None,
-        actor: str | None,
-        *,
-        exact: int | None = None,
-    ) -> Entry:
-        """``exact``: the amount a replay of ``reference`` must match (None where the amount
-        depends on the balance)."""
-        check_kind(kind)
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                locked = await conn.fetchrow(
-                    "SELECT balance FROM users WHERE id = $1 FOR UPDATE", user_id
-                )
-                # Looked up after the lock: READ COMMITTED takes a fresh snapshot per
-                # statement, so a post of this reference that committed while we waited
-                # is seen here.
-                existing = await _entry_by_reference(conn, reference)
-                if existing is not None:
-                    return replayed(existing, user_id, kind, exact)
-                if locked is None:
-                    raise UnknownUser(user_id)
-                amount = amount_for(locked["balance"])
-                if kind != "usage" and amount < 0 and locked["balance"] + amount < 0:
-                    raise InsufficientFunds(user_id)
-                row = await conn.fetchrow(MOVE, user_id, kind, amount, reference, reason, actor)
-                assert row is not None
-                return _entry(row)
-        except asyncpg.UniqueViolationError as exc:
-            # The same reference committed meanwhile for another user (whose lock we do not
-            # hold): our transaction rolled back, the first entry stands.
-            if exc.constraint_name != _REFERENCE_KEY:
-                raise
-            async with self.pool.acquire() as conn:
-                existing = await _entry_by_reference(conn, reference)
-            if existing is None:
-                raise
-            return replayed(existing, user_id, kind, exact)
-
-    async def write_usage(self, records: Sequence[UsageRecord]) -> list[str]:
-        if not records:
-            return []
-        columns = list(zip(*(_usage_values(r) for r in records), strict=True))
-        with _translated():
-            rows = await self.pool.fetch(WRITE_USAGE, *columns)
-        first_seen: dict[str, int] = {}
-        for position, record in enumerate(records):
-            first_seen.setdefault(record.request_id, position)
-        return sorted((r["request_id"] for r in rows), key=first_seen.__getitem__)
-
-    async def list_usage(
-        self, user_id: str, *, limit: int, offset: int
-    ) -> tuple[list[UsageRecord], bool]:
-        rows = await self.pool.fetch(
-            f"SELECT {USAGE_COLUMNS} FROM usage_records WHERE user_id = $1 "
-            "ORDER BY created_at DESC, request_id DESC LIMIT $2 OFFSET $3",
-            user_id, limit + 1, offset,
-        )  # fmt: skip
-        return [UsageRecord(**dict(r)) for r in rows[:limit]], len(rows) > limit
-
-    async def list_entries(self, user_id: str) -> list[Entry]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM ledger_entries WHERE user_id = $1 ORDER BY id", user_id
-        )
-        return [_entry(r) for r in rows]
-
-    async def entries_after(self, user_id: str, version: int) -> list[Entry]:
-        # Interim: a user's version grows by one per entry, so an entry's version is its rank.
-        rows = await self.pool.fetch(
-            """SELECT * FROM (SELECT e.*, row_number() OVER (ORDER BY id) AS v FROM ledger_entries e
-                WHERE user_id = $1) AS numbered WHERE v > $2 ORDER BY id""",
-            user_id,
-            version,
-        )
-        return [dataclasses.replace(_entry(r), version=r["v"]) for r in rows]
-
-    async def balance(self, user_id: str) -> tuple[int, int] | None:
-        row = await self.pool.fetchrow("SELECT balance, version FROM users WHERE id = $1", user_id)
-        return (row["balance"], row["version"]) if row else None
-
-    # -- audit --------------------------------------------------------------------------
-
-    async def record_audit(self, event: AuditEvent) -> None:
-        details = orjson.dumps(event.details).decode() if event.details is not None else None
-        await self.pool.execute(
-            "INSERT INTO audit_log (actor, action, target, amount, reason, details, created_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)",
-            event.actor, event.action, event.target, event.amount, event.reason, details,
-            event.created_at,
-        )  # fmt: skip
-
-    async def list_audit(
-        self, *, target: str | None, action: str | None, limit: int, offset: int
-    ) -> tuple[list[AuditEvent], bool]:
-        # Only the filters given reach the SQL, so each can use its own index.
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("target", target), ("action", action)):
-            if value is not None:
-                args.append(value)
-                where.append(f"{column} = ${len(args)}")
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        rows = await self.pool.fetch(
-            "SELECT id, actor, action, target, amount, reason, details::text AS details, "
-            f"created_at FROM audit_log {clause}"
-            f"ORDER BY id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
-            *args, limit + 1, offset,
-        )  # fmt: skip
-        return [_audit(r) for r in rows[:limit]], len(rows) > limit
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A raw asyncpg connection of the pool, for tools (bench seeding with COPY)."""
+        async with self._open_pool.acquire() as conn:
+            yield conn
 
 
-async def _migrate(conn: PoolConnectionProxy) -> None:
+class _PostgresTransaction:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(await self._conn.fetch(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        row: Row | None = await self._conn.fetchrow(sql, *args)
+        return row
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, *args)
+
+    async def lock(self, name: str) -> None:
+        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
+
+
+async def _migrate(conn: Any) -> None:
     # One transaction under a transaction-scoped advisory lock: processes starting together
     # queue here, and each one after the first finds the versions already recorded.
     async with conn.transaction():
@@ -290,99 +124,126 @@ async def _migrate(conn: PoolConnectionProxy) -> None:
                 await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
 
 
-@contextmanager
-def _translated(user_id: str | None = None) -> Iterator[None]:
-    try:
-        yield
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name == _USER_PK:
-            raise DuplicateUser(user_id or _key_value(exc)) from exc
-        raise
-    except asyncpg.ForeignKeyViolationError as exc:
-        if exc.constraint_name in _USER_FKS:
-            raise UnknownUser(user_id or _key_value(exc)) from exc
-        raise
+# -- money --------------------------------------------------------------------------------
+
+MOVE = """
+-- Invariant: the balance and its entry change together; the entry carries the new balance
+-- and the user's new version (one more per entry), so the balance store can tell whether a
+-- balance it loaded already includes this change.
+WITH moved AS (
+    UPDATE users SET balance = balance + $3, version = version + 1 WHERE id = $1
+    RETURNING balance, version
+)
+INSERT INTO ledger_entries
+    (user_id, kind, amount, balance_after, user_version, reference, reason, actor)
+SELECT $1, $2, $3, moved.balance, moved.version, $4, $5, $6 FROM moved
+RETURNING *
+"""
+
+WRITE_USAGE = f"""
+-- Invariant, per user after commit: balance = SUM(ledger_entries.amount), version = the
+-- number of entries, every usage row is recorded and debited at most once, and in id order
+-- each entry's balance_after is the previous one's plus its amount and its user_version the
+-- previous one's plus one. Only the rows this statement actually inserted (ON CONFLICT DO
+-- NOTHING ... RETURNING) are debited and get an entry, so a replayed or overlapping batch
+-- never moves money twice. The batch's users are locked first, in id order: a concurrent
+-- batch for the same users waits for our commit, then finds our rows as conflicts (conflict
+-- checks see committed rows, whatever the statement's snapshot) and debits from the balance
+-- and version we left (UPDATE re-reads the newest row version).
+WITH batch AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
+        $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[],
+        $17::bigint[], $18::timestamptz[]
+    ) WITH ORDINALITY AS b({USAGE_COLUMNS}, position)
+),
+locked AS (
+    SELECT id FROM users WHERE id IN (SELECT user_id FROM batch) ORDER BY id FOR UPDATE
+),
+inserted AS (
+    INSERT INTO usage_records ({USAGE_COLUMNS})
+    SELECT {USAGE_COLUMNS} FROM batch
+    -- An InitPlan runs once before the first row: every lock is held before any insert.
+    WHERE (SELECT count(*) FROM locked) >= 0
+    -- Same key order in every batch (no deadlock on the primary key); within a batch the
+    -- first occurrence of a request id wins, as it would record by record.
+    ORDER BY request_id, position
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING request_id, user_id, cost, created_at
+),
+charged AS (
+    SELECT user_id, sum(cost) AS total, count(*) AS entries
+    FROM inserted WHERE cost > 0 GROUP BY user_id
+),
+debited AS (
+    UPDATE users u SET balance = u.balance - c.total, version = u.version + c.entries
+    FROM charged c WHERE u.id = c.user_id
+    RETURNING u.id, u.balance, u.version
+),
+entries AS (
+    INSERT INTO ledger_entries (user_id, kind, amount, balance_after, user_version, reference)
+    SELECT i.user_id, 'usage', -i.cost,
+           -- new balance + what this user's later records in the batch cost
+           (d.balance + sum(i.cost) OVER everything - sum(i.cost) OVER so_far)::bigint,
+           -- new version - how many of this user's entries in the batch come later
+           d.version - count(*) OVER everything + count(*) OVER so_far,
+           'usage:' || i.request_id
+    FROM inserted i JOIN debited d ON d.id = i.user_id
+    WHERE i.cost > 0
+    WINDOW everything AS (PARTITION BY i.user_id),
+           so_far AS (PARTITION BY i.user_id ORDER BY i.created_at, i.request_id
+                      ROWS UNBOUNDED PRECEDING)
+    -- Entry ids are drawn after this sort, so id order is the running-balance order.
+    ORDER BY i.user_id, i.created_at, i.request_id
+)
+SELECT request_id FROM inserted
+"""
 
 
-def _key_value(exc: asyncpg.PostgresError) -> str:
-    match = _KEY_DETAIL.match(getattr(exc, "detail", None) or "")
-    return match.group(1) if match else str(exc)
+class PostgresMoney:
+    """The money statements of PostgreSQL; ``lock_user`` and ``move`` run in one transaction."""
 
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
 
-async def _entry_by_reference(conn: PoolConnectionProxy, reference: str) -> Entry | None:
-    row = await conn.fetchrow("SELECT * FROM ledger_entries WHERE reference = $1", reference)
-    return _entry(row, created=False) if row else None
+    async def lock_user(self, tx: Transaction, user_id: str) -> int | None:
+        row = await tx.fetchrow("SELECT balance FROM users WHERE id = $1 FOR UPDATE", user_id)
+        return None if row is None else int(row["balance"])
 
+    async def move(
+        self,
+        tx: Transaction,
+        user_id: str,
+        *,
+        kind: str,
+        amount: int,
+        reference: str,
+        reason: str | None,
+        actor: str | None,
+    ) -> Row:
+        row = await tx.fetchrow(MOVE, user_id, kind, amount, reference, reason, actor)
+        assert row is not None  # the user's row is locked by this transaction
+        return row
 
-def _usage_values(r: UsageRecord) -> tuple[Any, ...]:
-    return (
-        r.request_id,
-        r.user_id,
-        r.key_id,
-        r.model,
-        r.provider,
-        r.endpoint,
-        r.prompt_tokens,
-        r.completion_tokens,
-        r.cached_tokens,
-        r.reasoning_tokens,
-        r.price_input,
-        r.price_cached_input,
-        r.price_output,
-        r.cost,
-        r.status,
-        r.usage_source,
-        r.latency_ms,
-        r.created_at,
-    )
+    def reference_taken(self, error: Exception) -> bool:
+        return (
+            isinstance(error, asyncpg.UniqueViolationError)
+            and error.constraint_name == _REFERENCE_KEY
+        )
 
-
-def _user(r: asyncpg.Record) -> User:
-    return User(
-        id=r["id"],
-        email=r["email"],
-        balance=r["balance"],
-        created_at=r["created_at"],
-        version=r["version"],
-    )
-
-
-def _key(r: asyncpg.Record) -> ApiKey:
-    return ApiKey(
-        id=r["id"],
-        user_id=r["user_id"],
-        prefix=r["prefix"],
-        name=r["name"],
-        created_at=r["created_at"],
-        revoked_at=r["revoked_at"],
-        expires_at=r["expires_at"],
-    )
-
-
-def _entry(r: asyncpg.Record, created: bool = True) -> Entry:
-    return Entry(
-        id=r["id"],
-        user_id=r["user_id"],
-        kind=r["kind"],
-        amount=r["amount"],
-        balance_after=r["balance_after"],
-        reference=r["reference"],
-        reason=r["reason"],
-        actor=r["actor"],
-        created_at=r["created_at"],
-        created=created,
-        version=r.get("user_version"),
-    )
-
-
-def _audit(r: asyncpg.Record) -> AuditEvent:
-    return AuditEvent(
-        id=r["id"],
-        actor=r["actor"],
-        action=r["action"],
-        target=r["target"],
-        amount=r["amount"],
-        reason=r["reason"],
-        details=orjson.loads(r["details"]) if r["details"] else None,
-        created_at=r["created_at"],
-    )
+    async def write_usage(self, records: Sequence[UsageRecord]) -> list[str]:
+        if not records:
+            return []
+        columns = [[getattr(r, name) for r in records] for name in USAGE_FIELDS]
+        try:
+            rows = await self._db.fetch(WRITE_USAGE, *columns)
+        except asyncpg.ForeignKeyViolationError as exc:
+            if exc.constraint_name != _USAGE_USER_FK:
+                raise
+            match = _KEY_DETAIL.match(getattr(exc, "detail", None) or "")
+            raise UnknownUser(match.group(1) if match else str(exc)) from exc
+        first_seen: dict[str, int] = {}
+        for position, record in enumerate(records):
+            first_seen.setdefault(record.request_id, position)
+        return sorted((r["request_id"] for r in rows), key=first_seen.__getitem__)

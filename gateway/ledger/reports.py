@@ -1,28 +1,26 @@
-"""The reports port: usage pages, stats, revenue and the price book, aggregated by the database.
+"""Reports (the ``Reports`` port): usage pages, aggregates and the price book, written once.
 
-Implemented by ``SqliteReportsMixin`` (sqlite_reports.py) and ``PostgresReportsMixin``
-(postgres_reports.py); tests/admin/test_reports_contract.py checks both. Guarantees:
-
-- Every report is one SQL statement (one snapshot) that also sums its groups into the
-  ``total`` row: groups and total always agree, and both equal the sums over the usage records
-  they cover.
-- A ``Period`` is half-open, ``[start, end)`` in UTC; ``None`` leaves that side open.
-- Day buckets are computed here, in Python, from the caller's time zone (zoneinfo), so both
-  databases group rows by exactly the same instants whatever their own time zone data.
-- ``list_usage_before`` pages by a (created_at, request_id) cursor: a row inserted between two
-  pages can neither shift a row into the next page twice nor push one out of it.
-- ``sync_prices`` diffs the catalog against the stored price book and writes the book and one
-  audit event per changed model in the same transaction, so in a fleet of processes loading
-  the same file only the first records the change.
+The database aggregates. Each report is one SELECT whose total row is summed from its groups
+in the same statement, so both come from one snapshot and one scan. Day buckets are computed
+here, in Python, from the caller's time zone (zoneinfo), so both databases group rows by
+exactly the same instants; they arrive as UTC ``[start, end)`` pairs joined as a VALUES table,
+each day one range scan of the covering index ``usage_records_time`` (migration 0003). Reads
+go through ``Database.read``: on SQLite a read-only connection beside the writer thread, so
+a report over many rows never delays a settlement. PostgreSQL sums bigints as ``numeric``, so
+no total can overflow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.ledger.audit import write_audit
+from gateway.ledger.database import Database, Row
+from gateway.ledger.sql import USAGE_COLUMNS, Params
+from gateway.money import format_usd
 from gateway.records import (
     AuditEvent,
     Cursor,
@@ -35,39 +33,196 @@ from gateway.records import (
     Totals,
     UsageRecord,
     UserTotals,
+    utcnow,
 )
-from gateway.views import price_view
+
+# The six aggregates every report shares, over usage_records aliased ``u``. ``count(u.cost)``
+# rather than count(*) so an empty day of a LEFT JOIN counts 0, and rather than the request id
+# so the covering indexes of migration 0003 answer without reading the table. SUM of an empty
+# set is NULL in both databases; totals_of turns it into 0.
+AGGREGATES = (
+    "count(u.cost) AS requests, sum(u.prompt_tokens) AS prompt_tokens, "
+    "sum(u.completion_tokens) AS completion_tokens, sum(u.cached_tokens) AS cached_tokens, "
+    "sum(u.reasoning_tokens) AS reasoning_tokens, sum(u.cost) AS cost"
+)
+# The same six columns of a grouped CTE ``g``, and their sums: a report's total row is summed
+# from its groups in the same statement, so one scan gives both and they always agree.
+GROUPED = "requests, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost"
+TOTALS = (
+    "sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, "
+    "sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens, "
+    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost) AS cost"
+)
+# The order of the newest-first index usage_records_user_time.
+NEWEST_FIRST = "ORDER BY created_at DESC, request_id DESC"
+UPSERT_PRICE = (
+    "INSERT INTO model_prices (model, provider, upstream_model, kind, max_output_tokens,"
+    " price_input, price_cached_input, price_output, updated_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (model) DO UPDATE SET"
+    " provider = excluded.provider, upstream_model = excluded.upstream_model,"
+    " kind = excluded.kind, max_output_tokens = excluded.max_output_tokens,"
+    " price_input = excluded.price_input, price_cached_input = excluded.price_cached_input,"
+    " price_output = excluded.price_output, updated_at = excluded.updated_at"
+)
 
 
-class ReportsLedger(Protocol):
+class SqlReports:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def list_usage(
+        self, user_id: str, *, limit: int, offset: int
+    ) -> tuple[list[UsageRecord], bool]:
+        rows = await self._db.fetch(
+            f"SELECT {USAGE_COLUMNS} FROM usage_records WHERE user_id = $1 {NEWEST_FIRST}"
+            " LIMIT $2 OFFSET $3",
+            user_id,
+            limit + 1,
+            offset,
+        )
+        return [usage(r) for r in rows[:limit]], len(rows) > limit
+
     async def list_usage_before(
         self, user_id: str, *, cursor: Cursor | None, limit: int
     ) -> tuple[list[UsageRecord], bool]:
-        """Newest first, strictly after ``cursor``; returns (rows, has_more)."""
+        p = Params()
+        where = f"WHERE user_id = {p(user_id)}"
+        if cursor is not None:
+            # Row-value comparison matches the index order (created_at DESC, request_id DESC).
+            after = f"({p(cursor.created_at)}, {p(cursor.request_id)})"
+            where += f" AND (created_at, request_id) < {after}"
+        limit_to = p(limit + 1)
+        rows = await self._db.read(
+            f"SELECT {USAGE_COLUMNS} FROM usage_records {where} {NEWEST_FIRST} LIMIT {limit_to}",
+            *p.values,
+        )
+        return [usage(r) for r in rows[:limit]], len(rows) > limit
 
     async def usage_totals(
         self, *, user_id: str | None, period: Period
     ) -> tuple[Totals, list[ModelTotals]]:
-        """Totals and the per provider:model breakdown (by cost, highest first)."""
+        p = Params()
+        rows = await self._db.read(
+            f"WITH g AS (SELECT u.provider AS provider, u.model AS model, {AGGREGATES} "
+            f"FROM usage_records u {_where(p, user_id, period)} GROUP BY u.provider, u.model) "
+            f"SELECT 1 AS grp, NULL AS provider, NULL AS model, {TOTALS} FROM g "
+            f"UNION ALL SELECT 0, provider, model, {GROUPED} FROM g "
+            "ORDER BY grp DESC, cost DESC, provider, model",
+            *p.values,
+        )
+        return totals_of(rows[0]), [
+            ModelTotals(provider=r["provider"], model=r["model"], totals=totals_of(r))
+            for r in rows[1:]
+        ]
 
     async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
-        """One row per given day (zeros included), in the order given, and their total."""
+        if not days:
+            return Totals(), []
+        p = Params()
+        values = ", ".join(
+            f"({p(i)}::int, {p(d.start)}::timestamptz, {p(d.end)}::timestamptz)"
+            for i, d in enumerate(days)
+        )
+        rows = await self._db.read(
+            f"WITH days(i, lo, hi) AS (VALUES {values}), "
+            f"g AS (SELECT d.i AS i, {AGGREGATES} FROM days d LEFT JOIN usage_records u "
+            "ON u.created_at >= d.lo AND u.created_at < d.hi GROUP BY d.i) "
+            f"SELECT -1 AS i, {TOTALS} FROM g UNION ALL SELECT i, {GROUPED} FROM g ORDER BY i",
+            *p.values,
+        )
+        return totals_of(rows[0]), [
+            DayTotals(day=days[r["i"]], totals=totals_of(r)) for r in rows[1:]
+        ]
 
     async def top_users(
         self, *, period: Period, limit: int
     ) -> tuple[Totals, list[UserTotals], bool]:
-        """All users' total and the ``limit`` users with the highest cost; has_more."""
+        p = Params()
+        where = _where(p, None, period)
+        rows = await self._db.read(
+            f"WITH g AS (SELECT u.user_id AS user_id, {AGGREGATES} FROM usage_records u "
+            f"{where} GROUP BY u.user_id) "
+            f"SELECT 1 AS grp, NULL AS user_id, {TOTALS} FROM g "
+            f"UNION ALL SELECT 0, user_id, {GROUPED} FROM g "
+            f"ORDER BY grp DESC, cost DESC, user_id LIMIT {p(limit + 2)}",
+            *p.values,
+        )
+        users = [UserTotals(user_id=r["user_id"], totals=totals_of(r)) for r in rows[1:]]
+        return totals_of(rows[0]), users[:limit], len(users) > limit
 
     async def list_prices(self) -> list[PriceRow]:
-        """The price book as last synced, by model name."""
+        return [price(r) for r in await self._db.read("SELECT * FROM model_prices ORDER BY model")]
 
     async def sync_prices(
         self, prices: Sequence[PriceRow], *, actor: str, reason: str | None = None
     ) -> list[PriceChange]:
-        """Makes the book equal ``prices``; audits and returns what changed."""
+        async with self._db.transaction() as tx:
+            # Read, diff and write under one lock: another process syncing the same file
+            # waits, then finds the book already equal and records nothing.
+            await tx.lock("gateway:price-book")
+            book = [price(r) for r in await tx.fetch("SELECT * FROM model_prices")]
+            changes = diff_prices(book, prices, actor=actor, reason=reason)
+            now = utcnow()
+            for change in changes:
+                p = change.new
+                if p is None:
+                    await tx.execute("DELETE FROM model_prices WHERE model = $1", change.model)
+                else:
+                    await tx.execute(
+                        UPSERT_PRICE,
+                        p.model,
+                        p.provider,
+                        p.upstream_model,
+                        p.kind,
+                        p.max_output_tokens,
+                        p.input,
+                        p.cached_input,
+                        p.output,
+                        now,
+                    )
+                for event in change.events:
+                    await write_audit(tx, event)
+        return changes
 
 
-# -- pure helpers shared by both implementations -------------------------------------------
+def _where(p: Params, user_id: str | None, period: Period) -> str:
+    return p.where(
+        ("u.user_id =", user_id),
+        ("u.created_at >=", period.start),
+        ("u.created_at <", period.end),
+    )
+
+
+def usage(r: Row) -> UsageRecord:
+    return UsageRecord(**dict(r))
+
+
+def price(r: Row) -> PriceRow:
+    return PriceRow(
+        model=r["model"],
+        provider=r["provider"],
+        upstream_model=r["upstream_model"],
+        kind=r["kind"],
+        max_output_tokens=r["max_output_tokens"],
+        input=r["price_input"],
+        cached_input=r["price_cached_input"],
+        output=r["price_output"],
+    )
+
+
+def totals_of(row: Row) -> Totals:
+    """A Totals from a row holding the six standard aggregate columns (NULL sums are 0)."""
+    return Totals(
+        requests=int(row["requests"] or 0),
+        prompt_tokens=int(row["prompt_tokens"] or 0),
+        completion_tokens=int(row["completion_tokens"] or 0),
+        cached_tokens=int(row["cached_tokens"] or 0),
+        reasoning_tokens=int(row["reasoning_tokens"] or 0),
+        cost=int(row["cost"] or 0),
+    )
+
+
+# -- pure helpers --------------------------------------------------------------------------
 
 
 ALL_TIME = Period()
@@ -96,35 +251,20 @@ def _midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
 
 
-def totals_of(row: Mapping[str, Any]) -> Totals:
-    """A Totals from a row holding the six standard aggregate columns (NULL sums are 0)."""
-    return Totals(
-        requests=int(row["requests"] or 0),
-        prompt_tokens=int(row["prompt_tokens"] or 0),
-        completion_tokens=int(row["completion_tokens"] or 0),
-        cached_tokens=int(row["cached_tokens"] or 0),
-        reasoning_tokens=int(row["reasoning_tokens"] or 0),
-        cost=int(row["cost"] or 0),
-    )
-
-
-# The six aggregates every report shares, over usage_records aliased ``u``. ``count(u.cost)``
-# rather than count(*) so an empty day of a LEFT JOIN counts 0, and rather than the request id
-# so the covering indexes of migration 0003 answer without reading the table. SUM of an empty
-# set is NULL in both databases; totals_of turns it into 0.
-AGGREGATES = (
-    "count(u.cost) AS requests, sum(u.prompt_tokens) AS prompt_tokens, "
-    "sum(u.completion_tokens) AS completion_tokens, sum(u.cached_tokens) AS cached_tokens, "
-    "sum(u.reasoning_tokens) AS reasoning_tokens, sum(u.cost) AS cost"
-)
-# The same six columns of a grouped CTE ``g``, and their sums: a report's total row is summed
-# from its groups in the same statement, so one scan gives both and they always agree.
-GROUPED = "requests, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost"
-TOTALS = (
-    "sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, "
-    "sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens, "
-    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost) AS cost"
-)
+def price_details(row: PriceRow) -> dict[str, Any]:
+    """A model and its prices (USD per 1M tokens, decimal strings) as price-change audit
+    events store it; GET /admin/models shows the same shape (``gateway.views.price_view``)."""
+    price = {"input": format_usd(row.input), "output": format_usd(row.output)}
+    if row.cached_input is not None:
+        price["cached_input"] = format_usd(row.cached_input)
+    return {
+        "id": row.model,
+        "provider": row.provider,
+        "upstream_model": row.upstream_model,
+        "kind": row.kind,
+        "max_output_tokens": row.max_output_tokens,
+        "price_per_1m_tokens": price,
+    }
 
 
 def diff_prices(
@@ -148,8 +288,8 @@ def diff_prices(
             target=name,
             reason=reason,
             details={
-                "old": price_view(before) if before else None,
-                "new": price_view(after) if after else None,
+                "old": price_details(before) if before else None,
+                "new": price_details(after) if after else None,
             },
         )
         changes.append(PriceChange(model=name, old=before, new=after, events=[event]))

@@ -1,473 +1,337 @@
-"""The embedded ledger on SQLite (stdlib ``sqlite3``).
+"""The embedded database: SQLite (stdlib ``sqlite3``) and its money statements.
 
-One connection, used from one dedicated thread: SQLite serialises writers anyway, and a single
-thread makes every transaction below trivially atomic with respect to the others.
+One connection, used from one dedicated writer thread. A lock lets one transaction (or one
+statement) at a time use it, and every write transaction is ``BEGIN IMMEDIATE``: it holds
+SQLite's write lock from its first statement, so no other writer, in this process or another,
+can interleave, and a read inside it is the value it writes against. Reports read on their own
+short-lived read-only connection beside the writer (WAL gives them a committed snapshot).
+
+Timestamps are stored as fixed-width UTC text (``SQLITE_TS``, so text order is time order);
+statements take and return them as datetimes (notation and conversions: database.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
+import functools
+import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-import orjson
-
-from gateway.ledger.base import DuplicateUser, InsufficientFunds, UnknownUser, check_kind, replayed
-from gateway.ledger.schema import USAGE_COLUMNS, migrations, parse_ts, ts
-from gateway.ledger.sqlite_billing import SqliteBillingMixin
-from gateway.ledger.sqlite_reports import SqliteReportsMixin
-from gateway.records import ApiKey, AuditEvent, Entry, UsageRecord, User, utcnow
+from gateway.ledger.base import UnknownUser
+from gateway.ledger.database import Row, Transaction
+from gateway.ledger.schema import migrations
+from gateway.ledger.sql import USAGE_COLUMNS, USAGE_FIELDS
+from gateway.records import UsageRecord, utcnow
 
 T = TypeVar("T")
 
-_INSERT_USAGE = (
-    f"INSERT INTO usage_records ({USAGE_COLUMNS}) "
-    f"VALUES ({', '.join('?' for _ in USAGE_COLUMNS.split(', '))})"
-)
+SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+_TIMESTAMPS = ("_at", "_since")  # the schema's timestamp columns end so (database.py)
+_PARAMETER = re.compile(r"\$(\d+)(?:::\w+(?:\[\])?)?")
 
 
-def _maybe_ts(value: str | None) -> datetime | None:
-    return None if value is None else parse_ts(value)
+def ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(SQLITE_TS)
 
 
-class SqliteLedger(SqliteReportsMixin, SqliteBillingMixin):
+def parse_ts(value: str) -> datetime:
+    return datetime.strptime(value, SQLITE_TS).replace(tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=512)
+def native(sql: str) -> str:
+    """A statement of the shared notation as SQLite reads it: ``$n::type`` -> ``?n``."""
+    return _PARAMETER.sub(r"?\1", sql)
+
+
+def adapt(args: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(ts(a) if isinstance(a, datetime) else a for a in args)
+
+
+def _statement(sql: str, args: Iterable[Any]) -> Callable[[sqlite3.Connection], list[Row]]:
+    return lambda c: c.execute(native(sql), adapt(args)).fetchall()
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        name: parse_ts(value) if isinstance(value, str) and name.endswith(_TIMESTAMPS) else value
+        for (name, *_), value in zip(cursor.description, values, strict=True)
+    }
+
+
+class SqliteDatabase:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ledger")
+        self._memory = path in ("", ":memory:")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ledger")
         self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()  # one transaction or statement at a time on the connection
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._call, fn)
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queues ``fn`` on the writer thread. The queue is FIFO: whatever becomes of the
+        awaiting task, what it queued runs before anything queued after it."""
+        return asyncio.get_running_loop().run_in_executor(self._thread, self._call, fn)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._conn is not None, "ledger is not open"
         return fn(self._conn)
 
     async def open(self) -> None:
-        def connect() -> None:
-            if self.path not in ("", ":memory:"):
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
-            self._conn = conn
-            self._migrate(conn)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._connect)
 
-        await asyncio.get_running_loop().run_in_executor(self._pool, connect)
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
-        # Read what is applied under the write lock, so two processes starting at once
-        # cannot both apply the same migration.
-        conn.execute("BEGIN IMMEDIATE")
+    def _connect(self) -> None:
+        if not self._memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-            for version, sql in migrations("sqlite"):
-                if version in done:
-                    continue
+            conn.row_factory = _row
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+                conn.execute(f"PRAGMA {pragma}")
+            conn.execute("PRAGMA busy_timeout=5000")
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        """Closes for good (a closed database is not reopened)."""
+        if self._conn is not None:
+            await self._run(lambda c: c.close())
+            self._conn = None
+        self._thread.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self.fetch("SELECT 1")
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._lock:
+            return await self._run(_statement(sql, args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.fetch(sql, *args)
+
+    async def read(self, sql: str, *args: Any) -> list[Row]:
+        if self._memory:  # an in-memory database has no second connection
+            return await self.fetch(sql, *args)
+        return await asyncio.to_thread(_read_only, self.path, native(sql), adapt(args))
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._lock:
+            try:
+                await self._run(lambda c: c.execute("BEGIN IMMEDIATE"))
+                yield _SqliteTransaction(self._run)
+                await self._run(lambda c: c.execute("COMMIT"))
+            except BaseException:
+                # Queued behind every statement of ours and before the lock is released: even
+                # if this task was cancelled mid-way, the next user finds no transaction open.
+                await self._run(_rollback)
+                raise
+
+    async def tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs ``fn(connection)`` in one write transaction, in one visit to the writer
+        thread: for SQLite-only code with many statements (the usage debit, tools). On the raw
+        connection, placeholders are ``?`` and timestamps go in as ``ts()`` text."""
+        async with self._lock:
+            return await self._run(lambda c: _atomically(c, fn))
+
+
+class _Runner(Protocol):
+    def __call__(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]: ...
+
+
+class _SqliteTransaction:
+    def __init__(self, run: _Runner) -> None:
+        self._run = run  # on the writer thread, under the lock the transaction holds
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return await self._run(_statement(sql, args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.fetch(sql, *args)
+
+    async def lock(self, name: str) -> None:
+        """BEGIN IMMEDIATE already excludes every other write transaction."""
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+    # Read what is applied under the write lock, so two processes starting at once cannot
+    # both apply the same migration.
+    with _immediate(conn):
+        done = {r["version"] for r in conn.execute("SELECT version FROM schema_migrations")}
+        for version, sql in migrations("sqlite"):
+            if version not in done:
                 for statement in sql.split(";\n"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await asyncio.get_running_loop().run_in_executor(self._pool, conn.close)
-        self._pool.shutdown(wait=True)
 
-    async def ping(self) -> None:
-        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
-    # -- transactions -------------------------------------------------------------------
 
-    def _tx(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+def _atomically(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    with _immediate(conn):
+        return fn(conn)
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Runs ``fn(conn)`` in one write transaction (for reports and admin services)."""
-        return await self._run(lambda c: self._tx(c, fn))
 
-    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return await self._run(lambda c: c.execute(sql, params).fetchall())
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # not when BEGIN itself failed (busy) or COMMIT succeeded
+        conn.execute("ROLLBACK")
 
-    # -- users and keys -----------------------------------------------------------------
 
-    async def create_user(self, *, user_id: str, email: str | None) -> User:
-        now = utcnow()
+def _read_only(path: str, sql: str, args: Sequence[Any]) -> list[Row]:
+    uri = Path(path).resolve().as_uri() + "?mode=ro"  # as_uri escapes ?, # and % in the path
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    try:
+        conn.row_factory = _row
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
 
-        def insert(c: sqlite3.Connection) -> User:
-            try:
-                c.execute(
-                    "INSERT INTO users (id, email, balance, version, created_at) "
-                    "VALUES (?, ?, 0, 0, ?)",
-                    (user_id, email, ts(now)),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise DuplicateUser(user_id) from exc
-            return User(id=user_id, email=email, balance=0, created_at=now)
 
-        return await self._run(insert)
+# -- money --------------------------------------------------------------------------------
 
-    async def get_user(self, user_id: str) -> User | None:
-        rows = await self.query("SELECT * FROM users WHERE id = ?", (user_id,))
-        return _user(rows[0]) if rows else None
+ENTRY_COLUMNS = "user_id, kind, amount, balance_after, user_version, reference, reason, actor"
+INSERT_ENTRY = (
+    f"INSERT INTO ledger_entries ({ENTRY_COLUMNS}, created_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+)
+_INSERT_USAGE = (
+    f"INSERT INTO usage_records ({USAGE_COLUMNS}) VALUES ({', '.join('?' for _ in USAGE_FIELDS)})"
+)
 
-    async def create_key(
-        self, user_id: str, *, key_id: str, key_hash: str, prefix: str, name: str | None
-    ) -> ApiKey:
-        now = utcnow()
 
-        def insert(c: sqlite3.Connection) -> ApiKey:
-            if c.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
-                raise UnknownUser(user_id)
-            c.execute(
-                "INSERT INTO api_keys (id, user_id, key_hash, prefix, name, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (key_id, user_id, key_hash, prefix, name, ts(now)),
-            )
-            return ApiKey(id=key_id, user_id=user_id, prefix=prefix, name=name, created_at=now)
+class SqliteMoney:
+    """The money statements of SQLite; each runs inside an IMMEDIATE transaction."""
 
-        return await self._run(insert)
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
 
-    async def list_keys(self, user_id: str) -> list[ApiKey]:
-        rows = await self.query(
-            "SELECT * FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, id DESC",
-            (user_id,),
-        )
-        return [_key(r) for r in rows]
+    async def lock_user(self, tx: Transaction, user_id: str) -> int | None:
+        # The IMMEDIATE transaction holds the write lock already: a plain read is locked.
+        row = await tx.fetchrow("SELECT balance FROM users WHERE id = $1", user_id)
+        return None if row is None else int(row["balance"])
 
-    async def revoke_key(self, key_id: str) -> ApiKey | None:
-        def revoke(c: sqlite3.Connection) -> ApiKey | None:
-            c.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (ts(utcnow()), key_id),
-            )
-            row = c.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-            return _key(row) if row else None
-
-        return await self._run(revoke)
-
-    async def find_key(self, key_hash: str) -> tuple[ApiKey, User] | None:
-        rows = await self.query(
-            "SELECT k.*, u.email AS u_email, u.balance AS u_balance, u.version AS u_version, "
-            "u.created_at AS u_created_at FROM api_keys k JOIN users u ON u.id = k.user_id "
-            "WHERE k.key_hash = ?",
-            (key_hash,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        user = User(
-            id=r["user_id"],
-            email=r["u_email"],
-            balance=r["u_balance"],
-            created_at=parse_ts(r["u_created_at"]),
-            version=r["u_version"],  # type: ignore[arg-type]
-        )
-        return _key(r), user
-
-    # -- money --------------------------------------------------------------------------
-
-    async def post_entry(
+    async def move(
         self,
+        tx: Transaction,
         user_id: str,
         *,
-        kind: str,
-        amount: int,
-        reference: str,
-        reason: str | None = None,
-        actor: str | None = None,
-    ) -> Entry:
-        return await self._run(
-            lambda c: self._tx(
-                c,
-                lambda c: self._post(
-                    c, user_id, kind, amount, reference, reason, actor, exact=True
-                ),
-            )
-        )
-
-    def _post(
-        self,
-        c: sqlite3.Connection,
-        user_id: str,
         kind: str,
         amount: int,
         reference: str,
         reason: str | None,
         actor: str | None,
-        *,
-        exact: bool = False,
-    ) -> Entry:
-        check_kind(kind)
-        existing = c.execute("SELECT * FROM ledger_entries WHERE reference = ?", (reference,))
-        row = existing.fetchone()
-        if row is not None:
-            return replayed(_entry(row, created=False), user_id, kind, amount if exact else None)
-        user = c.execute("SELECT balance FROM users WHERE id = ?", (user_id,)).fetchone()
-        if user is None:
-            raise UnknownUser(user_id)
-        if kind != "usage" and amount < 0 and user["balance"] + amount < 0:
-            raise InsufficientFunds(user_id)
-        # Invariant: balance and entry change together; balance_after is the new balance.
-        moved = c.execute(
-            "UPDATE users SET balance = balance + ?, version = version + 1 WHERE id = ? "
-            "RETURNING balance, version",
-            (amount, user_id),
-        ).fetchone()
-        new = moved["balance"]
-        now = utcnow()
-        cur = c.execute(
-            "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference, reason,"
-            " actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (user_id, kind, amount, new, reference, reason, actor, ts(now)),
+    ) -> Row:
+        # Invariant: the balance and its entry change together; the entry carries the new
+        # balance and the new version (one more per entry).
+        moved = await tx.fetchrow(
+            "UPDATE users SET balance = balance + $2, version = version + 1 WHERE id = $1"
+            " RETURNING balance, version",
+            user_id,
+            amount,
         )
-        return Entry(
-            id=cur.lastrowid or 0,
-            user_id=user_id,
-            kind=kind,
-            amount=amount,
-            balance_after=new,
-            reference=reference,
-            reason=reason,
-            actor=actor,
-            created_at=now,
-            version=moved["version"],
+        assert moved is not None  # the user's row is locked by this transaction
+        row = await tx.fetchrow(
+            INSERT_ENTRY + " RETURNING *",
+            user_id,
+            kind,
+            amount,
+            moved["balance"],
+            moved["version"],
+            reference,
+            reason,
+            actor,
+            utcnow(),
         )
+        assert row is not None
+        return row
 
-    async def set_balance(
-        self, user_id: str, *, balance: int, reference: str, reason: str | None, actor: str | None
-    ) -> Entry:
-        def run(c: sqlite3.Connection) -> Entry:
-            row = c.execute("SELECT * FROM ledger_entries WHERE reference = ?", (reference,))
-            found = row.fetchone()
-            if found is not None:
-                return replayed(_entry(found, created=False), user_id, "adjustment", None)
-            user = c.execute("SELECT balance FROM users WHERE id = ?", (user_id,)).fetchone()
-            if user is None:
-                raise UnknownUser(user_id)
-            # Read and write in one IMMEDIATE transaction: no settlement can slip between.
-            delta = balance - user["balance"]
-            return self._post(c, user_id, "adjustment", delta, reference, reason, actor)
-
-        return await self._run(lambda c: self._tx(c, run))
+    def reference_taken(self, error: Exception) -> bool:
+        # Never: the reference is checked under the write lock, which no other post can take.
+        return False
 
     async def write_usage(self, records: Sequence[UsageRecord]) -> list[str]:
-        # Set-based, in one IMMEDIATE transaction (no other writer can interleave): find the
-        # rows not yet recorded, insert them, debit their users once each and write their
-        # entries with running balances. Invariant: balance == sum(entries) per user, and a
-        # request id is debited at most once however often its batch is replayed.
-        def run(c: sqlite3.Connection) -> list[str]:
-            fresh: dict[str, UsageRecord] = {}
-            for r in records:
-                fresh.setdefault(r.request_id, r)  # within a batch the first copy wins
-            ids = list(fresh)
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for row in c.execute(
-                    f"SELECT request_id FROM usage_records WHERE request_id IN ({marks})", chunk
-                ):
-                    del fresh[row[0]]  # a replay: already recorded and debited once
-            if not fresh:
-                return []
-            users = sorted({r.user_id for r in fresh.values()})
-            marks = ",".join("?" * len(users))
-            balances = {
-                row[0]: row[1]
-                for row in c.execute(f"SELECT id, balance FROM users WHERE id IN ({marks})", users)
-            }
-            missing = [u for u in users if u not in balances]
-            if missing:
-                raise UnknownUser(missing[0])  # the whole batch is refused, as in PostgreSQL
-            c.executemany(
-                _INSERT_USAGE,
-                [
-                    (
-                        r.request_id,
-                        r.user_id,
-                        r.key_id,
-                        r.model,
-                        r.provider,
-                        r.endpoint,
-                        r.prompt_tokens,
-                        r.completion_tokens,
-                        r.cached_tokens,
-                        r.reasoning_tokens,
-                        r.price_input,
-                        r.price_cached_input,
-                        r.price_output,
-                        r.cost,
-                        r.status,
-                        r.usage_source,
-                        r.latency_ms,
-                        ts(r.created_at),
-                    )
-                    for r in fresh.values()
-                ],
-            )
-            entries = []
-            moves: dict[str, int] = {}
-            now = ts(utcnow())
-            for r in fresh.values():
-                if r.cost:
-                    balances[r.user_id] -= r.cost
-                    moves[r.user_id] = moves.get(r.user_id, 0) + 1
-                    entries.append(
-                        (
-                            r.user_id,
-                            "usage",
-                            -r.cost,
-                            balances[r.user_id],
-                            f"usage:{r.request_id}",
-                            None,
-                            None,
-                            now,
-                        )
-                    )
-            c.executemany(
-                "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference,"
-                " reason, actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                entries,
-            )
-            c.executemany(
-                "UPDATE users SET balance = ?, version = version + ? WHERE id = ?",
-                [(balances[u], n, u) for u, n in moves.items()],
-            )
-            return list(fresh)
+        return await self._db.tx(lambda c: _write_usage(c, records))
 
-        return await self._run(lambda c: self._tx(c, run))
 
-    async def list_usage(
-        self, user_id: str, *, limit: int, offset: int
-    ) -> tuple[list[UsageRecord], bool]:
-        rows = await self.query(
-            "SELECT * FROM usage_records WHERE user_id = ? "
-            "ORDER BY created_at DESC, request_id DESC LIMIT ? OFFSET ?",
-            (user_id, limit + 1, offset),
-        )
-        return [_usage(r) for r in rows[:limit]], len(rows) > limit
-
-    async def list_entries(self, user_id: str) -> list[Entry]:
-        rows = await self.query(
-            "SELECT * FROM ledger_entries WHERE user_id = ? ORDER BY id", (user_id,)
-        )
-        return [_entry(r) for r in rows]
-
-    async def entries_after(self, user_id: str, version: int) -> list[Entry]:
-        # Interim: a user's version grows by one per entry, so an entry's version is its rank.
-        rows = await self.query(
-            """SELECT * FROM (SELECT e.*, row_number() OVER (ORDER BY id) AS v FROM ledger_entries e
-                WHERE user_id = ?) AS numbered WHERE v > ? ORDER BY id""",
-            (user_id, version),
-        )
-        return [dataclasses.replace(_entry(r), version=r["v"]) for r in rows]
-
-    async def balance(self, user_id: str) -> tuple[int, int] | None:
-        rows = await self.query("SELECT balance, version FROM users WHERE id = ?", (user_id,))
-        return (rows[0]["balance"], rows[0]["version"]) if rows else None
-
-    async def record_audit(self, event: AuditEvent) -> None:
-        details = orjson.dumps(event.details).decode() if event.details is not None else None
-        await self._run(
-            lambda c: c.execute(
-                "INSERT INTO audit_log (actor, action, target, amount, reason, details, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+def _write_usage(c: sqlite3.Connection, records: Sequence[UsageRecord]) -> list[str]:
+    # Set-based, in one IMMEDIATE transaction (no other writer can interleave): find the rows
+    # not yet recorded, insert them, debit their users once each and write their entries with
+    # running balances and versions. Invariant: per user balance == sum(entries) and version
+    # == number of entries; a request id is debited at most once however often it is replayed.
+    fresh: dict[str, UsageRecord] = {}
+    for r in records:
+        fresh.setdefault(r.request_id, r)  # within a batch the first copy wins
+    ids = list(fresh)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in c.execute(
+            f"SELECT request_id FROM usage_records WHERE request_id IN ({marks})", chunk
+        ):
+            del fresh[row["request_id"]]  # a replay: already recorded and debited once
+    if not fresh:
+        return []
+    users = sorted({r.user_id for r in fresh.values()})
+    marks = ",".join("?" * len(users))
+    books = {
+        row["id"]: (row["balance"], row["version"])
+        for row in c.execute(f"SELECT id, balance, version FROM users WHERE id IN ({marks})", users)
+    }
+    missing = [u for u in users if u not in books]
+    if missing:
+        raise UnknownUser(missing[0])  # the whole batch is refused, as in PostgreSQL
+    c.executemany(
+        _INSERT_USAGE, [adapt(getattr(r, f) for f in USAGE_FIELDS) for r in fresh.values()]
+    )
+    entries = []
+    now = ts(utcnow())
+    for r in fresh.values():
+        if r.cost:
+            balance, version = books[r.user_id]
+            books[r.user_id] = (balance - r.cost, version + 1)
+            entries.append(
                 (
-                    event.actor,
-                    event.action,
-                    event.target,
-                    event.amount,
-                    event.reason,
-                    details,
-                    ts(event.created_at),
-                ),
+                    r.user_id,
+                    "usage",
+                    -r.cost,
+                    *books[r.user_id],
+                    f"usage:{r.request_id}",
+                    None,
+                    None,
+                    now,
+                )
             )
-        )
-
-    async def list_audit(
-        self, *, target: str | None, action: str | None, limit: int, offset: int
-    ) -> tuple[list[AuditEvent], bool]:
-        rows = await self.query(
-            "SELECT * FROM audit_log WHERE (? IS NULL OR target = ?) AND (? IS NULL OR action = ?)"
-            " ORDER BY id DESC LIMIT ? OFFSET ?",
-            (target, target, action, action, limit + 1, offset),
-        )
-        return [_audit(r) for r in rows[:limit]], len(rows) > limit
-
-
-def _audit(r: sqlite3.Row) -> AuditEvent:
-    return AuditEvent(
-        id=r["id"],
-        actor=r["actor"],
-        action=r["action"],
-        target=r["target"],
-        amount=r["amount"],
-        reason=r["reason"],
-        details=orjson.loads(r["details"]) if r["details"] else None,
-        created_at=parse_ts(r["created_at"]),
-    )  # type: ignore[arg-type]
-
-
-def _user(r: sqlite3.Row) -> User:
-    return User(
-        id=r["id"],
-        email=r["email"],
-        balance=r["balance"],
-        created_at=parse_ts(r["created_at"]),
-        version=r["version"],
-    )  # type: ignore[arg-type]
-
-
-def _key(r: sqlite3.Row) -> ApiKey:
-    return ApiKey(
-        id=r["id"],
-        user_id=r["user_id"],
-        prefix=r["prefix"],
-        name=r["name"],
-        created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
-        revoked_at=_maybe_ts(r["revoked_at"]),
-        expires_at=_maybe_ts(r["expires_at"]),
+    c.executemany(native(INSERT_ENTRY), entries)
+    c.executemany(
+        "UPDATE users SET balance = ?, version = ? WHERE id = ?",
+        [(balance, version, u) for u, (balance, version) in books.items()],
     )
-
-
-def _entry(r: sqlite3.Row, created: bool = True) -> Entry:
-    return Entry(
-        id=r["id"],
-        user_id=r["user_id"],
-        kind=r["kind"],
-        amount=r["amount"],
-        balance_after=r["balance_after"],
-        reference=r["reference"],
-        reason=r["reason"],
-        actor=r["actor"],
-        created_at=parse_ts(r["created_at"]),  # type: ignore[arg-type]
-        created=created,
-    )
-
-
-def _usage(r: sqlite3.Row) -> UsageRecord:
-    data = dict(r)
-    data["created_at"] = parse_ts(data["created_at"])
-    return UsageRecord(**data)
+    return list(fresh)

@@ -75,9 +75,9 @@ async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) ->
     (see ``check_durability``)."""
     spill = settings.spill_folder()
     if settings.redis_url is None:
-        memory = MemoryStore(ledger.balance)
+        memory = MemoryStore(ledger.journal.balance)
         outbox = OutboxWriter(
-            ledger,
+            ledger.journal,
             memory.outbox,
             spill_path=spill / "outbox.jsonl",
             interval=settings.usage_flush_interval,
@@ -91,7 +91,7 @@ async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) ->
         except BaseException:
             await redis.aclose()
             raise
-    store = RedisStore(redis, ledger.balance, spill_dir=spill, close_redis=True)
+    store = RedisStore(redis, ledger.journal.balance, spill_dir=spill, close_redis=True)
     await store.open()
     # Its own client: a blocking XREADGROUP must not hold a connection the hot path needs,
     # and its socket timeout must outlast the block.
@@ -105,7 +105,7 @@ async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) ->
     with contextlib.suppress(RedisError):  # Redis down at start: the writer keeps trying
         await writer.ensure_group()
     reconciler = Reconciler(
-        store, ledger.entries_after, metrics=metrics, interval=settings.reconcile_interval
+        store, ledger.journal.entries_after, metrics=metrics, interval=settings.reconcile_interval
     )
     return Metering(store, writer, reconciler)
 

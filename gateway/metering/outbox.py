@@ -1,7 +1,7 @@
 """The embedded usage outbox: settled records reach the ledger in batches, never lost.
 
 ``MemoryStore.settle`` appends each record to an in-process deque; this writer drains it into
-``Ledger.write_usage`` in batches (one transaction per batch). A batch that fails stays queued
+``Journal.write_usage`` in batches (one transaction per batch). A batch that fails stays queued
 and is retried with backoff. At shutdown whatever cannot be written is spilled to a JSON-lines
 file next to the database and replayed at the next start; ``write_usage`` is idempotent on the
 request id, so a replay can never bill twice.
@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from pathlib import Path
 
-from gateway.ledger.base import Ledger
+from gateway.ledger.ports import Journal
 from gateway.metering.codec import decode_record, encode_record
 from gateway.records import UsageRecord
 
@@ -26,13 +26,13 @@ BATCH = 500
 class OutboxWriter:
     def __init__(
         self,
-        ledger: Ledger,
+        journal: Journal,
         outbox: deque[UsageRecord],
         *,
         spill_path: Path | None,
         interval: float = 0.05,
     ) -> None:
-        self._ledger = ledger
+        self._journal = journal
         self._outbox = outbox
         self._spill = spill_path
         self._interval = interval
@@ -72,7 +72,7 @@ class OutboxWriter:
         async with self._lock:
             while self._outbox:
                 batch = [self._outbox[i] for i in range(min(BATCH, len(self._outbox)))]
-                await self._ledger.write_usage(batch)
+                await self._journal.write_usage(batch)
                 # Only now, after commit, do the records leave the outbox.
                 for _ in batch:
                     self._outbox.popleft()
@@ -106,6 +106,6 @@ class OutboxWriter:
             if line.strip():
                 records.append(decode_record(line))
         for i in range(0, len(records), BATCH):
-            await self._ledger.write_usage(records[i : i + BATCH])
+            await self._journal.write_usage(records[i : i + BATCH])
         log.info("replayed %d spilled usage records", len(records))
         self._spill.unlink()

@@ -239,7 +239,7 @@ class StreamWriter:
 
     async def _write(self, ids: list[Any], records: list[UsageRecord]) -> None:
         try:
-            await self._ledger.write_usage(records)
+            await self._ledger.journal.write_usage(records)
         except Exception as exc:
             if not await self._ledger_answers():
                 raise  # the database is down: everything stays pending
@@ -257,7 +257,7 @@ class StreamWriter:
         for entry_id, record in zip(ids, records, strict=True):
             if len(records) > 1:
                 try:
-                    await self._ledger.write_usage([record])
+                    await self._ledger.journal.write_usage([record])
                 except Exception as exc:
                     if not await self._ledger_answers():
                         raise

@@ -61,15 +61,17 @@ class MockUpstreamThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
 
-    def _on_loop(self, fn: Callable[[deque], Any]) -> Any:
+    def _on_loop(self, fn: Callable[[deque[dict[str, Any]]], Any]) -> Any:
         # The log is only ever touched from the loop thread, so no lock is needed.
         assert self._runner is not None, "use MockUpstreamThread as a context manager"
-        log, done = self._runner.app[REQUESTS_KEY], concurrent.futures.Future()
+        log = self._runner.app[REQUESTS_KEY]
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._loop.call_soon_threadsafe(lambda: done.set_result(fn(log)))
         return done.result()
 
     def requests(self) -> list[dict[str, Any]]:
-        return self._on_loop(list)
+        found: list[dict[str, Any]] = self._on_loop(list)
+        return found
 
     def clear(self) -> None:
         self._on_loop(deque.clear)

@@ -157,7 +157,9 @@ def header_pairs(header: str) -> list[tuple[str, str]]:
     return [(name.strip(), value) for name, value in pairs]
 
 
-async def begin(request: web.Request, body: Any, prompt: Callable[[dict], Any]) -> ScriptedReply:
+async def begin(
+    request: web.Request, body: Any, prompt: Callable[[dict[str, Any]], Any]
+) -> ScriptedReply:
     """Read directives, apply the delay/status faults and count prompt tokens."""
     if not isinstance(body, dict):
         raise Reject(400, "request body must be a JSON object")
@@ -258,8 +260,8 @@ async def stream_choices(
     request: web.Request,
     reply: ScriptedReply,
     kind: str,
-    head: list[dict],
-    piece: Callable[[str], dict],
+    head: list[dict[str, Any]],
+    piece: Callable[[str], dict[str, Any]],
 ) -> web.StreamResponse:
     options = reply.body.get("stream_options")
     with_usage = isinstance(options, dict) and options.get("include_usage") is True

@@ -39,7 +39,7 @@ def payment_routes() -> list[Route]:
 async def _caller(request: Request) -> tuple[Billing, User]:
     services = services_of(request)
     key = await services.auth.authenticate(request.headers.get("authorization"))
-    user = await services.ledger.get_user(key.user_id)
+    user = await services.ledger.directory.get_user(key.user_id)
     if user is None:
         raise NotFound(f"no user {key.user_id!r}", code="user_not_found")
     return services.billing, user
@@ -81,7 +81,7 @@ async def checkout(request: Request) -> Response:
 async def my_auto_topup(request: Request) -> Response:
     billing, user = await _caller(request)
     if request.method == "GET":
-        profile = await billing.ledger.get_billing_profile(user.id)
+        profile = await billing.ledger.payments.get_billing_profile(user.id)
         return json_response(profile_view(profile or BillingProfile(user.id)))
     profile = await configure(billing, user.id, await read_json(request), actor=user.id)
     return json_response(profile_view(profile))
@@ -101,5 +101,7 @@ async def admin_events(request: Request) -> Response:
     status = request.query_params.get("status") or None
     if status is not None and not status.replace("_", "").isalpha():
         raise BadRequest("status must be a word such as unmatched", param="status")
-    rows, more = await billing.ledger.list_stripe_events(status=status, limit=limit, offset=offset)
+    rows, more = await billing.ledger.payments.list_stripe_events(
+        status=status, limit=limit, offset=offset
+    )
     return json_response({"data": [event_view(e) for e in rows], "has_more": more})

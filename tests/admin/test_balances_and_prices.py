@@ -21,16 +21,15 @@ from gateway.records import UsageRecord
 from gateway.services import build, shutdown
 from gateway.settings import Settings
 
-MakeLedger = Callable[[], Ledger]
+MakeLedger = Callable[[], Awaitable[Ledger]]
 USD = 1_000_000_000
 
 
 def run(make: MakeLedger, scenario: Callable[[Accounts, Ledger], Awaitable[None]]) -> None:
     async def main() -> None:
-        ledger = make()
-        await ledger.open()
+        ledger = await make()
         try:
-            await scenario(Accounts(ledger, MemoryStore(ledger.balance)), ledger)
+            await scenario(Accounts(ledger, MemoryStore(ledger.journal.balance)), ledger)
         finally:
             await ledger.close()
 
@@ -39,12 +38,12 @@ def run(make: MakeLedger, scenario: Callable[[Accounts, Ledger], Awaitable[None]
 
 async def books_balance(ledger: Ledger, user_id: str) -> int:
     """The ledger invariant: balance == sum of entries, each balance_after the running sum."""
-    entries = await ledger.list_entries(user_id)
+    entries = await ledger.journal.list_entries(user_id)
     running = 0
     for entry in entries:
         running += entry.amount
         assert entry.balance_after == running, entry
-    found = await ledger.balance(user_id)
+    found = await ledger.journal.balance(user_id)
     assert found is not None
     assert found[0] == running
     return running
@@ -65,18 +64,20 @@ def test_set_balance_writes_one_adjustment_and_keeps_the_books(make_ledger: Make
         assert (await a.store.admit("u", "r1", USD, ttl=60)).ok
         # Settled in the store, not yet written to the ledger (the outbox holds it).
         await a.store.settle(usage("r1", "u", USD // 4))
-        before = await ledger.list_entries("u")
+        before = await ledger.journal.list_entries("u")
         entry = await a.set_balance("u", "2.00", reason="correction", actor="t")
-        after = await ledger.list_entries("u")
+        after = await ledger.journal.list_entries("u")
         assert [e.reference for e in after[len(before) :]] == [entry.reference]
         assert (entry.kind, entry.amount, entry.balance_after) == ("adjustment", -3 * USD, 2 * USD)
         assert await books_balance(ledger, "u") == 2 * USD
         # The store keeps "ledger - unwritten usage": the unwritten call is still billed once.
         assert await a.store.snapshot("u") == (2 * USD - USD // 4, 0)
-        await ledger.write_usage([usage("r1", "u", USD // 4)])
+        await ledger.journal.write_usage([usage("r1", "u", USD // 4)])
         assert await books_balance(ledger, "u") == 2 * USD - USD // 4
         assert (await a.store.snapshot("u"))[0] == 2 * USD - USD // 4  # type: ignore[index]
-        events, _ = await ledger.list_audit(target="u", action="balance.set", limit=5, offset=0)
+        events, _ = await ledger.audit.list_audit(
+            target="u", action="balance.set", limit=5, offset=0
+        )
         assert len(events) == 1
         e = events[0]
         assert (e.actor, e.amount, e.reason) == ("t", -3 * USD, "correction")
@@ -120,10 +121,14 @@ def test_bulk_credit_applies_to_each_known_user_and_fails_unknown_alone(
         assert applied.balance == 3_500_000_000
         for uid in ("a", "b"):
             assert await books_balance(ledger, uid) == 3_500_000_000
-            events, _ = await ledger.list_audit(target=uid, action="credits.add", limit=9, offset=0)
+            events, _ = await ledger.audit.list_audit(
+                target=uid, action="credits.add", limit=9, offset=0
+            )
             assert events[0].amount == 2_500_000_000
             assert events[0].reason == "promo"
-        summary, _ = await ledger.list_audit(target=None, action="credits.bulk", limit=9, offset=0)
+        summary, _ = await ledger.audit.list_audit(
+            target=None, action="credits.bulk", limit=9, offset=0
+        )
         assert summary[0].details is not None
         assert (summary[0].details["applied"], summary[0].details["failed"]) == (
             ["a", "b"],
@@ -179,7 +184,9 @@ def test_price_book_records_each_change_once_with_old_and_new(
             ("chat", "price.change"),
             ("cheap", "price.remove"),
         ]
-        events, _ = await ledger.list_audit(target="chat", action="price.change", limit=5, offset=0)
+        events, _ = await ledger.audit.list_audit(
+            target="chat", action="price.change", limit=5, offset=0
+        )
         assert len(events) == 1
         assert events[0].actor == "ops"
         assert events[0].reason == "new list price"
@@ -187,7 +194,7 @@ def test_price_book_records_each_change_once_with_old_and_new(
         assert details is not None
         assert details["old"]["price_per_1m_tokens"]["input"] == "2.50"
         assert details["new"]["price_per_1m_tokens"]["input"] == "3.00"
-        book = await ledger.list_prices()
+        book = await ledger.reports.list_prices()
         assert [(r.model, r.input) for r in book] == [("chat", 3_000_000_000)]
         # The book is exactly what the file says, so --direct shows what the gateway charges.
         assert book == price_rows(catalog(tmp_path, "3.00"))
@@ -213,14 +220,16 @@ def test_reload_keeps_old_prices_on_a_bad_file_and_history_on_a_good_one(
                 user_id="u", email=None, initial_credit="1.00", actor="t"
             )
             charged = services.catalog.resolve("chat", "chat/completions").price
-            await ledger.write_usage([replace(usage("r1", "u", 7), price_input=charged.input)])
+            await ledger.journal.write_usage(
+                [replace(usage("r1", "u", 7), price_input=charged.input)]
+            )
 
             models.write_text(MODELS.format(input="2.5.0", extra=""))
             with pytest.raises(Unprocessable) as refused:
                 await reload(services, actor="ops")
             assert "models.yaml:6: models.chat.price.input" in refused.value.message
             assert services.catalog.resolve("chat", "chat/completions").price == charged
-            assert [r.input for r in await ledger.list_prices()] == [charged.input]
+            assert [r.input for r in await ledger.reports.list_prices()] == [charged.input]
 
             models.write_text(MODELS.format(input="3.00", extra=""))
             answer = await reload(services, actor="ops", reason="list price")
@@ -229,11 +238,13 @@ def test_reload_keeps_old_prices_on_a_bad_file_and_history_on_a_good_one(
             ]
             # The next call is priced from the new catalog; the recorded call keeps its price.
             assert services.catalog.resolve("chat", "chat/completions").price.input == 3 * USD
-            rows, _ = await ledger.list_usage("u", limit=5, offset=0)
+            rows, _ = await ledger.reports.list_usage("u", limit=5, offset=0)
             assert [r.price_input for r in rows] == [charged.input]
             actions = [
                 e.action
-                for e in (await ledger.list_audit(target=None, action=None, limit=20, offset=0))[0]
+                for e in (
+                    await ledger.audit.list_audit(target=None, action=None, limit=20, offset=0)
+                )[0]
             ]
             assert actions[:3] == ["models.reload", "price.change", "models.reload_failed"]
         finally:

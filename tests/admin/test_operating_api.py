@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger import open_ledger
 from gateway.records import Entry
 from tests.support.gateway import RunningGateway, usd
 
@@ -25,10 +25,9 @@ def call(gw: RunningGateway, key: str, model: str = "chat", **kw: Any) -> None:
 
 def entries(gw: RunningGateway, user_id: str) -> list[Entry]:
     async def read() -> list[Entry]:
-        ledger = SqliteLedger(gw.settings.database_url.removeprefix("sqlite:///"))
-        await ledger.open()
+        ledger = await open_ledger(gw.settings.database_url)
         try:
-            return await ledger.list_entries(user_id)
+            return await ledger.journal.list_entries(user_id)
         finally:
             await ledger.close()
 

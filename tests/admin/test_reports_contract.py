@@ -20,7 +20,7 @@ from gateway.money import format_usd
 from gateway.pricing import Price, Usage, cost
 from gateway.records import UsageRecord
 
-MakeLedger = Callable[[], Ledger]
+MakeLedger = Callable[[], Awaitable[Ledger]]
 USERS = ("alice", "bob", "carol", "dave")
 MODELS = {  # model -> (provider, price)
     "gpt-4o": (
@@ -38,8 +38,7 @@ SPAN = timedelta(days=26)
 
 def run(make: MakeLedger, scenario: Callable[[Ledger], Awaitable[None]]) -> None:
     async def main() -> None:
-        ledger = make()
-        await ledger.open()
+        ledger = await make()
         try:
             await scenario(ledger)
         finally:
@@ -97,10 +96,12 @@ def seed_records(count: int = 700, seed: int = 7) -> list[UsageRecord]:
 
 async def seeded(ledger: Ledger, records: list[UsageRecord]) -> None:
     for user in USERS:
-        await ledger.create_user(user_id=user, email=None)
-        await ledger.post_entry(user, kind="grant", amount=10**12, reference=f"grant:{user}")
+        await ledger.directory.create_user(user_id=user, email=None)
+        await ledger.journal.post_entry(
+            user, kind="grant", amount=10**12, reference=f"grant:{user}"
+        )
     for i in range(0, len(records), 200):
-        await ledger.write_usage(records[i : i + 200])
+        await ledger.journal.write_usage(records[i : i + 200])
 
 
 def sums(records: Iterable[UsageRecord], money: str) -> dict[str, Any]:
@@ -321,7 +322,9 @@ def test_cursor_pages_neither_skip_nor_repeat_while_calls_land(make_ledger: Make
             seen += [r["request_id"] for r in page["data"]]
             # A call lands between pages (newer than everything listed so far).
             n += 1
-            await ledger.write_usage([record(90_000 + n, "alice", "llama", datetime.now(UTC), rng)])
+            await ledger.journal.write_usage(
+                [record(90_000 + n, "alice", "llama", datetime.now(UTC), rng)]
+            )
             if not page["has_more"]:
                 break
             params = {"limit": "7", "cursor": page["next_cursor"]}

@@ -47,7 +47,7 @@ def test_sighup_reloads_prices_and_a_bad_file_changes_nothing(tmp_path: Path) ->
         uninstall = price_reload.install_sighup(services)
 
         async def audited(action: str) -> bool:
-            found, _ = await services.ledger.list_audit(
+            found, _ = await services.ledger.audit.list_audit(
                 target=None, action=action, limit=1, offset=0
             )
             return bool(found) and found[0].actor == "sighup"

@@ -44,7 +44,7 @@ class HeldLoader:
         return read, resume
 
     async def __call__(self, user_id: str) -> tuple[int, int] | None:
-        value = await self._ledger.balance(user_id)
+        value = await self._ledger.journal.balance(user_id)
         if self._gate is not None:
             (read, resume), self._gate = self._gate, None
             read.set()
@@ -61,12 +61,12 @@ class Books:
 
     @property
     def postings(self) -> Postings:
-        return Postings(self.ledger, self.store)
+        return Postings(self.ledger.journal, self.store)
 
     async def agree(self, user_id: str) -> int:
         """Asserts the store's balance equals the ledger's; returns it."""
         snapshot = await self.store.snapshot(user_id)
-        durable = await self.ledger.balance(user_id)
+        durable = await self.ledger.journal.balance(user_id)
         assert snapshot is not None
         assert durable is not None
         assert snapshot[0] == durable[0], f"store {snapshot[0]} != ledger {durable[0]}"
@@ -105,7 +105,7 @@ _users = itertools.count()
 
 async def new_user(books: Books) -> str:
     user_id = f"u{next(_users)}"
-    await books.ledger.create_user(user_id=user_id, email=None)
+    await books.ledger.directory.create_user(user_id=user_id, email=None)
     await books.postings.post(user_id, kind="grant", amount=START, reference=f"start:{user_id}")
     return user_id
 
@@ -115,27 +115,29 @@ Commit = Callable[[Books, str, str], Awaitable[Entry]]
 
 
 async def _grant(b: Books, uid: str, ref: str) -> Entry:
-    return await b.ledger.post_entry(uid, kind="grant", amount=MOVE, reference=ref)
+    return await b.ledger.journal.post_entry(uid, kind="grant", amount=MOVE, reference=ref)
 
 
 async def _topup(b: Books, uid: str, ref: str) -> Entry:
-    return await b.ledger.post_entry(uid, kind="topup", amount=MOVE, reference=ref, actor="stripe")
+    return await b.ledger.journal.post_entry(
+        uid, kind="topup", amount=MOVE, reference=ref, actor="stripe"
+    )
 
 
 async def _refund(b: Books, uid: str, ref: str) -> Entry:
-    return await b.ledger.debit_up_to(  # type: ignore[attr-defined, no-any-return]
+    return await b.ledger.journal.debit_up_to(
         uid, kind="refund", amount=MOVE, reference=ref, reason="refund", actor="stripe"
     )
 
 
 async def _adjust_up(b: Books, uid: str, ref: str) -> Entry:
-    return await b.ledger.set_balance(
+    return await b.ledger.journal.set_balance(
         uid, balance=START + MOVE, reference=ref, reason="up", actor="op"
     )
 
 
 async def _adjust_down(b: Books, uid: str, ref: str) -> Entry:
-    return await b.ledger.post_entry(uid, kind="adjustment", amount=-MOVE, reference=ref)
+    return await b.ledger.journal.post_entry(uid, kind="adjustment", amount=-MOVE, reference=ref)
 
 
 MOVES: dict[str, Commit] = {
@@ -216,7 +218,7 @@ def test_concurrent_loads_and_postings_agree_every_time(
         async with books() as b:
             for i in range(40):
                 uid = f"c{next(_users)}"
-                await b.ledger.create_user(user_id=uid, email=None)
+                await b.ledger.directory.create_user(user_id=uid, email=None)
                 kinds = list(MOVES)[i % len(MOVES)], list(MOVES)[(i + 2) % len(MOVES)]
                 await asyncio.gather(
                     b.store.snapshot(uid),
@@ -243,9 +245,9 @@ def test_reconciler_applies_a_committed_entry_the_store_never_got(
     async def main() -> None:
         ledger = await open_ledger(pg_dsn)
         redis = connect(redis_url)
-        store = RedisStore(redis, ledger.balance)
+        store = RedisStore(redis, ledger.journal.balance)
         metrics = Metrics()
-        reconciler = Reconciler(store, ledger.entries_after, metrics=metrics)
+        reconciler = Reconciler(store, ledger.journal.entries_after, metrics=metrics)
         b = Books(ledger, store, HeldLoader(ledger), store)
         try:
             uid = await new_user(b)

@@ -34,8 +34,10 @@ async def ledger_at(url: str) -> AsyncIterator[Ledger]:
     ledger = await open_ledger(url)
     try:
         with contextlib.suppress(Exception):
-            await ledger.create_user(user_id=UID, email=None)
-            await ledger.post_entry(UID, kind="grant", amount=CREDIT, reference="grant:alice")
+            await ledger.directory.create_user(user_id=UID, email=None)
+            await ledger.journal.post_entry(
+                UID, kind="grant", amount=CREDIT, reference="grant:alice"
+            )
         yield ledger
     finally:
         await ledger.close()
@@ -48,12 +50,13 @@ class FlakyLedger:
         self.inner = inner
         self.down = True
         self.failures = 0
+        self.journal = self  # the writer reaches write_usage through ``ledger.journal``
 
     async def write_usage(self, records: Sequence[UsageRecord]) -> list[str]:
         if self.down:
             self.failures += 1
             raise ConnectionError("database is down")
-        return await self.inner.write_usage(records)
+        return await self.inner.journal.write_usage(records)
 
     async def ping(self) -> None:
         if self.down:
@@ -98,11 +101,11 @@ async def until_written(writer: StreamWriter, count: int) -> None:
 
 async def landed_once(ledger: Ledger, store: RedisStore, n: int) -> None:
     """Each request once in the ledger, and the ledger balance equals Redis's."""
-    rows, more = await ledger.list_usage(UID, limit=10 * n + 10, offset=0)
+    rows, more = await ledger.reports.list_usage(UID, limit=10 * n + 10, offset=0)
     ids = [r.request_id for r in rows]
     assert not more
     assert len(ids) == len(set(ids)) == n
-    balance = await ledger.balance(UID)
+    balance = await ledger.journal.balance(UID)
     snapshot = await store.snapshot(UID)
     assert balance is not None
     assert snapshot is not None
@@ -123,7 +126,7 @@ def test_batches_land_exactly_once(redis_url: str, database_url: str) -> None:
     async def main() -> None:
         async with ledger_at(database_url) as ledger:
             redis = connect(redis_url)
-            store = RedisStore(redis, ledger.balance)
+            store = RedisStore(redis, ledger.journal.balance)
             await store.open()
             writer = writer_for(redis, ledger)
             await writer.start()
@@ -147,7 +150,7 @@ def test_entries_of_a_consumer_killed_before_ack_are_written_once(
     async def main() -> None:
         async with ledger_at(database_url) as ledger:
             redis = connect(redis_url)
-            store = RedisStore(redis, ledger.balance)
+            store = RedisStore(redis, ledger.journal.balance)
             await store.open()
             dead = writer_for(redis, ledger, consumer="dead")
             await dead.ensure_group()
@@ -156,7 +159,7 @@ def test_entries_of_a_consumer_killed_before_ack_are_written_once(
             reply = await redis.xreadgroup("gw-writers", "dead", {store.stream: ">"}, count=100)
             entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
             assert len(entries) == 60
-            await ledger.write_usage([decode_record(f[b"r"]) for _, f in entries[:30]])
+            await ledger.journal.write_usage([decode_record(f[b"r"]) for _, f in entries[:30]])
 
             survivor = writer_for(redis, ledger, consumer="survivor", claim_idle_ms=50)
             await survivor.start()
@@ -177,7 +180,7 @@ def test_ledger_down_keeps_entries_pending_then_lands_them(
         async with ledger_at(database_url) as real:
             flaky = FlakyLedger(real)
             redis = connect(redis_url)
-            store = RedisStore(redis, real.balance)
+            store = RedisStore(redis, real.journal.balance)
             await store.open()
             writer = writer_for(redis, flaky)
             await writer.start()
@@ -187,7 +190,7 @@ def test_ledger_down_keeps_entries_pending_then_lands_them(
             )
             assert writer.last_error is not None
             assert await redis.xlen(store.stream) == 80  # nothing acknowledged, nothing lost
-            assert (await real.list_usage(UID, limit=1, offset=0))[0] == []
+            assert (await real.reports.list_usage(UID, limit=1, offset=0))[0] == []
             flaky.down = False
             await until_written(writer, 80)
             await writer.stop()
@@ -204,7 +207,7 @@ def test_a_poison_record_is_set_aside_and_the_rest_lands(redis_url: str, tmp_pat
     async def main() -> None:
         async with ledger_at(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
             redis = connect(redis_url)
-            store = RedisStore(redis, ledger.balance)
+            store = RedisStore(redis, ledger.journal.balance)
             await store.open()
             await settle_many(store, 10)
             # A record the ledger will always refuse (no such user) in the middle of a batch.
@@ -234,7 +237,7 @@ def test_stop_drains_what_is_left(redis_url: str, database_url: str) -> None:
     async def main() -> None:
         async with ledger_at(database_url) as ledger:
             redis = connect(redis_url)
-            store = RedisStore(redis, ledger.balance)
+            store = RedisStore(redis, ledger.journal.balance)
             await store.open()
             writer = writer_for(redis, ledger, block_ms=1000, claim_interval=60.0)
             await writer.start()
@@ -255,7 +258,7 @@ def test_redis_restart_keeps_balances_and_pending_entries(
     async def main() -> None:
         async with ledger_at(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
             redis = connect(redis_srv.url)
-            store = RedisStore(redis, ledger.balance)
+            store = RedisStore(redis, ledger.journal.balance)
             await store.open()
             await writer_for(redis, ledger).ensure_group()
             await settle_many(store, 30)
@@ -293,7 +296,7 @@ def test_production_metering_is_wired_from_settings(redis_url: str, tmp_path: Pa
             assert (await store.admit(UID, "req-0", 100, ttl=60)).ok
             assert await store.settle(record(0)) == CREDIT - 7
             await metering.stop()
-            rows, _ = await ledger.list_usage(UID, limit=10, offset=0)
+            rows, _ = await ledger.reports.list_usage(UID, limit=10, offset=0)
             assert [r.request_id for r in rows] == ["req-0"]
             await store.close()
 

@@ -46,7 +46,7 @@ def ledger_balance(dsn: str, uid: str) -> int:
     async def read() -> int:
         ledger = await open_ledger(dsn)
         try:
-            found = await ledger.balance(uid)
+            found = await ledger.journal.balance(uid)
         finally:
             await ledger.close()
         assert found is not None

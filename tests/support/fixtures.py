@@ -19,7 +19,7 @@ database        (function) parametrized over the two ledger databases: a SQLite 
                            tmp_path, and a fresh PostgreSQL database (``pg_dsn``, marked
                            ``production``); a ``Database`` (kind, url, ledger factory)
 database_url    (function) ``database.url``, a GATEWAY_DATABASE_URL
-make_ledger     (function) ``database.ledger``, a factory of unopened ledgers on it
+make_ledger     (function) ``database.open``, opens a new ledger on it
 
 If a server binary is missing the tests are skipped, unless ``CI`` is set to a
 true value, in which case they fail (see ``require_or_skip``).
@@ -28,15 +28,14 @@ true value, in which case they fail (see ``require_or_skip``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from gateway.ledger import open_ledger
 from gateway.ledger.base import Ledger
-from gateway.ledger.postgres import PostgresLedger
-from gateway.ledger.sqlite import SqliteLedger
 from tests.support.servers import (
     PostgresServer,
     RedisServer,
@@ -124,11 +123,9 @@ class Database:
     kind: str
     url: str
 
-    def ledger(self) -> Ledger:
-        """A new, unopened ledger on this database."""
-        if self.kind == "sqlite":
-            return SqliteLedger(self.url.removeprefix("sqlite:///"))
-        return PostgresLedger(self.url)
+    async def open(self) -> Ledger:
+        """A new ledger on this database, connected and migrated (close it)."""
+        return await open_ledger(self.url)
 
 
 # The one place the suite's tests are spread over both ledger databases.
@@ -146,5 +143,5 @@ def database_url(database: Database) -> str:
 
 
 @pytest.fixture
-def make_ledger(database: Database) -> Callable[[], Ledger]:
-    return database.ledger
+def make_ledger(database: Database) -> Callable[[], Awaitable[Ledger]]:
+    return database.open

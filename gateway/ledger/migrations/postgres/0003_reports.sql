@@ -13,7 +13,7 @@ CREATE TABLE model_prices (
     updated_at         timestamptz NOT NULL DEFAULT now()
 );
 
--- Covering indexes for the reports (gateway/ledger/postgres_reports.py): with the aggregated
+-- Covering indexes for the reports (gateway/ledger/reports.py): with the aggregated
 -- columns INCLUDEd, a report is an index-only scan. Same names and keys as 0001, so every
 -- query that used them still does. usage_records_time serves revenue per day (one range scan
 -- per day) and date-ranged reports; usage_records_user_time usage pages and per-user stats.

@@ -16,7 +16,7 @@ CREATE TABLE model_prices (
 -- GET /admin/audit?action=... filters by action alone (the target index cannot serve it).
 CREATE INDEX audit_log_action ON audit_log(action, id);
 
--- Covering indexes for the reports (gateway/ledger/sqlite_reports.py): every column a report
+-- Covering indexes for the reports (gateway/ledger/reports.py): every column a report
 -- aggregates rides in the index, so a report reads index pages only, never the table. Same
 -- names and leading columns as 0001, so every query that used them still does.
 -- usage_records_time: revenue per day (one range scan per day) and date-ranged reports.

@@ -1,0 +1,124 @@
+"""Users and API keys (the ``Directory`` port), written once for both databases."""
+
+from __future__ import annotations
+
+from gateway.ledger.audit import write_audit
+from gateway.ledger.base import DuplicateUser, UnknownUser
+from gateway.ledger.database import Database, Row
+from gateway.ledger.ports import Audited
+from gateway.records import ApiKey, User, utcnow
+
+# ON CONFLICT DO NOTHING: a concurrent insert of the same id waits for the first to commit,
+# then returns no row, so exactly one creator succeeds and the others see DuplicateUser.
+INSERT_USER = (
+    "INSERT INTO users (id, email, balance, version, created_at) VALUES ($1, $2, 0, 0, $3)"
+    " ON CONFLICT (id) DO NOTHING RETURNING *"
+)
+# No row when the user does not exist (users are never deleted, so the check cannot go stale;
+# the foreign key stays as the backstop). A duplicate id or hash raises the driver's error.
+INSERT_KEY = (
+    "INSERT INTO api_keys (id, user_id, key_hash, prefix, name, created_at)"
+    " SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2)"
+    " RETURNING *"
+)
+# COALESCE keeps the first revocation time: revoking twice changes nothing.
+REVOKE_KEY = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING *"
+KEY_BY_HASH = (
+    "SELECT k.*, u.email AS u_email, u.balance AS u_balance, u.version AS u_version,"
+    " u.created_at AS u_created_at FROM api_keys k JOIN users u ON u.id = k.user_id"
+    " WHERE k.key_hash = $1"
+)
+
+
+class SqlDirectory:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create_user(
+        self, *, user_id: str, email: str | None, audit: Audited[User] | None = None
+    ) -> User:
+        async with self._db.transaction() as tx:
+            row = await tx.fetchrow(INSERT_USER, user_id, email, utcnow())
+            if row is None:
+                raise DuplicateUser(user_id)
+            created = user(row)
+            if audit is not None:
+                await write_audit(tx, audit(created))
+        return created
+
+    async def get_user(self, user_id: str) -> User | None:
+        row = await self._db.fetchrow("SELECT * FROM users WHERE id = $1", user_id)
+        return user(row) if row else None
+
+    async def create_key(
+        self,
+        user_id: str,
+        *,
+        key_id: str,
+        key_hash: str,
+        prefix: str,
+        name: str | None,
+        audit: Audited[ApiKey] | None = None,
+    ) -> ApiKey:
+        async with self._db.transaction() as tx:
+            row = await tx.fetchrow(INSERT_KEY, key_id, user_id, key_hash, prefix, name, utcnow())
+            if row is None:
+                raise UnknownUser(user_id)
+            created = key(row)
+            if audit is not None:
+                await write_audit(tx, audit(created))
+        return created
+
+    async def list_keys(self, user_id: str) -> list[ApiKey]:
+        rows = await self._db.fetch(
+            "SELECT * FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC", user_id
+        )
+        return [key(r) for r in rows]
+
+    async def revoke_key(
+        self, key_id: str, *, audit: Audited[ApiKey] | None = None
+    ) -> ApiKey | None:
+        now = utcnow()
+        async with self._db.transaction() as tx:
+            row = await tx.fetchrow(REVOKE_KEY, key_id, now)
+            if row is None:
+                return None
+            revoked = key(row)
+            if audit is not None and revoked.revoked_at == now:  # revoked by this call
+                await write_audit(tx, audit(revoked))
+        return revoked
+
+    async def find_key(self, key_hash: str) -> tuple[ApiKey, User] | None:
+        row = await self._db.fetchrow(KEY_BY_HASH, key_hash)
+        if row is None:
+            return None
+        owner = User(
+            id=row["user_id"],
+            email=row["u_email"],
+            balance=row["u_balance"],
+            created_at=row["u_created_at"],
+            version=row["u_version"],
+        )
+        return key(row), owner
+
+
+def user(r: Row) -> User:
+    return User(
+        id=r["id"],
+        email=r["email"],
+        balance=r["balance"],
+        created_at=r["created_at"],
+        version=r["version"],
+    )
+
+
+def key(r: Row) -> ApiKey:
+    return ApiKey(
+        id=r["id"],
+        user_id=r["user_id"],
+        prefix=r["prefix"],
+        name=r["name"],
+        created_at=r["created_at"],
+        revoked_at=r["revoked_at"],
+        expires_at=r["expires_at"],
+    )

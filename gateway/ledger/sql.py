@@ -1,0 +1,34 @@
+"""Building blocks for statements written once for both dialects (notation: database.py)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from gateway.records import UsageRecord
+
+# usage_records columns in UsageRecord order (a column added later does not break the reads).
+USAGE_FIELDS = tuple(f.name for f in fields(UsageRecord))
+USAGE_COLUMNS = ", ".join(USAGE_FIELDS)
+
+
+class Params:
+    """The arguments of a statement built piece by piece: ``p(value)`` keeps the value and
+    answers its placeholder, ``$1`` then ``$2``...; pass ``*p.values`` with the statement."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+    def where(self, *conditions: tuple[str, Any]) -> str:
+        """``WHERE`` and the conditions whose value is not None, ANDed (``""`` when none).
+
+        Each condition is ``(left side, value)``, e.g. ``("target =", target)``. Only the
+        filters given reach the SQL, so each can use its own index (``$1 IS NULL OR ...``
+        would also leave PostgreSQL unable to type the parameter).
+        """
+        given = [f"{left} {self(value)}" for left, value in conditions if value is not None]
+        return f"WHERE {' AND '.join(given)}" if given else ""

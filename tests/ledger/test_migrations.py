@@ -1,0 +1,113 @@
+"""Schema migrations: applied once, and 0004 backfills entry versions on existing books."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import asyncpg
+import pytest
+
+from gateway.ledger import open_ledger
+from gateway.ledger.schema import migrations
+from tests.ledger.books import Books, Contract, assert_books_balance
+
+# Books written before migration 0004, entries of two users interleaved, each user's version
+# the number of their entries (the invariant 0004 relies on).
+USERS = [("alice", 60, 3), ("bob", 15, 2)]
+ENTRIES = [
+    ("alice", "grant", 100, 100, "grant:alice"),
+    ("bob", "grant", 20, 20, "grant:bob"),
+    ("alice", "usage", -30, 70, "usage:r1"),
+    ("bob", "usage", -5, 15, "usage:r2"),
+    ("alice", "usage", -10, 60, "usage:r3"),
+]
+
+
+def books_at_version_3_on_sqlite(path: str) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)")
+        for version, sql in migrations("sqlite")[:3]:
+            conn.executescript(sql)
+            conn.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
+        at = "2024-05-01 12:00:00.000000"
+        conn.executemany(
+            "INSERT INTO users (id, balance, version, created_at) VALUES (?, ?, ?, ?)",
+            [(*user, at) for user in USERS],
+        )
+        conn.executemany(
+            "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(*entry, at) for entry in ENTRIES],
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+async def books_at_version_3_on_postgres(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, sql in migrations("postgres")[:3]:
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+        await conn.executemany(
+            "INSERT INTO users (id, balance, version) VALUES ($1, $2, $3)", USERS
+        )
+        await conn.executemany(
+            "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            ENTRIES,
+        )
+    finally:
+        await conn.close()
+
+
+def test_entry_versions_are_backfilled_as_positions_per_user(contract: Contract) -> None:
+    async def main() -> None:
+        if contract.kind == "sqlite":
+            books_at_version_3_on_sqlite(contract.url.removeprefix("sqlite:///"))
+        else:
+            await books_at_version_3_on_postgres(contract.url)
+        ledger = await open_ledger(contract.url)  # applies 0004
+        try:
+            books = Books(ledger)
+            books.user_ids += ["alice", "bob"]
+            alice = await books.journal.list_entries("alice")
+            assert [(e.reference, e.version) for e in alice] == [
+                ("grant:alice", 1),
+                ("usage:r1", 2),
+                ("usage:r3", 3),
+            ]
+            assert [e.version for e in await books.journal.list_entries("bob")] == [1, 2]
+            later = await books.journal.post_entry("bob", kind="grant", amount=1, reference="g")
+            assert later.version == 3
+            await books.journal.write_usage([])
+            await assert_books_balance(books)
+        finally:
+            await ledger.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.production
+def test_postgres_ledgers_starting_together_migrate_once(pg_dsn: str) -> None:
+    async def main() -> None:
+        ledgers = await asyncio.gather(*(open_ledger(pg_dsn) for _ in range(4)))
+        try:
+            await ledgers[0].close()
+            await ledgers[0].open()  # reopening an up-to-date database changes nothing
+            versions = await ledgers[0].database.fetch(
+                "SELECT version FROM schema_migrations ORDER BY version"
+            )
+            assert [r["version"] for r in versions] == [v for v, _ in migrations("postgres")]
+        finally:
+            for ledger in ledgers:
+                await ledger.close()
+
+    asyncio.run(main())
