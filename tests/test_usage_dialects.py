@@ -55,7 +55,9 @@ def test_every_provider_has_fixtures_and_every_fixture_names_its_source() -> Non
     assert PROVIDERS <= {p.parent.name for p in CASES}
     for path in CASES:
         case = json.loads(path.read_text())
-        assert case["source"] and case["note"] and case["inputs"], path
+        assert case["source"], path
+        assert case["note"], path
+        assert case["inputs"], path
 
 
 @pytest.mark.parametrize(
@@ -82,7 +84,9 @@ def test_bug_report_cases_are_pinned(path: str, expected: dict[str, int]) -> Non
 
 def test_bh06_zero_prompt_is_flagged_for_a_329_token_prompt() -> None:
     usage = normalize({"usage": {"prompt_tokens": 0, "completion_tokens": 12, "total_tokens": 12}})
-    assert usage is not None and usage.prompt_tokens == 0 and usage.output_tokens == 12
+    assert usage is not None
+    assert usage.prompt_tokens == 0
+    assert usage.output_tokens == 12
     assert not plausible_prompt(usage.prompt_tokens, 329)
     billed = with_prompt(usage, 329)
     assert (billed.prompt_tokens, billed.output_tokens) == (329, 12)
@@ -196,14 +200,17 @@ def test_output_never_below_completion_nor_reasoning_outside_it(
     assert_well_formed(got)
     out = got.output_tokens
     if completion is not None:
-        assert out is not None and out >= completion
+        assert out is not None
+        assert out >= completion
     if reasoning is not None:
-        assert out is not None and out >= reasoning
+        assert out is not None
+        assert out >= reasoning
         if completion is not None and reasoning > completion:  # cannot be a subset
             assert out >= completion + reasoning
     whole_prompt = got.prompt_tokens  # cached tokens above prompt_tokens were added to it
     if total is not None and whole_prompt and total >= whole_prompt:
-        assert out is not None and out >= total - whole_prompt
+        assert out is not None
+        assert out >= total - whole_prompt
 
 
 @given(prompt=maybe, candidates=maybe, thoughts=maybe, total=maybe)
@@ -218,7 +225,8 @@ def test_gemini_thoughts_are_always_billed_beside_candidates(
     }
     got = normalize({"usageMetadata": meta})
     if candidates is not None and thoughts is not None:
-        assert got is not None and got.output_tokens is not None
+        assert got is not None
+        assert got.output_tokens is not None
         assert got.output_tokens >= candidates + thoughts
 
 
@@ -248,7 +256,8 @@ def test_unknown_stays_none_never_zero(present: set[str], n: int) -> None:
     assert (got.cached_tokens is None) == ("cached" not in present)
     assert (got.reasoning_tokens is None) == ("reasoning" not in present)
     assert (got.prompt_audio_tokens is None) == ("audio" not in present)
-    assert got.cache_write_tokens is None and got.upstream_cost_nanos is None
+    assert got.cache_write_tokens is None
+    assert got.upstream_cost_nanos is None
 
 
 @st.composite
