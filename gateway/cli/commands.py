@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--action", help="e.g. credits.add, balance.set, price.change")
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--offset", type=int)
-    from gateway.billing.stripe_webhook import add_cli as add_stripe_cli
+    from gateway.billing.replay import add_cli as add_stripe_cli
 
     add_stripe_cli(sub)  # gateway stripe replay <event.json> [--direct] [--url]
     return parser

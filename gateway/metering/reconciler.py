@@ -48,6 +48,7 @@ class Reconciler:
         self._metrics = metrics
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.last_error: str | None = None
 
     @property
@@ -58,21 +59,28 @@ class Reconciler:
         self._task = asyncio.create_task(self._run(), name="reconciler")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Cooperative first: redis-py can swallow a cancellation that lands mid-command (it
+        turns it into a connection error), which would leave a cancelled loop running."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        done, _ = await asyncio.wait({self._task}, timeout=5.0)
+        if not done:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await asyncio.wait({self._task}, timeout=5.0)
+        self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.run_once()
                 self.last_error = None
             except Exception as exc:  # Redis or the ledger down: the next round tries again
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("reconcile round failed: %s", self.last_error)
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
 
     async def run_once(self) -> int:
         """One pass over every cached user; returns the number of entries repaired."""

@@ -11,7 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.mock.upstream import REQUESTS_KEY, build_app
+from gateway.mock.script import REQUESTS_KEY
+from gateway.mock.upstream import build_app
 
 
 async def start(host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:

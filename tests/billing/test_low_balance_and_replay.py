@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from gateway.billing.autotopup import LOW_BALANCE_HEADER, crossed, low_balance_header
-from gateway.billing.stripe_webhook import add_cli, replay_direct, replay_http
+from gateway.billing.replay import add_cli, replay_direct, replay_http
 from tests.billing.helpers import assert_balance_is_sum_of_entries, event, session
 from tests.support.gateway import RunningGateway, usd
 from tests.support.waiting import wait_until
