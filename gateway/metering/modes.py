@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -76,10 +78,12 @@ async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) ->
     spill = settings.spill_folder()
     if settings.redis_url is None:
         memory = MemoryStore(ledger.journal.balance)
+        spill_path = spill / "outbox.jsonl"
+        _adopt_legacy_spill(settings.database_url, spill_path)
         outbox = OutboxWriter(
             ledger.journal,
             memory.outbox,
-            spill_path=spill / "outbox.jsonl",
+            spill_path=spill_path,
             interval=settings.usage_flush_interval,
         )
         memory.on_record = outbox.notify
@@ -141,6 +145,25 @@ async def check_durability(redis: Redis) -> None:
             + ". Fix redis.conf (or CONFIG SET), or set GATEWAY_ALLOW_VOLATILE_REDIS=1 to start"
             " anyway (balances may then be lost on a Redis restart or under memory pressure)"
         )
+
+
+def _adopt_legacy_spill(database_url: str, spill_path: Path) -> None:
+    """Releases before the one spill rule kept the embedded outbox beside the database
+    (``<db>.outbox.jsonl``): its records still have to reach the ledger, so they move to the
+    new file (appended, so nothing already there is lost) before the outbox replays it."""
+    path = database_url.removeprefix("sqlite:///")
+    if not database_url.startswith("sqlite:///") or path in ("", ":memory:"):
+        return
+    legacy = Path(path + ".outbox.jsonl")
+    if not legacy.exists():
+        return
+    spill_path.parent.mkdir(parents=True, exist_ok=True)
+    with spill_path.open("ab") as fh:
+        fh.write(legacy.read_bytes())
+        fh.flush()
+        os.fsync(fh.fileno())
+    legacy.unlink()
+    log.warning("moved the embedded outbox spill %s to %s", legacy, spill_path)
 
 
 def _text(value: object) -> str:

@@ -94,6 +94,7 @@ class OutboxWriter:
     def _spill_all(self) -> None:
         if self._spill is None or not self._outbox:
             return
+        self._spill.parent.mkdir(parents=True, exist_ok=True)
         with self._spill.open("ab") as fh:
             while self._outbox:
                 fh.write(encode_record(self._outbox.popleft()) + b"\n")
