@@ -89,7 +89,12 @@ async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) ->
         memory.on_record = outbox.notify
         return Metering(memory, outbox)
     redis = connect(settings.redis_url)
-    if not settings.allow_volatile_redis:
+    if settings.allow_volatile_redis:
+        log.warning(
+            "GATEWAY_ALLOW_VOLATILE_REDIS=1: Redis durability not checked; balances may be lost"
+            " on a Redis restart or evicted under memory pressure"
+        )
+    else:
         try:
             await check_durability(redis)
         except BaseException:
