@@ -8,14 +8,17 @@ the sleep is over; newest last); DELETE /_mock/requests clears them.
 Token rule (so metering tests can assert exact numbers): prompt tokens = whitespace-separated
 words in all prompt text (message content strings and text parts, ``prompt``, embeddings
 ``input``, responses ``instructions`` + ``input``) with directives removed, plus one per raw
-integer token id. Completion tokens = reply pieces + ``reasoning`` (OpenAI counts reasoning
-inside completion tokens). The reply is "Hello from the mock model." in 5 pieces.
+integer token id, plus ``stored``. Completion tokens = reply pieces + ``reasoning`` (OpenAI
+counts reasoning inside completion tokens). The reply is "Hello from the mock model." in 5
+pieces, cut to the request's output cap (``max_completion_tokens``, ``max_tokens`` or
+``max_output_tokens``, first present) as a provider would.
 
 Faults are driven by directives ``[[mock:NAME=VALUE]]`` in the prompt text or the header
 ``x-mock: NAME=VALUE;NAME2=VALUE2`` (header wins): ``chunks=N`` reply of N pieces " w0" ...;
 ``status=CODE`` OpenAI error body; ``no_usage=1`` omit usage; ``cut_after=N`` drop the
 connection after N streamed pieces; ``delay=S`` sleep before answering; ``chunk_delay=S``
-sleep before each streamed piece; ``cached=N`` / ``reasoning=N`` usage details.
+sleep before each streamed piece; ``cached=N`` / ``reasoning=N`` usage details; ``stored=N``
+N more prompt tokens, as a prompt the provider keeps (a stored conversation, a cache) adds.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ MODEL_IDS = ("mock-gpt", "mock-gpt-mini", "mock-embedding", "gpt-4o-mini", "text
 EMBEDDING_DIMS = 8
 DIRECTIVE_RE = re.compile(r"\[\[mock:([A-Za-z_]+)=([^\]]*)\]\]")
 DIRECTIVE_TYPES: dict[str, Callable[[str], Any]] = {
-    **dict.fromkeys(("chunks", "status", "cut_after", "cached", "reasoning"), int),
+    **dict.fromkeys(("chunks", "status", "cut_after", "cached", "reasoning", "stored"), int),
     **dict.fromkeys(("delay", "chunk_delay"), float),
     "no_usage": lambda value: value.lower() in ("1", "true", "yes"),
 }
@@ -50,6 +53,7 @@ REQUESTS_KEY = web.AppKey("mock_requests", deque)
 # The log entry of the request being handled: aiohttp runs each request in its own task, so each
 # handler sees its own.
 LOG_ENTRY: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("mock_log_entry")
+CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
 MockEndpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -65,6 +69,7 @@ class Directives:
     chunk_delay: float = 0.0
     cached: int = 0
     reasoning: int = 0
+    stored: int = 0
 
 
 @dataclass(slots=True)
@@ -175,7 +180,10 @@ async def begin(
     if mock.status is not None and mock.status >= 400:
         raise Reject(mock.status, f"mock upstream forced status {mock.status}")
     pieces = list(DEFAULT_PIECES) if mock.chunks is None else [f" w{i}" for i in range(mock.chunks)]
-    prompt_tokens = token_ids + len(DIRECTIVE_RE.sub(" ", text).split())
+    caps = [body[f] for f in CAP_FIELDS if type(body.get(f)) is int]
+    if caps:
+        pieces = pieces[: max(caps[0], 0)]
+    prompt_tokens = token_ids + len(DIRECTIVE_RE.sub(" ", text).split()) + mock.stored
     model = str(body.get("model") or MODEL_IDS[0])
     return ScriptedReply(
         body, model, mock, prompt_tokens, pieces, uuid.uuid4().hex, int(time.time())
