@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.catalog import Model, Provider
@@ -15,6 +15,7 @@ from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest
 from gateway.inputs import MAX_TILES, NOTHING_HELD, Held, ImageRule, held_input
 from gateway.pricing import Price, quote, worst_case
+from gateway.tokens import count_prompt, model_encoder
 
 CHAT, RESPONSES, COMPLETIONS = (
     ENDPOINTS[p] for p in ("chat/completions", "responses", "completions")
@@ -195,6 +196,30 @@ def test_images_add_their_rule_to_the_prompt_and_the_window_caps_the_input() -> 
     small = quote(model(context_window=500, image_tokens=GPT_4O), CHAT, payload, body)
     assert small.input_tokens == 500
     assert small.reserve == worst_case(M, 500, 1000)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 10_000),
+            st.integers(1, 10_000),
+            st.sampled_from([None, "auto", "low", "high"]),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from([ImageRule(85, 170), ImageRule(2833, 5667), ImageRule(2489)]),
+)
+def test_the_input_reserved_covers_every_image_at_any_size(
+    images: list[tuple[int, int, str | None]], rule: ImageRule
+) -> None:
+    # What the provider bills: the text as counted, and each image by its formula.
+    payload = chat(*(image(detail=detail) for _, _, detail in images))
+    free = quote(model(image_tokens=rule), CHAT, payload, len(orjson.dumps(payload)))
+    text = count_prompt(model_encoder("up-model", None), CHAT, payload)
+    billed = text + sum(rule.tokens(w, h, detail) for w, h, detail in images)
+    assert free.input_tokens >= billed
+    assert free.reserve >= worst_case(M, billed, 1000)
 
 
 def test_the_window_caps_even_a_text_prompt_bound() -> None:

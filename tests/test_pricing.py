@@ -197,6 +197,41 @@ def test_the_reservation_never_falls_below_what_the_forwarded_call_can_cost(
         assert fitted.output.choices == exact.output.choices
 
 
+@pytest.mark.parametrize(
+    ("path", "payload", "forwarded"),
+    [
+        ("chat/completions", {}, {"max_completion_tokens": 1000}),
+        ("chat/completions", {"max_tokens": 50_000}, {"max_tokens": 1000}),
+        ("chat/completions", {"max_tokens": 20}, {"max_tokens": 20}),
+        (
+            "chat/completions",
+            {"max_completion_tokens": 20, "max_tokens": 50_000},
+            {"max_completion_tokens": 20, "max_tokens": 20},
+        ),
+        (
+            "chat/completions",
+            {"max_output_tokens": 50_000},
+            {"max_output_tokens": 1000, "max_completion_tokens": 1000},
+        ),
+        (
+            "chat/completions",
+            {"max_output_tokens": "lots"},
+            {"max_output_tokens": 1000, "max_completion_tokens": 1000},
+        ),
+        ("completions", {"max_tokens": None}, {"max_tokens": 1000}),
+        ("responses", {}, {"max_output_tokens": 1000}),
+        ("embeddings", {}, {}),
+    ],
+)
+def test_the_forwarded_request_carries_the_reserved_cap(
+    path: str, payload: dict[str, Any], forwarded: dict[str, Any]
+) -> None:
+    endpoint = ENDPOINTS[path]
+    sent = dict(payload)
+    write_cap(endpoint, sent, output_cap(endpoint, payload, 1000))
+    assert {k: v for k, v in sent.items() if k in OUTPUT_CAP_FIELDS} == forwarded
+
+
 def test_n_shares_what_fits_between_the_choices() -> None:
     # BH-22 (a): $0.002, n=3 and max_tokens=100 on a $1 / $10 per 1M model with a 9-token
     # prompt: 199 output tokens fit, so each choice may have 66.
