@@ -126,13 +126,6 @@ class Held:
 NOTHING_HELD = Held()
 
 
-@dataclass(slots=True)
-class _Found:
-    images: list[str | None]  # each image's detail
-    # The first input that needs the context window: what it is, and the request field.
-    unbounded: tuple[str, str] | None = None
-
-
 def held_input(
     endpoint: Endpoint,
     payload: dict[str, Any],
@@ -145,17 +138,16 @@ def held_input(
     ``window`` is the model's context window and ``images`` its image rule (None: not
     configured). Raises BadRequest (``unbounded_input``) when an input needs the context window
     and the model has none."""
-    found = _Found(images=[])
+    field = endpoint.prompt_field
+    details, unbounded = _walk(payload.get(field), field)
     for path in endpoint.held_fields:
         if _lookup(payload, path) is not None:
-            found.unbounded = (path, path)
+            unbounded = (path, path)
             break
-    field = endpoint.prompt_field
-    _walk(payload.get(field), found, field)
-    if found.images and found.unbounded is None and images is None:
-        found.unbounded = ("image inputs", field)
-    if found.unbounded is not None:
-        what, param = found.unbounded
+    if details and unbounded is None and images is None:
+        unbounded = ("image inputs", field)
+    if unbounded is not None:
+        what, param = unbounded
         if window is None:
             raise BadRequest(
                 f"This model cannot take {what} through this gateway: their tokens are not "
@@ -165,43 +157,55 @@ def held_input(
                 code="unbounded_input",
             )
         return Held(window, window=True, why=what)
-    if not found.images:
+    if not details:
         return NOTHING_HELD
     assert images is not None
-    count = len(found.images)
+    count = len(details)
     return Held(
-        sum(images.most(detail) for detail in found.images),
+        sum(images.most(detail) for detail in details),
         why=f"{count} image{'s' if count > 1 else ''}",
     )
 
 
 def _lookup(payload: dict[str, Any], path: str) -> Any:
-    value: Any = payload
-    for name in path.split("."):
+    head, _, rest = path.partition(".")
+    value = payload.get(head)
+    for name in rest.split(".") if rest else ():
         if not isinstance(value, dict):
             return None
         value = value.get(name)
     return value
 
 
-def _walk(root: Any, found: _Found, field: str) -> None:
-    # Iterative: a body may nest deeper than Python's recursion limit.
-    stack = [root]
+def _walk(root: Any, field: str) -> tuple[list[str | None], tuple[str, str] | None]:
+    """Every image's detail under ``root``, and the first input that needs the context window
+    (what it is, and the request field), if any.
+
+    Iterative (a body may nest deeper than Python's recursion limit) and written for speed, as
+    it runs on every call: orjson builds exact dicts and lists, so ``type(...) is`` holds."""
+    details: list[str | None] = []
+    unbounded: tuple[str, str] | None = None
+    stack: list[Any] = [root] if isinstance(root, (dict, list)) else []
+    pop, push = stack.pop, stack.append
     while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            if node and isinstance(node[0], int):
+        node = pop()
+        if type(node) is list:
+            if node and type(node[0]) is int:
                 continue  # a token array: ids, nothing typed inside
-            stack.extend(v for v in node if isinstance(v, (dict, list)))
+            for value in node:
+                if type(value) is dict or type(value) is list:
+                    push(value)
             continue
-        if not isinstance(node, dict):
-            continue
-        kind = _kind(node)
-        if kind == "image":
-            found.images.append(_detail(node))
-        elif kind is not None and found.unbounded is None:
-            found.unbounded = (f"{kind} inputs ({node.get('type', 'audio')})", field)
-        stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+        if "type" in node or "audio" in node:
+            kind = _kind(node)
+            if kind == "image":
+                details.append(_detail(node))
+            elif kind is not None and unbounded is None:
+                unbounded = (f"{kind} inputs ({node.get('type', 'audio')})", field)
+        for value in node.values():
+            if type(value) is dict or type(value) is list:
+                push(value)
+    return details, unbounded
 
 
 def _kind(node: dict[str, Any]) -> InputKind | None:

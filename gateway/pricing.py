@@ -191,15 +191,15 @@ def output_cap(endpoint: Endpoint, payload: dict[str, Any], most: int) -> Output
     the upstream may read any of them."""
     if not endpoint.cap_fields:
         return Output(0)
-    output = Output(most, field=endpoint.cap_fields[0])
+    per_choice, field, asked = most, endpoint.cap_fields[0], False
     for name in endpoint.cap_fields:
         value = payload.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise BadRequest(f"{name} must be a positive integer", param=name, code="invalid_value")
-        if not output.asked:
-            output = Output(min(value, most), field=name, asked=True)
+        if not asked:
+            per_choice, field, asked = min(value, most), name, True
     choices = 1
     # Counted on every generating endpoint, whether it documents the field or not: an upstream
     # that honours one the gateway ignored would produce more than was reserved.
@@ -214,4 +214,4 @@ def output_cap(endpoint: Endpoint, payload: dict[str, Any], most: int) -> Output
                 code="invalid_value",
             )
         choices = max(choices, value)
-    return replace(output, choices=choices)
+    return Output(per_choice, choices, field, asked)
