@@ -17,10 +17,13 @@ import yaml
 
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest, NotFound
+from gateway.inputs import ImageRule
 from gateway.money import MoneyError, parse_price
 from gateway.pricing import Price
 
 KINDS = ("chat", "embedding")
+# Token counts in models.yaml: far above any model, low enough that a typo is caught.
+MOST_TOKENS = 100_000_000
 
 
 class CatalogError(ValueError):
@@ -44,6 +47,10 @@ class Model:
     kind: str = "chat"
     max_output_tokens: int = 4096
     encoding: str | None = None
+    # Bounds on inputs the request body does not carry (gateway.inputs): the most input
+    # tokens the model accepts, and the most tokens one image counts for.
+    context_window: int | None = None
+    image_tokens: ImageRule | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,8 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
             "max_output_tokens",
             "kind",
             "encoding",
+            "context_window",
+            "image_tokens",
         }
         if unknown:
             raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
@@ -219,8 +228,37 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
             kind=kind,
             max_output_tokens=cap,
             encoding=encoding,
+            context_window=_tokens(spec.get("context_window"), (*where, "context_window"), loc),
+            image_tokens=_image_rule(spec.get("image_tokens"), (*where, "image_tokens"), loc),
         )
     return out
+
+
+def _tokens(raw: object, where: tuple[str, ...], loc: _Located) -> int | None:
+    return None if raw is None else _count(raw, where, loc)
+
+
+def _count(raw: object, where: tuple[str, ...], loc: _Located, least: int = 1) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not least <= raw <= MOST_TOKENS:
+        raise loc.fail(where, f"must be a whole number of tokens from {least} to {MOST_TOKENS}")
+    return raw
+
+
+def _image_rule(raw: object, where: tuple[str, ...], loc: _Located) -> ImageRule | None:
+    """``image_tokens: 1445`` (the most one image counts for) or ``{base: 85, tile: 170}``
+    (OpenAI's tile formula)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        return ImageRule(_count(raw, where, loc))
+    unknown = set(raw) - {"base", "tile"}
+    if unknown:
+        raise loc.fail((*where, sorted(unknown)[0]), "unknown field (base and tile are known)")
+    if "base" not in raw or "tile" not in raw:
+        raise loc.fail(where, "the tile formula needs both base and tile")
+    return ImageRule(
+        _count(raw["base"], (*where, "base"), loc), _count(raw["tile"], (*where, "tile"), loc, 0)
+    )
 
 
 def _price(raw: object, where: tuple[str, ...], kind: str, loc: _Located) -> Price:

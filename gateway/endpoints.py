@@ -1,9 +1,9 @@
 """The /v1 endpoints the gateway proxies, as data: one row per endpoint.
 
 Everything that depends on the endpoint reads its row: the app (which paths are proxied), the
-catalog (which kind of model may serve it), admission (streaming, the output cap), token
-counting (where and how the prompt is written) and usage parsing (under which names the
-answer reports tokens). A new endpoint is a new row, never an ``if endpoint == ...``.
+catalog (which kind of model may serve it), admission (streaming, the output cap, input held
+upstream), token counting (where and how the prompt is written) and usage parsing (under which
+names the answer reports tokens). A new endpoint is a new row, never an ``if endpoint == ...``.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ RESPONSE_USAGE = UsageShape(
     typed_events=True,
 )
 
-# Every generating endpoint honours all three names, first present wins (README, "How money
-# works"): a client that uses another endpoint's name is still capped, and the upstream
-# decides whether it accepts the field.
+# Every name any endpoint caps output with. A cap the caller wrote under another endpoint's
+# name is not trusted for the reservation (the upstream may ignore it), but it is still lowered
+# to the reserved cap before forwarding, in case the upstream does honour it.
 OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
@@ -59,8 +59,12 @@ OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 class Endpoint:
     """One proxied endpoint, served at ``/v1/<path>`` and forwarded to the same path upstream.
 
-    ``cap_fields`` name the request fields that cap output tokens (empty: the endpoint
-    produces none). ``include_usage``: a stream reports usage only when the request asks with
+    ``cap_fields`` name the request fields the upstream honours as the output cap, first
+    present wins (empty: the endpoint produces none); the first one is what the gateway writes
+    when the caller set none. ``held_fields`` name request fields (dotted paths into nested
+    objects) whose presence means part of the prompt is held upstream (a stored response,
+    conversation, prompt template or context cache), so the body's length does not bound it.
+    ``include_usage``: a stream reports usage only when the request asks with
     ``stream_options.include_usage``, so the gateway always asks.
     """
 
@@ -72,6 +76,7 @@ class Endpoint:
     streams: bool = False
     include_usage: bool = False
     cap_fields: tuple[str, ...] = ()
+    held_fields: tuple[str, ...] = ()
 
 
 ENDPOINTS: Mapping[str, Endpoint] = {
@@ -85,7 +90,10 @@ ENDPOINTS: Mapping[str, Endpoint] = {
             CHAT_USAGE,
             streams=True,
             include_usage=True,
-            cap_fields=OUTPUT_CAP_FIELDS,
+            # OpenAI's current name first: its reasoning models refuse max_tokens.
+            cap_fields=("max_completion_tokens", "max_tokens"),
+            # Gemini's OpenAI-compatible API reads a context cache created beforehand.
+            held_fields=("extra_body.google.cached_content",),
         ),
         Endpoint(
             "completions",
@@ -95,7 +103,7 @@ ENDPOINTS: Mapping[str, Endpoint] = {
             CHAT_USAGE,
             streams=True,
             include_usage=True,
-            cap_fields=OUTPUT_CAP_FIELDS,
+            cap_fields=("max_tokens",),
         ),
         Endpoint("embeddings", "embedding", "embedding", "input", CHAT_USAGE),
         Endpoint(
@@ -105,7 +113,9 @@ ENDPOINTS: Mapping[str, Endpoint] = {
             "input",
             RESPONSE_USAGE,
             streams=True,
-            cap_fields=OUTPUT_CAP_FIELDS,
+            cap_fields=("max_output_tokens",),
+            # A stored response or conversation to continue, a stored prompt template.
+            held_fields=("previous_response_id", "conversation", "prompt"),
         ),
     )
 }

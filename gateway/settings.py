@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal, cast
 
 from gateway.money import parse_usd
 
@@ -51,6 +52,19 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
 
 
+UncappedCalls = Literal["fit", "refuse"]
+UNCAPPED_CALLS: tuple[UncappedCalls, ...] = ("fit", "refuse")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///./gateway.db"
@@ -63,6 +77,9 @@ class Settings:
     upstream_connect_timeout: float = 10.0
     upstream_read_timeout: float = 600.0
     reservation_ttl: float = 900.0
+    # A whole answer asked for without an output cap whose worst case the balance cannot
+    # cover: "fit" forwards it with the largest cap the balance covers, "refuse" answers 402.
+    uncapped_calls: UncappedCalls = "fit"
     shutdown_grace: float = 30.0
     auth_cache_ttl: float = 5.0
     usage_flush_interval: float = 0.05
@@ -130,6 +147,9 @@ class Settings:
             upstream_connect_timeout=_float(env, "GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10.0),
             upstream_read_timeout=_float(env, "GATEWAY_UPSTREAM_TIMEOUT", 600.0),
             reservation_ttl=_float(env, "GATEWAY_RESERVATION_TTL", 900.0),
+            uncapped_calls=cast(
+                UncappedCalls, _choice(env, "GATEWAY_UNCAPPED_CALLS", UNCAPPED_CALLS)
+            ),
             shutdown_grace=_float(env, "GATEWAY_SHUTDOWN_GRACE", 30.0),
             auth_cache_ttl=_float(env, "GATEWAY_AUTH_CACHE_TTL", 5.0),
             stream_claim_idle=_float(env, "GATEWAY_STREAM_CLAIM_IDLE", 60.0),

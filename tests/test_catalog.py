@@ -6,6 +6,7 @@ import pytest
 
 from gateway import catalog
 from gateway.errors import BadRequest, NotFound
+from gateway.inputs import ImageRule
 
 GOOD = """\
 currency: usd
@@ -60,6 +61,44 @@ def test_parse_reads_prices_exactly_and_resolves_provider_key():
             "m.yaml:9: models.gpt-4o.max_output_tokens",
         ),
         (GOOD.replace("https://api", "ftp://api"), "m.yaml:3: providers.openai.base_url"),
+        (
+            GOOD.replace(
+                "max_output_tokens: 16384", "max_output_tokens: 16384\n    context_window: 0"
+            ),
+            "m.yaml:10: models.gpt-4o.context_window",
+        ),
+        (
+            GOOD.replace(
+                "max_output_tokens: 16384", 'max_output_tokens: 16384\n    context_window: "128k"'
+            ),
+            "m.yaml:10: models.gpt-4o.context_window",
+        ),
+        (
+            GOOD.replace(
+                "max_output_tokens: 16384", "max_output_tokens: 16384\n    image_tokens: -5"
+            ),
+            "m.yaml:10: models.gpt-4o.image_tokens",
+        ),
+        (
+            GOOD.replace(
+                "max_output_tokens: 16384",
+                "max_output_tokens: 16384\n    image_tokens:\n      base: 85\n      tiles: 170",
+            ),
+            "m.yaml:12: models.gpt-4o.image_tokens.tiles: unknown field",
+        ),
+        (
+            GOOD.replace(
+                "max_output_tokens: 16384", "max_output_tokens: 16384\n    image_tokens: {base: 85}"
+            ),
+            "m.yaml:10: models.gpt-4o.image_tokens: the tile formula needs both",
+        ),
+        (
+            GOOD.replace(
+                "max_output_tokens: 16384",
+                "max_output_tokens: 16384\n    image_tokens: {base: 85, tile: 1.5}",
+            ),
+            "m.yaml:10: models.gpt-4o.image_tokens.tile",
+        ),
         (GOOD + "  gpt-4o:\n    provider: openai\n", "m.yaml:13: models.gpt-4o: duplicate key"),
         ("models: [\n", "m.yaml:2: not valid YAML"),
     ],
@@ -68,6 +107,36 @@ def test_invalid_file_names_line_and_field(broken, where):
     with pytest.raises(catalog.CatalogError) as err:
         catalog.parse(broken, source="m.yaml", env={})
     assert str(err.value).startswith(where)
+
+
+def test_input_bounds_are_optional_and_read_exactly():
+    plain = catalog.parse(GOOD, source="m.yaml", env={}).models["gpt-4o"]
+    assert plain.context_window is None
+    assert plain.image_tokens is None
+    bounded = GOOD.replace(
+        "max_output_tokens: 16384",
+        "max_output_tokens: 16384\n"
+        "    context_window: 128000\n"
+        "    image_tokens: {base: 85, tile: 170}",
+    )
+    model = catalog.parse(bounded, source="m.yaml", env={}).models["gpt-4o"]
+    assert model.context_window == 128_000
+    assert model.image_tokens == ImageRule(85, 170)
+    flat = GOOD.replace(
+        "max_output_tokens: 16384", "max_output_tokens: 16384\n    image_tokens: 2489"
+    )
+    assert catalog.parse(flat, source="m.yaml", env={}).models["gpt-4o"].image_tokens == ImageRule(
+        2489
+    )
+
+
+def test_every_shipped_chat_model_bounds_what_the_body_does_not_carry():
+    # Out of the box, images and continuations are reserved, not refused (README).
+    loaded = catalog.load(Path(__file__).parent.parent / "models.yaml", {})
+    for model in loaded.models.values():
+        if model.kind == "chat":
+            assert model.context_window, model.name
+            assert model.context_window >= model.max_output_tokens, model.name
 
 
 def test_resolve_refuses_unknown_model_and_wrong_kind():

@@ -299,6 +299,26 @@ def test_cached_and_reasoning(client: openai.OpenAI) -> None:
     assert capped.usage.prompt_tokens_details.cached_tokens == 1
 
 
+def test_the_reply_is_cut_to_the_output_cap_like_a_provider(client: openai.OpenAI) -> None:
+    words = user("a [[mock:chunks=50]]")
+    chat = client.chat.completions.create(model="m", messages=words, max_completion_tokens=7)
+    assert chat.usage is not None
+    assert chat.usage.completion_tokens == 7
+    done = client.completions.create(model="m", prompt="a [[mock:chunks=50]]", max_tokens=3)
+    assert done.choices[0].text == " w0 w1 w2"
+    reply = client.responses.create(model="m", input="[[mock:chunks=50]]", max_output_tokens=16)
+    assert reply.usage is not None
+    assert reply.usage.output_tokens == 16
+
+
+def test_stored_adds_prompt_tokens_the_body_does_not_carry(client: openai.OpenAI) -> None:
+    reply = client.responses.create(
+        model="m", input="continue [[mock:stored=150000]]", previous_response_id="resp_1"
+    )
+    assert reply.usage is not None
+    assert reply.usage.input_tokens == 150_001
+
+
 def test_delay_is_slept_before_the_answer(client: openai.OpenAI, mock: MockUpstreamThread) -> None:
     # The mock writes the delay into the request's log entry only once the sleep is over, and
     # before the first byte of the answer: with the answer in hand, the entry must show it.

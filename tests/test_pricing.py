@@ -1,4 +1,5 @@
-"""Quotes: the free byte bound, the output cap and the exact count admission falls back to."""
+"""Quotes: the free byte bound, the output cap and choices, the exact count admission falls
+back to, the cap that fits; the cap written into the forwarded request."""
 
 from __future__ import annotations
 
@@ -10,9 +11,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.catalog import Model, Provider
-from gateway.endpoints import ENDPOINTS
+from gateway.endpoints import ENDPOINTS, OUTPUT_CAP_FIELDS, Endpoint
 from gateway.errors import BadRequest
-from gateway.pricing import Price, exact_quote, output_cap, quote, worst_case
+from gateway.pricing import (
+    Output,
+    Price,
+    affordable_output,
+    exact_quote,
+    fit,
+    output_cap,
+    quote,
+    worst_case,
+)
+from gateway.proxy.admission import insufficient_message, write_cap
+from gateway.tokens import count_prompt, model_encoder
 
 PROVIDER = Provider("p", "http://upstream")
 CHAT_MODEL = Model(
@@ -56,24 +68,71 @@ def test_the_free_quote_never_reserves_less_than_the_exact_one(
     assert exact.cap == free.cap
 
 
-def test_the_first_cap_field_wins_capped_at_the_model_times_the_choices() -> None:
-    assert output_cap(CHAT, {}, 1000) == 1000
-    assert output_cap(CHAT, {"max_tokens": 50}, 1000) == 50
-    assert output_cap(CHAT, {"max_completion_tokens": 20, "max_tokens": 50}, 1000) == 20
-    assert output_cap(CHAT, {"max_output_tokens": 5000}, 1000) == 1000
-    assert output_cap(CHAT, {"max_tokens": 50, "n": 3}, 1000) == 150
-    assert output_cap(CHAT, {"max_tokens": 50, "n": 2, "best_of": 4}, 1000) == 200
+def test_the_first_honoured_cap_field_wins_capped_at_the_model_times_the_choices() -> None:
+    assert output_cap(CHAT, {}, 1000) == Output(1000, field="max_completion_tokens")
+    assert output_cap(CHAT, {"max_tokens": 50}, 1000) == Output(50, field="max_tokens", asked=True)
+    both = {"max_completion_tokens": 20, "max_tokens": 50}
+    assert output_cap(CHAT, both, 1000) == Output(20, field="max_completion_tokens", asked=True)
+    above = output_cap(CHAT, {"max_tokens": 5000}, 1000)
+    assert above == Output(1000, field="max_tokens", asked=True)
+    assert output_cap(CHAT, {"max_tokens": 50, "n": 3}, 1000).tokens == 150
+    assert output_cap(CHAT, {"max_tokens": 50, "n": 2, "best_of": 4}, 1000).tokens == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("chat/completions", "max_completion_tokens"),
+        ("completions", "max_tokens"),
+        ("responses", "max_output_tokens"),
+    ],
+)
+def test_an_uncapped_request_is_capped_under_the_endpoints_own_field(path: str, field: str) -> None:
+    assert output_cap(ENDPOINTS[path], {}, 700) == Output(700, field=field)
+
+
+def test_a_cap_under_another_endpoints_name_is_not_trusted() -> None:
+    # An upstream may ignore a field its endpoint does not define: the cap stays the model's.
+    assert output_cap(CHAT, {"max_output_tokens": 5}, 1000) == Output(
+        1000, field="max_completion_tokens"
+    )
+    assert output_cap(ENDPOINTS["completions"], {"max_completion_tokens": 5}, 1000).per_choice == (
+        1000
+    )
+
+
+def test_best_of_multiplies_completions_output() -> None:
+    completions = ENDPOINTS["completions"]
+    assert output_cap(completions, {"max_tokens": 10, "n": 2, "best_of": 5}, 1000).tokens == 50
 
 
 @pytest.mark.parametrize(
     "payload",
-    [{"max_tokens": 0}, {"max_tokens": True}, {"max_tokens": "9"}, {"n": 0}, {"best_of": 129}],
+    [
+        {"max_tokens": 0},
+        {"max_tokens": True},
+        {"max_tokens": "9"},
+        {"max_tokens": 9.0},
+        {"n": 0},
+        {"n": "3"},
+        {"n": 2.5},
+        {"best_of": 129},
+        {"n": False},
+    ],
 )
 def test_an_invalid_cap_or_choice_count_is_refused(payload: dict[str, Any]) -> None:
+    # In OpenAI's shape: 400 invalid_request_error naming the field (GatewayError.body).
     with pytest.raises(BadRequest) as refused:
         quote(CHAT_MODEL, CHAT, payload, 100)
     assert refused.value.code == "invalid_value"
     assert refused.value.param == next(iter(payload))
+    assert refused.value.status == 400
+
+
+def test_every_honoured_cap_field_must_be_valid_not_only_the_first() -> None:
+    with pytest.raises(BadRequest) as refused:
+        quote(CHAT_MODEL, CHAT, {"max_completion_tokens": 20, "max_tokens": "lots"}, 100)
+    assert refused.value.param == "max_tokens"
 
 
 def test_an_endpoint_without_output_is_quoted_its_prompt_only() -> None:
@@ -81,3 +140,117 @@ def test_an_endpoint_without_output_is_quoted_its_prompt_only() -> None:
     free = quote(EMBED_MODEL, ENDPOINTS["embeddings"], payload, 60)
     assert free.cap == 0
     assert free.reserve == worst_case(EMBED_MODEL.price, free.prompt_tokens, 0)
+
+
+# -- the reservation bounds what the forwarded call can cost --------------------------------
+
+CAP_VALUES = st.one_of(st.none(), st.integers(min_value=1, max_value=5000))
+
+
+@st.composite
+def generating_calls(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    path = draw(st.sampled_from(["chat/completions", "completions", "responses"]))
+    text = draw(texts)
+    prompt: dict[str, Any] = {
+        "chat/completions": {"messages": [{"role": "user", "content": text}]},
+        "completions": {"prompt": text},
+        "responses": {"input": text},
+    }[path]
+    payload = dict(prompt)
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens", "n", "best_of"):
+        value = draw(CAP_VALUES if name.startswith("max") else st.none() | st.integers(1, 128))
+        if value is not None:
+            payload[name] = value
+    return path, payload
+
+
+def forwarded_worst_case(model: Model, endpoint: Endpoint, sent: dict[str, Any]) -> int:
+    """What the upstream may bill for the request it received: the prompt as counted, and
+    the largest cap it could read under any name (or the model's own limit if it reads none)
+    in every choice it may generate."""
+    prompt = count_prompt(model_encoder(model.upstream_model, None), endpoint, sent)
+    caps = [sent[f] for f in OUTPUT_CAP_FIELDS if isinstance(sent.get(f), int)]
+    cap = max(caps) if caps else model.max_output_tokens
+    choices = max(sent.get("n", 1), sent.get("best_of", 1))
+    return worst_case(model.price, prompt, cap * choices)
+
+
+@settings(max_examples=150, deadline=None)
+@given(generating_calls(), st.integers(min_value=0, max_value=10**8))
+def test_the_reservation_never_falls_below_what_the_forwarded_call_can_cost(
+    case: tuple[str, dict[str, Any]], available: int
+) -> None:
+    path, payload = case
+    endpoint = ENDPOINTS[path]
+    free = quote(CHAT_MODEL, endpoint, payload, len(orjson.dumps(payload)))
+    exact = exact_quote(free, CHAT_MODEL, endpoint, payload)
+    fitted = fit(exact, CHAT_MODEL.price, available)
+    for reserved in (free, exact, fitted):
+        if reserved is None:
+            continue
+        sent = dict(payload)
+        write_cap(endpoint, sent, reserved.output)
+        assert reserved.reserve >= forwarded_worst_case(CHAT_MODEL, endpoint, sent)
+        assert reserved.output.per_choice <= CHAT_MODEL.max_output_tokens
+    if fitted is not None:
+        assert fitted.reserve <= available
+        assert fitted.output.choices == exact.output.choices
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "forwarded"),
+    [
+        ("chat/completions", {}, {"max_completion_tokens": 1000}),
+        ("chat/completions", {"max_tokens": 50_000}, {"max_tokens": 1000}),
+        ("chat/completions", {"max_tokens": 20}, {"max_tokens": 20}),
+        (
+            "chat/completions",
+            {"max_completion_tokens": 20, "max_tokens": 50_000},
+            {"max_completion_tokens": 20, "max_tokens": 20},
+        ),
+        (
+            "chat/completions",
+            {"max_output_tokens": 50_000},
+            {"max_output_tokens": 1000, "max_completion_tokens": 1000},
+        ),
+        (
+            "chat/completions",
+            {"max_output_tokens": "lots"},
+            {"max_output_tokens": 1000, "max_completion_tokens": 1000},
+        ),
+        ("completions", {"max_tokens": None}, {"max_tokens": 1000}),
+        ("responses", {}, {"max_output_tokens": 1000}),
+        ("embeddings", {}, {}),
+    ],
+)
+def test_the_forwarded_request_carries_the_reserved_cap(
+    path: str, payload: dict[str, Any], forwarded: dict[str, Any]
+) -> None:
+    endpoint = ENDPOINTS[path]
+    sent = dict(payload)
+    write_cap(endpoint, sent, output_cap(endpoint, payload, 1000))
+    assert {k: v for k, v in sent.items() if k in OUTPUT_CAP_FIELDS} == forwarded
+
+
+def test_n_shares_what_fits_between_the_choices() -> None:
+    # BH-22 (a): $0.002, n=3 and max_tokens=100 on a $1 / $10 per 1M model with a 9-token
+    # prompt: 199 output tokens fit, so each choice may have 66.
+    model = Model("m", PROVIDER, "up-model", Price(10**9, 10**10, 10**8), "chat", 1000)
+    payload = {"messages": [{"role": "user", "content": "a"}], "n": 3, "max_tokens": 100}
+    free = quote(model, CHAT, payload, len(orjson.dumps(payload)))
+    exact = exact_quote(free, model, CHAT, payload)
+    assert exact.output == Output(100, choices=3, field="max_tokens", asked=True)
+    assert affordable_output(model.price, exact.input_tokens, 2_000_000) == 199
+    message = insufficient_message(model, exact, 2_000_000)
+    assert "Set max_tokens to 66 or less" in message
+
+
+def test_fit_gives_the_largest_cap_per_choice_the_balance_covers() -> None:
+    payload = {"messages": [{"role": "user", "content": "a"}], "n": 2}
+    free = quote(CHAT_MODEL, CHAT, payload, len(orjson.dumps(payload)))
+    available = worst_case(CHAT_MODEL.price, free.input_tokens, 2 * 300) + 5
+    fitted = fit(free, CHAT_MODEL.price, available)
+    assert fitted is not None
+    assert fitted.output == Output(300, choices=2, field="max_completion_tokens")
+    assert fitted.reserve <= available
+    assert fit(free, CHAT_MODEL.price, worst_case(CHAT_MODEL.price, free.input_tokens, 1)) is None

@@ -15,19 +15,25 @@ from gateway.mock.script import REQUESTS_KEY
 from gateway.mock.upstream import build_app
 
 
-async def start(host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
+async def start(
+    host: str = "127.0.0.1", port: int = 0, app: Callable[[], web.Application] = build_app
+) -> tuple[web.AppRunner, int]:
+    """Serves ``app()`` (the mock, or a test's own upstream) on ``host:port`` (0: a free one)."""
     # A short shutdown timeout so stopping during a slow stream does not hang a test run.
-    runner = web.AppRunner(build_app(), access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(app(), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner, runner.addresses[0][1]
 
 
 class MockUpstreamThread:
-    """Context manager running the mock on a free port in a thread with its own event loop."""
+    """Context manager running the mock (or ``app()``, which must keep a REQUESTS_KEY log) on a
+    free port in a thread with its own event loop."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host, self.port = host, 0
+    def __init__(
+        self, host: str = "127.0.0.1", app: Callable[[], web.Application] = build_app
+    ) -> None:
+        self.host, self.port, self._app = host, 0, app
         self._loop: asyncio.AbstractEventLoop  # created by __enter__, closed by the thread
         self._runner: web.AppRunner | None = None
         self._started: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -40,7 +46,7 @@ class MockUpstreamThread:
     def _run(self) -> None:
         loop = self._loop
         try:
-            self._runner, self.port = loop.run_until_complete(start(self.host))
+            self._runner, self.port = loop.run_until_complete(start(self.host, app=self._app))
         except BaseException as exc:  # re-raised in the caller's thread by __enter__
             self._started.set_exception(exc)
         else:

@@ -22,7 +22,7 @@ MODEL_IDS = ("mock-gpt", "mock-gpt-mini", "mock-embedding", "gpt-4o-mini", "text
 EMBEDDING_DIMS = 8
 DIRECTIVE_RE = re.compile(r"\[\[mock:([A-Za-z_]+)=([^\]]*)\]\]")
 DIRECTIVE_TYPES: dict[str, Callable[[str], Any]] = {
-    **dict.fromkeys(("chunks", "status", "cut_after", "cached", "reasoning"), int),
+    **dict.fromkeys(("chunks", "status", "cut_after", "cached", "reasoning", "stored"), int),
     **dict.fromkeys(("delay", "chunk_delay"), float),
     "no_usage": lambda value: value.lower() in ("1", "true", "yes"),
 }
@@ -30,6 +30,7 @@ REQUESTS_KEY = web.AppKey("mock_requests", deque)
 # The log entry of the request being handled: aiohttp runs each request in its own task, so each
 # handler sees its own.
 LOG_ENTRY: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("mock_log_entry")
+CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
 MockEndpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -45,6 +46,7 @@ class Directives:
     chunk_delay: float = 0.0
     cached: int = 0
     reasoning: int = 0
+    stored: int = 0
 
 
 @dataclass(slots=True)
@@ -155,7 +157,10 @@ async def begin(
     if mock.status is not None and mock.status >= 400:
         raise Reject(mock.status, f"mock upstream forced status {mock.status}")
     pieces = list(DEFAULT_PIECES) if mock.chunks is None else [f" w{i}" for i in range(mock.chunks)]
-    prompt_tokens = token_ids + len(DIRECTIVE_RE.sub(" ", text).split())
+    caps = [body[f] for f in CAP_FIELDS if type(body.get(f)) is int]
+    if caps:
+        pieces = pieces[: max(caps[0], 0)]
+    prompt_tokens = token_ids + len(DIRECTIVE_RE.sub(" ", text).split()) + mock.stored
     model = str(body.get("model") or MODEL_IDS[0])
     return ScriptedReply(
         body, model, mock, prompt_tokens, pieces, uuid.uuid4().hex, int(time.time())

@@ -8,14 +8,17 @@ the sleep is over; newest last); DELETE /_mock/requests clears them.
 Token rule (so metering tests can assert exact numbers): prompt tokens = whitespace-separated
 words in all prompt text (message content strings and text parts, ``prompt``, embeddings
 ``input``, responses ``instructions`` + ``input``) with directives removed, plus one per raw
-integer token id. Completion tokens = reply pieces + ``reasoning`` (OpenAI counts reasoning
-inside completion tokens). The reply is "Hello from the mock model." in 5 pieces.
+integer token id, plus ``stored``. Completion tokens = reply pieces + ``reasoning`` (OpenAI
+counts reasoning inside completion tokens). The reply is "Hello from the mock model." in 5
+pieces, cut to the request's output cap (``max_completion_tokens``, ``max_tokens`` or
+``max_output_tokens``, first present) as a provider would.
 
 Faults are driven by directives ``[[mock:NAME=VALUE]]`` in the prompt text or the header
 ``x-mock: NAME=VALUE;NAME2=VALUE2`` (header wins): ``chunks=N`` reply of N pieces " w0" ...;
 ``status=CODE`` OpenAI error body; ``no_usage=1`` omit usage; ``cut_after=N`` drop the
 connection after N streamed pieces; ``delay=S`` sleep before answering; ``chunk_delay=S``
-sleep before each streamed piece; ``cached=N`` / ``reasoning=N`` usage details.
+sleep before each streamed piece; ``cached=N`` / ``reasoning=N`` usage details; ``stored=N``
+N more prompt tokens, as a prompt the provider keeps (a stored conversation, a cache) adds.
 """
 
 from __future__ import annotations

@@ -25,10 +25,11 @@ from starlette.types import Receive, Scope, Send
 from gateway import pricing, tokens
 from gateway.catalog import Model
 from gateway.endpoints import Endpoint
-from gateway.errors import GatewayError, InsufficientCredit, UpstreamError, UpstreamTimeout
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.listeners import Header
 from gateway.pricing import Quote, Usage, cost
-from gateway.proxy.request import header, insufficient_message, parse_object, read_body
+from gateway.proxy.admission import reserve, write_cap
+from gateway.proxy.request import header, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.sse import StreamMeter
 from gateway.proxy.usage import output_text, usage_from
@@ -143,15 +144,21 @@ async def admit(
         hide_usage = options.get("include_usage") is not True
         options["include_usage"] = True  # so the stream tells us what to bill
         payload["stream_options"] = options
-    ttl = services.settings.reservation_ttl
-    admission = await services.store.admit(key.user_id, request_id, quote.reserve, ttl=ttl)
-    if not admission.ok:
-        exact = pricing.exact_quote(quote, model, endpoint, payload)
-        if exact.reserve < quote.reserve:
-            admission = await services.store.admit(key.user_id, request_id, exact.reserve, ttl=ttl)
-        quote = exact
-        if not admission.ok:
-            raise InsufficientCredit(insufficient_message(model, quote, admission.available))
+    # A whole answer asked for without a cap may be forwarded with the cap the balance covers
+    # (GATEWAY_UNCAPPED_CALLS); a stream keeps the full cap (its hold is not extended yet).
+    may_fit = not stream and services.settings.uncapped_calls == "fit"
+    quote = await reserve(
+        services.store,
+        services.settings.reservation_ttl,
+        quote,
+        user_id=key.user_id,
+        request_id=request_id,
+        model=model,
+        endpoint=endpoint,
+        payload=payload,
+        may_fit=may_fit,
+    )
+    write_cap(endpoint, payload, quote.output)
     return Call(
         request_id=request_id,
         endpoint=endpoint,

@@ -1,4 +1,4 @@
-"""Reading and checking a proxied request: body, JSON object, the 402 message."""
+"""Reading and checking a proxied request: body, JSON object."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive
 
-from gateway.catalog import Model
 from gateway.errors import BadRequest, PayloadTooLarge
-from gateway.money import format_usd
-from gateway.pricing import Quote, affordable_output
 
 
 def header(headers: dict[bytes, bytes], name: bytes) -> str | None:
@@ -47,18 +44,3 @@ def parse_object(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise BadRequest("The request body must be a JSON object.", code="invalid_json")
     return payload
-
-
-def insufficient_message(model: Model, quote: Quote, available: int) -> str:
-    """The 402 text: what the call may cost against what is available, and what would fit."""
-    head = (
-        f"Insufficient credit: this call to {model.name} may cost up to "
-        f"${format_usd(quote.reserve)} ({quote.prompt_tokens} prompt tokens + up to "
-        f"{quote.cap} output tokens) but ${format_usd(max(available, 0))} is available."
-    )
-    most = affordable_output(model.price, quote.prompt_tokens, available)
-    if model.kind == "embedding" or most < 0:
-        return head + " Shorten the input or top up your balance."
-    if most == 0:
-        return head + " The prompt alone uses what is left; top up your balance."
-    return head + f" Set max_tokens to {most} or less, or top up your balance."

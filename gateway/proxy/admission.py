@@ -1,0 +1,99 @@
+"""Admission: the reservation a call is forwarded on, and what the upstream is told.
+
+A call is reserved at its free quote (prompt bounded by the body's length); when that does not
+fit, at its exactly counted quote; when that does not fit either and the caller set no output
+cap on a whole (non-streamed) answer, at the largest cap the balance covers
+(``GATEWAY_UNCAPPED_CALLS=fit``). The cap reserved is then written into the request, so the
+upstream can never produce more than was reserved. Otherwise 402 with what would fit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.catalog import Model
+from gateway.endpoints import OUTPUT_CAP_FIELDS, Endpoint
+from gateway.errors import InsufficientCredit
+from gateway.metering.store import BalanceStore
+from gateway.money import format_usd
+from gateway.pricing import Output, Quote, affordable_output, exact_quote, fit
+
+
+async def reserve(
+    store: BalanceStore,
+    ttl: float,
+    quote: Quote,
+    *,
+    user_id: str,
+    request_id: str,
+    model: Model,
+    endpoint: Endpoint,
+    payload: dict[str, Any],
+    may_fit: bool,
+) -> Quote:
+    """Reserves ``quote``, else the same call with its prompt counted exactly, else (when
+    ``may_fit`` and the caller set no cap) with the largest output cap that fits; returns the
+    quote reserved. Raises InsufficientCredit (402) when none fits."""
+    admission = await store.admit(user_id, request_id, quote.reserve, ttl=ttl)
+    if admission.ok:
+        return quote
+    exact = exact_quote(quote, model, endpoint, payload)
+    if exact.reserve < quote.reserve:
+        admission = await store.admit(user_id, request_id, exact.reserve, ttl=ttl)
+        if admission.ok:
+            return exact
+    fitted = None
+    if may_fit and not exact.output.asked:
+        fitted = fit(exact, model.price, admission.available)
+    if fitted is not None:
+        admission = await store.admit(user_id, request_id, fitted.reserve, ttl=ttl)
+        if admission.ok:
+            return fitted
+    raise InsufficientCredit(insufficient_message(model, exact, admission.available))
+
+
+def write_cap(endpoint: Endpoint, payload: dict[str, Any], output: Output) -> None:
+    """Makes the forwarded request carry the output cap that was reserved (README, "How money
+    works"): the caller's field when they set one (lowered to the reserved cap), else the
+    endpoint's own; a cap under another endpoint's name is lowered too, in case the upstream
+    reads it. Edits ``payload`` in place: it is encoded once, when forwarded."""
+    if not endpoint.cap_fields:
+        return
+    cap = output.per_choice
+    for name in OUTPUT_CAP_FIELDS:
+        value = payload.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value > cap:
+            payload[name] = cap
+    if not output.asked:
+        payload[output.field] = cap
+
+
+def insufficient_message(model: Model, quote: Quote, available: int) -> str:
+    """The 402 text: what the call may cost against what is available, and what would fit."""
+    output = quote.output
+    head = (
+        f"Insufficient credit: this call to {model.name} may cost up to "
+        f"${format_usd(quote.reserve)} ({quote.input_tokens} prompt tokens + up to "
+        f"{quote.cap} output tokens) but ${format_usd(max(available, 0))} is available."
+    )
+    if quote.held.tokens:
+        head += (
+            f" The prompt includes {quote.held.why}, which the request body does not carry, "
+            f"reserved at {quote.held.tokens} tokens."
+        )
+    most = affordable_output(model.price, quote.input_tokens, available)
+    if model.kind == "embedding" or most < 0:
+        return head + " Shorten the input or top up your balance."
+    if most == 0:
+        return head + " The prompt alone uses what is left; top up your balance."
+    # Each choice may produce the whole cap, so what fits is shared between the choices.
+    per_choice = most // output.choices
+    if per_choice == 0:
+        return head + (
+            f" Not even one output token for each of {output.choices} choices fits; ask for "
+            "fewer choices or top up your balance."
+        )
+    shared = f" (each of the {output.choices} choices may use it all)" if output.choices > 1 else ""
+    return head + f" Set {output.field} to {per_choice} or less{shared}, or top up your balance."
