@@ -215,3 +215,13 @@ def _count_inputs(enc: Encoder, value: Any) -> int:
             return len(value)
         return sum(_count_inputs(enc, v) for v in value)
     return 0
+
+
+def media_parts(endpoint: Endpoint, payload: dict[str, Any]) -> int:
+    """How many image, file and audio parts ``count_prompt`` counted at ``TOKENS_PER_IMAGE``
+    each: a flat allowance, not their size, so a caller judging a provider's prompt count
+    against ours can leave them out."""
+    items = payload.get(endpoint.prompt_field)
+    if not isinstance(items, list):
+        return 0
+    return sum(_content_text(m.get("content"))[1] for m in items if isinstance(m, dict))

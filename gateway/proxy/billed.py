@@ -1,0 +1,169 @@
+"""What a finished call is billed for: the usage it reported, checked and completed with local
+counts, priced into its usage record (pure; the local counts come in as callables, run only
+when needed).
+
+``usage_source`` of the record says where the billed counts came from:
+
+=========================  ===================================================================
+``upstream``               the provider's usage, as reported (normalized, every dialect)
+``counted``                no usage reported: the prompt and the produced text were counted
+                           with tiktoken
+``upstream_prompt_counted``  the reported prompt was missing, zero or implausibly small for
+                           the prompt sent (``usage_dialects.plausible_prompt``, e.g. Ollama's
+                           ``prompt_tokens: 0`` on a cached prompt): the prompt was counted,
+                           the rest is as reported
+``upstream_output_counted``  no output count was reported, or the stream ended early and the
+                           text it delivered counts more than its last report: the produced
+                           text was counted, the prompt is as reported
+=========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.catalog import Model
+from gateway.pricing import Usage, cost
+from gateway.records import UsageRecord
+from gateway.usage_dialects import NormalizedUsage, plausible_prompt, with_prompt
+
+UPSTREAM: Final = "upstream"
+COUNTED: Final = "counted"
+PROMPT_COUNTED: Final = "upstream_prompt_counted"
+OUTPUT_COUNTED: Final = "upstream_output_counted"
+USAGE_SOURCES: Final = (UPSTREAM, COUNTED, PROMPT_COUNTED, OUTPUT_COUNTED)
+# (prompt counted, output counted) -> usage_source
+_SOURCES: Final = {
+    (False, False): UPSTREAM,
+    (True, False): PROMPT_COUNTED,
+    (False, True): OUTPUT_COUNTED,
+    (True, True): COUNTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LocalPrompt:
+    """Our count of the prompt sent: ``tokens`` is what is billed when the provider's count
+    cannot be (media parts at a flat allowance each); ``text`` leaves media out, so that a
+    provider counting a small image at its real size is never judged implausible."""
+
+    tokens: int
+    text: int
+
+
+@dataclass(frozen=True, slots=True)
+class Billed:
+    usage: Usage
+    source: str
+
+
+# An upstream that served nothing (an error, unreachable): a record, no charge.
+NOTHING: Final = Billed(Usage(prompt_tokens=0), UPSTREAM)
+
+
+def billed_usage(
+    reported: NormalizedUsage | None,
+    *,
+    prompt_bound: int,
+    count_prompt: Callable[[], LocalPrompt],
+    count_output: Callable[[], int],
+    produces_output: bool,
+    complete: bool,
+) -> Billed:
+    """The counts to bill, and where they came from.
+
+    ``prompt_bound`` is an upper bound of our prompt count known for free (the admission
+    quote's); a reported prompt plausible against it is plausible against the count, so
+    tiktoken runs only for a prompt that looks too small or is missing. ``complete`` is False
+    when the answer ended early (cut, client gone): a cumulative report may then lag what was
+    delivered, so the output billed is the larger of the report and the produced text.
+    """
+    if reported is None:
+        output = count_output() if produces_output else 0
+        return Billed(Usage(prompt_tokens=count_prompt().tokens, completion_tokens=output), COUNTED)
+    prompt_counted = False
+    if not plausible_prompt(reported.prompt_tokens, prompt_bound):
+        local = count_prompt()
+        if not plausible_prompt(reported.prompt_tokens, local.text):
+            reported = with_prompt(reported, local.tokens)
+            prompt_counted = True
+    reported_output = reported.output_tokens
+    output = reported_output or 0
+    output_counted = False
+    if produces_output and (reported_output is None or not complete):
+        produced = count_output()
+        if reported_output is None or produced > reported_output:
+            output, output_counted = produced, True
+    return Billed(_usage(reported, output), _SOURCES[prompt_counted, output_counted])
+
+
+def _usage(n: NormalizedUsage, output: int) -> Usage:
+    """Known counts, parts clipped to their whole in the order ``pricing.cost`` shares them
+    out, so the record's own numbers reproduce its cost."""
+    prompt = n.prompt_tokens or 0
+    cached = _part(n.cached_tokens, prompt)
+    writes = _part(n.cache_write_tokens, prompt - cached)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=output,
+        cached_tokens=cached,
+        reasoning_tokens=_part(n.reasoning_tokens, output),
+        cache_write_tokens=writes,
+        cache_write_1h_tokens=_part(n.cache_write_1h_tokens, writes),
+        prompt_audio_tokens=_part(n.prompt_audio_tokens, prompt - cached - writes),
+        output_audio_tokens=_part(n.output_audio_tokens, output),
+    )
+
+
+def _part(value: int | None, limit: int) -> int:
+    return min(value or 0, max(limit, 0))
+
+
+def usage_record(
+    billed: Billed,
+    model: Model,
+    *,
+    request_id: str,
+    user_id: str,
+    key_id: str | None,
+    endpoint: str,
+    status: str,
+    latency_ms: int,
+    reserved: int,
+) -> UsageRecord:
+    """The record of one call: ``billed`` priced at ``model``'s prices (its long-context tier
+    when the prompt reaches one), with the unit prices charged and the overdraft, the part of
+    the cost above the ``reserved`` nano-USD (billed all the same: README, "Overdraft")."""
+    usage = billed.usage
+    charged = model.price.at(usage.prompt_tokens)
+    total = cost(model.price, usage)
+    return UsageRecord(
+        request_id=request_id,
+        user_id=user_id,
+        key_id=key_id,
+        model=model.name,
+        provider=model.provider.name,
+        endpoint=endpoint,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        prompt_audio_tokens=usage.prompt_audio_tokens,
+        output_audio_tokens=usage.output_audio_tokens,
+        price_input=charged.input,
+        price_cached_input=charged.cached_input,
+        price_output=charged.output,
+        price_cache_write=charged.cache_write,
+        price_cache_write_1h=charged.cache_write_1h,
+        price_audio_input=charged.audio_input,
+        price_audio_output=charged.audio_output,
+        cost=total,
+        overdraft=max(total - reserved, 0),
+        status=status,
+        usage_source=billed.source,
+        latency_ms=latency_ms,
+    )
