@@ -22,7 +22,9 @@ from gateway.proxy.usage import by_choice, output_pieces
 from gateway.usage_dialects import USAGE_KEYS, NormalizedUsage, merge, normalize
 
 # A key the normalizer reads, as a JSON key (escaped quotes inside a string never match),
-# followed by an object (usage, usageMetadata, timings) or a count (Ollama, llama.cpp).
+# followed by an object (usage, usageMetadata, timings) or a count (Ollama, llama.cpp). One
+# alternation is one pass over a read: measured cheaper than a "usage" pattern plus substring
+# finds for the rarer keys (~0.8 against ~2 us per 200-byte chunk here).
 _USAGE = re.compile(
     rb'"(?:' + b"|".join(re.escape(k.encode()) for k in USAGE_KEYS) + rb')"\s*:\s*[{0-9]'
 )
