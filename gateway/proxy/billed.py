@@ -67,6 +67,7 @@ def billed_usage(
     reported: NormalizedUsage | None,
     *,
     prompt_bound: int,
+    estimate_prompt: Callable[[], int],
     count_prompt: Callable[[], LocalPrompt],
     count_output: Callable[[], int],
     produces_output: bool,
@@ -74,19 +75,26 @@ def billed_usage(
 ) -> Billed:
     """The counts to bill, and where they came from.
 
-    ``prompt_bound`` is an upper bound of our prompt count known for free (the admission
-    quote's); a reported prompt plausible against it is plausible against the count, so
-    tiktoken runs only for a prompt that looks too small or is missing. ``complete`` is False
-    when the answer ended early (cut, client gone): a cumulative report may then lag what was
-    delivered, so the output billed is the larger of the report and the produced text.
+    A reported prompt is judged (``plausible_prompt``) against the cheapest figure that can
+    settle it: ``prompt_bound``, an upper bound of our count known for free (the admission
+    quote's; plausible against it is plausible against the count); then
+    ``estimate_prompt()``, our text-only count or, for a large prompt, an estimate from
+    samples (so a long prompt is not tokenized whole on every call); only a prompt still
+    implausible, missing or 0 is counted (``count_prompt``) and, if implausible against that
+    count too, billed at it. ``complete`` is False when the answer ended early (cut, client
+    gone): a cumulative report may then lag what was delivered, so the output billed is the
+    larger of the report and the produced text.
     """
     if reported is None:
         output = count_output() if produces_output else 0
         return Billed(Usage(prompt_tokens=count_prompt().tokens, completion_tokens=output), COUNTED)
+    prompt = reported.prompt_tokens
     prompt_counted = False
-    if not plausible_prompt(reported.prompt_tokens, prompt_bound):
+    if not plausible_prompt(prompt, prompt_bound) and not (
+        prompt and plausible_prompt(prompt, estimate_prompt())
+    ):
         local = count_prompt()
-        if not plausible_prompt(reported.prompt_tokens, local.text):
+        if not plausible_prompt(prompt, local.text):
             reported = with_prompt(reported, local.tokens)
             prompt_counted = True
     reported_output = reported.output_tokens

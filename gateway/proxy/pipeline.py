@@ -11,10 +11,11 @@ call ends in exactly one usage record. Nothing raises once response headers are 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -321,10 +322,12 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[H
     billed = NOTHING
     if outcome.billable:
         encoder = tokens.model_encoder(call.model.upstream_model, call.model.encoding)
+        local = functools.cache(lambda: _local_prompt(call, encoder))
         billed = billed_usage(
             outcome.usage,
             prompt_bound=call.quote.prompt_tokens,
-            count_prompt=lambda: _local_prompt(call, encoder),
+            estimate_prompt=lambda: _prompt_estimate(call, encoder, local),
+            count_prompt=local,
             count_output=lambda: sum(tokens.count_text(encoder, t) for t in _produced(outcome)),
             produces_output=bool(call.endpoint.cap_fields),
             complete=outcome.status == "ok",
@@ -367,6 +370,16 @@ def _local_prompt(call: Call, encoder: tokens.Encoder) -> LocalPrompt:
     )
     media = tokens.TOKENS_PER_IMAGE * tokens.media_parts(call.endpoint, call.payload)
     return LocalPrompt(tokens=counted, text=max(counted - media, 0))
+
+
+def _prompt_estimate(
+    call: Call, encoder: tokens.Encoder, local: Callable[[], LocalPrompt]
+) -> int:
+    # Tokenizing a long prompt whole takes ~0.1 us per byte on the event loop: past a few
+    # thousand tokens, samples of the body are enough to judge plausibility (4x slack).
+    if call.quote.exact or call.quote.prompt_tokens <= tokens.SAMPLED_ABOVE:
+        return local().text
+    return tokens.estimate_tokens(encoder, orjson.dumps(call.payload))
 
 
 def _produced(outcome: Outcome) -> list[str] | tuple[str, ...]:

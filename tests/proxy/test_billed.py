@@ -205,17 +205,26 @@ def test_bh06_a_prompt_reported_as_zero_is_counted_and_billed(
     assert 416_000 <= debit <= 480_000  # never the 120,000 of a prompt billed as free
 
 
-def test_a_plausible_small_prompt_count_is_billed_as_reported(
-    scripted_gw: RunningGateway, scripted: ScriptedUpstream
+@pytest.mark.parametrize("repeat", [1, 40], ids=["short", "long-sampled"])
+@pytest.mark.parametrize(
+    ("share", "source"), [(3, "upstream"), (6, "upstream_prompt_counted")], ids=["third", "sixth"]
+)
+def test_a_smaller_prompt_count_is_billed_as_reported_down_to_a_quarter_of_ours(
+    scripted_gw: RunningGateway, scripted: ScriptedUpstream, repeat: int, share: int, source: str
 ) -> None:
-    # A provider's tokenizer may count fewer tokens than ours: not below a quarter of it.
-    body = chat(LONG_PROMPT)
-    reported = chat_prompt_count(body) // 3
-    usage = {"prompt_tokens": reported, "completion_tokens": 12}
+    # A provider's tokenizer may count fewer tokens than ours, but not below a quarter of it.
+    # A long prompt (~60 KB) is judged on samples of it first, and counted whole only then.
+    body = chat(LONG_PROMPT * repeat)
+    ours = chat_prompt_count(body)
+    usage = {"prompt_tokens": ours // share, "completion_tokens": 12}
     scripted.routes["/v1/chat/completions"] = raw(completion("A summary.", usage))
     _, _, row, debit = Caller(scripted_gw).call("chat/completions", body)
-    assert (row["prompt_tokens"], row["usage_source"]) == (reported, "upstream")
-    assert debit == cost(reported, 12)
+    assert row["usage_source"] == source
+    if source == "upstream":
+        assert row["prompt_tokens"] == ours // share
+    else:
+        assert within(row["prompt_tokens"], ours)
+    assert debit == cost(row["prompt_tokens"], 12)
 
 
 # -- BH-20: embeddings as base64, with and without usage -------------------------------------

@@ -39,12 +39,18 @@ reports = st.one_of(
 
 
 class Counts:
-    """Local counts that remember whether they ran."""
+    """Local counts that remember whether they ran; the estimate is the text count unless
+    given."""
 
-    def __init__(self, prompt: int, text: int, output: int) -> None:
+    def __init__(self, prompt: int, text: int, output: int, estimate: int | None = None) -> None:
         self.local = LocalPrompt(prompt, min(text, prompt))
         self.output = output
+        self.guess = self.local.text if estimate is None else estimate
         self.ran: list[str] = []
+
+    def estimate(self) -> int:
+        self.ran.append("estimate")
+        return self.guess
 
     def prompt(self) -> LocalPrompt:
         self.ran.append("prompt")
@@ -66,6 +72,7 @@ def bill(
     return billed_usage(
         reported,
         prompt_bound=bound,
+        estimate_prompt=counts.estimate,
         count_prompt=counts.prompt,
         count_output=counts.produced,
         produces_output=produces_output,
@@ -128,7 +135,25 @@ def test_a_prompt_reported_as_zero_is_replaced_by_the_count() -> None:
     billed = bill(NormalizedUsage(prompt_tokens=0, output_tokens=12), counts, bound=1700)
     assert (billed.usage.prompt_tokens, billed.usage.completion_tokens) == (329, 12)
     assert billed.source == PROMPT_COUNTED
-    assert counts.ran == ["prompt"]
+    assert counts.ran == ["prompt"]  # 0 is never plausible: no estimate needed
+
+
+def test_a_long_prompt_plausible_against_its_estimate_is_not_counted_whole() -> None:
+    counts = Counts(prompt=100_000, text=100_000, output=0, estimate=104_000)
+    billed = bill(NormalizedUsage(prompt_tokens=98_000, output_tokens=5), counts, bound=450_000)
+    assert (billed.usage.prompt_tokens, billed.source) == (98_000, UPSTREAM)
+    assert counts.ran == ["estimate"]
+
+
+def test_a_prompt_implausible_against_its_estimate_is_judged_on_the_count() -> None:
+    # the estimate may lean high: the count decides
+    counts = Counts(prompt=3000, text=3000, output=0, estimate=9000)
+    billed = bill(NormalizedUsage(prompt_tokens=2000, output_tokens=5), counts, bound=13_000)
+    assert (billed.usage.prompt_tokens, billed.source) == (2000, UPSTREAM)
+    assert counts.ran == ["estimate", "prompt"]
+    tiny = Counts(prompt=3000, text=3000, output=0, estimate=9000)
+    billed = bill(NormalizedUsage(prompt_tokens=20, output_tokens=5), tiny, bound=13_000)
+    assert (billed.usage.prompt_tokens, billed.source) == (3000, PROMPT_COUNTED)
 
 
 def test_media_allowances_do_not_make_a_real_image_count_implausible() -> None:
