@@ -372,9 +372,7 @@ def _local_prompt(call: Call, encoder: tokens.Encoder) -> LocalPrompt:
     return LocalPrompt(tokens=counted, text=max(counted - media, 0))
 
 
-def _prompt_estimate(
-    call: Call, encoder: tokens.Encoder, local: Callable[[], LocalPrompt]
-) -> int:
+def _prompt_estimate(call: Call, encoder: tokens.Encoder, local: Callable[[], LocalPrompt]) -> int:
     # Tokenizing a long prompt whole takes ~0.1 us per byte on the event loop: past a few
     # thousand tokens, samples of the body are enough to judge plausibility (4x slack).
     if call.quote.exact or call.quote.prompt_tokens <= tokens.SAMPLED_ABOVE:
