@@ -1,6 +1,6 @@
 """What a finished call is billed for: the usage it reported, checked and completed with local
-counts, priced into its usage record (pure; the local counts come in as callables, run only
-when needed).
+counts, priced into its usage record (pure apart from tokenizing, which runs only when a count
+is needed).
 
 ``usage_source`` of the record says where the billed counts came from:
 
@@ -20,12 +20,16 @@ when needed).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, Protocol
 
+import orjson
+
+from gateway import tokens
 from gateway.catalog import Model
-from gateway.pricing import Usage, cost
+from gateway.endpoints import Endpoint
+from gateway.pricing import Quote, Usage, cost
 from gateway.records import UsageRecord
 from gateway.usage_dialects import NormalizedUsage, plausible_prompt, with_prompt
 
@@ -63,48 +67,102 @@ class Billed:
 NOTHING: Final = Billed(Usage(prompt_tokens=0), UPSTREAM)
 
 
+class Local(Protocol):
+    """Our own counts of one call, each run only when asked (tokenizing costs ~0.1 us a
+    byte on the event loop)."""
+
+    @property
+    def prompt_bound(self) -> int:
+        """An upper bound of ``prompt().text`` known for free (the admission quote's)."""
+
+    def estimate(self) -> int:
+        """``prompt().text``, or for a long prompt an estimate of it from samples."""
+
+    def prompt(self) -> LocalPrompt: ...
+
+    def output(self) -> int:
+        """The produced text's tokens, each choice counted on its own."""
+
+
 def billed_usage(
-    reported: NormalizedUsage | None,
-    *,
-    prompt_bound: int,
-    estimate_prompt: Callable[[], int],
-    count_prompt: Callable[[], LocalPrompt],
-    count_output: Callable[[], int],
-    produces_output: bool,
-    complete: bool,
+    reported: NormalizedUsage | None, local: Local, *, produces_output: bool, complete: bool
 ) -> Billed:
     """The counts to bill, and where they came from.
 
     A reported prompt is judged (``plausible_prompt``) against the cheapest figure that can
-    settle it: ``prompt_bound``, an upper bound of our count known for free (the admission
-    quote's; plausible against it is plausible against the count); then
-    ``estimate_prompt()``, our text-only count or, for a large prompt, an estimate from
-    samples (so a long prompt is not tokenized whole on every call); only a prompt still
-    implausible, missing or 0 is counted (``count_prompt``) and, if implausible against that
-    count too, billed at it. ``complete`` is False when the answer ended early (cut, client
-    gone): a cumulative report may then lag what was delivered, so the output billed is the
-    larger of the report and the produced text.
+    settle it: ``local.prompt_bound`` (plausible against an upper bound is plausible against
+    the count), then ``local.estimate()``; only a prompt still implausible, missing or 0 is
+    counted (``local.prompt()``) and, if implausible against that count too, billed at it.
+    ``complete`` is False when the answer ended early (cut, client gone): a cumulative report
+    may then lag what was delivered, so the output billed is the larger of the report and the
+    produced text.
     """
     if reported is None:
-        output = count_output() if produces_output else 0
-        return Billed(Usage(prompt_tokens=count_prompt().tokens, completion_tokens=output), COUNTED)
+        output = local.output() if produces_output else 0
+        return Billed(Usage(prompt_tokens=local.prompt().tokens, completion_tokens=output), COUNTED)
     prompt = reported.prompt_tokens
     prompt_counted = False
-    if not plausible_prompt(prompt, prompt_bound) and not (
-        prompt and plausible_prompt(prompt, estimate_prompt())
+    if not plausible_prompt(prompt, local.prompt_bound) and not (
+        prompt and plausible_prompt(prompt, local.estimate())
     ):
-        local = count_prompt()
-        if not plausible_prompt(prompt, local.text):
-            reported = with_prompt(reported, local.tokens)
+        counted = local.prompt()
+        if not plausible_prompt(prompt, counted.text):
+            reported = with_prompt(reported, counted.tokens)
             prompt_counted = True
     reported_output = reported.output_tokens
     output = reported_output or 0
     output_counted = False
     if produces_output and (reported_output is None or not complete):
-        produced = count_output()
+        produced = local.output()
         if reported_output is None or produced > reported_output:
             output, output_counted = produced, True
     return Billed(_usage(reported, output), _SOURCES[prompt_counted, output_counted])
+
+
+class LocalCounts:
+    """``Local`` for a call of ``model`` at ``endpoint``: ``payload`` as sent upstream,
+    ``quote`` from admission (whose count is reused when it is exact), ``texts`` the produced
+    text per choice, read only when the output is counted."""
+
+    def __init__(
+        self,
+        model: Model,
+        endpoint: Endpoint,
+        payload: dict[str, Any],
+        quote: Quote,
+        texts: Callable[[], Sequence[str]],
+    ) -> None:
+        self._encoder = tokens.model_encoder(model.upstream_model, model.encoding)
+        self._endpoint = endpoint
+        self._payload = payload
+        self._quote = quote
+        self._texts = texts
+        self._prompt: LocalPrompt | None = None
+
+    @property
+    def prompt_bound(self) -> int:
+        return self._quote.prompt_tokens
+
+    def prompt(self) -> LocalPrompt:
+        if self._prompt is None:
+            counted = (
+                self._quote.prompt_tokens
+                if self._quote.exact
+                else tokens.count_prompt(self._encoder, self._endpoint, self._payload)
+            )
+            media = tokens.media_parts(self._endpoint, self._payload) * tokens.TOKENS_PER_IMAGE
+            self._prompt = LocalPrompt(tokens=counted, text=max(counted - media, 0))
+        return self._prompt
+
+    def estimate(self) -> int:
+        # Past a few thousand tokens, samples of the body judge plausibility well enough
+        # (the rule has 4x slack) at a bounded cost.
+        if self._quote.exact or self._quote.prompt_tokens <= tokens.SAMPLED_ABOVE:
+            return self.prompt().text
+        return tokens.estimate_tokens(self._encoder, orjson.dumps(self._payload))
+
+    def output(self) -> int:
+        return sum(tokens.count_text(self._encoder, t) for t in self._texts())
 
 
 def _usage(n: NormalizedUsage, output: int) -> Usage:

@@ -11,11 +11,10 @@ call ends in exactly one usage record. Nothing raises once response headers are 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +22,13 @@ import aiohttp
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gateway import pricing, tokens
+from gateway import pricing
 from gateway.catalog import Model
 from gateway.endpoints import Endpoint
 from gateway.errors import GatewayError, InsufficientCredit, UpstreamError, UpstreamTimeout
 from gateway.listeners import Header
 from gateway.pricing import Quote
-from gateway.proxy.billed import NOTHING, LocalPrompt, billed_usage, usage_record
+from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
 from gateway.proxy.request import header, insufficient_message, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.sse import StreamMeter
@@ -321,14 +320,12 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[H
     they asked for. Raises only a cancellation (the response may be under way)."""
     billed = NOTHING
     if outcome.billable:
-        encoder = tokens.model_encoder(call.model.upstream_model, call.model.encoding)
-        local = functools.cache(lambda: _local_prompt(call, encoder))
+        local = LocalCounts(
+            call.model, call.endpoint, call.payload, call.quote, lambda: _produced(outcome)
+        )
         billed = billed_usage(
             outcome.usage,
-            prompt_bound=call.quote.prompt_tokens,
-            estimate_prompt=lambda: _prompt_estimate(call, encoder, local),
-            count_prompt=local,
-            count_output=lambda: sum(tokens.count_text(encoder, t) for t in _produced(outcome)),
+            local,
             produces_output=bool(call.endpoint.cap_fields),
             complete=outcome.status == "ok",
         )
@@ -361,26 +358,7 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[H
     return headers
 
 
-def _local_prompt(call: Call, encoder: tokens.Encoder) -> LocalPrompt:
-    # Admission may have counted already (the free bound did not fit the balance).
-    counted = (
-        call.quote.prompt_tokens
-        if call.quote.exact
-        else tokens.count_prompt(encoder, call.endpoint, call.payload)
-    )
-    media = tokens.TOKENS_PER_IMAGE * tokens.media_parts(call.endpoint, call.payload)
-    return LocalPrompt(tokens=counted, text=max(counted - media, 0))
-
-
-def _prompt_estimate(call: Call, encoder: tokens.Encoder, local: Callable[[], LocalPrompt]) -> int:
-    # Tokenizing a long prompt whole takes ~0.1 us per byte on the event loop: past a few
-    # thousand tokens, samples of the body are enough to judge plausibility (4x slack).
-    if call.quote.exact or call.quote.prompt_tokens <= tokens.SAMPLED_ABOVE:
-        return local().text
-    return tokens.estimate_tokens(encoder, orjson.dumps(call.payload))
-
-
-def _produced(outcome: Outcome) -> list[str] | tuple[str, ...]:
+def _produced(outcome: Outcome) -> Sequence[str]:
     return outcome.meter.produced_texts() if outcome.meter else outcome.texts
 
 

@@ -3,17 +3,21 @@ when needed, and a record's own numbers reproduce its cost."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway import tokens
 from gateway.catalog import Model, Provider
-from gateway.pricing import Price, Tier, Usage, cost
+from gateway.endpoints import ENDPOINTS
+from gateway.pricing import Price, Quote, Tier, Usage, cost
 from gateway.proxy.billed import (
     COUNTED,
     OUTPUT_COUNTED,
     PROMPT_COUNTED,
     UPSTREAM,
     Billed,
+    LocalCounts,
     LocalPrompt,
     billed_usage,
     usage_record,
@@ -39,13 +43,16 @@ reports = st.one_of(
 
 
 class Counts:
-    """Local counts that remember whether they ran; the estimate is the text count unless
-    given."""
+    """A ``Local`` whose counts are given and remember whether they ran; the estimate is the
+    text count unless given."""
 
-    def __init__(self, prompt: int, text: int, output: int, estimate: int | None = None) -> None:
+    def __init__(
+        self, prompt: int, text: int, output: int, estimate: int | None = None, bound: int = 0
+    ) -> None:
         self.local = LocalPrompt(prompt, min(text, prompt))
-        self.output = output
+        self.produced = output
         self.guess = self.local.text if estimate is None else estimate
+        self.prompt_bound = bound
         self.ran: list[str] = []
 
     def estimate(self) -> int:
@@ -56,9 +63,9 @@ class Counts:
         self.ran.append("prompt")
         return self.local
 
-    def produced(self) -> int:
+    def output(self) -> int:
         self.ran.append("output")
-        return self.output
+        return self.produced
 
 
 def bill(
@@ -69,15 +76,8 @@ def bill(
     produces_output: bool = True,
     complete: bool = True,
 ) -> Billed:
-    return billed_usage(
-        reported,
-        prompt_bound=bound,
-        estimate_prompt=counts.estimate,
-        count_prompt=counts.prompt,
-        count_output=counts.produced,
-        produces_output=produces_output,
-        complete=complete,
-    )
+    counts.prompt_bound = bound
+    return billed_usage(reported, counts, produces_output=produces_output, complete=complete)
 
 
 @given(
@@ -244,3 +244,50 @@ def test_a_record_keeps_the_prices_it_was_charged_and_its_overdraft(
     assert cost(charged_at(r), again) == r.cost  # the tier's prices when the tier applied
     assert r.overdraft == max(r.cost - reserved, 0)
     assert r.price_input == (2 * NANO if usage.prompt_tokens > 1000 else NANO)
+
+
+CHAT = ENDPOINTS["chat/completions"]
+CHAT_MODEL = Model("m", Provider("p", "http://upstream"), "gpt-4", Price(NANO, 10 * NANO))
+
+
+def spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[object]:
+    calls: list[object] = []
+    real = getattr(tokens, name)
+
+    def counting(*args: object) -> object:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(tokens, name, counting)
+    return calls
+
+
+def test_the_prompt_is_counted_once_and_an_exact_quote_is_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counted = spy(monkeypatch, "count_prompt")
+    payload = {"messages": [{"role": "user", "content": "one two three"}]}
+    local = LocalCounts(CHAT_MODEL, CHAT, payload, Quote(0, 500, 10), lambda: ["a", "b"])
+    first = local.prompt()
+    assert local.prompt() == first
+    assert len(counted) == 1
+    assert local.estimate() == first.text  # a short prompt is judged on its count
+    assert len(counted) == 1
+    exact = LocalCounts(CHAT_MODEL, CHAT, payload, Quote(0, 42, 10, exact=True), list)
+    assert exact.prompt() == LocalPrompt(42, 42)
+    assert len(counted) == 1
+
+
+def test_a_long_prompt_is_estimated_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    counted = spy(monkeypatch, "count_prompt")
+    estimated = spy(monkeypatch, "estimate_tokens")
+    payload = {"messages": [{"role": "user", "content": "many words here " * 5000}]}
+    local = LocalCounts(CHAT_MODEL, CHAT, payload, Quote(0, 80_100, 10), list)
+    assert local.estimate() > 10_000
+    assert (len(counted), len(estimated)) == (0, 1)
+
+
+def test_each_choice_is_counted_on_its_own() -> None:
+    local = LocalCounts(CHAT_MODEL, CHAT, {}, Quote(0, 0, 10), lambda: ["ab cd", "ef"])
+    enc = tokens.model_encoder("gpt-4", None)
+    assert local.output() == tokens.count_text(enc, "ab cd") + tokens.count_text(enc, "ef")
