@@ -229,6 +229,21 @@ class Cursor:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceTier:
+    """Long-context prices: those of a whole call whose prompt is above
+    ``above_input_tokens``; nano-USD per 1M tokens, None where the class has no own price."""
+
+    above_input_tokens: int
+    input: int
+    output: int
+    cached_input: int | None = None
+    cache_write: int | None = None
+    cache_write_1h: int | None = None
+    audio_input: int | None = None
+    audio_output: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PriceRow:
     """One model of the price book; prices in nano-USD per 1M tokens."""
 
@@ -240,6 +255,11 @@ class PriceRow:
     input: int
     cached_input: int | None
     output: int
+    cache_write: int | None = None
+    cache_write_1h: int | None = None
+    audio_input: int | None = None
+    audio_output: int | None = None
+    tiers: tuple[PriceTier, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,3 +12,13 @@ ALTER TABLE usage_records ADD COLUMN price_cache_write_1h INTEGER;
 ALTER TABLE usage_records ADD COLUMN price_audio_input INTEGER;
 ALTER TABLE usage_records ADD COLUMN price_audio_output INTEGER;
 ALTER TABLE usage_records ADD COLUMN overdraft INTEGER NOT NULL DEFAULT 0 CHECK (overdraft >= 0);
+
+-- The price book keeps every unit price too, so a change to any of them is audited once
+-- (gateway/price_reload.py). price_tiers: the long-context tiers as a JSON list of
+-- [above_input_tokens, input, output, cached_input, cache_write, cache_write_1h,
+-- audio_input, audio_output] (nano-USD integers or null), NULL when there are none.
+ALTER TABLE model_prices ADD COLUMN price_cache_write INTEGER;
+ALTER TABLE model_prices ADD COLUMN price_cache_write_1h INTEGER;
+ALTER TABLE model_prices ADD COLUMN price_audio_input INTEGER;
+ALTER TABLE model_prices ADD COLUMN price_audio_output INTEGER;
+ALTER TABLE model_prices ADD COLUMN price_tiers TEXT;
