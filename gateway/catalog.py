@@ -19,11 +19,22 @@ from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest, NotFound
 from gateway.inputs import ImageRule
 from gateway.money import MoneyError, parse_price
-from gateway.pricing import Price
+from gateway.pricing import Price, Tier
+from gateway.usage_dialects import DIALECTS
 
 KINDS = ("chat", "embedding")
 # Token counts in models.yaml: far above any model, low enough that a typo is caught.
 MOST_TOKENS = 100_000_000
+# The unit prices a model may set (USD per 1M tokens); README "models.yaml" says what each is.
+PRICE_FIELDS = (
+    "input",
+    "cached_input",
+    "output",
+    "cache_write",
+    "cache_write_1h",
+    "audio_input",
+    "audio_output",
+)
 
 
 class CatalogError(ValueError):
@@ -36,6 +47,8 @@ class Provider:
     base_url: str
     api_key_env: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    # A row of gateway.usage_dialects.DIALECTS; None reads usage by its fields alone.
+    dialect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +178,7 @@ def _providers(raw: object, loc: _Located, env: Mapping[str, str]) -> dict[str, 
         where = ("providers", name)
         if not isinstance(spec, dict):
             raise loc.fail(where, "must be a mapping with base_url")
-        unknown = set(spec) - {"base_url", "api_key_env"}
+        unknown = set(spec) - {"base_url", "api_key_env", "dialect"}
         if unknown:
             raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
         base_url = spec.get("base_url")
@@ -174,11 +187,16 @@ def _providers(raw: object, loc: _Located, env: Mapping[str, str]) -> dict[str, 
         key_env = spec.get("api_key_env")
         if key_env is not None and (not isinstance(key_env, str) or not key_env):
             raise loc.fail((*where, "api_key_env"), "must be the name of an environment variable")
+        dialect = spec.get("dialect")
+        if dialect is not None and (not isinstance(dialect, str) or dialect not in DIALECTS):
+            known = ", ".join(sorted(DIALECTS))
+            raise loc.fail((*where, "dialect"), f"unknown usage dialect; known: {known}")
         out[name] = Provider(
             name=name,
             base_url=base_url.rstrip("/"),
             api_key_env=key_env,
             api_key=env.get(key_env) if key_env else None,
+            dialect=dialect,
         )
     return out
 
@@ -264,11 +282,66 @@ def _image_rule(raw: object, where: tuple[str, ...], loc: _Located) -> ImageRule
 def _price(raw: object, where: tuple[str, ...], kind: str, loc: _Located) -> Price:
     if not isinstance(raw, dict):
         raise loc.fail(where, 'must be a mapping like {input: "2.50", output: "10.00"}')
-    unknown = set(raw) - {"input", "cached_input", "output"}
+    base = _unit_prices(raw, where, loc, allowed={*PRICE_FIELDS, "tiers"})
+    if kind == "chat" and base.output is None:
+        raise loc.fail((*where, "output"), "a chat model needs an output price")
+    tiers = _tiers(raw.get("tiers"), (*where, "tiers"), set(raw) - {"tiers"}, kind, loc)
+    return _built(base, tiers)
+
+
+def _tiers(
+    raw: object, where: tuple[str, ...], fields: set[str], kind: str, loc: _Located
+) -> tuple[Tier, ...]:
+    """Long-context tiers: ascending thresholds, each pricing the same token classes as the
+    base price (so no class silently falls back to a price from another tier)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise loc.fail(where, "must be a list like [{above_input_tokens: 200000, price: {...}}]")
+    tiers: list[Tier] = []
+    for i, spec in enumerate(raw):
+        at = (*where, str(i))
+        if not isinstance(spec, dict):
+            raise loc.fail(at, "must be a mapping with above_input_tokens and price")
+        unknown = set(spec) - {"above_input_tokens", "price"}
+        if unknown:
+            raise loc.fail((*at, sorted(unknown)[0]), "unknown field")
+        above = spec.get("above_input_tokens")
+        if isinstance(above, bool) or not isinstance(above, int) or above < 1:
+            raise loc.fail((*at, "above_input_tokens"), "must be a positive whole number of tokens")
+        if tiers and above <= tiers[-1].above_input_tokens:
+            raise loc.fail((*at, "above_input_tokens"), "tiers must be in ascending order")
+        raw_price = spec.get("price")
+        if not isinstance(raw_price, dict):
+            raise loc.fail((*at, "price"), "must be a mapping of unit prices")
+        price = _unit_prices(raw_price, (*at, "price"), loc, allowed=set(PRICE_FIELDS))
+        missing = sorted(fields - set(raw_price), key=PRICE_FIELDS.index)
+        if missing:
+            raise loc.fail((*at, "price", missing[0]), "the base price sets it, so every tier must")
+        extra = sorted(set(raw_price) - fields, key=PRICE_FIELDS.index)
+        if extra:
+            raise loc.fail((*at, "price", extra[0]), "the base price does not set it")
+        if kind == "chat" and price.output is None:
+            raise loc.fail((*at, "price", "output"), "a chat model needs an output price")
+        tiers.append(Tier(above, _built(price, ())))
+    return tuple(tiers)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    input: int
+    output: int | None
+    others: dict[str, int | None]
+
+
+def _unit_prices(
+    raw: dict[str, Any], where: tuple[str, ...], loc: _Located, *, allowed: set[str]
+) -> _Parsed:
+    unknown = set(raw) - allowed
     if unknown:
         raise loc.fail((*where, sorted(unknown)[0]), "unknown price field")
     values: dict[str, int | None] = {}
-    for part in ("input", "cached_input", "output"):
+    for part in PRICE_FIELDS:
         value = raw.get(part)
         if value is None:
             values[part] = None
@@ -277,10 +350,21 @@ def _price(raw: object, where: tuple[str, ...], kind: str, loc: _Located) -> Pri
             values[part] = parse_price(value)
         except MoneyError as exc:
             raise loc.fail((*where, part), str(exc)) from exc
-    if values["input"] is None:
+    given = values.pop("input")
+    if given is None:
         raise loc.fail((*where, "input"), "an input price is required")
-    if kind == "chat" and values["output"] is None:
-        raise loc.fail((*where, "output"), "a chat model needs an output price")
+    return _Parsed(given, values.pop("output"), values)
+
+
+def _built(parsed: _Parsed, tiers: tuple[Tier, ...]) -> Price:
+    o = parsed.others
     return Price(
-        input=values["input"], output=values["output"] or 0, cached_input=values["cached_input"]
+        input=parsed.input,
+        output=parsed.output or 0,
+        cached_input=o["cached_input"],
+        cache_write=o["cache_write"],
+        cache_write_1h=o["cache_write_1h"],
+        audio_input=o["audio_input"],
+        audio_output=o["audio_output"],
+        tiers=tiers,
     )

@@ -2,8 +2,8 @@
 
 Everything that depends on the endpoint reads its row: the app (which paths are proxied), the
 catalog (which kind of model may serve it), admission (streaming, the output cap, input held
-upstream), token counting (where and how the prompt is written) and usage parsing (under which
-names the answer reports tokens). A new endpoint is a new row, never an ``if endpoint == ...``.
+upstream), token counting (where and how the prompt is written) and the stream relay (how a
+stream reports usage). A new endpoint is a new row, never an ``if endpoint == ...``.
 """
 
 from __future__ import annotations
@@ -21,33 +21,19 @@ ModelKind = Literal["chat", "embedding"]
 
 @dataclass(frozen=True, slots=True)
 class UsageShape:
-    """Where an endpoint's answers report token usage, and under which names.
+    """How an endpoint's stream reports usage (usage itself is read by its fields,
+    ``gateway.usage_dialects``).
 
-    The counts are ``usage.<prompt>`` and ``usage.<completion>``; cached prompt tokens are
-    ``usage.<prompt_details>.cached_tokens`` and reasoning tokens
-    ``usage.<completion_details>.reasoning_tokens``. With ``typed_events`` a stream is a
-    sequence of typed events and only its terminal ``response.*`` event carries usage, inside
-    the event's ``response`` object (the Responses API); otherwise any chunk whose ``usage``
-    is an object carries it.
+    With ``typed_events`` a stream is a sequence of typed events that ends with a terminal
+    ``response.*`` event, whose ``response`` object carries the usage (the Responses API);
+    otherwise any chunk may carry it.
     """
 
-    prompt: str
-    completion: str
-    prompt_details: str
-    completion_details: str
     typed_events: bool = False
 
 
-CHAT_USAGE = UsageShape(
-    "prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details"
-)
-RESPONSE_USAGE = UsageShape(
-    "input_tokens",
-    "output_tokens",
-    "input_tokens_details",
-    "output_tokens_details",
-    typed_events=True,
-)
+CHAT_USAGE = UsageShape()
+RESPONSE_USAGE = UsageShape(typed_events=True)
 
 # Every name any endpoint caps output with. A cap the caller wrote under another endpoint's
 # name is not trusted for the reservation (the upstream may ignore it), but it is still lowered

@@ -20,6 +20,8 @@ class Metrics:
     reconcile_runs: int = 0
     reconcile_repairs: int = 0
     reconcile_repaired: int = 0  # nano-USD, signed sum of the repaired deltas
+    overdrafts: int = 0
+    overdrafted: int = 0  # nano-USD billed above the calls' reservations
 
     def settled(self, record: UsageRecord, balance: int | None) -> Sequence[Header]:
         """A settlement listener: counts every settled call, whatever the balance."""
@@ -27,6 +29,9 @@ class Metrics:
         self.cost[record.model] += record.cost
         self.tokens[(record.model, "prompt")] += record.prompt_tokens
         self.tokens[(record.model, "completion")] += record.completion_tokens
+        if record.overdraft > 0:
+            self.overdrafts += 1
+            self.overdrafted += record.overdraft
         return ()
 
     def refusal(self, status: int) -> None:
@@ -75,6 +80,14 @@ class Metrics:
             "# HELP gateway_reconcile_repaired_nanousd_total Signed sum of those entries.",
             "# TYPE gateway_reconcile_repaired_nanousd_total counter",
             f"gateway_reconcile_repaired_nanousd_total {self.reconcile_repaired}",
+            "# HELP gateway_overdraft_total Calls that cost more than they had reserved (billed"
+            " whole; the balance may go below zero).",
+            "# TYPE gateway_overdraft_total counter",
+            f"gateway_overdraft_total {self.overdrafts}",
+            "# HELP gateway_overdraft_nanousd_total Sum of what those calls cost above their"
+            " reservations.",
+            "# TYPE gateway_overdraft_nanousd_total counter",
+            f"gateway_overdraft_nanousd_total {self.overdrafted}",
         ]
         for name, value in gauges.items():
             lines += [f"# TYPE {name} gauge", f"{name} {value}"]

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 from gateway.catalog import Catalog, CatalogError
 from gateway.errors import Unprocessable
 from gateway.ledger.base import Ledger
-from gateway.records import AuditEvent, PriceChange, PriceRow
+from gateway.pricing import Tier
+from gateway.records import AuditEvent, PriceChange, PriceRow, PriceTier
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -50,9 +51,28 @@ def price_rows(catalog: Catalog) -> list[PriceRow]:
             input=m.price.input,
             cached_input=m.price.cached_input,
             output=m.price.output,
+            cache_write=m.price.cache_write,
+            cache_write_1h=m.price.cache_write_1h,
+            audio_input=m.price.audio_input,
+            audio_output=m.price.audio_output,
+            tiers=tuple(_tier(t) for t in m.price.tiers),
         )
         for m in sorted(catalog.models.values(), key=lambda m: m.name)
     ]
+
+
+def _tier(tier: Tier) -> PriceTier:
+    p = tier.price
+    return PriceTier(
+        above_input_tokens=tier.above_input_tokens,
+        input=p.input,
+        output=p.output,
+        cached_input=p.cached_input,
+        cache_write=p.cache_write,
+        cache_write_1h=p.cache_write_1h,
+        audio_input=p.audio_input,
+        audio_output=p.audio_output,
+    )
 
 
 async def record_prices(

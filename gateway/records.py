@@ -65,8 +65,19 @@ class Entry:
 class UsageRecord:
     """One served call. Unit prices are those charged, so later price changes never rewrite it.
 
+    Token classes: ``cached_tokens``, ``cache_write_tokens`` (of which
+    ``cache_write_1h_tokens``) and ``prompt_audio_tokens`` are parts of ``prompt_tokens``;
+    ``reasoning_tokens`` and ``output_audio_tokens`` are parts of ``completion_tokens`` (the
+    output billed). Prices are nano-USD per 1M tokens, those of the long-context tier when one
+    applied; a None price was not set and charged at its fallback (``gateway.pricing``).
+    ``cost`` and ``overdraft`` are nano-USD; ``overdraft`` is the part of ``cost`` above what
+    the call had reserved (a provider reporting more than the worst case), billed all the same.
+
     ``status``: ok | upstream_error | client_disconnected | upstream_cut | interrupted | error.
-    ``usage_source``: upstream (the provider reported usage) | counted (tiktoken, ours).
+    ``usage_source``: upstream (the provider's usage, as reported) | counted (no usage: the
+    prompt and the produced text counted with tiktoken) | upstream_prompt_counted (the
+    reported prompt was missing or implausibly small and was counted; the rest as reported) |
+    upstream_output_counted (no output count was reported: the produced text was counted).
     """
 
     request_id: str
@@ -87,6 +98,17 @@ class UsageRecord:
     usage_source: str
     latency_ms: int
     created_at: datetime = field(default_factory=utcnow)
+    # Added by migration 0005; defaults keep records written before it readable (spill files,
+    # the Redis stream).
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    prompt_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    price_cache_write: int | None = None
+    price_cache_write_1h: int | None = None
+    price_audio_input: int | None = None
+    price_audio_output: int | None = None
+    overdraft: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,6 +229,21 @@ class Cursor:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceTier:
+    """Long-context prices: those of a whole call whose prompt is above
+    ``above_input_tokens``; nano-USD per 1M tokens, None where the class has no own price."""
+
+    above_input_tokens: int
+    input: int
+    output: int
+    cached_input: int | None = None
+    cache_write: int | None = None
+    cache_write_1h: int | None = None
+    audio_input: int | None = None
+    audio_output: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PriceRow:
     """One model of the price book; prices in nano-USD per 1M tokens."""
 
@@ -218,6 +255,11 @@ class PriceRow:
     input: int
     cached_input: int | None
     output: int
+    cache_write: int | None = None
+    cache_write_1h: int | None = None
+    audio_input: int | None = None
+    audio_output: int | None = None
+    tiers: tuple[PriceTier, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

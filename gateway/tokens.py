@@ -215,3 +215,32 @@ def _count_inputs(enc: Encoder, value: Any) -> int:
             return len(value)
         return sum(_count_inputs(enc, v) for v in value)
     return 0
+
+
+def media_parts(endpoint: Endpoint, payload: dict[str, Any]) -> int:
+    """How many image, file and audio parts ``count_prompt`` counted at ``TOKENS_PER_IMAGE``
+    each: a flat allowance, not their size, so a caller judging a provider's prompt count
+    against ours can leave them out."""
+    items = payload.get(endpoint.prompt_field)
+    if not isinstance(items, list):
+        return 0
+    return sum(_content_text(m.get("content"))[1] for m in items if isinstance(m, dict))
+
+
+# Texts longer than this many bytes are estimated from three samples of SAMPLE bytes.
+SAMPLE = 4096
+SAMPLED_ABOVE = 4 * SAMPLE
+
+
+def estimate_tokens(enc: Encoder, data: bytes) -> int:
+    """Tokens in ``data`` (UTF-8; a request body), estimated from its head, middle and tail
+    when it is longer than ``SAMPLED_ABOVE`` bytes (exact below): a cost bounded by ~12 KiB
+    of tokenizing, for judging a provider's count with a wide margin, never for billing.
+    A JSON body leans above its prompt's count (keys, quotes and escapes are tokens too)."""
+    if len(data) <= SAMPLED_ABOVE:
+        return count_text(enc, data.decode("utf-8", "replace"))
+    middle = (len(data) - SAMPLE) // 2
+    samples = (data[:SAMPLE], data[middle : middle + SAMPLE], data[-SAMPLE:])
+    # A cut inside a multi-byte character decodes to one replacement character: negligible.
+    counted = sum(count_text(enc, s.decode("utf-8", "replace")) for s in samples)
+    return -(-counted * len(data) // (3 * SAMPLE))

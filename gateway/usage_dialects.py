@@ -78,6 +78,7 @@ from gateway.usage_shapes import (
 
 __all__ = [
     "DIALECTS",
+    "USAGE_KEYS",
     "Dialect",
     "NormalizedUsage",
     "merge",
@@ -92,6 +93,19 @@ __all__ = [
 # chat-template overhead on tiny prompts; it matches the cases' max(10 %, 8 tokens) tolerance.
 IMPLAUSIBLE_RATIO: Final = 4
 SLACK_TOKENS: Final = 8
+
+# Every key whose presence in an object lets ``normalize`` find usage there (``response``,
+# ``message`` and ``x_groq`` hold theirs under ``usage``). An object holding none of them has
+# no usage: a stream relay can skip parsing it (gateway.proxy.sse).
+USAGE_KEYS: Final = (
+    "usage",
+    "usageMetadata",
+    "timings",
+    "prompt_eval_count",
+    "eval_count",
+    "tokens_evaluated",
+    "tokens_predicted",
+)
 
 _DEFAULT: Final = Dialect()
 DIALECTS: Final[Mapping[str, Dialect]] = MappingProxyType(

@@ -127,7 +127,8 @@ def bulk_failed(user_id: str, code: str | None, message: str) -> Json:
 
 
 def usage_view(r: UsageRecord) -> Json:
-    """One call as billed, with the unit prices (USD per 1M tokens) it was charged at."""
+    """One call as billed: every token class, the unit prices (USD per 1M tokens) it was
+    charged at (null: not set, charged at its fallback) and the overdraft (USD)."""
     return {
         "request_id": r.request_id,
         "key_id": r.key_id,
@@ -136,21 +137,32 @@ def usage_view(r: UsageRecord) -> Json:
         "endpoint": r.endpoint,
         "prompt_tokens": r.prompt_tokens,
         "cached_tokens": r.cached_tokens,
+        "cache_write_tokens": r.cache_write_tokens,
+        "cache_write_1h_tokens": r.cache_write_1h_tokens,
+        "prompt_audio_tokens": r.prompt_audio_tokens,
         "completion_tokens": r.completion_tokens,
         "reasoning_tokens": r.reasoning_tokens,
+        "output_audio_tokens": r.output_audio_tokens,
         "price_per_1m_tokens": {
             "input": format_usd(r.price_input),
-            "cached_input": None
-            if r.price_cached_input is None
-            else format_usd(r.price_cached_input),
+            "cached_input": _usd_or_none(r.price_cached_input),
+            "cache_write": _usd_or_none(r.price_cache_write),
+            "cache_write_1h": _usd_or_none(r.price_cache_write_1h),
+            "audio_input": _usd_or_none(r.price_audio_input),
             "output": format_usd(r.price_output),
+            "audio_output": _usd_or_none(r.price_audio_output),
         },
         "cost": format_usd(r.cost),
+        "overdraft": format_usd(r.overdraft),
         "status": r.status,
         "usage_source": r.usage_source,
         "latency_ms": r.latency_ms,
         "created_at": r.created_at.isoformat(),
     }
+
+
+def _usd_or_none(nanos: int | None) -> str | None:
+    return None if nanos is None else format_usd(nanos)
 
 
 def totals_view(t: Totals, *, money: str) -> Json:

@@ -147,3 +147,111 @@ def test_resolve_refuses_unknown_model_and_wrong_kind():
         loaded.resolve("text-embedding-3-small", "chat/completions")
     with pytest.raises(BadRequest):
         loaded.resolve(None, "chat/completions")
+
+
+PRICED = """\
+currency: usd
+providers:
+  anthropic: {base_url: https://api.anthropic.com/v1, dialect: anthropic}
+  google: {base_url: https://generativelanguage.googleapis.com/v1beta/openai}
+models:
+  claude:
+    provider: anthropic
+    price:
+      input: "3.00"
+      cached_input: "0.30"
+      cache_write: "3.75"
+      cache_write_1h: "6.00"
+      output: "15.00"
+      tiers:
+        - above_input_tokens: 200000
+          price: {input: "6.00", cached_input: "0.60", cache_write: "7.50",
+                  cache_write_1h: "12.00", output: "22.50"}
+  realtime:
+    provider: google
+    price: {input: "2.50", output: "10.00", audio_input: "40.00", audio_output: "80.00"}
+"""
+
+
+def test_every_price_field_tier_and_dialect_is_read_exactly():
+    loaded = catalog.parse(PRICED, source="m.yaml", env={})
+    assert loaded.providers["anthropic"].dialect == "anthropic"
+    assert loaded.providers["google"].dialect is None
+    claude = loaded.models["claude"].price
+    assert (claude.cache_write, claude.cache_write_1h) == (3_750_000_000, 6_000_000_000)
+    (tier,) = claude.tiers
+    assert tier.above_input_tokens == 200_000
+    assert (tier.price.input, tier.price.cached_input, tier.price.output) == (
+        6_000_000_000,
+        600_000_000,
+        22_500_000_000,
+    )
+    assert (tier.price.cache_write, tier.price.cache_write_1h) == (7_500_000_000, 12_000_000_000)
+    assert tier.price.tiers == ()
+    realtime = loaded.models["realtime"].price
+    assert (realtime.audio_input, realtime.audio_output) == (40_000_000_000, 80_000_000_000)
+
+
+FULL_TIER = (
+    '          price: {input: "9", cached_input: "1", cache_write: "9", cache_write_1h: "9",'
+    ' output: "30"}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("broken", "where"),
+    [
+        (
+            PRICED.replace("dialect: anthropic", "dialect: claude"),
+            "m.yaml:3: providers.anthropic.dialect: unknown usage dialect",
+        ),
+        (
+            PRICED.replace('cache_write: "3.75"', "cache_write: 3.75"),
+            "m.yaml:11: models.claude.price.cache_write: price must be a quoted decimal",
+        ),
+        (
+            PRICED.replace('audio_output: "80.00"', 'audio_ouput: "80.00"'),
+            "m.yaml:20: models.realtime.price.audio_ouput: unknown price field",
+        ),
+        (
+            PRICED.replace("above_input_tokens: 200000", "above_input_tokens: -5"),
+            "m.yaml:15: models.claude.price.tiers.0.above_input_tokens: must be a positive",
+        ),
+        (
+            PRICED.replace(
+                "      tiers:\n", "      tiers:\n        - above_input_tokens: 300000\n" + FULL_TIER
+            ),
+            "m.yaml:17: models.claude.price.tiers.1.above_input_tokens: tiers must be in ascending",
+        ),
+        (
+            PRICED.replace('cache_write_1h: "12.00", ', ""),
+            "m.yaml:16: models.claude.price.tiers.0.price.cache_write_1h: the base price sets it",
+        ),
+        (
+            PRICED.replace('output: "22.50"', 'output: "22.50", audio_input: "1"'),
+            "m.yaml:17: models.claude.price.tiers.0.price.audio_input: the base price does not",
+        ),
+        (
+            PRICED.replace('output: "22.50"}', 'output: "22.50", tiers: []}'),
+            "m.yaml:17: models.claude.price.tiers.0.price.tiers: unknown price field",
+        ),
+        (
+            PRICED.replace("        - above_input_tokens", "        - above_tokens"),
+            "m.yaml:15: models.claude.price.tiers.0.above_tokens: unknown field",
+        ),
+        (
+            PRICED.replace('output: "22.50"', "output: ~"),
+            "m.yaml:17: models.claude.price.tiers.0.price.output: a chat model needs an output",
+        ),
+        (
+            PRICED.split("      tiers:")[0]
+            + "      tiers: {}\n"
+            + PRICED[PRICED.index("  realtime:") :],
+            "m.yaml:14: models.claude.price.tiers: must be a list",
+        ),
+    ],
+)
+def test_price_fields_tiers_and_dialects_are_checked_with_file_line_and_field(broken, where):
+    with pytest.raises(catalog.CatalogError) as err:
+        catalog.parse(broken, source="m.yaml", env={})
+    assert str(err.value).startswith(where), str(err.value)

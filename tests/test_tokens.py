@@ -130,3 +130,40 @@ def test_the_free_prompt_bound_is_never_below_the_exact_count(payload: dict[str,
     for body in (orjson.dumps(payload), orjson.dumps(payload).replace(b",", b", ")):
         exact = tokens.count_prompt(enc, CHAT, payload)
         assert tokens.prompt_bound(CHAT, payload, len(body)) >= exact
+
+
+def test_a_long_text_is_estimated_from_samples_close_to_its_count() -> None:
+    enc = tokens.encoder("cl100k_base")
+    english = ("The quick brown fox jumps over the lazy dog while we count. " * 3000).encode()
+    mixed = ("Bonjour, ceci est un test. 这是一个测试。 " * 2000).encode()
+    for data in (english, mixed):
+        exact = tokens.count_text(enc, data.decode())
+        assert len(data) > tokens.SAMPLED_ABOVE
+        assert abs(tokens.estimate_tokens(enc, data) - exact) <= exact // 20
+    short = b'{"messages": [{"role": "user", "content": "hi there"}]}'
+    assert tokens.estimate_tokens(enc, short) == tokens.count_text(enc, short.decode())
+
+
+def test_the_estimate_tokenizes_three_samples_whatever_the_length() -> None:
+    seen: list[int] = []
+
+    class Spy:
+        def encode_ordinary(self, text: str) -> list[int]:
+            seen.append(len(text))
+            return [0] * (len(text) // 4)
+
+    assert tokens.estimate_tokens(Spy(), b"x" * 1_000_000) == 250_000
+    assert seen == [tokens.SAMPLE] * 3
+
+
+def test_media_parts_are_the_flat_allowances_count_prompt_added() -> None:
+    enc = tokens.encoder("cl100k_base")
+    chat = ENDPOINTS["chat/completions"]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    payload = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}]}
+    text_only = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
+    assert tokens.media_parts(chat, payload) == 1
+    assert tokens.count_prompt(enc, chat, payload) - tokens.TOKENS_PER_IMAGE == tokens.count_prompt(
+        enc, chat, text_only
+    )
+    assert tokens.media_parts(ENDPOINTS["embeddings"], {"input": ["a", "b"]}) == 0

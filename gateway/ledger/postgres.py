@@ -155,7 +155,9 @@ WITH batch AS (
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
         $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[],
-        $17::bigint[], $18::timestamptz[]
+        $17::bigint[], $18::timestamptz[], $19::bigint[], $20::bigint[], $21::bigint[],
+        $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[],
+        $27::bigint[]
     ) WITH ORDINALITY AS b({USAGE_COLUMNS}, position)
 ),
 locked AS (

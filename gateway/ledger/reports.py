@@ -12,6 +12,7 @@ no total can overflow.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from gateway.records import (
     Period,
     PriceChange,
     PriceRow,
+    PriceTier,
     Totals,
     UsageRecord,
     UserTotals,
@@ -55,15 +57,40 @@ TOTALS = (
 )
 # The order of the newest-first index usage_records_user_time.
 NEWEST_FIRST = "ORDER BY created_at DESC, request_id DESC"
-UPSERT_PRICE = (
-    "INSERT INTO model_prices (model, provider, upstream_model, kind, max_output_tokens,"
-    " price_input, price_cached_input, price_output, updated_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (model) DO UPDATE SET"
-    " provider = excluded.provider, upstream_model = excluded.upstream_model,"
-    " kind = excluded.kind, max_output_tokens = excluded.max_output_tokens,"
-    " price_input = excluded.price_input, price_cached_input = excluded.price_cached_input,"
-    " price_output = excluded.price_output, updated_at = excluded.updated_at"
+PRICE_COLUMNS = (
+    "model",
+    "provider",
+    "upstream_model",
+    "kind",
+    "max_output_tokens",
+    "price_input",
+    "price_cached_input",
+    "price_output",
+    "price_cache_write",
+    "price_cache_write_1h",
+    "price_audio_input",
+    "price_audio_output",
+    "price_tiers",
+    "updated_at",
 )
+UPSERT_PRICE = (
+    f"INSERT INTO model_prices ({', '.join(PRICE_COLUMNS)})"
+    f" VALUES ({', '.join(f'${i}' for i in range(1, len(PRICE_COLUMNS) + 1))})"
+    " ON CONFLICT (model) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in PRICE_COLUMNS[1:])
+)
+# A tier's classes in the order price_tiers stores them (JSON: nano-USD integers or null).
+TIER_FIELDS = (
+    "input",
+    "output",
+    "cached_input",
+    "cache_write",
+    "cache_write_1h",
+    "audio_input",
+    "audio_output",
+)
+# The optional classes of a price, as price_details shows them (USD decimal strings).
+OPTIONAL_PRICES = ("cached_input", "cache_write", "cache_write_1h", "audio_input", "audio_output")
 
 
 class SqlReports:
@@ -178,6 +205,11 @@ class SqlReports:
                         p.input,
                         p.cached_input,
                         p.output,
+                        p.cache_write,
+                        p.cache_write_1h,
+                        p.audio_input,
+                        p.audio_output,
+                        _tiers_json(p.tiers),
                         now,
                     )
                 for event in change.events:
@@ -207,6 +239,30 @@ def price(r: Row) -> PriceRow:
         input=r["price_input"],
         cached_input=r["price_cached_input"],
         output=r["price_output"],
+        cache_write=r["price_cache_write"],
+        cache_write_1h=r["price_cache_write_1h"],
+        audio_input=r["price_audio_input"],
+        audio_output=r["price_audio_output"],
+        tiers=_tiers_of(r["price_tiers"]),
+    )
+
+
+def _tiers_json(tiers: Sequence[PriceTier]) -> str | None:
+    """Tiers as stored in price_tiers: a JSON list (None when there are none), so one column
+    holds any number of them; integers only, no float ever reaches it."""
+    if not tiers:
+        return None
+    return json.dumps(
+        [[t.above_input_tokens, *(getattr(t, f) for f in TIER_FIELDS)] for t in tiers]
+    )
+
+
+def _tiers_of(stored: str | None) -> tuple[PriceTier, ...]:
+    if not stored:
+        return ()
+    return tuple(
+        PriceTier(row[0], **dict(zip(TIER_FIELDS, row[1:], strict=True)))
+        for row in json.loads(stored)
     )
 
 
@@ -253,10 +309,14 @@ def _midnight(day: date, tz: ZoneInfo) -> datetime:
 
 def price_details(row: PriceRow) -> dict[str, Any]:
     """A model and its prices (USD per 1M tokens, decimal strings) as price-change audit
-    events store it; GET /admin/models shows the same shape (``gateway.views.price_view``)."""
-    price = {"input": format_usd(row.input), "output": format_usd(row.output)}
-    if row.cached_input is not None:
-        price["cached_input"] = format_usd(row.cached_input)
+    events store it; GET /admin/models shows the same shape (``gateway.views.price_view``).
+    Classes without a price of their own are left out; ``tiers`` only when there are some."""
+    price: dict[str, Any] = _prices(row)
+    if row.tiers:
+        price["tiers"] = [
+            {"above_input_tokens": t.above_input_tokens, "price_per_1m_tokens": _prices(t)}
+            for t in row.tiers
+        ]
     return {
         "id": row.model,
         "provider": row.provider,
@@ -265,6 +325,15 @@ def price_details(row: PriceRow) -> dict[str, Any]:
         "max_output_tokens": row.max_output_tokens,
         "price_per_1m_tokens": price,
     }
+
+
+def _prices(p: PriceRow | PriceTier) -> dict[str, str]:
+    shown = {"input": format_usd(p.input), "output": format_usd(p.output)}
+    for name in OPTIONAL_PRICES:
+        value = getattr(p, name)
+        if value is not None:
+            shown[name] = format_usd(value)
+    return shown
 
 
 def diff_prices(

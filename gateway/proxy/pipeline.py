@@ -22,19 +22,21 @@ import aiohttp
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gateway import pricing, tokens
+from gateway import pricing
 from gateway.catalog import Model
 from gateway.endpoints import Endpoint
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.listeners import Header
-from gateway.pricing import Quote, Usage, cost
+from gateway.pricing import Quote
 from gateway.proxy.admission import reserve, write_cap
+from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
 from gateway.proxy.request import header, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.sse import StreamMeter
-from gateway.proxy.usage import output_text, usage_from
+from gateway.proxy.usage import by_choice, output_pieces
 from gateway.records import ApiKey, UsageRecord
 from gateway.services import Services
+from gateway.usage_dialects import NormalizedUsage, normalize
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -66,16 +68,17 @@ class Reply:
 class Outcome:
     """What a relayed call came to, as settlement prices it.
 
-    ``usage`` is what the upstream reported; when it is None the prompt and the produced text
-    (``text`` of a whole answer, or what ``meter`` saw of a stream) are counted instead.
-    ``billable`` is False when the upstream served nothing. ``reply`` is the answer still to
-    send (None when it went out already: a stream, or nothing to send).
+    ``usage`` is what the upstream reported (normalized); what it leaves unknown is counted
+    from the prompt and the produced text (``texts``, one per choice, of a whole answer, or
+    what ``meter`` saw of a stream). ``billable`` is False when the upstream served nothing.
+    ``reply`` is the answer still to send (None when it went out already: a stream, or
+    nothing to send).
     """
 
     status: str
     billable: bool = True
-    usage: Usage | None = None
-    text: str = ""
+    usage: NormalizedUsage | None = None
+    texts: tuple[str, ...] = ()
     meter: StreamMeter | None = None
     reply: Reply | None = None
 
@@ -185,7 +188,11 @@ async def relay(services: Services, call: Call, receive: Receive, send: Send) ->
     task = asyncio.current_task()
     assert task is not None
     meter = (
-        StreamMeter(call.endpoint.usage, hide_usage_chunk=call.hide_usage_chunk)
+        StreamMeter(
+            call.endpoint.usage,
+            hide_usage_chunk=call.hide_usage_chunk,
+            dialect=call.model.provider.dialect,
+        )
         if call.stream
         else None
     )
@@ -274,9 +281,11 @@ async def _relay_body(call: Call, response: aiohttp.ClientResponse, content_type
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         obj = None
-    usage = usage_from(obj, call.endpoint.usage)
-    text = "".join(output_text(obj)) if usage is None else ""
-    return Outcome("ok", usage=usage, text=text, reply=Reply(response.status, body, content_type))
+    usage = normalize(obj, dialect=call.model.provider.dialect)
+    # The text is needed only when the output is not reported (it is then counted).
+    texts = by_choice(output_pieces(obj)) if usage is None or usage.output_tokens is None else []
+    reply = Reply(response.status, body, content_type)
+    return Outcome("ok", usage=usage, texts=tuple(texts), reply=reply)
 
 
 async def _relay_stream(
@@ -316,40 +325,27 @@ async def _relay_stream(
 async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[Header]:
     """Prices what happened, settles it once and tells the listeners; returns the headers
     they asked for. Raises only a cancellation (the response may be under way)."""
-    usage, source = outcome.usage, "upstream"
-    if not outcome.billable:
-        usage = Usage(prompt_tokens=0)
-    elif usage is None:
-        # No usage from the upstream: count the prompt and what was actually produced.
-        encoder = tokens.model_encoder(call.model.upstream_model, call.model.encoding)
-        produced = outcome.meter.produced_text() if outcome.meter else outcome.text
-        quote = call.quote
-        usage = Usage(
-            prompt_tokens=quote.prompt_tokens
-            if quote.exact
-            else tokens.count_prompt(encoder, call.endpoint, call.payload),
-            completion_tokens=tokens.count_text(encoder, produced),
+    billed = NOTHING
+    if outcome.billable:
+        local = LocalCounts(
+            call.model, call.endpoint, call.payload, call.quote, lambda: _produced(outcome)
         )
-        source = "counted"
-    price = call.model.price
-    record = UsageRecord(
+        billed = billed_usage(
+            outcome.usage,
+            local,
+            produces_output=bool(call.endpoint.cap_fields),
+            complete=outcome.status == "ok",
+        )
+    record = usage_record(
+        billed,
+        call.model,
         request_id=call.request_id,
         user_id=call.key.user_id,
         key_id=call.key.id,
-        model=call.model.name,
-        provider=call.model.provider.name,
         endpoint=call.endpoint.path,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        price_input=price.input,
-        price_cached_input=price.cached_input,
-        price_output=price.output,
-        cost=cost(price, usage),
         status=outcome.status,
-        usage_source=source,
         latency_ms=int((time.perf_counter() - call.started) * 1000),
+        reserved=call.quote.reserve,
     )
     balance: int | None = None
     try:
@@ -367,6 +363,10 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[H
     finally:
         headers = _publish(services, record, balance)
     return headers
+
+
+def _produced(outcome: Outcome) -> Sequence[str]:
+    return outcome.meter.produced_texts() if outcome.meter else outcome.texts
 
 
 def _publish(services: Services, record: UsageRecord, balance: int | None) -> Sequence[Header]:

@@ -1,80 +1,77 @@
-"""Reading usage and produced text out of OpenAI response objects (pure).
+"""Produced text out of OpenAI-shaped answers, per choice (pure).
 
-Unknown usage stays ``None``; it is never read as zero.
+Usage itself is read by ``gateway.usage_dialects.normalize`` (every provider's shape); this
+module finds what was generated, for the calls whose output has to be counted locally: each
+choice's text is kept apart, because ``n`` choices are ``n`` separate generations, and
+tokenizing their interleaved stream deltas as one string would miscount them
+(vllm-project/vllm#9475).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from gateway.endpoints import UsageShape
-from gateway.pricing import Usage
+# One piece of generated text and the choice (or Responses output item) it belongs to.
+Piece = tuple[int, str]
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def usage_from(obj: Any, shape: UsageShape) -> Usage | None:
-    """The usage object of an answer, chunk or Responses ``response`` object, read under the
-    endpoint's names; None when absent or not an object."""
-    if not isinstance(obj, dict):
-        return None
-    usage = obj.get("usage")
-    if not isinstance(usage, dict):
-        return None
-    details_in = usage.get(shape.prompt_details) or {}
-    details_out = usage.get(shape.completion_details) or {}
-    return Usage(
-        prompt_tokens=_int(usage.get(shape.prompt)),
-        completion_tokens=_int(usage.get(shape.completion)),
-        cached_tokens=_int(details_in.get("cached_tokens")) if isinstance(details_in, dict) else 0,
-        reasoning_tokens=_int(details_out.get("reasoning_tokens"))
-        if isinstance(details_out, dict)
-        else 0,
-    )
-
-
-def output_text(obj: Any) -> list[str]:
-    """Every piece of generated text in a full response, a stream chunk or a stream event."""
-    out: list[str] = []
+def output_pieces(obj: Any) -> list[Piece]:
+    """Every piece of generated text in a full response, a stream chunk or a stream event,
+    with its choice index (``choices[].index``, or the Responses ``output_index``)."""
+    out: list[Piece] = []
     if not isinstance(obj, dict):
         return out
     choices = obj.get("choices")
     if isinstance(choices, list):
-        for choice in choices:
+        for position, choice in enumerate(choices):
             if not isinstance(choice, dict):
                 continue
+            index = _index(choice.get("index"), position)
             text = choice.get("text")
             if isinstance(text, str):
-                out.append(text)
+                out.append((index, text))
             for key in ("message", "delta"):
                 part = choice.get(key)
                 if isinstance(part, dict):
-                    _message_text(part, out)
+                    out.extend((index, t) for t in _message_text(part))
         return out
-    # Responses API: a full response, or a stream event like response.output_text.delta
+    # Responses API: a stream event like response.output_text.delta, or a full response
     delta = obj.get("delta")
     if isinstance(delta, str) and str(obj.get("type", "")).endswith(".delta"):
-        out.append(delta)
+        out.append((_index(obj.get("output_index"), 0), delta))
     output = obj.get("output")
     if isinstance(output, list):
-        for item in output:
+        for position, item in enumerate(output):
             if not isinstance(item, dict):
                 continue
             for key in ("arguments", "text"):
                 if isinstance(item.get(key), str):
-                    out.append(item[key])
+                    out.append((position, item[key]))
             content = item.get("content")
             if isinstance(content, list):
                 for part in content:
                     if isinstance(part, dict) and isinstance(part.get("text"), str):
-                        out.append(part["text"])
+                        out.append((position, part["text"]))
     return out
 
 
-def _message_text(message: dict[str, Any], out: list[str]) -> None:
-    for key in ("content", "reasoning_content", "refusal"):
+def by_choice(pieces: Iterable[Piece]) -> list[str]:
+    """The text of each choice, pieces joined in arrival order, in choice order."""
+    texts: dict[int, list[str]] = {}
+    for index, text in pieces:
+        texts.setdefault(index, []).append(text)
+    return ["".join(texts[i]) for i in sorted(texts)]
+
+
+def _index(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _message_text(message: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    # reasoning_content: DeepSeek, vLLM; reasoning: OpenRouter, Ollama /v1
+    for key in ("content", "reasoning_content", "reasoning", "refusal"):
         value = message.get(key)
         if isinstance(value, str):
             out.append(value)
@@ -86,3 +83,4 @@ def _message_text(message: dict[str, Any], out: list[str]) -> None:
                 for key in ("name", "arguments"):
                     if isinstance(fn.get(key), str):
                         out.append(fn[key])
+    return out

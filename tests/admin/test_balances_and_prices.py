@@ -202,6 +202,56 @@ def test_price_book_records_each_change_once_with_old_and_new(
     run(make_ledger, scenario)
 
 
+def long_context(write: str) -> str:
+    return (
+        "  claude:\n    provider: p\n    max_output_tokens: 10\n    price:\n"
+        f'      input: "3.00"\n      cache_write: "{write}"\n      output: "15.00"\n'
+        '      audio_input: "40.00"\n'
+        "      tiers:\n        - above_input_tokens: 200000\n"
+        '          price: {input: "6.00", cache_write: "7.50", output: "22.50",'
+        ' audio_input: "40.00"}\n'
+    )
+
+
+def test_every_price_class_and_tier_is_in_the_book_and_a_change_to_one_is_audited(
+    make_ledger: MakeLedger, tmp_path: Path
+) -> None:
+    async def scenario(a: Accounts, ledger: Ledger) -> None:
+        await record_prices(ledger, catalog(tmp_path, "2.50", long_context("3.75")), actor="t")
+        book = await ledger.reports.list_prices()
+        assert book == price_rows(catalog(tmp_path, "2.50", long_context("3.75")))
+        claude = book[1]
+        assert (claude.cache_write, claude.audio_input) == (3_750_000_000, 40_000_000_000)
+        assert [(t.above_input_tokens, t.input, t.cache_write) for t in claude.tiers] == [
+            (200_000, 6_000_000_000, 7_500_000_000)
+        ]
+        assert (
+            await record_prices(ledger, catalog(tmp_path, "2.50", long_context("3.75")), actor="t")
+            == []
+        )
+        changed = await record_prices(
+            ledger, catalog(tmp_path, "2.50", long_context("4.00")), actor="t"
+        )
+        assert [(c.model, c.events[0].action) for c in changed] == [("claude", "price.change")]
+        details = changed[0].events[0].details
+        assert details is not None
+        old, new = details["old"]["price_per_1m_tokens"], details["new"]["price_per_1m_tokens"]
+        assert (old["cache_write"], new["cache_write"]) == ("3.75", "4.00")
+        assert new["tiers"] == [
+            {
+                "above_input_tokens": 200_000,
+                "price_per_1m_tokens": {
+                    "input": "6.00",
+                    "output": "22.50",
+                    "cache_write": "7.50",
+                    "audio_input": "40.00",
+                },
+            }
+        ]
+
+    run(make_ledger, scenario)
+
+
 def test_reload_keeps_old_prices_on_a_bad_file_and_history_on_a_good_one(
     database_url: str, tmp_path: Path
 ) -> None:

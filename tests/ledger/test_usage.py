@@ -206,3 +206,27 @@ def test_concurrent_batches_over_several_shared_users_all_land(contract: Contrac
             assert await books.balance(name) == USD - 30
 
     contract.run(scenario)
+
+
+def test_every_token_class_price_and_overdraft_is_kept_as_written(contract: Contract) -> None:
+    async def scenario(books: Books) -> None:
+        await books.user("alice", credit=1000)
+        record = replace(
+            usage("r1", "alice", 1500),
+            cache_write_tokens=40,
+            cache_write_1h_tokens=10,
+            prompt_audio_tokens=7,
+            output_audio_tokens=3,
+            price_cache_write=3_750_000_000,
+            price_cache_write_1h=6_000_000_000,
+            price_audio_input=40_000_000_000,
+            price_audio_output=None,
+            overdraft=500,
+        )
+        assert await books.journal.write_usage([record]) == ["r1"]
+        rows, _ = await books.ledger.reports.list_usage("alice", limit=10, offset=0)
+        assert [replace(r, created_at=record.created_at) for r in rows] == [record]
+        # A call that cost more than it reserved is billed whole: the balance goes below zero.
+        assert await books.balance("alice") == -500
+
+    contract.run(scenario)

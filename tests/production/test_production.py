@@ -19,9 +19,13 @@ pytestmark = pytest.mark.production
 CALL = {
     "model": "chat",
     "max_tokens": 10,
-    "messages": [{"role": "user", "content": "[[mock:chunks=10]]"}],
+    "messages": [
+        {"role": "user", "content": "one two three four five six seven eight [[mock:chunks=10]]"}
+    ],
 }
-COST = 10 * 10_000  # 10 output tokens at $10 per 1M; the mock counts 0 prompt words
+# The mock counts 8 prompt words (a plausible count of this prompt, so it is billed as
+# reported) at $2.50 per 1M and 10 output tokens at $10 per 1M.
+COST = 8 * 2_500 + 10 * 10_000
 
 
 @pytest.fixture
@@ -79,13 +83,13 @@ def ledger_balance(gateway: GatewayProcess, uid: str) -> int:
 
 def test_two_processes_never_overspend_one_balance(production):
     a, b = production(), production()
-    uid, key = a.user("0.001")  # ten calls' worth of real cost
+    uid, key = a.user("0.001")  # eight calls' worth of real cost
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(lambda i: call((a, b)[i % 2].base_url, key), range(80)))
     served = codes.count(200)
     assert served >= 1
     assert set(codes) <= {200, 402}
-    assert served <= 10
+    assert served <= usd("0.001") // COST
     rows = settled_records(a, uid, served)
     assert len(rows) == served == len({r["request_id"] for r in rows})
     assert sum(usd(r["cost"]) for r in rows) == served * COST

@@ -22,24 +22,28 @@ def expected_cost(prompt: int, completion: int, cached: int = 0) -> int:
 
 def test_chat_call_returns_upstream_content_and_debits_exact_usage(gw):
     uid, key = gw.user("10.00")
+    # Ten words: the mock's count is a plausible count of this prompt, so it is billed as is.
+    content = "one two three four five six seven eight nine ten [[mock:cached=2]]"
     reply = gw.client(key).chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "one two three [[mock:cached=2]]"}]
+        model="chat", messages=[{"role": "user", "content": content}]
     )
     assert reply.choices[0].message.content == "Hello from the mock model."
-    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (3, 5)
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (10, 5)
     rows = gw.wait_usage(uid, 1)
     assert len(rows) == 1
     row = rows[0]
     assert (row["status"], row["usage_source"]) == ("ok", "upstream")
-    assert (row["prompt_tokens"], row["cached_tokens"], row["completion_tokens"]) == (3, 2, 5)
-    assert usd(row["cost"]) == expected_cost(3, 5, cached=2)
-    assert gw.balance(uid) == usd("10.00") - expected_cost(3, 5, cached=2)
+    assert (row["prompt_tokens"], row["cached_tokens"], row["completion_tokens"]) == (10, 2, 5)
+    assert usd(row["cost"]) == expected_cost(10, 5, cached=2)
+    assert gw.balance(uid) == usd("10.00") - expected_cost(10, 5, cached=2)
 
 
 def test_streamed_chat_relays_chunks_unchanged_and_debits_usage(gw):
     uid, key = gw.user()
     stream = gw.client(key).chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "a b [[mock:chunks=20]]"}], stream=True
+        model="chat",
+        messages=[{"role": "user", "content": "a b c d e f g h [[mock:chunks=20]]"}],
+        stream=True,
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -49,10 +53,10 @@ def test_streamed_chat_relays_chunks_unchanged_and_debits_usage(gw):
     row = gw.wait_usage(uid, 1)[0]
     assert (row["usage_source"], row["prompt_tokens"], row["completion_tokens"]) == (
         "upstream",
-        2,
+        8,
         20,
     )
-    assert gw.balance(uid) == usd("10.00") - expected_cost(2, 20)
+    assert gw.balance(uid) == usd("10.00") - expected_cost(8, 20)
 
 
 def test_usage_chunk_is_shown_only_when_the_client_asked(gw):

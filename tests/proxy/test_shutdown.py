@@ -63,7 +63,8 @@ def test_sigterm_lets_streams_finish_settles_them_and_exits_zero(gateways):
         "SELECT SUM(amount) FROM ledger_entries WHERE user_id = ?", (uid,)
     ).fetchone()[0]
     db.close()
-    assert sorted(r[:2] for r in rows) == [("ok", "upstream")] * 3
+    # The mock reports 0 prompt tokens for a prompt of directives only: the gateway counts it.
+    assert sorted(r[:2] for r in rows) == [("ok", "upstream_prompt_counted")] * 3
     assert balance == entries == 5 * 10**9 - sum(r[2] for r in rows)
     # Secrets never reach the log.
     for secret in (key, PROVIDER_KEY, ADMIN_KEY):

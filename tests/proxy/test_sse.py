@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.endpoints import CHAT_USAGE, RESPONSE_USAGE
+from gateway.proxy import sse as sse_module
 from gateway.proxy.sse import StreamMeter
+from gateway.usage_dialects import merge, normalize
+
+FIXTURES = sorted((Path(__file__).parent.parent / "fixtures" / "usage").glob("*/*.json"))
 
 
 def chat_stream(pieces: list[str], with_usage: bool = True) -> bytes:
@@ -45,7 +55,7 @@ def test_any_chunking_forwards_the_same_bytes_and_finds_usage(cuts: list[int]) -
     assert meter.usage is not None
     assert (
         meter.usage.prompt_tokens,
-        meter.usage.completion_tokens,
+        meter.usage.output_tokens,
         meter.usage.cached_tokens,
     ) == (7, 3, 2)
     assert meter.finished
@@ -68,7 +78,7 @@ def test_stream_without_usage_keeps_what_was_produced() -> None:
     meter.close()
     assert meter.usage is None
     assert not meter.finished
-    assert meter.produced_text() == "one two"
+    assert meter.produced_texts() == ["one two"]
 
 
 def test_responses_stream_usage_comes_from_the_completed_event() -> None:
@@ -93,7 +103,7 @@ def test_responses_stream_usage_comes_from_the_completed_event() -> None:
     assert meter.usage is not None
     assert (
         meter.usage.prompt_tokens,
-        meter.usage.completion_tokens,
+        meter.usage.output_tokens,
         meter.usage.cached_tokens,
         meter.usage.reasoning_tokens,
     ) == (4, 9, 1, 5)
@@ -105,3 +115,77 @@ def test_crlf_separated_events_are_relayed_intact() -> None:
     meter = StreamMeter(CHAT_USAGE, hide_usage_chunk=True)
     assert feed_in(meter, data, [5, 30]) == data
     assert meter.finished
+
+
+def sse(objs: list[Any]) -> bytes:
+    return b"".join(b"data: " + orjson.dumps(o) + b"\n\n" for o in objs) + b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_recorded_usage_shape_is_caught_by_the_stream_relay(path: Path) -> None:
+    # The relay parses only events holding a usage key: each of the normalizer's 82 recorded
+    # shapes, sent as stream events, must reach it and fold to the normalizer's own answer.
+    case = json.loads(path.read_text())
+    events = [o for o in case["inputs"] if isinstance(o, dict)]
+    want = reduce(merge, (normalize(o, dialect=case["dialect"]) for o in events), None)
+    meter = StreamMeter(CHAT_USAGE, hide_usage_chunk=False, dialect=case["dialect"])
+    data = sse(events)
+    assert feed_in(meter, data, [len(data) // 3]) == data
+    assert meter.usage == want
+
+
+def vllm_stream(final: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "choices": [{"index": 0, "delta": {"content": f"w{i} "}}],
+            "usage": {"prompt_tokens": 15, "completion_tokens": i, "total_tokens": 15 + i},
+        }
+        for i in range(1, final + 1)
+    ] + [{"choices": [], "usage": {"prompt_tokens": 15, "completion_tokens": final}}]
+
+
+@given(st.lists(st.integers(0, 5000), max_size=20))
+def test_cumulative_usage_on_every_chunk_counts_once_at_its_final_figures(cuts: list[int]) -> None:
+    data = sse(vllm_stream(5))
+    meter = StreamMeter(CHAT_USAGE, hide_usage_chunk=True)
+    out = feed_in(meter, data, [c % (len(data) + 1) for c in cuts])
+    assert meter.usage is not None
+    assert (meter.usage.prompt_tokens, meter.usage.output_tokens) == (15, 5)
+    # only the usage-only chunk is hidden; the chunks with choices keep their usage
+    assert out == sse(vllm_stream(5)[:-1])
+
+
+def test_only_events_that_can_carry_usage_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[bytes] = []
+    real = sse_module._load
+    monkeypatch.setattr(sse_module, "_load", lambda data: parsed.append(data) or real(data))
+    quiet = [
+        b'{"choices":[{"index":0,"delta":{"content":"say \\"usage\\": {1}"}}],"usage":null}',
+        b'{"choices":[{"index":0,"delta":{"content":"timings"}}]}',
+    ]
+    loud = [
+        b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}',
+        b'{"done":true,"prompt_eval_count":4,"eval_count":2}',
+        b'{"choices":[],"timings":{"prompt_n":5,"predicted_n":2}}',
+    ]
+    meter = StreamMeter(CHAT_USAGE, hide_usage_chunk=False)
+    for data in quiet + loud:
+        meter.feed(b"data: " + data + b"\n\n")
+    assert parsed == loud
+    assert meter.usage is not None
+    assert (meter.usage.prompt_tokens, meter.usage.output_tokens) == (5, 2)
+
+
+def test_choices_are_counted_apart_from_their_interleaved_deltas() -> None:
+    texts = ["Red apples grow.", "Bananas are long.", "Cherries."]
+    words = [t.split(" ") for t in texts]
+    chunks = [
+        {"choices": [{"index": i, "delta": {"content": ws[w] + " " * (w < len(ws) - 1)}}]}
+        for w in range(3)
+        for i, ws in enumerate(words)
+        if w < len(ws)
+    ]
+    meter = StreamMeter(CHAT_USAGE, hide_usage_chunk=True)
+    meter.feed(sse(chunks))
+    assert meter.usage is None
+    assert meter.produced_texts() == texts
