@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from gateway import tokens
 from gateway.catalog import Model, Provider
 from gateway.endpoints import ENDPOINTS
-from gateway.pricing import Price, Quote, Tier, Usage, cost
+from gateway.pricing import Output, Price, Quote, Tier, Usage, cost
 from gateway.proxy.billed import (
     COUNTED,
     OUTPUT_COUNTED,
@@ -267,13 +267,15 @@ def test_the_prompt_is_counted_once_and_an_exact_quote_is_reused(
 ) -> None:
     counted = spy(monkeypatch, "count_prompt")
     payload = {"messages": [{"role": "user", "content": "one two three"}]}
-    local = LocalCounts(CHAT_MODEL, CHAT, payload, Quote(0, 500, 10), lambda: ["a", "b"])
+    local = LocalCounts(
+        CHAT_MODEL, CHAT, payload, Quote(0, 500, 500, Output(10)), lambda: ["a", "b"]
+    )
     first = local.prompt()
     assert local.prompt() == first
     assert len(counted) == 1
     assert local.estimate() == first.text  # a short prompt is judged on its count
     assert len(counted) == 1
-    exact = LocalCounts(CHAT_MODEL, CHAT, payload, Quote(0, 42, 10, exact=True), list)
+    exact = LocalCounts(CHAT_MODEL, CHAT, payload, Quote(0, 42, 42, Output(10), exact=True), list)
     assert exact.prompt() == LocalPrompt(42, 42)
     assert len(counted) == 1
 
@@ -282,12 +284,12 @@ def test_a_long_prompt_is_estimated_not_counted(monkeypatch: pytest.MonkeyPatch)
     counted = spy(monkeypatch, "count_prompt")
     estimated = spy(monkeypatch, "estimate_tokens")
     payload = {"messages": [{"role": "user", "content": "many words here " * 5000}]}
-    local = LocalCounts(CHAT_MODEL, CHAT, payload, Quote(0, 80_100, 10), list)
+    local = LocalCounts(CHAT_MODEL, CHAT, payload, Quote(0, 80_100, 80_100, Output(10)), list)
     assert local.estimate() > 10_000
     assert (len(counted), len(estimated)) == (0, 1)
 
 
 def test_each_choice_is_counted_on_its_own() -> None:
-    local = LocalCounts(CHAT_MODEL, CHAT, {}, Quote(0, 0, 10), lambda: ["ab cd", "ef"])
+    local = LocalCounts(CHAT_MODEL, CHAT, {}, Quote(0, 0, 0, Output(10)), lambda: ["ab cd", "ef"])
     enc = tokens.model_encoder("gpt-4", None)
     assert local.output() == tokens.count_text(enc, "ab cd") + tokens.count_text(enc, "ef")
