@@ -17,31 +17,14 @@ from gateway.metering.outbox import OutboxWriter
 from gateway.metrics import Metrics
 from gateway.records import UsageRecord
 from gateway.settings import Settings
+from tests.support.records import usage_record
 
 UID = "alice"
 CREDIT = 10**9
 
 
 def record(i: int, cost: int = 7) -> UsageRecord:
-    return UsageRecord(
-        request_id=f"req-{i}",
-        user_id=UID,
-        key_id=None,
-        model="m",
-        provider="p",
-        endpoint="chat",
-        prompt_tokens=i,
-        completion_tokens=1,
-        cached_tokens=0,
-        reasoning_tokens=0,
-        price_input=1,
-        price_cached_input=None,
-        price_output=2,
-        cost=cost,
-        status="ok",
-        usage_source="upstream",
-        latency_ms=1,
-    )
+    return usage_record(f"req-{i}", UID, cost, key_id=None, prompt_tokens=i, completion_tokens=1)
 
 
 class DownJournal:

@@ -20,6 +20,7 @@ from gateway.ledger.base import UnknownUser
 from gateway.metering.redis_store import RedisStore, connect
 from gateway.metering.store import BalanceStore, MemoryStore
 from gateway.records import UsageRecord
+from tests.support.records import usage_record
 from tests.support.servers import RedisServer
 from tests.support.waiting import until
 
@@ -106,25 +107,7 @@ async def credit(store: BalanceStore, user_id: str, delta: int, version: int) ->
 
 
 def record(request_id: str, cost: int, user_id: str = UID) -> UsageRecord:
-    return UsageRecord(
-        request_id=request_id,
-        user_id=user_id,
-        key_id="k1",
-        model="m",
-        provider="p",
-        endpoint="chat",
-        prompt_tokens=10,
-        completion_tokens=5,
-        cached_tokens=0,
-        reasoning_tokens=0,
-        price_input=1,
-        price_cached_input=None,
-        price_output=2,
-        cost=cost,
-        status="ok",
-        usage_source="upstream",
-        latency_ms=3,
-    )
+    return usage_record(request_id, user_id, cost)
 
 
 # -- the contract --------------------------------------------------------------------------

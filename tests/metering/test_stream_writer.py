@@ -22,6 +22,7 @@ from gateway.metering.stream_writer import StreamWriter
 from gateway.metrics import Metrics
 from gateway.records import UsageRecord
 from gateway.settings import Settings
+from tests.support.records import usage_record
 from tests.support.servers import RedisServer
 from tests.support.waiting import until
 
@@ -64,22 +65,13 @@ class FlakyLedger:
 
 
 def record(i: int, cost: int = 7, user_id: str = UID) -> UsageRecord:
-    return UsageRecord(
-        request_id=f"req-{i}",
-        user_id=user_id,
+    return usage_record(
+        f"req-{i}",
+        user_id,
+        cost,
         key_id=None,
-        model="m",
-        provider="p",
-        endpoint="chat",
         prompt_tokens=i,
         completion_tokens=1,
-        cached_tokens=0,
-        reasoning_tokens=0,
-        price_input=1,
-        price_cached_input=None,
-        price_output=2,
-        cost=cost,
-        status="ok",
         usage_source="counted",
         latency_ms=1,
     )
