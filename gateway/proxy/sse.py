@@ -13,6 +13,7 @@ behalf is dropped when the client did not ask for it. Every other event is kept 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -123,12 +124,18 @@ class StreamMeter:
         used when the output has to be counted)."""
         pieces = []
         for chunk in self.events:
-            for event, _ in _split(chunk):
-                data = _data(event)
-                if not data or data == b"[DONE]":
-                    continue
+            for data in payloads(chunk):
                 pieces.extend(output_pieces(_load(data)))
         return by_choice(pieces)
+
+
+def payloads(chunk: bytes) -> Iterator[bytes]:
+    """The data of each event in ``chunk`` (whole events, as ``StreamMeter.feed`` returns
+    them), lines joined; events without data and the ``[DONE]`` sentinel are skipped."""
+    for event, _ in _split(chunk):
+        data = _data(event)
+        if data and data != b"[DONE]":
+            yield data
 
 
 def _last_boundary(buf: bytes) -> int:
