@@ -227,6 +227,9 @@ class Quote:
     output: Output
     held: Held = NOTHING_HELD
     exact: bool = False
+    # A stream whose hold grows as it produces (gateway.proxy.stream_hold): the output tokens,
+    # all choices together, that ``reserve`` covers so far; None when it covers ``cap``.
+    output_held: int | None = None
 
     @property
     def cap(self) -> int:
@@ -265,6 +268,18 @@ def fit(reserved: Quote, price: Price, available: int) -> Quote | None:
     fitted = replace(output, per_choice=min(most, output.per_choice))
     reserve = worst_case(price, reserved.input_tokens, fitted.tokens)
     return replace(reserved, reserve=reserve, output=fitted)
+
+
+def first_slice(reserved: Quote, price: Price, available: int, tokens: int) -> Quote | None:
+    """``reserved`` as a stream that may grow its hold: its cap lowered to what ``available``
+    covers (as ``fit``), and a reserve for at most ``tokens`` output tokens of it (None when
+    not even one token per choice fits, or the call produces no output)."""
+    fitted = fit(reserved, price, available)
+    if fitted is None:
+        return None
+    held = min(tokens, fitted.cap)
+    reserve = worst_case(price, fitted.input_tokens, held)
+    return replace(fitted, reserve=reserve, output_held=held)
 
 
 def _priced(model: Rated, prompt: int, output: Output, held: Held, *, exact: bool) -> Quote:

@@ -73,7 +73,8 @@ class UsageRecord:
     ``cost`` and ``overdraft`` are nano-USD; ``overdraft`` is the part of ``cost`` above what
     the call had reserved (a provider reporting more than the worst case), billed all the same.
 
-    ``status``: ok | upstream_error | client_disconnected | upstream_cut | interrupted | error.
+    ``status``: ok | upstream_error | client_disconnected | upstream_cut | interrupted |
+    credit_exhausted (an uncapped stream the balance stopped covering) | error.
     ``usage_source``: upstream (the provider's usage, as reported) | counted (no usage: the
     prompt and the produced text counted with tiktoken) | upstream_prompt_counted (the
     reported prompt was missing or implausibly small and was counted; the rest as reported) |

@@ -77,9 +77,12 @@ class Settings:
     upstream_connect_timeout: float = 10.0
     upstream_read_timeout: float = 600.0
     reservation_ttl: float = 900.0
-    # A whole answer asked for without an output cap whose worst case the balance cannot
-    # cover: "fit" forwards it with the largest cap the balance covers, "refuse" answers 402.
+    # A call asked for without an output cap whose worst case the balance cannot cover: "fit"
+    # forwards it with the largest cap the balance covers (a stream's hold then grows as it
+    # produces), "refuse" answers 402.
     uncapped_calls: UncappedCalls = "fit"
+    # Such a call streamed holds this many output tokens at first, and more as it produces.
+    stream_hold_tokens: int = 1024
     shutdown_grace: float = 30.0
     auth_cache_ttl: float = 5.0
     usage_flush_interval: float = 0.05
@@ -150,6 +153,7 @@ class Settings:
             uncapped_calls=cast(
                 UncappedCalls, _choice(env, "GATEWAY_UNCAPPED_CALLS", UNCAPPED_CALLS)
             ),
+            stream_hold_tokens=_int(env, "GATEWAY_STREAM_HOLD_TOKENS", 1024, 1),
             shutdown_grace=_float(env, "GATEWAY_SHUTDOWN_GRACE", 30.0),
             auth_cache_ttl=_float(env, "GATEWAY_AUTH_CACHE_TTL", 5.0),
             stream_claim_idle=_float(env, "GATEWAY_STREAM_CLAIM_IDLE", 60.0),

@@ -4,7 +4,9 @@ A BalanceStore holds, per user, the spendable balance and the open reservations,
 the ledger. Guarantees (tests/metering/test_store_contract.py checks every implementation):
 
 - ``admit`` is atomic: it reserves ``amount`` only if ``balance - reserved >= amount``, so
-  concurrent calls can never reserve more than the balance.
+  concurrent calls can never reserve more than the balance. Admitting a request id that holds
+  a live reservation replaces it (what it held counts as available): a stream's hold grows
+  this way, and its ttl starts again.
 - ``settle`` is idempotent per request id: it debits ``record.cost`` from the balance,
   drops the request's reservation and hands the record to the outbox, at most once, in one
   atomic step. A settlement is accepted even after its reservation expired: a served call is
@@ -34,7 +36,7 @@ SETTLED_MEMORY = 200_000
 @dataclass(frozen=True, slots=True)
 class Admission:
     ok: bool
-    available: int  # balance - reserved before this admission
+    available: int  # balance - reserved before this admission, its own live hold included
     balance: int
 
 
@@ -106,11 +108,13 @@ class MemoryStore:
         account = await self._account(user_id)
         now = self._clock()
         account.expire(now)
-        available = account.balance - account.reserved
+        live = account.reservations.get(request_id)
+        prior = live[0] if live is not None else 0
+        available = account.balance - (account.reserved - prior)
         if amount > available:
             return Admission(ok=False, available=available, balance=account.balance)
         account.reservations[request_id] = (amount, now + ttl)
-        account.reserved += amount
+        account.reserved += amount - prior
         return Admission(ok=True, available=available, balance=account.balance)
 
     async def settle(self, record: UsageRecord) -> int | None:

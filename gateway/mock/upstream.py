@@ -37,6 +37,7 @@ from aiohttp import web
 
 from gateway.mock.script import (
     EMBEDDING_DIMS,
+    LOG_ENTRY,
     MODEL_IDS,
     REQUESTS_KEY,
     SSE_HEADERS,
@@ -86,10 +87,15 @@ async def stream(
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
     await resp.write(b"".join(head))
-    for event in body[: reply.mock.cut_after]:
+    for sent, event in enumerate(body[: reply.mock.cut_after]):
         if reply.mock.chunk_delay > 0:
             await asyncio.sleep(reply.mock.chunk_delay)
-        await resp.write(event)
+        try:
+            await resp.write(event)
+        except ConnectionError:
+            # The client closed the stream early: the log says so, and how much it was sent.
+            LOG_ENTRY.get()["closed_after"] = sent
+            raise
     if reply.mock.cut_after is not None:
         # The final zero-length chunk is never sent, so clients see a truncated body; aiohttp
         # treats a ConnectionError from the handler as a quiet client disconnect.

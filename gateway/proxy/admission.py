@@ -2,9 +2,10 @@
 
 A call is reserved at its free quote (prompt bounded by the body's length); when that does not
 fit, at its exactly counted quote; when that does not fit either and the caller set no output
-cap on a whole (non-streamed) answer, at the largest cap the balance covers
-(``GATEWAY_UNCAPPED_CALLS=fit``). The cap reserved is then written into the request, so the
-upstream can never produce more than was reserved. Otherwise 402 with what would fit.
+cap, at the largest cap the balance covers (``GATEWAY_UNCAPPED_CALLS=fit``), a stream only for
+a first slice of that cap (its hold grows as it produces: ``gateway.proxy.stream_hold``). The
+cap is then written into the request, so the upstream can never produce more than the balance
+covered. Otherwise 402 with what would fit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from gateway.endpoints import OUTPUT_CAP_FIELDS, Endpoint
 from gateway.errors import InsufficientCredit
 from gateway.metering.store import BalanceStore
 from gateway.money import format_usd
-from gateway.pricing import Output, Quote, affordable_output, exact_quote, fit
+from gateway.pricing import Output, Quote, affordable_output, exact_quote, first_slice, fit
 
 
 async def reserve(
@@ -30,10 +31,13 @@ async def reserve(
     endpoint: Endpoint,
     payload: dict[str, Any],
     may_fit: bool,
+    stream_slice: int | None = None,
 ) -> Quote:
     """Reserves ``quote``, else the same call with its prompt counted exactly, else (when
     ``may_fit`` and the caller set no cap) with the largest output cap that fits; returns the
-    quote reserved. Raises InsufficientCredit (402) when none fits."""
+    quote reserved. A stream (``stream_slice`` set) is then reserved for at most
+    ``stream_slice`` output tokens of that cap, and grows its hold as it produces
+    (``gateway.proxy.stream_hold``). Raises InsufficientCredit (402) when none fits."""
     admission = await store.admit(user_id, request_id, quote.reserve, ttl=ttl)
     if admission.ok:
         return quote
@@ -44,7 +48,11 @@ async def reserve(
             return exact
     fitted = None
     if may_fit and not exact.output.asked:
-        fitted = fit(exact, model.price, admission.available)
+        fitted = (
+            fit(exact, model.price, admission.available)
+            if stream_slice is None
+            else first_slice(exact, model.price, admission.available, stream_slice)
+        )
     if fitted is not None:
         admission = await store.admit(user_id, request_id, fitted.reserve, ttl=ttl)
         if admission.ok:

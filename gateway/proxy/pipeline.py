@@ -33,6 +33,7 @@ from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_recor
 from gateway.proxy.request import header, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.sse import StreamMeter
+from gateway.proxy.stream_hold import StreamHold
 from gateway.proxy.usage import by_choice, output_pieces
 from gateway.records import ApiKey, UsageRecord
 from gateway.services import Services
@@ -53,6 +54,13 @@ class Call:
     payload: dict[str, Any]
     stream: bool
     hide_usage_chunk: bool
+    # A stream reserved for a slice of its cap, grown as it produces (None: the whole cap).
+    hold: StreamHold | None = None
+
+    @property
+    def reserved(self) -> int:
+        """What the call holds now, nano-USD."""
+        return self.hold.reserve if self.hold is not None else self.quote.reserve
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +155,9 @@ async def admit(
         hide_usage = options.get("include_usage") is not True
         options["include_usage"] = True  # so the stream tells us what to bill
         payload["stream_options"] = options
-    # A whole answer asked for without a cap may be forwarded with the cap the balance covers
-    # (GATEWAY_UNCAPPED_CALLS); a stream keeps the full cap (its hold is not extended yet).
-    may_fit = not stream and services.settings.uncapped_calls == "fit"
+    # A call asked for without a cap may be forwarded with the cap the balance covers
+    # (GATEWAY_UNCAPPED_CALLS); a stream then holds a slice of it at a time.
+    settings = services.settings
     quote = await reserve(
         services.store,
         services.settings.reservation_ttl,
@@ -159,9 +167,20 @@ async def admit(
         model=model,
         endpoint=endpoint,
         payload=payload,
-        may_fit=may_fit,
+        may_fit=settings.uncapped_calls == "fit",
+        stream_slice=settings.stream_hold_tokens if stream else None,
     )
     write_cap(endpoint, payload, quote.output)
+    hold = None
+    if quote.output_held is not None:
+        hold = StreamHold(
+            services.store,
+            quote,
+            model.price,
+            user_id=key.user_id,
+            request_id=request_id,
+            ttl=settings.reservation_ttl,
+        )
     return Call(
         request_id=request_id,
         endpoint=endpoint,
@@ -172,6 +191,7 @@ async def admit(
         payload=payload,
         stream=stream,
         hide_usage_chunk=hide_usage,
+        hold=hold,
     )
 
 
@@ -306,17 +326,37 @@ async def _relay_stream(
             ],
         }
     )
+    hold = call.hold
     try:
         async for data in response.content.iter_any():
             out = meter.feed(data)
+            if out and hold is not None and not await hold.cover(out):
+                return await _end_uncovered(call, hold, response, send, meter)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
         status = "ok" if meter.finished else "upstream_cut"
     except (aiohttp.ClientError, TimeoutError):
         status = "upstream_cut"
     tail = meter.close()
+    if tail and hold is not None and not await hold.cover(tail):
+        return await _end_uncovered(call, hold, response, send, meter)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     return _metered(status, meter)
+
+
+async def _end_uncovered(
+    call: Call,
+    hold: StreamHold,
+    response: aiohttp.ClientResponse,
+    send: Send,
+    meter: StreamMeter,
+) -> Outcome:
+    """Ends a stream whose next piece the balance does not cover: that piece is not sent, the
+    upstream connection is closed, and what was sent is billed (``hold.texts``)."""
+    response.close()
+    refusal = hold.refusal(call.endpoint.usage.typed_events)
+    await send({"type": "http.response.body", "body": refusal, "more_body": False})
+    return Outcome("credit_exhausted", usage=meter.usage, texts=tuple(hold.texts()))
 
 
 # -- settlement --------------------------------------------------------------------------
@@ -345,7 +385,7 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[H
         endpoint=call.endpoint.path,
         status=outcome.status,
         latency_ms=int((time.perf_counter() - call.started) * 1000),
-        reserved=call.quote.reserve,
+        reserved=call.reserved,
     )
     balance: int | None = None
     try:

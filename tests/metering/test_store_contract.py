@@ -135,6 +135,55 @@ def test_refusal_says_what_is_available(stores: Factory) -> None:
     asyncio.run(main())
 
 
+def test_readmitting_a_live_hold_replaces_it(stores: Factory) -> None:
+    # How a stream's hold grows: its own hold counts as available, never twice as reserved.
+    async def main() -> None:
+        async with stores(FakeLedger(alice=1000)) as h:
+            assert (await h.store.admit(UID, "stream", 300, ttl=60)).ok
+            assert (await h.store.admit(UID, "other", 200, ttl=60)).ok
+            grown = await h.store.admit(UID, "stream", 800, ttl=60)
+            assert (grown.ok, grown.available) == (True, 800)
+            assert await h.store.snapshot(UID) == (1000, 1000)
+            refused = await h.store.admit(UID, "stream", 801, ttl=60)
+            assert (refused.ok, refused.available) == (False, 800)
+            assert await h.store.snapshot(UID) == (1000, 1000)  # a refusal keeps the old hold
+            assert await h.store.settle(record("stream", 650)) == 350
+            assert await h.store.snapshot(UID) == (350, 200)
+
+    asyncio.run(main())
+
+
+def test_concurrent_growth_of_holds_never_over_reserves(stores: Factory) -> None:
+    async def main() -> None:
+        async with stores(FakeLedger(alice=1000)) as h:
+            for i in range(10):
+                assert (await h.store.admit(UID, f"s{i}", 10, ttl=60)).ok
+            # every stream asks to grow by 90 at once, ten times: 1000 can hold ten growths
+            grown = await asyncio.gather(
+                *(
+                    h.store.admit(UID, f"s{i}", 10 + 90 * step, ttl=60)
+                    for step in range(1, 11)
+                    for i in range(10)
+                )
+            )
+            _, reserved = await h.store.snapshot(UID) or (0, 0)
+            assert reserved <= 1000
+            assert sum(a.ok for a in grown) >= 10
+
+    asyncio.run(main())
+
+
+def test_a_hold_that_expired_can_be_admitted_again(stores: Factory) -> None:
+    async def main() -> None:
+        async with stores(FakeLedger(alice=1000)) as h:
+            assert (await h.store.admit(UID, "stream", 300, ttl=0.2)).ok
+            await asyncio.sleep(0.3)
+            assert (await h.store.admit(UID, "stream", 900, ttl=60)).ok
+            assert await h.store.snapshot(UID) == (1000, 900)
+
+    asyncio.run(main())
+
+
 def test_unknown_user_is_refused(stores: Factory) -> None:
     async def main() -> None:
         async with stores(FakeLedger()) as h:

@@ -166,7 +166,6 @@ def test_an_uncapped_answer_is_forwarded_with_the_cap_the_balance_covers(
     ("env", "body", "why"),
     [
         ({"GATEWAY_UNCAPPED_CALLS": "refuse"}, chat("hi"), "the operator refuses them"),
-        ({}, chat("hi", stream=True), "a stream keeps the model's cap"),
         ({}, chat("hi", max_tokens=900), "the caller set the cap"),
     ],
 )

@@ -1,0 +1,158 @@
+"""The credit hold of a stream admitted for a slice of its cap, grown as the stream produces.
+
+An uncapped stream whose worst case the balance cannot cover (``GATEWAY_UNCAPPED_CALLS=fit``)
+is forwarded with the largest cap the balance covers, but reserved for a first slice of it
+(``GATEWAY_STREAM_HOLD_TOKENS``), so the user's other calls can still be admitted. Before each
+piece of the stream is forwarded, ``StreamHold.cover`` checks that the hold covers an upper
+bound of the output produced so far, and grows it when not (re-admitting the request id, one
+atomic step in either balance store: ``balance - reserved >= 0`` always holds). When the
+balance cannot cover that piece, it is not forwarded: the stream ends with an error event in
+the endpoint's shape (``refusal``), the upstream connection is closed, and the call is billed
+for the prompt and the output forwarded (``texts``), which the hold covered.
+
+The bound: a byte-level BPE token (every OpenAI-compatible tokenizer the gateway meets) decodes
+to at least one byte, so the UTF-8 bytes of the text, reasoning and tool-call arguments
+forwarded bound the tokens that produced them. Tokens a provider bills without streaming them
+(hidden reasoning) are bounded by the cap written upstream, which the balance covered at
+admission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+
+from gateway.metering.store import Admission, BalanceStore
+from gateway.pricing import Price, Quote, affordable_output, worst_case
+from gateway.proxy.sse import payloads
+from gateway.proxy.usage import Piece, by_choice, output_pieces
+
+log = logging.getLogger("gateway.stream_hold")
+
+MESSAGE = (
+    "Insufficient credit: the balance does not cover more output, so the stream was ended "
+    "here; what was sent is billed. Top up your balance to continue."
+)
+
+
+class StreamHold:
+    """One stream's growing hold. ``reserve`` is what it holds now (nano-USD), ``held`` the
+    output tokens that covers (all choices together), at most ``cap``."""
+
+    def __init__(
+        self,
+        store: BalanceStore,
+        quote: Quote,
+        price: Price,
+        *,
+        user_id: str,
+        request_id: str,
+        ttl: float,
+    ) -> None:
+        assert quote.output_held is not None
+        self._store = store
+        self._price = price
+        self._input = quote.input_tokens
+        self._user = user_id
+        self._request = request_id
+        self._ttl = ttl
+        self.cap = quote.cap
+        self.held = quote.output_held
+        self.reserve = quote.reserve
+        # Grows by the first slice at least, else doubles: a long answer asks O(log n) times.
+        self._step = quote.output_held
+        self.bound = 0
+        self._pieces: list[Piece] = []
+        self.sequence_number = -1  # the last Responses event's, so the refusal follows it
+
+    async def cover(self, chunk: bytes) -> bool:
+        """Whether ``chunk`` (whole events, as ``StreamMeter.feed`` returns them) may be
+        forwarded: True when the hold covers the output bound with it, grown if needed."""
+        pieces: list[Piece] = []
+        sequence_number = self.sequence_number
+        for data in payloads(chunk):
+            obj = _load(data)
+            pieces.extend(output_pieces(obj))
+            if isinstance(obj, dict) and isinstance(obj.get("sequence_number"), int):
+                sequence_number = obj["sequence_number"]
+        bound = self.bound + sum(len(text.encode()) for _, text in pieces)
+        if min(bound, self.cap) > self.held and not await self._grow(min(bound, self.cap)):
+            return False
+        self.bound = bound
+        self.sequence_number = sequence_number
+        self._pieces.extend(pieces)
+        return True
+
+    def texts(self) -> list[str]:
+        """The output forwarded, one string per choice (what the call is billed for)."""
+        return by_choice(self._pieces)
+
+    async def _grow(self, need: int) -> bool:
+        want = min(self.cap, max(need + self._step, 2 * self.held))
+        admission = await self._admit(want)
+        if admission is not None and not admission.ok:
+            most = min(affordable_output(self._price, self._input, admission.available), self.cap)
+            if most < need:
+                return False
+            want = most
+            admission = await self._admit(want)
+        if admission is None or not admission.ok:
+            return False
+        self.held = want
+        self.reserve = worst_case(self._price, self._input, want)
+        return True
+
+    async def _admit(self, tokens: int) -> Admission | None:
+        amount = worst_case(self._price, self._input, tokens)
+        # Settlement drops this request's hold; a re-admission still in flight when the client
+        # leaves must land before it, or it would pin the balance until its ttl.
+        task = asyncio.ensure_future(
+            self._store.admit(self._user, self._request, amount, ttl=self._ttl)
+        )
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait([task])
+            raise
+        except Exception as exc:  # the store is unreachable: ending the stream is the safe side
+            log.warning("could not grow the hold of %s: %r", self._request, exc)
+            return None
+
+    def refusal(self, typed_events: bool) -> bytes:
+        """The events that end this stream when the balance no longer covers it."""
+        return refusal(typed_events, self.sequence_number + 1)
+
+
+def refusal(typed_events: bool, sequence_number: int = 0) -> bytes:
+    """The events that end a stream the balance no longer covers, in the endpoint's shape:
+    OpenAI's error object then ``[DONE]`` for chat and completions (the openai SDK raises
+    ``APIError`` on an event with an ``error`` key), a Responses ``error`` event otherwise
+    (https://platform.openai.com/docs/api-reference/responses-streaming/error)."""
+    if typed_events:
+        event = {
+            "type": "error",
+            "code": "insufficient_quota",
+            "message": MESSAGE,
+            "param": None,
+            "sequence_number": sequence_number,
+        }
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+    error = {
+        "error": {
+            "message": MESSAGE,
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+            "param": None,
+        }
+    }
+    return b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n"
+
+
+def _load(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
