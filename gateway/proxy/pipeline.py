@@ -31,6 +31,7 @@ from gateway.pricing import Quote
 from gateway.proxy.admission import reserve, write_cap
 from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
 from gateway.proxy.outbound import outbound
+from gateway.proxy.refusals import credentials_refused, drop_injected_stream_options
 from gateway.proxy.relayed_headers import relayed_headers
 from gateway.proxy.request import header, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
@@ -148,7 +149,7 @@ async def admit(
     stream = endpoint.streams and payload.get("stream") is True
     payload["model"] = model.upstream_model
     hide_usage = False
-    if stream and endpoint.include_usage:
+    if stream and endpoint.include_usage and model.provider.stream_options:
         options = payload.get("stream_options")
         options = dict(options) if isinstance(options, dict) else {}
         hide_usage = options.get("include_usage") is not True
@@ -257,7 +258,20 @@ async def _forward(
         if response.status >= 400:
             # The provider refused or failed: pass its answer on, charge nothing.
             body = await _read_or_empty(response)
-            reply = Reply(response.status, body, content_type, relayed)
+            if drop_injected_stream_options(
+                call.model.provider,
+                call.payload,
+                asked_usage=not call.hide_usage_chunk,
+                status=response.status,
+                body=body,
+            ):
+                return await _forward(services, call, send, meter)  # once: the option is gone
+            refused = credentials_refused(call.model.provider, response.status, body)
+            reply = (
+                Reply(refused.status, refused.body(), "application/json", relayed)
+                if refused
+                else Reply(response.status, body, content_type, relayed)
+            )
             return Outcome("upstream_error", billable=False, reply=reply)
         if meter is not None and content_type.startswith("text/event-stream"):
             send = outbound(send, relayed, secret)
