@@ -22,6 +22,7 @@ def outbound(send: Send, headers: Sequence[Header], secret: Secret | None) -> Se
         return send
     scrubber = StreamScrub(secret) if secret is not None else None
 
+    # The relay builds a fresh message per send, so it is changed in place: no copy per chunk.
     async def relayed(message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.body":

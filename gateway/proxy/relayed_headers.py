@@ -47,27 +47,62 @@ HOP_BY_HOP = frozenset(
 )
 
 
+# What a header name is to the relay (skipped, relayed, the Connection field, or from 0 up a
+# request id source of that rank), with the name lowercased. Memoized per name as sent:
+# providers send the same few dozen names on every answer, so one dict lookup replaces
+# lowercasing and matching (OpenAI's two dozen headers: ~3 us instead of ~6). A pure cache,
+# bounded so that an upstream inventing names cannot grow it without end.
+_SKIP, _RELAY, _CONNECTION = -1, -2, -3
+_KINDS: dict[bytes, tuple[int, bytes]] = {}
+_KINDS_KEPT = 4096
+# Connection values that list no field.
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
+
+
+def _kind(name: bytes) -> tuple[int, bytes]:
+    lower = name.lower()
+    if lower == b"connection":
+        kind = _CONNECTION
+    elif lower in HOP_BY_HOP or lower.startswith(b"proxy-"):
+        kind = _SKIP
+    elif lower in RELAYED_NAMES or lower.startswith(RELAYED_PREFIXES):
+        kind = _RELAY
+    elif lower in REQUEST_ID_SOURCES:
+        kind = REQUEST_ID_SOURCES.index(lower)
+    else:
+        kind = _SKIP
+    if len(_KINDS) < _KINDS_KEPT:
+        _KINDS[name] = (kind, lower)
+    return kind, lower
+
+
 def relayed_headers(
     raw: Iterable[tuple[bytes, bytes]], secret: Secret | None = None
 ) -> tuple[Header, ...]:
     """The headers to add to the caller's answer, from the upstream's raw response headers
     (aiohttp's ``ClientResponse.raw_headers``: names as sent, values as bytes)."""
-    found: list[Header] = []
-    sources: list[Header] = []
-    hop: frozenset[bytes] = HOP_BY_HOP
+    kinds = _KINDS
+    out: list[Header] = []
+    ids: list[tuple[int, bytes, bytes]] = []
+    listed: set[bytes] = set()
     for name, value in raw:
-        lower = name.lower()
-        if lower == b"connection":
-            hop = hop | {token.strip().lower() for token in value.split(b",")}
-        elif lower in RELAYED_NAMES or lower.startswith(RELAYED_PREFIXES):
-            found.append((lower, value))
-        elif lower in REQUEST_ID_SOURCES:
-            sources.append((lower, value))
-    # Fields a Connection header lists are hop-by-hop wherever it stands among the headers.
-    out = [(n, v) for n, v in found if n not in hop and not n.startswith(b"proxy-")]
-    ids = [(REQUEST_ID_SOURCES.index(n), v) for n, v in sources if n not in hop]
+        kind, lower = kinds.get(name) or _kind(name)
+        if kind == _SKIP:
+            continue
+        if kind == _RELAY:
+            out.append((lower, value))
+        elif kind == _CONNECTION:
+            if value not in _PLAIN_CONNECTION:
+                listed.update(token.strip().lower() for token in value.split(b","))
+        else:
+            ids.append((kind, lower, value))
+    if listed:
+        # Fields a Connection header lists are hop-by-hop wherever it stands.
+        out = [(n, v) for n, v in out if n not in listed]
+        ids = [found for found in ids if found[1] not in listed]
     if ids:
-        out.append((UPSTREAM_REQUEST_ID, min(ids, key=lambda found: found[0])[1]))
+        out.append((UPSTREAM_REQUEST_ID, min(ids, key=lambda found: found[0])[2]))
     if secret is not None:
-        out = [(n, secret.scrub(v)) for n, v in out]
+        marker = secret.marker
+        out = [(n, secret.scrub(v) if marker in v else v) for n, v in out]
     return tuple(out)
