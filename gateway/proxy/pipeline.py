@@ -31,7 +31,7 @@ from gateway.pricing import Quote
 from gateway.proxy.admission import reserve, write_cap
 from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
 from gateway.proxy.outbound import outbound
-from gateway.proxy.refusals import credentials_refused, drop_injected_stream_options
+from gateway.proxy.refusals import passed_on, withdraw_stream_options
 from gateway.proxy.relayed_headers import relayed_headers
 from gateway.proxy.request import header, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
@@ -258,20 +258,10 @@ async def _forward(
         if response.status >= 400:
             # The provider refused or failed: pass its answer on, charge nothing.
             body = await _read_or_empty(response)
-            if drop_injected_stream_options(
-                call.model.provider,
-                call.payload,
-                asked_usage=not call.hide_usage_chunk,
-                status=response.status,
-                body=body,
-            ):
+            provider, code = call.model.provider, response.status
+            if withdraw_stream_options(provider, call.payload, call.hide_usage_chunk, code, body):
                 return await _forward(services, call, send, meter)  # once: the option is gone
-            refused = credentials_refused(call.model.provider, response.status, body)
-            reply = (
-                Reply(refused.status, refused.body(), "application/json", relayed)
-                if refused
-                else Reply(response.status, body, content_type, relayed)
-            )
+            reply = Reply(*passed_on(provider, code, body, content_type), relayed)
             return Outcome("upstream_error", billable=False, reply=reply)
         if meter is not None and content_type.startswith("text/event-stream"):
             send = outbound(send, relayed, secret)

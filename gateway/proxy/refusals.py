@@ -34,33 +34,35 @@ INJECTED = {"include_usage": True}
 LOGGED_BYTES = 300
 
 
-def credentials_refused(
-    provider: Provider, status: int, body: bytes
-) -> UpstreamCredentialsRefused | None:
-    """The error to answer with when ``status`` refuses the operator's key, else None."""
+def passed_on(
+    provider: Provider, status: int, body: bytes, content_type: str
+) -> tuple[int, bytes, str]:
+    """A refusal as the caller gets it (status, body, content type): as it came, or a 502
+    ``upstream_credentials_refused`` when it refused the operator's credentials."""
     if status not in CREDENTIAL_STATUSES:
-        return None
+        return status, body, content_type
     said = scrub(secret_for(provider.api_key), body[:LOGGED_BYTES]).decode("utf-8", "replace")
     log.warning(
         "upstream %s refused the gateway's credentials (%d): %s", provider.name, status, said
     )
-    return UpstreamCredentialsRefused(
+    error = UpstreamCredentialsRefused(
         f"The upstream provider refused the gateway's credentials (status {status}). "
         "Your API key is fine; the gateway's operator must fix the provider key."
     )
+    return error.status, error.body(), "application/json"
 
 
-def drop_injected_stream_options(
-    provider: Provider, payload: dict[str, Any], *, asked_usage: bool, status: int, body: bytes
+def withdraw_stream_options(
+    provider: Provider, payload: dict[str, Any], hidden_usage: bool, status: int, body: bytes
 ) -> bool:
     """Removes the injected ``stream_options`` from ``payload`` when the upstream refused it;
     True when the call is to be sent again. Only the gateway's own injection is withdrawn: a
-    caller that asked for usage itself (``asked_usage``) gets the refusal, as it would
-    directly. What is dropped otherwise is equivalent to what the caller sent (no
-    ``stream_options``, or one that asked for nothing)."""
+    caller that asked for usage itself (its usage chunk is not ``hidden_usage``) gets the
+    refusal, as it would directly. What is dropped otherwise is equivalent to what the caller
+    sent (no ``stream_options``, or one that asked for nothing)."""
     if status not in STREAM_OPTIONS_STATUSES or b"stream_options" not in body:
         return False
-    if asked_usage or payload.get("stream_options") != INJECTED:
+    if not hidden_usage or payload.get("stream_options") != INJECTED:
         return False
     del payload["stream_options"]
     log.warning(
