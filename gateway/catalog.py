@@ -49,6 +49,9 @@ class Provider:
     api_key: str | None = field(default=None, repr=False)
     # A row of gateway.usage_dialects.DIALECTS; None reads usage by its fields alone.
     dialect: str | None = None
+    # Whether the upstream accepts stream_options, which the gateway injects to be told a
+    # stream's usage (gateway.proxy.refusals); without it streams are billed by counting.
+    stream_options: bool = True
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ def _providers(raw: object, loc: _Located, env: Mapping[str, str]) -> dict[str, 
         where = ("providers", name)
         if not isinstance(spec, dict):
             raise loc.fail(where, "must be a mapping with base_url")
-        unknown = set(spec) - {"base_url", "api_key_env", "dialect"}
+        unknown = set(spec) - {"base_url", "api_key_env", "dialect", "stream_options"}
         if unknown:
             raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
         base_url = spec.get("base_url")
@@ -191,12 +194,16 @@ def _providers(raw: object, loc: _Located, env: Mapping[str, str]) -> dict[str, 
         if dialect is not None and (not isinstance(dialect, str) or dialect not in DIALECTS):
             known = ", ".join(sorted(DIALECTS))
             raise loc.fail((*where, "dialect"), f"unknown usage dialect; known: {known}")
+        stream_options = spec.get("stream_options", True)
+        if not isinstance(stream_options, bool):
+            raise loc.fail((*where, "stream_options"), "must be true or false")
         out[name] = Provider(
             name=name,
             base_url=base_url.rstrip("/"),
             api_key_env=key_env,
             api_key=env.get(key_env) if key_env else None,
             dialect=dialect,
+            stream_options=stream_options,
         )
     return out
 

@@ -10,7 +10,8 @@
     ├── Conflict                      409 conflict
     ├── Unprocessable                 422 invalid_request_error (bad amount, ...)
     ├── UpstreamError                 502 upstream unreachable
-    │   └── UpstreamTimeout           504
+    │   ├── UpstreamTimeout           504
+    │   └── UpstreamCredentialsRefused 502 the provider refused the gateway's own key
     └── Unavailable                   503 a dependency is down; nothing was served unmetered
 
 Foreign exceptions are translated at the boundary that meets them (``raise ... from exc``).
@@ -89,6 +90,13 @@ class UpstreamError(GatewayError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+class UpstreamCredentialsRefused(UpstreamError):
+    """The provider answered 401/403 to the operator's key: the gateway's fault, never the
+    caller's (whose key the gateway already accepted and never sends upstream)."""
+
+    code = "upstream_credentials_refused"
 
 
 class Unavailable(GatewayError):

@@ -70,7 +70,7 @@ class Settings:
     database_url: str = "sqlite:///./gateway.db"
     redis_url: str | None = None
     models_path: Path = Path("./models.yaml")
-    admin_key: str | None = None
+    admin_key: str | None = field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 32 * 1024 * 1024

@@ -60,8 +60,10 @@ def whole_cents(nanos: int) -> bool:
 
 @dataclass(frozen=True)
 class BillingConfig:
-    api_key: str | None
-    webhook_secret: str | None
+    # Out of the repr: a settlement listener's repr (it holds Billing) goes into the log when
+    # the listener fails (gateway.proxy.pipeline).
+    api_key: str | None = field(repr=False)
+    webhook_secret: str | None = field(repr=False)
     currency: str
     success_url: str
     cancel_url: str

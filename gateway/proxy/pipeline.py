@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -30,8 +30,12 @@ from gateway.listeners import Header
 from gateway.pricing import Quote
 from gateway.proxy.admission import reserve, write_cap
 from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
+from gateway.proxy.outbound import outbound
+from gateway.proxy.refusals import passed_on, withdraw_stream_options
+from gateway.proxy.relayed_headers import relayed_headers
 from gateway.proxy.request import header, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
+from gateway.proxy.scrub import scrub, secret_for
 from gateway.proxy.sse import StreamMeter
 from gateway.proxy.stream_hold import StreamHold
 from gateway.proxy.usage import by_choice, output_pieces
@@ -70,6 +74,8 @@ class Reply:
     status: int
     body: bytes
     content_type: str
+    # The upstream's headers the caller gets (gateway.proxy.relayed_headers).
+    headers: tuple[Header, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +132,9 @@ async def handle(
         services.call_ended()
     reply = outcome.reply
     if reply is not None:
-        await send_body(send, reply.status, reply.body, reply.content_type, request_id, headers)
+        body = scrub(secret_for(call.model.provider.api_key), reply.body)
+        extra = [*reply.headers, *headers]
+        await send_body(send, reply.status, body, reply.content_type, request_id, extra)
     if outcome.status == "interrupted":
         raise asyncio.CancelledError  # shutdown or server cancel: settled above, now let it go
 
@@ -149,7 +157,7 @@ async def admit(
     stream = endpoint.streams and payload.get("stream") is True
     payload["model"] = model.upstream_model
     hide_usage = False
-    if stream and endpoint.include_usage:
+    if stream and endpoint.include_usage and model.provider.stream_options:
         options = payload.get("stream_options")
         options = dict(options) if isinstance(options, dict) else {}
         hide_usage = options.get("include_usage") is not True
@@ -264,15 +272,27 @@ async def _forward(
         status = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
         return Outcome(status, billable=False, reply=_error_reply(exc))
     async with response:
+        secret = secret_for(call.model.provider.api_key)
+        relayed = relayed_headers(response.raw_headers, secret)
         content_type = response.headers.get("Content-Type", "application/json")
         if response.status >= 400:
             # The provider refused or failed: pass its answer on, charge nothing.
             body = await _read_or_empty(response)
-            reply = Reply(response.status, body, content_type)
+            provider, code = call.model.provider, response.status
+            if withdraw_stream_options(provider, call.payload, call.hide_usage_chunk, code, body):
+                return await _forward(services, call, send, meter)  # once: the option is gone
+            reply = Reply(*passed_on(provider, code, body, content_type), relayed)
             return Outcome("upstream_error", billable=False, reply=reply)
         if meter is not None and content_type.startswith("text/event-stream"):
+            send = outbound(send, relayed, secret)
             return await _relay_stream(call, response, send, meter, content_type)
-        return await _relay_body(call, response, content_type)
+        return _with_headers(await _relay_body(call, response, content_type), relayed)
+
+
+def _with_headers(outcome: Outcome, headers: tuple[Header, ...]) -> Outcome:
+    if outcome.reply is None or not headers:
+        return outcome
+    return replace(outcome, reply=replace(outcome.reply, headers=headers))
 
 
 def _error_reply(exc: GatewayError) -> Reply:
