@@ -91,9 +91,10 @@ class Dialect:
     ``reasoning_outside``: reasoning tokens are not inside ``completion_tokens``; applied
     only when ``total_tokens`` cannot settle it (with a total, total - prompt already bills
     hidden tokens, and a wrong claim here would bill reasoning twice).
-    ``cache_disjoint``: cache reads and writes are not inside ``prompt_tokens`` (Anthropic's
-    counting under OpenAI field names); detected without it when they exceed the prompt or
-    when ``total_tokens`` adds them separately.
+    ``cache_disjoint``: cache reads and writes reported on usage itself are not inside
+    ``prompt_tokens`` (Anthropic's counting under OpenAI field names), unless ``total_tokens``
+    shows they are; detected without it when they exceed the prompt or when ``total_tokens``
+    adds them separately.
     """
 
     reasoning_outside: bool = False
@@ -123,7 +124,7 @@ def read_usage(u: dict[str, Any], rules: Dialect) -> NormalizedUsage | None:
     writes = count(pd.get("cache_write_tokens"))  # OpenAI GPT-5.6+, OpenRouter
     reasoning = count(cd.get("reasoning_tokens"))
     write_1h = cost = None
-    native = derived = False
+    native = derived = beside = False
     if not u.keys().isdisjoint(_EXTENSIONS):
         # Anthropic's own fields sit on usage itself and count beside input_tokens, not in it.
         native_read = count(u.get("cache_read_input_tokens"))
@@ -136,8 +137,11 @@ def read_usage(u: dict[str, Any], rules: Dialect) -> NormalizedUsage | None:
         native = native_read is not None or native_write is not None
         hit = count(u.get("prompt_cache_hit_tokens"))  # DeepSeek: prompt = hit + miss
         flat_read = count(u.get("cached_tokens"))  # a flat field (Together, relays)
-        reads = larger(reads, native_read, hit, flat_read, count(u.get("cache_read_tokens")))
-        writes = larger(writes, native_write, count(u.get("cache_write_tokens")))
+        flat_write = count(u.get("cache_write_tokens"))
+        top_read = count(u.get("cache_read_tokens"))
+        beside = native or any(n is not None for n in (flat_read, flat_write, top_read))
+        reads = larger(reads, native_read, hit, flat_read, top_read)
+        writes = larger(writes, native_write, flat_write)
         reasoning = larger(reasoning, count(u.get("reasoning_tokens")))
         if prompt is None:
             prompt = _sum(hit, count(u.get("prompt_cache_miss_tokens")))
@@ -145,11 +149,20 @@ def read_usage(u: dict[str, Any], rules: Dialect) -> NormalizedUsage | None:
         cost = _cost(u)
     extra = (reads or 0) + (writes or 0)
     if prompt is not None and extra and not derived:
+        # OpenAI's *_tokens_details counts are inside the prompt by definition; only counts on
+        # usage itself (Anthropic's names, flat relay fields) may sit beside it, which a total
+        # shows, or the dialect says when no total shows the opposite.
+        summed = total is not None and completion is not None
         if (
             (native and not openai_named)
-            or rules.cache_disjoint
             or extra > prompt
-            or (completion is not None and total == prompt + completion + extra)
+            or (
+                beside
+                and (
+                    (summed and total == prompt + completion + extra)
+                    or (rules.cache_disjoint and not (summed and total == prompt + completion))
+                )
+            )
         ):
             prompt += extra
     total_usable = total is not None and bool(prompt)
