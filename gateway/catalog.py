@@ -67,6 +67,9 @@ class Model:
     # tokens the model accepts, and the most tokens one image counts for.
     context_window: int | None = None
     image_tokens: ImageRule | None = None
+    # The model bills reasoning it does not stream (OpenAI's o-series and gpt-5): a stream
+    # cannot grow its hold from what it shows, so it holds its whole cap.
+    hidden_reasoning: bool = False
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,7 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
             "encoding",
             "context_window",
             "image_tokens",
+            "hidden_reasoning",
         }
         if unknown:
             raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
@@ -242,6 +246,9 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
             raise loc.fail((*where, "max_output_tokens"), "must be a whole number of tokens")
         if kind == "chat" and cap == 0:
             raise loc.fail((*where, "max_output_tokens"), "a chat model needs an output cap")
+        hidden = spec.get("hidden_reasoning", False)
+        if not isinstance(hidden, bool):
+            raise loc.fail((*where, "hidden_reasoning"), "must be true or false")
         encoding = spec.get("encoding")
         if encoding is not None and not isinstance(encoding, str):
             raise loc.fail((*where, "encoding"), "must be a tiktoken encoding name")
@@ -255,6 +262,7 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
             encoding=encoding,
             context_window=_tokens(spec.get("context_window"), (*where, "context_window"), loc),
             image_tokens=_image_rule(spec.get("image_tokens"), (*where, "image_tokens"), loc),
+            hidden_reasoning=hidden,
         )
     return out
 

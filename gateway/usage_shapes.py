@@ -152,17 +152,11 @@ def read_usage(u: dict[str, Any], rules: Dialect) -> NormalizedUsage | None:
         # OpenAI's *_tokens_details counts are inside the prompt by definition; only counts on
         # usage itself (Anthropic's names, flat relay fields) may sit beside it, which a total
         # shows, or the dialect says when no total shows the opposite.
-        summed = total is not None and completion is not None
+        beyond = None if total is None or completion is None else total - prompt - completion
         if (
             (native and not openai_named)
             or extra > prompt
-            or (
-                beside
-                and (
-                    (summed and total == prompt + completion + extra)
-                    or (rules.cache_disjoint and not (summed and total == prompt + completion))
-                )
-            )
+            or (beside and (beyond == extra or (rules.cache_disjoint and beyond != 0)))
         ):
             prompt += extra
     total_usable = total is not None and bool(prompt)

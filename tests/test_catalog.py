@@ -75,6 +75,12 @@ def test_parse_reads_prices_exactly_and_resolves_provider_key():
         ),
         (
             GOOD.replace(
+                "max_output_tokens: 16384", "max_output_tokens: 16384\n    hidden_reasoning: yes!"
+            ),
+            "m.yaml:10: models.gpt-4o.hidden_reasoning: must be true or false",
+        ),
+        (
+            GOOD.replace(
                 "max_output_tokens: 16384", "max_output_tokens: 16384\n    image_tokens: -5"
             ),
             "m.yaml:10: models.gpt-4o.image_tokens",

@@ -37,7 +37,7 @@ from gateway.proxy.request import header, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.scrub import scrub, secret_for
 from gateway.proxy.sse import StreamMeter
-from gateway.proxy.stream_hold import StreamHold
+from gateway.proxy.stream_hold import StreamHold, shows_all_output
 from gateway.proxy.usage import by_choice, output_pieces
 from gateway.records import ApiKey, UsageRecord
 from gateway.services import Services
@@ -176,7 +176,11 @@ async def admit(
         endpoint=endpoint,
         payload=payload,
         may_fit=settings.uncapped_calls == "fit",
-        stream_slice=settings.stream_hold_tokens if stream else None,
+        stream_slice=(
+            settings.stream_hold_tokens
+            if stream and shows_all_output(payload, hidden_reasoning=model.hidden_reasoning)
+            else None
+        ),
     )
     write_cap(endpoint, payload, quote.output)
     hold = None

@@ -12,9 +12,9 @@ for the prompt and the output forwarded (``texts``), which the hold covered.
 
 The bound: a byte-level BPE token (every OpenAI-compatible tokenizer the gateway meets) decodes
 to at least one byte, so the UTF-8 bytes of the text, reasoning and tool-call arguments
-forwarded bound the tokens that produced them. Tokens a provider bills without streaming them
-(hidden reasoning) are bounded by the cap written upstream, which the balance covered at
-admission.
+forwarded bound the tokens that produced them. Output billed but not streamed as text (hidden
+reasoning, audio) has no such bound, and the balance that covered the cap at admission may be
+spent by the user's other calls meanwhile: such streams are not sliced (``shows_all_output``).
 """
 
 from __future__ import annotations
@@ -124,6 +124,22 @@ class StreamHold:
     def refusal(self, typed_events: bool) -> bytes:
         """The events that end this stream when the balance no longer covers it."""
         return refusal(typed_events, self.sequence_number + 1)
+
+
+# Request fields that make the output include what a stream does not show as text: audio
+# (chat ``modalities``/``audio``) and reasoning summaries or effort (hidden reasoning).
+_HIDDEN_OUTPUT_FIELDS = ("audio", "reasoning_effort", "reasoning")
+
+
+def shows_all_output(payload: dict[str, Any], *, hidden_reasoning: bool) -> bool:
+    """Whether every output token the call may bill streams as text the hold can bound: not
+    on a model that reasons unseen (``hidden_reasoning`` in models.yaml), nor when the request
+    asks for audio or sets reasoning (OpenAI chat ``modalities``/``audio``,
+    ``reasoning_effort``; Responses ``reasoning``). Such streams hold their whole cap."""
+    if hidden_reasoning or any(payload.get(f) is not None for f in _HIDDEN_OUTPUT_FIELDS):
+        return False
+    modalities = payload.get("modalities")
+    return not (isinstance(modalities, list) and "audio" in modalities)
 
 
 def refusal(typed_events: bool, sequence_number: int = 0) -> bytes:

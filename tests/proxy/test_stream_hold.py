@@ -40,6 +40,13 @@ models:
     price: {{input: "1.00", cached_input: "0.10", output: "10.00"}}
     max_output_tokens: 1000
     context_window: 200000
+  m-reasoning:
+    provider: mock
+    upstream_model: up-model
+    price: {{input: "1.00", cached_input: "0.10", output: "10.00"}}
+    max_output_tokens: 1000
+    context_window: 200000
+    hidden_reasoning: true
 """
 PROMPT, OUTPUT = 1_000, 10_000  # nano-USD per token
 SMALL = "0.005"  # 1000 output tokens would need $0.01
@@ -184,6 +191,50 @@ def test_a_responses_stream_is_ended_with_a_responses_error_event(
     produced = tokens.count_text(tokens.model_encoder("up-model", None), deltas)
     assert rows["credit_exhausted"]["completion_tokens"] == produced > 0
     assert account(metered, uid)[1] == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [
+        ("m-reasoning", {}),
+        ("m", {"reasoning_effort": "low"}),
+        ("m", {"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "pcm16"}}),
+    ],
+    ids=["hidden-reasoning-model", "reasoning-asked", "audio-asked"],
+)
+def test_a_stream_that_may_bill_output_it_does_not_show_holds_its_whole_cap(
+    metered: RunningGateway, upstream: MockUpstreamThread, model: str, extra: dict[str, Any]
+) -> None:
+    # Its text cannot bound what it bills, so nothing of what its cap needs is left for
+    # another call (found by the newcomer trial: such a stream could overdraw the balance).
+    uid, key = metered.user(SMALL)
+    api = client(metered, key)
+    stream = api.chat.completions.create(
+        model=model,
+        messages=messages("count [[mock:chunks=30]] [[mock:chunk_delay=0.05]]"),
+        stream=True,
+        extra_body=extra,
+    )
+    with stream:
+        next(iter(stream))
+        with pytest.raises(openai.APIStatusError) as refused:
+            api.chat.completions.create(model="m", messages=messages("hi"), max_tokens=450)
+        assert refused.value.status_code == 402
+        "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    [row] = metered.wait_usage(uid, 1)
+    assert row["status"] == "ok"
+    assert account(metered, uid) == (usd(SMALL) - usd(row["cost"]), 0)
+
+
+def test_which_streams_show_all_they_bill() -> None:
+    shows = stream_hold.shows_all_output
+    assert shows({"messages": []}, hidden_reasoning=False)
+    assert shows({"modalities": ["text"]}, hidden_reasoning=False)
+    assert not shows({"messages": []}, hidden_reasoning=True)
+    assert not shows({"modalities": ["text", "audio"]}, hidden_reasoning=False)
+    assert not shows({"audio": {"voice": "alloy"}}, hidden_reasoning=False)
+    assert not shows({"reasoning_effort": "minimal"}, hidden_reasoning=False)
+    assert not shows({"reasoning": {"effort": "low"}}, hidden_reasoning=False)
 
 
 def test_the_operator_may_refuse_uncapped_streams_instead(
