@@ -150,9 +150,9 @@ def held_input(
         what, param = unbounded
         if window is None:
             raise BadRequest(
-                f"This model cannot take {what} through this gateway: their tokens are not "
-                "bounded by the request body and models.yaml sets no context_window for the "
-                "model, so the call cannot be reserved safely.",
+                f"This model cannot take {what} through this gateway: the tokens it adds are "
+                "not bounded by the request body and models.yaml sets no context_window for "
+                "the model, so the call cannot be reserved safely.",
                 param=param,
                 code="unbounded_input",
             )

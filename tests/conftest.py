@@ -7,11 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from gateway.mock.runner import MockUpstreamThread
 from tests.support.gateway import GatewayFactory, RunningGateway
 
 pytest_plugins = ["tests.support.fixtures"]
+
+# Property tests check what holds, never how fast: a loaded 2-core CI machine must not turn a
+# slow example into a failure (hypothesis' default deadline is 200 ms per example).
+settings.register_profile("gateway", deadline=None)
+settings.load_profile("gateway")
 
 
 @pytest.fixture(scope="session")

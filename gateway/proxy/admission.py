@@ -81,10 +81,15 @@ def write_cap(endpoint: Endpoint, payload: dict[str, Any], output: Output) -> No
 def insufficient_message(model: Model, quote: Quote, available: int) -> str:
     """The 402 text: what the call may cost against what is available, and what would fit."""
     output = quote.output
+    left = (
+        f"${format_usd(available)} is available"
+        if available >= 0
+        else f"the balance is ${format_usd(-available)} short of what is already owed or held"
+    )
     head = (
         f"Insufficient credit: this call to {model.name} may cost up to "
-        f"${format_usd(quote.reserve)} ({quote.input_tokens} prompt tokens + up to "
-        f"{quote.cap} output tokens) but ${format_usd(max(available, 0))} is available."
+        f"${format_usd(quote.reserve)} ({_tokens(quote.input_tokens, 'prompt')} + up to "
+        f"{_tokens(quote.cap, 'output')}) but {left}."
     )
     if quote.held.tokens:
         head += (
@@ -92,6 +97,8 @@ def insufficient_message(model: Model, quote: Quote, available: int) -> str:
             f"reserved at {quote.held.tokens} tokens."
         )
     most = affordable_output(model.price, quote.input_tokens, available)
+    if available <= 0:
+        return head + " Top up your balance."
     if model.kind == "embedding" or most < 0:
         return head + " Shorten the input or top up your balance."
     if most == 0:
@@ -105,3 +112,7 @@ def insufficient_message(model: Model, quote: Quote, available: int) -> str:
         )
     shared = f" (each of the {output.choices} choices may use it all)" if output.choices > 1 else ""
     return head + f" Set {output.field} to {per_choice} or less{shared}, or top up your balance."
+
+
+def _tokens(count: int, kind: str) -> str:
+    return f"{count} {kind} token{'' if count == 1 else 's'}"
