@@ -8,6 +8,7 @@ openai SDK.
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -168,3 +169,9 @@ def test_an_error_page_echoing_a_key_is_not_relayed_with_it(relay: Relay) -> Non
     assert key not in message
     assert key[:12] not in message
     assert "Invalid key [redacted]" in message
+
+
+def test_a_compressed_error_page_is_read_for_what_it_says(relay: Relay) -> None:
+    page = whole(gzip.compress(HTML), PAGE, ("Content-Encoding", "gzip"), status=503)
+    error = openai_error(relay.metered(page, read_chat()), 503)
+    assert "502: Bad gateway" in str(error["message"])
