@@ -7,7 +7,8 @@ tends to arrive as its own read (TCP may still merge writes that come close toge
 the connection ends: normally, or ``cut`` (dropped after the last chunk, without the final
 zero-length chunk, as a crashed upstream leaves it). Framing headers (Content-Length,
 Transfer-Encoding) are the server's to write and are ignored in a recording; any other header,
-Content-Encoding included, is sent as recorded, and the bytes are never re-encoded.
+Content-Encoding included, is sent as recorded, and the bytes are never re-encoded (a recording
+without Content-Type gets aiohttp's default, ``application/octet-stream``).
 
 Register one under a name, then select it with the directive ``[[mock:replay=NAME]]`` in the
 prompt (or ``x-mock: replay=NAME``); the request is logged like any other and the other

@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.endpoints import CHAT_USAGE, RESPONSE_USAGE, UsageShape
+from gateway.proxy import sse as sse_module
 from gateway.proxy.sse import StreamMeter, payloads
 
 
@@ -246,3 +247,27 @@ def test_the_hidden_usage_chunk_is_dropped_at_every_split(end: str) -> None:
         assert out == data.replace(usage_event, b"")
         assert meter.usage is not None
         assert meter.finished
+
+
+def test_only_events_that_can_carry_usage_or_an_error_are_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[bytes] = []
+    real = sse_module._load
+    monkeypatch.setattr(sse_module, "_load", lambda data: parsed.append(data) or real(data))
+    quiet = [
+        b'{"choices":[{"delta":{"content":"say \\"error\\": {} \\"type\\":\\"error\\""}}]}',
+        b'{"type":"response.output_text.delta","delta":"x","error":null,"usage":null}',
+        b'{"type":"response.created","response":{"status":"in_progress","error":null}}',
+    ]
+    loud = [
+        b'{"error":{"message":"quota exceeded"}}',
+        b'{"type":"error","code":"server_error","message":"boom"}',
+        b'{"type":"response.completed","response":{"status":"completed"}}',
+    ]
+    meter = StreamMeter(RESPONSE_USAGE, hide_usage_chunk=False)
+    for data in quiet + loud:
+        meter.feed(b"data: " + data + b"\n\n")
+    assert parsed == loud
+    assert meter.error == {"message": "quota exceeded"}
+    assert meter.finished
