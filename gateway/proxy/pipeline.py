@@ -208,7 +208,7 @@ async def relay(services: Services, call: Call, receive: Receive, send: Send) ->
         if meter is not None and meter.finished:
             # Gone after the stream's end (the openai SDKs close on [DONE]): nothing was lost.
             status, billable = meter.ending()
-            return Outcome(status, billable, meter.usage, meter=meter)
+            return Outcome(status, billable=billable, usage=meter.usage, meter=meter)
         return _metered("client_disconnected", meter)
     finally:
         watcher.cancel()
@@ -295,7 +295,14 @@ async def _relay_body(call: Call, response: UpstreamBody, content_type: str) -> 
         body, status=response.status, content_type=content_type, shape=shape, dialect=dialect
     )
     reply = Reply(whole.http_status, whole.body, whole.content_type)
-    return Outcome(whole.status, whole.billable, whole.usage, whole.texts, whole.meter, reply)
+    return Outcome(
+        whole.status,
+        billable=whole.billable,
+        usage=whole.usage,
+        texts=whole.texts,
+        meter=whole.meter,
+        reply=reply,
+    )
 
 
 async def _relay_stream(
@@ -326,7 +333,7 @@ async def _relay_stream(
     tail = meter.close()
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     status, billable = meter.ending()
-    return Outcome(status, billable, meter.usage, meter=meter)
+    return Outcome(status, billable=billable, usage=meter.usage, meter=meter)
 
 
 # -- settlement --------------------------------------------------------------------------
