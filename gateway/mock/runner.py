@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +40,7 @@ class MockUpstreamThread:
         self._runner: web.AppRunner | None = None
         self._started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, name="mock-upstream", daemon=True)
+        self._names = itertools.count(1)
 
     @property
     def base_url(self) -> str:
@@ -99,7 +100,8 @@ class MockUpstreamThread:
     def record(self, recording: Recording, name: str | None = None) -> str:
         """Registers ``recording`` (under a fresh name unless given); returns the name, for
         ``[[mock:replay=NAME]]``. Only for the mock's own app (it keeps the recordings)."""
-        name = name or f"rec-{uuid.uuid4().hex[:16]}"
+        # Short names keep the directive's share of a test's prompt small and steady.
+        name = name or f"r{next(self._names)}"
         self._on_loop(lambda app: app[RECORDINGS_KEY].__setitem__(name, recording))
         return name
 
