@@ -67,6 +67,10 @@ class UpstreamBody:
             return await self._response.read()  # the common case: one buffer, no copy
         return b"".join([piece async for piece in self.chunks()])
 
+    def close(self) -> None:
+        """Drops the upstream connection (an answer not read to its end)."""
+        self._response.close()
+
     async def _next(self) -> bytes:
         """The next decoded bytes (b"" once at the end, or while a coding holds them back)."""
         if self._ended:

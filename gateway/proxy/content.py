@@ -5,11 +5,11 @@ streams a valid event stream labelled ``text/plain`` or ``application/json``
 (containers/ramalama#2837, vllm-project/vllm-ascend#6985) is still a stream, and an error
 object labelled ``text/event-stream`` is still a JSON error. ``error_object`` finds an OpenAI
 error object where an answer was expected (a whole 200 body, or one stream event: OpenRouter
-and others report a failure in-band after the 200 is sent). ``refusal`` and ``not_an_answer``
-give the caller OpenAI's error shape (``{"error": {"message", "type", "code", "param"}}``,
-platform.openai.com "Error codes") whatever came back: an error object passes unchanged, and
-an HTML page from a CDN or plain text is described with a short excerpt, from which anything
-that looks like a credential is cut.
+and others report a failure in-band after the 200 is sent). ``upstream_error_body`` and
+``not_an_answer`` give the caller OpenAI's error shape (``{"error": {"message", "type",
+"code", "param"}}``, platform.openai.com "Error codes") whatever came back: an error object
+passes unchanged, and an HTML page from a CDN or plain text is described with a short excerpt,
+from which anything that looks like a credential is cut.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def failure(error: dict[str, Any], status: int) -> tuple[int, bytes]:
     return status, body
 
 
-def refusal(status: int, content_type: str, body: bytes) -> bytes:
+def upstream_error_body(status: int, content_type: str, body: bytes) -> bytes:
     """The error body to send for an upstream answer with an error ``status`` (4xx/5xx):
     unchanged when it is an OpenAI error object, else one that says what came back."""
     obj = _json(body)

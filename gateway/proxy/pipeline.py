@@ -31,7 +31,7 @@ from gateway.pricing import Quote
 from gateway.proxy.admission import reserve, write_cap
 from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
 from gateway.proxy.body import UpstreamBody
-from gateway.proxy.content import refusal
+from gateway.proxy.content import upstream_error_body
 from gateway.proxy.request import header, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.sse import StreamMeter
@@ -257,7 +257,7 @@ async def _forward(
             return Outcome("upstream_error", billable=False, reply=_error_reply(exc))
         if response.status >= 400:
             # The provider refused or failed: its answer in OpenAI's shape, nothing charged.
-            error = refusal(response.status, content_type, await _read_or_empty(body))
+            error = upstream_error_body(response.status, content_type, await _read_or_empty(body))
             reply = Reply(response.status, error, "application/json")
             return Outcome("upstream_error", billable=False, reply=reply)
         # A stream by its content, not its label (which relays get wrong both ways).

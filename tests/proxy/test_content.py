@@ -5,7 +5,14 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.proxy.content import describe, error_object, failure, kind_of, not_an_answer, refusal
+from gateway.proxy.content import (
+    describe,
+    error_object,
+    failure,
+    kind_of,
+    not_an_answer,
+    upstream_error_body,
+)
 
 STREAMS = [
     b"data: {}\n\n",
@@ -94,7 +101,7 @@ def test_an_error_inside_a_200_becomes_a_502_or_the_status_it_names() -> None:
 
 def test_an_openai_error_body_passes_unchanged() -> None:
     body = b'{"error":{"message":"bad","type":"invalid_request_error","code":null,"param":"n"}}'
-    assert refusal(400, "application/json", body) is body
+    assert upstream_error_body(400, "application/json", body) is body
 
 
 def test_a_cdn_page_is_described_by_its_title() -> None:
@@ -102,7 +109,7 @@ def test_a_cdn_page_is_described_by_its_title() -> None:
         b"<!DOCTYPE html><html><head><title>api.example.com | 502: Bad gateway</title>"
         b"<style>body{color:red}</style></head><body><h1>Bad gateway</h1></body></html>"
     )
-    error = shape(refusal(502, "text/html; charset=UTF-8", page))
+    error = shape(upstream_error_body(502, "text/html; charset=UTF-8", page))
     assert error["message"] == (
         'the upstream answered HTTP 502 with an HTML page: "api.example.com | 502: Bad gateway"'
     )
