@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.mock.replay import RECORDINGS_KEY, Recording
 from gateway.mock.script import REQUESTS_KEY
 from gateway.mock.upstream import build_app
 
@@ -38,6 +40,7 @@ class MockUpstreamThread:
         self._runner: web.AppRunner | None = None
         self._started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, name="mock-upstream", daemon=True)
+        self._names = itertools.count(1)
 
     @property
     def base_url(self) -> str:
@@ -68,20 +71,39 @@ class MockUpstreamThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
 
-    def _on_loop(self, fn: Callable[[deque[dict[str, Any]]], Any]) -> Any:
-        # The log is only ever touched from the loop thread, so no lock is needed.
+    def _on_loop(self, fn: Callable[[web.Application], Any]) -> Any:
+        # The app's log and recordings are only ever touched from the loop thread: no lock.
         assert self._runner is not None, "use MockUpstreamThread as a context manager"
-        log = self._runner.app[REQUESTS_KEY]
+        app = self._runner.app
         done: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._loop.call_soon_threadsafe(lambda: done.set_result(fn(log)))
+
+        def run() -> None:
+            try:
+                done.set_result(fn(app))
+            except BaseException as exc:  # re-raised in the caller's thread, never a hang
+                done.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
         return done.result()
 
     def requests(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self._on_loop(list)
+        def copy(app: web.Application) -> list[dict[str, Any]]:
+            log: deque[dict[str, Any]] = app[REQUESTS_KEY]
+            return list(log)
+
+        found: list[dict[str, Any]] = self._on_loop(copy)
         return found
 
     def clear(self) -> None:
-        self._on_loop(deque.clear)
+        self._on_loop(lambda app: app[REQUESTS_KEY].clear())
+
+    def record(self, recording: Recording, name: str | None = None) -> str:
+        """Registers ``recording`` (under a fresh name unless given); returns the name, for
+        ``[[mock:replay=NAME]]``. Only for the mock's own app (it keeps the recordings)."""
+        # Short names keep the directive's share of a test's prompt small and steady.
+        name = name or f"r{next(self._names)}"
+        self._on_loop(lambda app: app[RECORDINGS_KEY].__setitem__(name, recording))
+        return name
 
 
 def main(host: str, port: int) -> None:

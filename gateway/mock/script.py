@@ -1,6 +1,7 @@
 """The request side of the mock upstream: every request logged with its parsed body, the
-``[[mock:NAME=VALUE]]`` / ``x-mock`` directives read, the delay and status faults applied, and
-the prompt counted by the mock's token rule (see ``gateway.mock.upstream``)."""
+``[[mock:NAME=VALUE]]`` / ``x-mock`` directives read, the delay and status faults applied (or a
+recording replayed, ``gateway.mock.replay``), and the prompt counted by the mock's token rule
+(see ``gateway.mock.upstream``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.mock.replay import RECORDINGS_KEY, replay
+
 DEFAULT_PIECES = ("Hello", " from", " the", " mock", " model.")
 MODEL_IDS = ("mock-gpt", "mock-gpt-mini", "mock-embedding", "gpt-4o-mini", "text-embedding-3-small")
 EMBEDDING_DIMS = 8
@@ -25,6 +28,7 @@ DIRECTIVE_TYPES: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(("chunks", "status", "cut_after", "cached", "reasoning", "stored"), int),
     **dict.fromkeys(("delay", "chunk_delay"), float),
     "no_usage": lambda value: value.lower() in ("1", "true", "yes"),
+    "replay": str,
 }
 REQUESTS_KEY = web.AppKey("mock_requests", deque)
 # The log entry of the request being handled: aiohttp runs each request in its own task, so each
@@ -47,6 +51,7 @@ class Directives:
     cached: int = 0
     reasoning: int = 0
     stored: int = 0
+    replay: str | None = None
 
 
 @dataclass(slots=True)
@@ -60,6 +65,14 @@ class ScriptedReply:
     pieces: list[str]
     uid: str
     created: int
+
+
+class Replay(Exception):
+    """Raised inside a handler to answer with the recording named ``name``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
 class Reject(Exception):
@@ -100,7 +113,13 @@ def endpoint(fn: Callable[[web.Request, Any], Awaitable[web.StreamResponse]]) ->
         request.app[REQUESTS_KEY].append(entry)
         LOG_ENTRY.set(entry)
         try:
-            return await fn(request, body)
+            try:
+                return await fn(request, body)
+            except Replay as exc:
+                recording = request.app[RECORDINGS_KEY].get(exc.name)
+                if recording is None:
+                    raise Reject(400, f"no mock recording named {exc.name!r}") from None
+                return await replay(request, recording)
         except Reject as exc:
             return error_response(exc.status, exc.message)
 
@@ -154,6 +173,8 @@ async def begin(
     if mock.delay > 0:
         await asyncio.sleep(mock.delay)
         LOG_ENTRY.get()["delay"] = mock.delay
+    if mock.replay is not None:
+        raise Replay(mock.replay.strip())
     if mock.status is not None and mock.status >= 400:
         raise Reject(mock.status, f"mock upstream forced status {mock.status}")
     pieces = list(DEFAULT_PIECES) if mock.chunks is None else [f" w{i}" for i in range(mock.chunks)]

@@ -18,7 +18,9 @@ Faults are driven by directives ``[[mock:NAME=VALUE]]`` in the prompt text or th
 ``status=CODE`` OpenAI error body; ``no_usage=1`` omit usage; ``cut_after=N`` drop the
 connection after N streamed pieces; ``delay=S`` sleep before answering; ``chunk_delay=S``
 sleep before each streamed piece; ``cached=N`` / ``reasoning=N`` usage details; ``stored=N``
-N more prompt tokens, as a prompt the provider keeps (a stored conversation, a cache) adds.
+N more prompt tokens, as a prompt the provider keeps (a stored conversation, a cache) adds;
+``replay=NAME`` answer with a recording registered under NAME (``gateway.mock.replay``: any
+status, headers, body or stream chunks, byte for byte; ``PUT /_mock/recordings/NAME``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.mock.replay import RECORDINGS_KEY, recordings
 from gateway.mock.script import (
     EMBEDDING_DIMS,
     LOG_ENTRY,
@@ -280,6 +283,7 @@ async def logged_requests(request: web.Request) -> web.StreamResponse:
 def build_app() -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[REQUESTS_KEY] = deque(maxlen=200)
+    app[RECORDINGS_KEY] = {}
     app.router.add_post("/v1/chat/completions", endpoint(chat_completions))
     app.router.add_post("/v1/completions", endpoint(completions))
     app.router.add_post("/v1/embeddings", endpoint(embeddings))
@@ -287,4 +291,7 @@ def build_app() -> web.Application:
     app.router.add_get("/v1/models", endpoint(list_models))
     app.router.add_get("/_mock/requests", logged_requests)
     app.router.add_delete("/_mock/requests", logged_requests)
+    app.router.add_get("/_mock/recordings", recordings)
+    app.router.add_delete("/_mock/recordings", recordings)
+    app.router.add_put("/_mock/recordings/{name}", recordings)
     return app

@@ -30,6 +30,8 @@ from gateway.listeners import Header
 from gateway.pricing import Quote
 from gateway.proxy.admission import reserve, write_cap
 from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
+from gateway.proxy.body import UpstreamBody
+from gateway.proxy.content import upstream_error_body
 from gateway.proxy.outbound import outbound
 from gateway.proxy.refusals import passed_on, withdraw_stream_options
 from gateway.proxy.relayed_headers import relayed_headers
@@ -38,10 +40,10 @@ from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.scrub import scrub, secret_for
 from gateway.proxy.sse import StreamMeter
 from gateway.proxy.stream_hold import StreamHold, shows_all_output
-from gateway.proxy.usage import by_choice, output_pieces
+from gateway.proxy.whole import judge
 from gateway.records import ApiKey, UsageRecord
 from gateway.services import Services
-from gateway.usage_dialects import NormalizedUsage, normalize
+from gateway.usage_dialects import NormalizedUsage
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -235,6 +237,10 @@ async def relay(services: Services, call: Call, receive: Receive, send: Send) ->
         if not _client_left(watcher):
             return _metered("interrupted", meter)
         task.uncancel()
+        if meter is not None and meter.finished:
+            # Gone after the stream's end (the openai SDKs close on [DONE]): nothing was lost.
+            status, billable = meter.ending()
+            return Outcome(status, billable=billable, usage=meter.usage, meter=meter)
         return _metered("client_disconnected", meter)
     finally:
         watcher.cancel()
@@ -279,18 +285,27 @@ async def _forward(
         secret = secret_for(call.model.provider.api_key)
         relayed = relayed_headers(response.raw_headers, secret)
         content_type = response.headers.get("Content-Type", "application/json")
+        try:
+            body = UpstreamBody(response)  # decodes any Content-Encoding
+        except UpstreamError as exc:
+            return Outcome("upstream_error", billable=False, reply=_error_reply(exc))
         if response.status >= 400:
-            # The provider refused or failed: pass its answer on, charge nothing.
-            body = await _read_or_empty(response)
+            # The provider refused or failed: its answer in OpenAI's shape, nothing charged.
+            raw = await _read_or_empty(body)
             provider, code = call.model.provider, response.status
-            if withdraw_stream_options(provider, call.payload, call.hide_usage_chunk, code, body):
+            if withdraw_stream_options(provider, call.payload, call.hide_usage_chunk, code, raw):
                 return await _forward(services, call, send, meter)  # once: the option is gone
-            reply = Reply(*passed_on(provider, code, body, content_type), relayed)
+            code, raw, content_type = passed_on(provider, code, raw, content_type)
+            error = upstream_error_body(code, content_type, raw)
+            reply = Reply(code, error, "application/json", relayed)
             return Outcome("upstream_error", billable=False, reply=reply)
-        if meter is not None and content_type.startswith("text/event-stream"):
+        # A stream by its content, not its label (which relays get wrong both ways).
+        if meter is not None and await body.sniff() == "sse":
+            if not content_type.startswith("text/event-stream"):
+                content_type = "text/event-stream"
             send = outbound(send, relayed, secret)
-            return await _relay_stream(call, response, send, meter, content_type)
-        return _with_headers(await _relay_body(call, response, content_type), relayed)
+            return await _relay_stream(call, body, send, meter, content_type)
+        return _with_headers(await _relay_body(call, body, content_type), relayed)
 
 
 def _with_headers(outcome: Outcome, headers: tuple[Header, ...]) -> Outcome:
@@ -303,14 +318,14 @@ def _error_reply(exc: GatewayError) -> Reply:
     return Reply(exc.status, exc.body(), "application/json")
 
 
-async def _read_or_empty(response: aiohttp.ClientResponse) -> bytes:
+async def _read_or_empty(body: UpstreamBody) -> bytes:
     try:
-        return await response.read()
+        return await body.read()
     except (aiohttp.ClientError, TimeoutError):
         return b""
 
 
-async def _relay_body(call: Call, response: aiohttp.ClientResponse, content_type: str) -> Outcome:
+async def _relay_body(call: Call, response: UpstreamBody, content_type: str) -> Outcome:
     """Reads a whole answer and hands it back unsent: its headers wait for settlement."""
     try:
         body = await response.read()
@@ -321,20 +336,24 @@ async def _relay_body(call: Call, response: aiohttp.ClientResponse, content_type
             else UpstreamError("upstream broke off its answer")
         )
         return Outcome("upstream_cut", reply=_error_reply(error))
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        obj = None
-    usage = normalize(obj, dialect=call.model.provider.dialect)
-    # The text is needed only when the output is not reported (it is then counted).
-    texts = by_choice(output_pieces(obj)) if usage is None or usage.output_tokens is None else []
-    reply = Reply(response.status, body, content_type)
-    return Outcome("ok", usage=usage, texts=tuple(texts), reply=reply)
+    shape, dialect = call.endpoint.usage, call.model.provider.dialect
+    whole = judge(
+        body, status=response.status, content_type=content_type, shape=shape, dialect=dialect
+    )
+    reply = Reply(whole.http_status, whole.body, whole.content_type)
+    return Outcome(
+        whole.status,
+        billable=whole.billable,
+        usage=whole.usage,
+        texts=whole.texts,
+        meter=whole.meter,
+        reply=reply,
+    )
 
 
 async def _relay_stream(
     call: Call,
-    response: aiohttp.ClientResponse,
+    response: UpstreamBody,
     send: Send,
     meter: StreamMeter,
     content_type: str,
@@ -352,26 +371,26 @@ async def _relay_stream(
     )
     hold = call.hold
     try:
-        async for data in response.content.iter_any():
+        async for data in response.chunks():
             out = meter.feed(data)
             if out and hold is not None and not await hold.cover(out):
                 return await _end_uncovered(call, hold, response, send, meter)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-        status = "ok" if meter.finished else "upstream_cut"
     except (aiohttp.ClientError, TimeoutError):
-        status = "upstream_cut"
+        pass  # a cut: the meter tells, from the events that came
     tail = meter.close()
     if tail and hold is not None and not await hold.cover(tail):
         return await _end_uncovered(call, hold, response, send, meter)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
-    return _metered(status, meter)
+    status, billable = meter.ending()
+    return Outcome(status, billable=billable, usage=meter.usage, meter=meter)
 
 
 async def _end_uncovered(
     call: Call,
     hold: StreamHold,
-    response: aiohttp.ClientResponse,
+    response: UpstreamBody,
     send: Send,
     meter: StreamMeter,
 ) -> Outcome:
