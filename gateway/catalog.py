@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from gateway import deployments
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest, NotFound
 from gateway.inputs import ImageRule
@@ -55,8 +56,26 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class Deployment:
+    """One way to serve a model: a provider and the model's name there (gateway.deployments;
+    ``weight`` and ``priority`` are read by gateway.routing)."""
+
+    provider: Provider
+    upstream_model: str
+    weight: int = 1
+    priority: int = 1
+    # What usage records and /metrics call it: "provider/upstream_model".
+    name: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", f"{self.provider.name}/{self.upstream_model}")
+
+
+@dataclass(frozen=True)
 class Model:
     name: str
+    # The first deployment's (the highest priority): /v1/models' owner, the price book's
+    # provider, the tokenizer's choice. Which deployment serves a call is gateway.routing's.
     provider: Provider
     upstream_model: str
     price: Price
@@ -70,6 +89,13 @@ class Model:
     # The model bills reasoning it does not stream (OpenAI's o-series and gpt-5): a stream
     # cannot grow its hold from what it shows, so it holds its whole cap.
     hidden_reasoning: bool = False
+    # Highest priority first; () stands for the one deployment (provider, upstream_model).
+    deployments: tuple[Deployment, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.deployments:
+            one = (Deployment(self.provider, self.upstream_model),)
+            object.__setattr__(self, "deployments", one)
 
 
 @dataclass(frozen=True)
@@ -222,6 +248,7 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
         unknown = set(spec) - {
             "provider",
             "upstream_model",
+            "deployments",
             "price",
             "max_output_tokens",
             "kind",
@@ -232,15 +259,13 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
         }
         if unknown:
             raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
-        provider = providers.get(spec.get("provider"))  # type: ignore[arg-type]
-        if provider is None:
-            raise loc.fail((*where, "provider"), f"unknown provider {spec.get('provider')!r}")
+        served_by = tuple(
+            Deployment(providers[d.provider], d.upstream_model, d.weight, d.priority)
+            for d in deployments.read(spec, name, where, providers, loc.fail)
+        )
         kind = spec.get("kind", "embedding" if "embedding" in name else "chat")
         if kind not in KINDS:
             raise loc.fail((*where, "kind"), f"must be one of {', '.join(KINDS)}")
-        upstream = spec.get("upstream_model", name)
-        if not isinstance(upstream, str) or not upstream:
-            raise loc.fail((*where, "upstream_model"), "must be a model name")
         cap = spec.get("max_output_tokens", 4096 if kind == "chat" else 0)
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0 or cap > 10_000_000:
             raise loc.fail((*where, "max_output_tokens"), "must be a whole number of tokens")
@@ -254,8 +279,8 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
             raise loc.fail((*where, "encoding"), "must be a tiktoken encoding name")
         out[name] = Model(
             name=name,
-            provider=provider,
-            upstream_model=upstream,
+            provider=served_by[0].provider,
+            upstream_model=served_by[0].upstream_model,
             price=_price(spec.get("price"), (*where, "price"), kind, loc),
             kind=kind,
             max_output_tokens=cap,
@@ -263,6 +288,7 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
             context_window=_tokens(spec.get("context_window"), (*where, "context_window"), loc),
             image_tokens=_image_rule(spec.get("image_tokens"), (*where, "image_tokens"), loc),
             hidden_reasoning=hidden,
+            deployments=served_by,
         )
     return out
 

@@ -1,0 +1,95 @@
+"""models.yaml: the deployments of a model, the (provider, upstream model) pairs that serve it.
+
+Two forms, both checked here with the file, line and field at fault (README "Routing"):
+
+    gpt-4o:                               gpt-4o:
+      provider: openai                      deployments:
+      upstream_model: gpt-4o-2024-08-06       - {provider: openai, upstream_model: gpt-4o-0806}
+                                              - {provider: azure, priority: 2}
+
+The one-deployment form is a list of one. ``priority`` orders fallbacks (1, the default, is
+tried first); among deployments of one priority calls are shared by ``weight`` (default 1).
+A model has one price whichever deployment serves it; only the provider and the name sent
+upstream differ. Binding provider names to providers is left to gateway.catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Mapping
+from typing import Any, NamedTuple
+
+# Makes the catalog's error for (path of keys, message): it names the file and line.
+Fail = Callable[[tuple[str, ...], str], Exception]
+FIELDS = ("provider", "upstream_model", "weight", "priority")
+# Far above any sensible share or fallback depth, low enough that a typo is caught.
+MOST = 1_000_000
+
+
+class Spec(NamedTuple):
+    provider: str
+    upstream_model: str
+    weight: int = 1
+    priority: int = 1
+
+
+def read(
+    spec: Mapping[str, Any],
+    model: str,
+    where: tuple[str, ...],
+    providers: Container[str],
+    fail: Fail,
+) -> list[Spec]:
+    """The deployments a model entry names, highest priority first (listed order among
+    equals); raises ``fail(...)`` for a bad entry."""
+    listed = spec.get("deployments")
+    if listed is None:
+        return [_one(spec, model, where, providers, fail, single=True)]
+    if "provider" in spec or "upstream_model" in spec:
+        key = "provider" if "provider" in spec else "upstream_model"
+        raise fail((*where, key), "give either provider (one deployment) or deployments")
+    at = (*where, "deployments")
+    if not isinstance(listed, list) or not listed:
+        raise fail(at, "must be a list like [{provider: openai, upstream_model: gpt-4o}]")
+    specs: list[Spec] = []
+    for i, entry in enumerate(listed):
+        place = (*at, str(i))
+        if not isinstance(entry, dict):
+            raise fail(place, "must be a mapping with provider (and upstream_model)")
+        unknown = set(entry) - set(FIELDS)
+        if unknown:
+            raise fail((*place, sorted(unknown)[0]), f"unknown field (known: {', '.join(FIELDS)})")
+        found = _one(entry, model, place, providers, fail, single=False)
+        if any(s[:2] == found[:2] for s in specs):
+            raise fail(place, f"{found.provider}/{found.upstream_model} is listed twice")
+        specs.append(found)
+    return sorted(specs, key=lambda s: s.priority)
+
+
+def _one(
+    entry: Mapping[str, Any],
+    model: str,
+    where: tuple[str, ...],
+    providers: Container[str],
+    fail: Fail,
+    *,
+    single: bool,
+) -> Spec:
+    provider = entry.get("provider")
+    if not isinstance(provider, str) or provider not in providers:
+        hint = "" if provider is not None or not single else " (or a deployments list)"
+        raise fail((*where, "provider"), f"unknown provider {provider!r}{hint}")
+    upstream = entry.get("upstream_model", model)
+    if not isinstance(upstream, str) or not upstream:
+        raise fail((*where, "upstream_model"), "must be a model name")
+    return Spec(
+        provider,
+        upstream,
+        _whole(entry.get("weight", 1), (*where, "weight"), fail),
+        _whole(entry.get("priority", 1), (*where, "priority"), fail),
+    )
+
+
+def _whole(raw: object, where: tuple[str, ...], fail: Fail) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MOST:
+        raise fail(where, f"must be a whole number from 1 to {MOST}")
+    return raw
