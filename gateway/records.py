@@ -110,6 +110,9 @@ class UsageRecord:
     price_audio_input: int | None = None
     price_audio_output: int | None = None
     overdraft: int = 0
+    # Added by migration 0006: the deployment whose answer the call got, "provider/upstream
+    # model" (gateway.routing); ``provider`` is its provider. None: recorded before routing.
+    deployment: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

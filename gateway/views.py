@@ -134,6 +134,7 @@ def usage_view(r: UsageRecord) -> Json:
         "key_id": r.key_id,
         "model": r.model,
         "provider": r.provider,
+        "deployment": r.deployment,
         "endpoint": r.endpoint,
         "prompt_tokens": r.prompt_tokens,
         "cached_tokens": r.cached_tokens,

@@ -157,7 +157,7 @@ WITH batch AS (
         $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[],
         $17::bigint[], $18::timestamptz[], $19::bigint[], $20::bigint[], $21::bigint[],
         $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[],
-        $27::bigint[]
+        $27::bigint[], $28::text[]
     ) WITH ORDINALITY AS b({USAGE_COLUMNS}, position)
 ),
 locked AS (

@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from gateway import tokens
-from gateway.catalog import Model
+from gateway.catalog import Deployment, Model
 from gateway.endpoints import Endpoint
 from gateway.pricing import Quote, Usage, cost
 from gateway.records import UsageRecord
@@ -198,10 +198,14 @@ def usage_record(
     status: str,
     latency_ms: int,
     reserved: int,
+    deployment: Deployment | None = None,
 ) -> UsageRecord:
     """The record of one call: ``billed`` priced at ``model``'s prices (its long-context tier
     when the prompt reaches one), with the unit prices charged and the overdraft, the part of
-    the cost above the ``reserved`` nano-USD (billed all the same: README, "Overdraft")."""
+    the cost above the ``reserved`` nano-USD (billed all the same: README, "Overdraft").
+    ``deployment``: the one whose answer the call got (the model's first when not given);
+    whichever it is, the model's price applies."""
+    served = deployment or model.deployments[0]
     usage = billed.usage
     charged = model.price.at(usage.prompt_tokens)
     total = cost(model.price, usage)
@@ -210,7 +214,8 @@ def usage_record(
         user_id=user_id,
         key_id=key_id,
         model=model.name,
-        provider=model.provider.name,
+        provider=served.provider.name,
+        deployment=served.name,
         endpoint=endpoint,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,

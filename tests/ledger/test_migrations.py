@@ -1,16 +1,19 @@
-"""Schema migrations: applied once, and 0004 backfills entry versions on existing books."""
+"""Schema migrations: applied once, 0004 backfills entry versions on existing books, and rows
+written before 0006 read back without a deployment."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 
 import asyncpg
 import pytest
 
 from gateway.ledger import open_ledger
 from gateway.ledger.schema import migrations
-from tests.ledger.books import Books, Contract, assert_books_balance
+from gateway.ledger.sql import USAGE_FIELDS
+from tests.ledger.books import Books, Contract, assert_books_balance, usage
 
 # Books written before migration 0004, entries of two users interleaved, each user's version
 # the number of their entries (the invariant 0004 relies on).
@@ -109,5 +112,68 @@ def test_postgres_ledgers_starting_together_migrate_once(pg_dsn: str) -> None:
         finally:
             for ledger in ledgers:
                 await ledger.close()
+
+    asyncio.run(main())
+
+
+async def a_usage_row_at_version_5(contract: Contract) -> None:
+    """A database migrated to 0005 holding one usage row (written without a deployment)."""
+    before = [f for f in USAGE_FIELDS if f != "deployment"]
+    row = usage("r1", "alice", 100)
+    values = [getattr(row, f) for f in before]
+    if contract.kind == "sqlite":
+        conn = sqlite3.connect(contract.url.removeprefix("sqlite:///"))
+        try:
+            conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)")
+            for version, sql in migrations("sqlite")[:5]:
+                conn.executescript(sql)
+                conn.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
+            conn.execute(
+                "INSERT INTO users (id, balance, version, created_at) VALUES"
+                " ('alice', 0, 0, '2024-05-01 12:00:00.000000')"
+            )
+            conn.execute(
+                f"INSERT INTO usage_records ({', '.join(before)})"
+                f" VALUES ({', '.join('?' for _ in before)})",
+                [
+                    v.strftime("%Y-%m-%d %H:%M:%S.%f") if f == "created_at" else v
+                    for f, v in zip(before, values, strict=True)
+                ],
+            )
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    conn = await asyncpg.connect(contract.url)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, sql in migrations("postgres")[:5]:
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+        await conn.execute("INSERT INTO users (id, balance, version) VALUES ('alice', 0, 0)")
+        await conn.execute(
+            f"INSERT INTO usage_records ({', '.join(before)})"
+            f" VALUES ({', '.join(f'${i}' for i in range(1, len(before) + 1))})",
+            *values,
+        )
+    finally:
+        await conn.close()
+
+
+def test_usage_rows_from_before_0006_read_back_without_a_deployment(contract: Contract) -> None:
+    async def main() -> None:
+        await a_usage_row_at_version_5(contract)
+        ledger = await open_ledger(contract.url)  # applies 0006
+        try:
+            rows, _ = await ledger.reports.list_usage("alice", limit=10, offset=0)
+            assert [(r.request_id, r.provider, r.deployment) for r in rows] == [
+                ("r1", "openai", None)
+            ]
+            assert rows[0] == replace(usage("r1", "alice", 100), created_at=rows[0].created_at)
+        finally:
+            await ledger.close()
 
     asyncio.run(main())

@@ -230,3 +230,22 @@ def test_every_token_class_price_and_overdraft_is_kept_as_written(contract: Cont
         assert await books.balance("alice") == -500
 
     contract.run(scenario)
+
+
+def test_the_deployment_that_served_is_kept_and_older_records_have_none(
+    contract: Contract,
+) -> None:
+    async def scenario(books: Books) -> None:
+        await books.user("alice", credit=USD)
+        served = replace(usage("r1", "alice", 100), provider="azure", deployment="azure/gpt-4o")
+        older = usage("r2", "alice", 200, T0 + timedelta(seconds=1))  # recorded before routing
+        assert await books.journal.write_usage([served, older]) == ["r1", "r2"]
+        rows, _ = await books.ledger.reports.list_usage("alice", limit=10, offset=0)
+        assert [(r.request_id, r.provider, r.deployment) for r in rows] == [
+            ("r2", "openai", None),
+            ("r1", "azure", "azure/gpt-4o"),
+        ]
+        assert [replace(r, created_at=T0) for r in rows[1:]] == [served]
+        assert await books.balance("alice") == USD - 300
+
+    contract.run(scenario)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
+import orjson
 from redis.asyncio import Redis
 
 from gateway.ledger import open_ledger
@@ -112,6 +114,14 @@ def writer_for(redis: Redis, ledger: object, **options: object) -> StreamWriter:
 def test_codec_round_trips_a_record() -> None:
     original = record(1)
     assert decode_record(encode_record(original)) == original
+    routed = replace(original, deployment="azure/gpt-4o")
+    assert decode_record(encode_record(routed)) == routed
+
+
+def test_codec_reads_a_record_written_before_deployments_were_recorded() -> None:
+    line = orjson.loads(encode_record(record(1)))
+    del line["deployment"]  # a spill file or stream entry of an older release
+    assert decode_record(orjson.dumps(line)).deployment is None
 
 
 def test_batches_land_exactly_once(redis_url: str, database_url: str) -> None:
