@@ -22,6 +22,10 @@ class Metrics:
     reconcile_repaired: int = 0  # nano-USD, signed sum of the repaired deltas
     overdrafts: int = 0
     overdrafted: int = 0  # nano-USD billed above the calls' reservations
+    # Upstream attempts by (model, deployment, result) and fallbacks by (model, from, to):
+    # gateway.routing reports them as they happen.
+    attempts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    fallbacks: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def settled(self, record: UsageRecord, balance: int | None) -> Sequence[Header]:
         """A settlement listener: counts every settled call, whatever the balance."""
@@ -33,6 +37,12 @@ class Metrics:
             self.overdrafts += 1
             self.overdrafted += record.overdraft
         return ()
+
+    def attempted(self, model: str, deployment: str, result: str) -> None:
+        self.attempts[(model, deployment, result)] += 1
+
+    def fell_back(self, model: str, failed: str, to: str) -> None:
+        self.fallbacks[(model, failed, to)] += 1
 
     def refusal(self, status: int) -> None:
         self.refused[status] += 1
@@ -63,6 +73,25 @@ class Metrics:
         ]
         for (model, kind), n in sorted(self.tokens.items()):
             lines.append(f'gateway_tokens_total{{model="{model}",kind="{kind}"}} {n}')
+        lines += [
+            "# HELP gateway_upstream_attempts_total Upstream attempts by model, deployment and"
+            " result (answered, or the failure that led to a retry or ended the call).",
+            "# TYPE gateway_upstream_attempts_total counter",
+        ]
+        for (model, deployment, result), n in sorted(self.attempts.items()):
+            lines.append(
+                f'gateway_upstream_attempts_total{{model="{model}",deployment="{deployment}",'
+                f'result="{result}"}} {n}'
+            )
+        lines += [
+            "# HELP gateway_upstream_fallbacks_total Calls passed from a failed deployment to"
+            " another one.",
+            "# TYPE gateway_upstream_fallbacks_total counter",
+        ]
+        for (model, failed, to), n in sorted(self.fallbacks.items()):
+            lines.append(
+                f'gateway_upstream_fallbacks_total{{model="{model}",from="{failed}",to="{to}"}} {n}'
+            )
         lines += [
             "# HELP gateway_refused_total Calls refused before reaching a provider.",
             "# TYPE gateway_refused_total counter",

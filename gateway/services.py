@@ -21,6 +21,7 @@ from gateway.metering.modes import Background, Metering, open_metering
 from gateway.metering.store import BalanceStore
 from gateway.metrics import Metrics
 from gateway.records import Entry
+from gateway.routing import Policy, Router
 from gateway.settings import Settings
 from gateway.upstream import Upstreams
 
@@ -36,6 +37,8 @@ class Services:
     upstreams: Upstreams
     catalog: Catalog
     billing: Billing
+    # Which deployment serves each call, and the cooldowns (gateway.routing).
+    router: Router
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
@@ -99,6 +102,7 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
         ),
         catalog=catalog,
         billing=billing,
+        router=Router(Policy.from_settings(settings), metrics),
         on_settled=(
             metrics.settled,
             LowBalanceSignal(settings.low_balance_warn, settings.low_balance_critical),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -29,8 +30,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    # Durations only; never money.
+def _float(env: Mapping[str, str], name: str, default: float, *, zero: bool = False) -> float:
+    # Durations only; never money. ``zero``: 0 is allowed (it turns the wait off).
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -38,8 +39,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from exc
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive")
+    if value < 0 or (value == 0 and not zero) or not math.isfinite(value):
+        raise SettingsError(f"{name} must be {'0 or more' if zero else 'positive'}")
     return value
 
 
@@ -77,6 +78,15 @@ class Settings:
     upstream_connect_timeout: float = 10.0
     upstream_read_timeout: float = 600.0
     reservation_ttl: float = 900.0
+    # Retries and fallbacks before the first byte reaches the client (gateway.routing): most
+    # attempts per call (at least one per deployment), the backoff before retrying a
+    # deployment (doubling up to the max), the longest Retry-After slept through, and how long
+    # a failing deployment is passed over while another can serve.
+    retry_attempts: int = 3
+    retry_backoff: float = 0.25
+    retry_backoff_max: float = 2.0
+    retry_after_max: float = 2.0
+    cooldown: float = 5.0
     # A call asked for without an output cap whose worst case the balance cannot cover: "fit"
     # forwards it with the largest cap the balance covers (a stream's hold then grows as it
     # produces), "refuse" answers 402.
@@ -150,6 +160,11 @@ class Settings:
             upstream_connect_timeout=_float(env, "GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10.0),
             upstream_read_timeout=_float(env, "GATEWAY_UPSTREAM_TIMEOUT", 600.0),
             reservation_ttl=_float(env, "GATEWAY_RESERVATION_TTL", 900.0),
+            retry_attempts=_int(env, "GATEWAY_RETRY_ATTEMPTS", 3, 1),
+            retry_backoff=_float(env, "GATEWAY_RETRY_BACKOFF", 0.25, zero=True),
+            retry_backoff_max=_float(env, "GATEWAY_RETRY_BACKOFF_MAX", 2.0, zero=True),
+            retry_after_max=_float(env, "GATEWAY_RETRY_AFTER_MAX", 2.0, zero=True),
+            cooldown=_float(env, "GATEWAY_COOLDOWN", 5.0, zero=True),
             uncapped_calls=cast(
                 UncappedCalls, _choice(env, "GATEWAY_UNCAPPED_CALLS", UNCAPPED_CALLS)
             ),

@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gateway import pricing
+from gateway import pricing, routing
 from gateway.catalog import Model
 from gateway.endpoints import Endpoint
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
@@ -42,6 +42,7 @@ from gateway.proxy.sse import StreamMeter
 from gateway.proxy.stream_hold import StreamHold, shows_all_output
 from gateway.proxy.whole import judge
 from gateway.records import ApiKey, UsageRecord
+from gateway.routing import Plan
 from gateway.services import Services
 from gateway.usage_dialects import NormalizedUsage
 
@@ -60,6 +61,9 @@ class Call:
     payload: dict[str, Any]
     stream: bool
     hide_usage_chunk: bool
+    # Which deployment to try now, and after it (gateway.routing); the last one tried is the
+    # one whose answer the call got.
+    route: Plan
     # A stream reserved for a slice of its cap, grown as it produces (None: the whole cap).
     hold: StreamHold | None = None
 
@@ -205,6 +209,7 @@ async def admit(
         payload=payload,
         stream=stream,
         hide_usage_chunk=hide_usage,
+        route=services.router.plan(model),
         hold=hold,
     )
 
@@ -235,13 +240,13 @@ async def relay(services: Services, call: Call, receive: Receive, send: Send) ->
         return await _forward(services, call, send, meter)
     except asyncio.CancelledError:
         if not _client_left(watcher):
-            return _metered("interrupted", meter)
+            return _metered("interrupted", meter, call.route)
         task.uncancel()
         if meter is not None and meter.finished:
             # Gone after the stream's end (the openai SDKs close on [DONE]): nothing was lost.
             status, billable = meter.ending()
             return Outcome(status, billable=billable, usage=meter.usage, meter=meter)
-        return _metered("client_disconnected", meter)
+        return _metered("client_disconnected", meter, call.route)
     finally:
         watcher.cancel()
 
@@ -259,8 +264,11 @@ def _client_left(watcher: asyncio.Task[None]) -> bool:
     return watcher.done() and not watcher.cancelled() and watcher.exception() is None
 
 
-def _metered(status: str, meter: StreamMeter | None) -> Outcome:
-    """The outcome of a stream call that ended with ``status``, billed as its meter saw it."""
+def _metered(status: str, meter: StreamMeter | None, route: Plan | None = None) -> Outcome:
+    """The outcome of a stream call that ended with ``status``, billed as its meter saw it;
+    nothing when it ended waiting between attempts (no upstream was working on it)."""
+    if route is not None and route.waiting:
+        return Outcome(status, billable=False)
     if meter is None:
         return Outcome(status)
     return Outcome(status, usage=meter.usage, meter=meter)
@@ -270,17 +278,33 @@ async def _forward(
     services: Services, call: Call, send: Send, meter: StreamMeter | None
 ) -> Outcome:
     accept = "text/event-stream" if call.stream else "application/json"
-    try:
-        response = await services.upstreams.post(
-            call.model.provider,
-            call.endpoint.path,
-            orjson.dumps(call.payload),
-            request_id=call.request_id,
-            accept=accept,
-        )
-    except UpstreamError as exc:
-        status = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
-        return Outcome(status, billable=False, reply=_error_reply(exc))
+    route = call.route
+    while True:  # until an answer is the call's: gateway.routing says what to try next
+        call.payload["model"] = route.deployment.upstream_model
+        try:
+            response = await services.upstreams.post(
+                route.deployment.provider,
+                call.endpoint.path,
+                orjson.dumps(call.payload),
+                request_id=call.request_id,
+                accept=accept,
+            )
+        except UpstreamError as exc:
+            if (wait := route.failed(routing.failure_of(exc))) is None:
+                timeout = isinstance(exc, UpstreamTimeout)
+                status = "upstream_timeout" if timeout else "upstream_unreachable"
+                return Outcome(status, billable=False, reply=_error_reply(exc))
+        else:
+            failure = routing.failure(response.status, response.headers)
+            if failure is None:
+                route.answered()
+                break
+            if (wait := route.failed(failure)) is None:
+                break  # relayed as the upstream sent it, at once
+            response.release()
+        await route.pause(wait)
+    if meter is not None:
+        meter.dialect = route.deployment.provider.dialect
     async with response:
         secret = secret_for(call.model.provider.api_key)
         relayed = relayed_headers(response.raw_headers, secret)
@@ -336,7 +360,7 @@ async def _relay_body(call: Call, response: UpstreamBody, content_type: str) -> 
             else UpstreamError("upstream broke off its answer")
         )
         return Outcome("upstream_cut", reply=_error_reply(error))
-    shape, dialect = call.endpoint.usage, call.model.provider.dialect
+    shape, dialect = call.endpoint.usage, call.route.deployment.provider.dialect
     whole = judge(
         body, status=response.status, content_type=content_type, shape=shape, dialect=dialect
     )
@@ -429,6 +453,7 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[H
         status=outcome.status,
         latency_ms=int((time.perf_counter() - call.started) * 1000),
         reserved=call.reserved,
+        deployment=call.route.deployment,
     )
     balance: int | None = None
     try:

@@ -76,7 +76,8 @@ class StreamMeter:
     ) -> None:
         self._responses = shape.typed_events
         self._hide = hide_usage_chunk
-        self._dialect = dialect
+        # The answering provider's (a fallback deployment's may differ: set before feeding).
+        self.dialect = dialect
         self._tail = b""
         self._terminal = False
         self._dropped_cr = False
@@ -180,7 +181,7 @@ class StreamMeter:
 
     def _judge(self, obj: Any) -> bool:
         """Notes what a selected event says; False when it is not to be forwarded."""
-        found = normalize(obj, dialect=self._dialect)
+        found = normalize(obj, dialect=self.dialect)
         self.usage = merge(self.usage, found)
         if not isinstance(obj, dict):
             self._terminal = False
