@@ -138,7 +138,7 @@ async def handle(
         services.call_ended()
     reply = outcome.reply
     if reply is not None:
-        body = scrub(secret_for(call.model.provider.api_key), reply.body)
+        body = scrub(secret_for(call.route.deployment.provider.api_key), reply.body)
         extra = [*reply.headers, *headers]
         await send_body(send, reply.status, body, reply.content_type, request_id, extra)
     if outcome.status == "interrupted":
@@ -303,10 +303,11 @@ async def _forward(
                 break  # relayed as the upstream sent it, at once
             response.release()
         await route.pause(wait)
+    provider = route.deployment.provider  # the one that answered: its key, its dialect
     if meter is not None:
-        meter.dialect = route.deployment.provider.dialect
+        meter.dialect = provider.dialect
     async with response:
-        secret = secret_for(call.model.provider.api_key)
+        secret = secret_for(provider.api_key)
         relayed = relayed_headers(response.raw_headers, secret)
         content_type = response.headers.get("Content-Type", "application/json")
         try:
@@ -316,7 +317,7 @@ async def _forward(
         if response.status >= 400:
             # The provider refused or failed: its answer in OpenAI's shape, nothing charged.
             raw = await _read_or_empty(body)
-            provider, code = call.model.provider, response.status
+            code = response.status
             if withdraw_stream_options(provider, call.payload, call.hide_usage_chunk, code, raw):
                 return await _forward(services, call, send, meter)  # once: the option is gone
             code, raw, content_type = passed_on(provider, code, raw, content_type)

@@ -226,6 +226,7 @@ def test_a_long_retry_after_is_not_slept_through_by_a_lone_deployment(start, moc
     with pytest.raises(openai.RateLimitError) as err:
         ask(gw, key, "solo")
     assert err.value.body["message"] == "queued fault 429"
+    assert err.value.response.headers["retry-after"] == "30"
     assert a.models_seen() == ["up-solo"]  # answered at once, not after 30 s
     row = settled_once(gw, uid)
     assert (row["status"], row["cost"]) == ("upstream_error", "0.00")
@@ -414,3 +415,52 @@ def test_usage_is_read_in_the_dialect_of_the_deployment_that_served(
         output,
     )
     assert debit == 10 * 1_000 + output * 10_000
+
+
+KEYED = """\
+currency: usd
+providers:
+  first: {{base_url: "{url}", api_key_env: FIRST_KEY}}
+  then: {{base_url: "{url}", api_key_env: THEN_KEY}}
+models:
+  k:
+    price: {{input: "1.00", output: "10.00"}}
+    max_output_tokens: 1000
+    deployments:
+      - {{provider: first, upstream_model: up-first}}
+      - {{provider: then, upstream_model: up-then, priority: 2}}
+"""
+FIRST_KEY, THEN_KEY = "sk-first-0123456789abcdef", "sk-then-fedcba9876543210"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_key_scrubbed_is_the_one_of_the_deployment_that_answered(
+    gateways: GatewayFactory, scripted: ScriptedUpstream, tmp_path: Path, stream: bool
+) -> None:
+    models = tmp_path / "keyed.yaml"
+    models.write_text(KEYED.format(url=scripted.base_url))
+    gw = gateways.start(GATEWAY_MODELS=str(models), FIRST_KEY=FIRST_KEY, THEN_KEY=THEN_KEY)
+    keys: list[str] = []
+
+    async def answer(request: web.Request, body: Any) -> web.StreamResponse:
+        key = request.headers["Authorization"].removeprefix("Bearer ")
+        keys.append(key)
+        if body["model"] == "up-first":
+            return web.json_response({"error": {"message": "down"}}, status=503)
+        echoed = f"your key is {key}"  # a provider echoing the key it was sent
+        usage = {"prompt_tokens": 1, "completion_tokens": 4, "total_tokens": 5}
+        if stream:
+            pieces = [sse(chunk(echoed)), sse(chunk(finish="stop")), sse(chunk(usage=usage)), DONE]
+            return await chunked(pieces)(request, body)
+        return await raw(completion(echoed, usage))(request, body)
+
+    scripted.routes.clear()
+    scripted.routes["/v1/chat/completions"] = answer
+    status, text, row, _ = Caller(gw).call(
+        "chat/completions", {**chat("hi"), "model": "k", "stream": stream}
+    )
+    assert keys == [FIRST_KEY, THEN_KEY]
+    assert (status, row["deployment"]) == (200, "then/up-then")
+    assert b"your key is" in text
+    assert THEN_KEY.encode() not in text
+    assert THEN_KEY[-4:].encode() not in text
