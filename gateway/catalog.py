@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from gateway import deployments
+from gateway.deployments import Deployment
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest, NotFound
 from gateway.inputs import ImageRule
@@ -56,22 +57,6 @@ class Provider:
 
 
 @dataclass(frozen=True)
-class Deployment:
-    """One way to serve a model: a provider and the model's name there (gateway.deployments;
-    ``weight`` and ``priority`` are read by gateway.routing)."""
-
-    provider: Provider
-    upstream_model: str
-    weight: int = 1
-    priority: int = 1
-    # What usage records and /metrics call it: "provider/upstream_model".
-    name: str = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "name", f"{self.provider.name}/{self.upstream_model}")
-
-
-@dataclass(frozen=True)
 class Model:
     name: str
     # The first deployment's (the highest priority): /v1/models' owner, the price book's
@@ -90,7 +75,7 @@ class Model:
     # cannot grow its hold from what it shows, so it holds its whole cap.
     hidden_reasoning: bool = False
     # Highest priority first; () stands for the one deployment (provider, upstream_model).
-    deployments: tuple[Deployment, ...] = ()
+    deployments: tuple[Deployment[Provider], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.deployments:
@@ -259,10 +244,7 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
         }
         if unknown:
             raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
-        served_by = tuple(
-            Deployment(providers[d.provider], d.upstream_model, d.weight, d.priority)
-            for d in deployments.read(spec, name, where, providers, loc.fail)
-        )
+        served_by = deployments.read(spec, name, where, providers, loc.fail)
         kind = spec.get("kind", "embedding" if "embedding" in name else "chat")
         if kind not in KINDS:
             raise loc.fail((*where, "kind"), f"must be one of {', '.join(KINDS)}")

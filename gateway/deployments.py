@@ -10,13 +10,15 @@ Two forms, both checked here with the file, line and field at fault (README "Rou
 The one-deployment form is a list of one. ``priority`` orders fallbacks (1, the default, is
 tried first); among deployments of one priority calls are shared by ``weight`` (default 1).
 A model has one price whichever deployment serves it; only the provider and the name sent
-upstream differ. Binding provider names to providers is left to gateway.catalog.
+upstream differ. A deployment holds the provider record itself (gateway.catalog.Provider),
+typed here as any record with a name, so that this module needs nothing of the catalog.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 # Makes the catalog's error for (path of keys, message): it names the file and line.
 Fail = Callable[[tuple[str, ...], str], Exception]
@@ -25,32 +27,49 @@ FIELDS = ("provider", "upstream_model", "weight", "priority")
 MOST = 1_000_000
 
 
-class Spec(NamedTuple):
-    provider: str
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+P = TypeVar("P", bound=Named)
+
+
+@dataclass(frozen=True)
+class Deployment(Generic[P]):
+    """One way to serve a model: a provider and the model's name there (``weight`` and
+    ``priority`` are read by gateway.routing). ``name``: "provider/upstream_model", as usage
+    records and /metrics say it."""
+
+    provider: P
     upstream_model: str
     weight: int = 1
     priority: int = 1
+    name: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", f"{self.provider.name}/{self.upstream_model}")
 
 
 def read(
     spec: Mapping[str, Any],
     model: str,
     where: tuple[str, ...],
-    providers: Container[str],
+    providers: Mapping[str, P],
     fail: Fail,
-) -> list[Spec]:
+) -> tuple[Deployment[P], ...]:
     """The deployments a model entry names, highest priority first (listed order among
     equals); raises ``fail(...)`` for a bad entry."""
     listed = spec.get("deployments")
     if listed is None:
-        return [_one(spec, model, where, providers, fail, single=True)]
+        return (_one(spec, model, where, providers, fail, single=True),)
     if "provider" in spec or "upstream_model" in spec:
         key = "provider" if "provider" in spec else "upstream_model"
         raise fail((*where, key), "give either provider (one deployment) or deployments")
     at = (*where, "deployments")
     if not isinstance(listed, list) or not listed:
         raise fail(at, "must be a list like [{provider: openai, upstream_model: gpt-4o}]")
-    specs: list[Spec] = []
+    found: list[Deployment[P]] = []
     for i, entry in enumerate(listed):
         place = (*at, str(i))
         if not isinstance(entry, dict):
@@ -58,22 +77,22 @@ def read(
         unknown = set(entry) - set(FIELDS)
         if unknown:
             raise fail((*place, sorted(unknown)[0]), f"unknown field (known: {', '.join(FIELDS)})")
-        found = _one(entry, model, place, providers, fail, single=False)
-        if any(s[:2] == found[:2] for s in specs):
-            raise fail(place, f"{found.provider}/{found.upstream_model} is listed twice")
-        specs.append(found)
-    return sorted(specs, key=lambda s: s.priority)
+        one = _one(entry, model, place, providers, fail, single=False)
+        if any(d.name == one.name for d in found):
+            raise fail(place, f"{one.name} is listed twice")
+        found.append(one)
+    return tuple(sorted(found, key=lambda d: d.priority))
 
 
 def _one(
     entry: Mapping[str, Any],
     model: str,
     where: tuple[str, ...],
-    providers: Container[str],
+    providers: Mapping[str, P],
     fail: Fail,
     *,
     single: bool,
-) -> Spec:
+) -> Deployment[P]:
     provider = entry.get("provider")
     if not isinstance(provider, str) or provider not in providers:
         hint = "" if provider is not None or not single else " (or a deployments list)"
@@ -81,8 +100,8 @@ def _one(
     upstream = entry.get("upstream_model", model)
     if not isinstance(upstream, str) or not upstream:
         raise fail((*where, "upstream_model"), "must be a model name")
-    return Spec(
-        provider,
+    return Deployment(
+        providers[provider],
         upstream,
         _whole(entry.get("weight", 1), (*where, "weight"), fail),
         _whole(entry.get("priority", 1), (*where, "priority"), fail),

@@ -27,7 +27,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.catalog import Deployment, Model
+from gateway.catalog import Model, Provider
+from gateway.deployments import Deployment
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.settings import Settings
 
@@ -146,7 +147,7 @@ class Router:
     def plan(self, model: Model) -> Plan:
         return Plan(self, model, self._order(model.deployments))
 
-    def _order(self, deployments: Sequence[Deployment]) -> Sequence[Deployment]:
+    def _order(self, deployments: Sequence[Deployment[Provider]]) -> Sequence[Deployment[Provider]]:
         if len(deployments) == 1:
             return deployments
         # Weighted random order without replacement (Efraimidis & Spirakis 2006): the key
@@ -175,7 +176,7 @@ class Plan:
         "waiting",
     )
 
-    def __init__(self, router: Router, model: Model, order: Sequence[Deployment]) -> None:
+    def __init__(self, router: Router, model: Model, order: Sequence[Deployment[Provider]]) -> None:
         self._router = router
         self._order = order
         self._failed: dict[str, int] = {}  # deployment name -> failures in this call
@@ -225,7 +226,7 @@ class Plan:
         self.waiting = False
         self.deployment = self._chosen
 
-    def _next(self) -> tuple[Deployment, bool]:
+    def _next(self) -> tuple[Deployment[Provider], bool]:
         """The first deployment ready (not cooling, not failed in this call), else the one
         ready soonest (this call's fewest failures, then plan order, breaking ties)."""
         cooling, now = self._router.cooling, self._router.clock()

@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from gateway.catalog import Deployment, Model, Provider
+from gateway.catalog import Model, Provider
+from gateway.deployments import Deployment
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.pricing import Price
 from gateway.routing import (

@@ -27,7 +27,8 @@ from typing import Any, Final, Protocol
 import orjson
 
 from gateway import tokens
-from gateway.catalog import Deployment, Model
+from gateway.catalog import Model, Provider
+from gateway.deployments import Deployment
 from gateway.endpoints import Endpoint
 from gateway.pricing import Quote, Usage, cost
 from gateway.records import UsageRecord
@@ -198,7 +199,7 @@ def usage_record(
     status: str,
     latency_ms: int,
     reserved: int,
-    deployment: Deployment | None = None,
+    deployment: Deployment[Provider] | None = None,
 ) -> UsageRecord:
     """The record of one call: ``billed`` priced at ``model``'s prices (its long-context tier
     when the prompt reaches one), with the unit prices charged and the overdraft, the part of
