@@ -132,11 +132,11 @@ def parses(pieces: list[bytes], shape: UsageShape) -> int:
         count += 1
         return original(data)
 
-    sse._load = counting  # type: ignore[assignment]
+    sse._load = counting
     try:
         meter(pieces, shape)
     finally:
-        sse._load = original  # type: ignore[assignment]
+        sse._load = original
     return count
 
 
