@@ -12,7 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from gateway.errors import Forbidden, Unauthorized, Unavailable
+from gateway.errors import Forbidden, GatewayError, Unauthorized, Unavailable
 from gateway.ledger.ports import Directory
 from gateway.records import ApiKey, utcnow
 
@@ -48,15 +48,22 @@ def bearer(header: str | None) -> str | None:
     return token.strip()
 
 
-def check_admin(expected: str | None, header: str | None) -> None:
-    """Raises unless ``header`` carries the admin key (compared in constant time)."""
+async def check_admin(expected: str | None, header: str | None, keys: Authenticator) -> None:
+    """Raises unless ``header`` carries the admin key (compared in constant time).
+
+    401 when the key is missing or simply wrong; 403 when it is a valid user key (known, but
+    not allowed here) or when the admin API is disabled. ``keys`` tells a user key apart.
+    """
     token = bearer(header)
     if token is None:
         raise Unauthorized("admin endpoints need 'Authorization: Bearer <admin key>'")
     if expected is None:
         raise Forbidden("the admin API is disabled: GATEWAY_ADMIN_KEY is not set")
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if hmac.compare_digest(token.encode(), expected.encode()):
+        return
+    if await keys.is_user_key(token):
         raise Forbidden("this key may not use the admin API")
+    raise Unauthorized("Incorrect admin key provided.")
 
 
 class Authenticator:
@@ -92,6 +99,14 @@ class Authenticator:
                 self._cache.clear()
             self._cache[digest] = (key, now + self._ttl)
         return self._check(key)
+
+    async def is_user_key(self, token: str) -> bool:
+        """Whether ``token`` is a usable gateway key (False when it cannot be checked now)."""
+        try:
+            await self.authenticate(f"Bearer {token}")
+        except GatewayError:
+            return False
+        return True
 
     def _check(self, key: ApiKey | None) -> ApiKey:
         if key is None:

@@ -43,7 +43,9 @@ def action_routes() -> list[Route]:
 async def perform(name: str, request: Request) -> Response:
     """Runs the action ``name`` for an admin request."""
     services = services_of(request)
-    check_admin(services.settings.admin_key, request.headers.get("authorization"))
+    await check_admin(
+        services.settings.admin_key, request.headers.get("authorization"), services.auth
+    )
     action = ACTIONS[name]
     params: Mapping[str, Any]
     if action.method in ("GET", "DELETE"):

@@ -45,9 +45,11 @@ async def _caller(request: Request) -> tuple[Billing, User]:
     return services.billing, user
 
 
-def _admin(request: Request) -> Billing:
+async def _admin(request: Request) -> Billing:
     services = services_of(request)
-    check_admin(services.settings.admin_key, request.headers.get("authorization"))
+    await check_admin(
+        services.settings.admin_key, request.headers.get("authorization"), services.auth
+    )
     return services.billing
 
 
@@ -88,7 +90,7 @@ async def my_auto_topup(request: Request) -> Response:
 
 
 async def admin_auto_topup(request: Request) -> Response:
-    billing = _admin(request)
+    billing = await _admin(request)
     profile = await configure(
         billing, request.path_params["user_id"], await read_json(request), actor=ADMIN
     )
@@ -96,7 +98,7 @@ async def admin_auto_topup(request: Request) -> Response:
 
 
 async def admin_events(request: Request) -> Response:
-    billing = _admin(request)
+    billing = await _admin(request)
     limit, offset = page(request)
     status = request.query_params.get("status") or None
     if status is not None and not status.replace("_", "").isalpha():

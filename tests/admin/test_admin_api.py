@@ -19,6 +19,17 @@ def test_admin_needs_the_admin_key(gw):
     assert as_user.status_code == 403
 
 
+@pytest.mark.parametrize("path", ["/admin/users/x", "/admin/billing/events"])
+def test_a_wrong_admin_key_is_401_and_a_user_key_403(gw, path):
+    _, key = gw.user()
+    wrong = httpx.get(f"{gw.base_url}{path}", headers={"Authorization": "Bearer adm-typo"})
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "invalid_api_key"
+    as_user = httpx.get(f"{gw.base_url}{path}", headers={"Authorization": f"Bearer {key}"})
+    assert as_user.status_code == 403
+    assert as_user.json()["error"]["type"] == "permission_error"
+
+
 def test_admin_api_is_closed_without_an_admin_key(gateways):
     gw = gateways.start(GATEWAY_ADMIN_KEY="")
     r = httpx.get(f"{gw.base_url}/admin/users/x", headers={"Authorization": "Bearer anything"})
