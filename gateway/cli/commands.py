@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reason")
     c = _op(
         credits.add_parser(
-            "bulk", help="add the same credit to many users; each applies or fails on its own"
+            "bulk",
+            help="add the same credit to many users; each applies or fails on its own (exit "
+            "status 1 naming the failed users when any failed)",
         ),
         "bulk_credit",
     )
@@ -297,3 +299,17 @@ def _perform(args: argparse.Namespace, settings: Settings) -> None:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(render(args.op_action, result))
+    failed = partial_failure(result)
+    if failed:
+        sys.stdout.flush()
+        sys.exit(f"gateway: {failed}")
+
+
+def partial_failure(result: Any) -> str | None:
+    """What failed in an answer that applied in part (``credits bulk``: ``failed`` rows), so
+    the command exits non-zero and says which; None when everything applied."""
+    if not isinstance(result, dict) or not result.get("failed"):
+        return None
+    rows = [r for r in result.get("data", ()) if r.get("status") == "failed"]
+    which = ", ".join(f"{r['user_id']} ({(r.get('error') or {}).get('code')})" for r in rows)
+    return f"{len(rows)} of {len(result.get('data', ()))} users failed: {which}"

@@ -111,8 +111,10 @@ def test_credit_commands_move_money_and_print_tables(
     moved = as_json(capsys, "credits", "set", uid, "0.75", "--reason", "fix")
     assert (moved["entry"]["kind"], moved["entry"]["amount"]) == ("adjustment", "-2.75")
     assert env.balance(uid) == usd("0.75")
-    out = gateway(capsys, "credits", "bulk", "1.00", uid, "ghost", "--reason", "gift")
-    lines = out.splitlines()
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["credits", "bulk", "1.00", uid, "ghost", "--reason", "gift"])
+    assert exited.value.code == "gateway: 1 of 2 users failed: ghost (user_not_found)"
+    lines = capsys.readouterr().out.splitlines()
     assert [line.split() for line in lines[:2]] == [["applied", "1"], ["failed", "1"]]
     assert lines[2].split() == ["user", "status", "balance", "error"]
     assert lines[4].split()[:3] == [uid, "applied", "1.75"]
@@ -133,11 +135,21 @@ def test_direct_writes_land_in_the_ledger(
     created = as_json(capsys, "users", "create", "--id", "zoe", "--credit", "2.00", "--direct")
     assert created["balance"] == "2.00"
     as_json(capsys, "credits", "set", "zoe", "5.00", "--direct")
-    bulk = as_json(capsys, "credits", "bulk", "1.00", "zoe", "nobody", "--direct")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["credits", "bulk", "1.00", "zoe", "nobody", "--direct", "--json"])
+    assert exited.value.code == "gateway: 1 of 2 users failed: nobody (user_not_found)"
+    bulk = orjson.loads(capsys.readouterr().out)  # the whole answer, for scripts
     assert (bulk["applied"], bulk["failed"]) == (1, 1)
-    assert as_json(capsys, "balance", "zoe", "--direct")["balance"] == "6.00"
+    whole = as_json(capsys, "credits", "bulk", "1.00", "zoe", "--direct")  # all applied: exit 0
+    assert (whole["applied"], whole["failed"]) == (1, 0)
+    assert as_json(capsys, "balance", "zoe", "--direct")["balance"] == "7.00"
     audit = as_json(capsys, "audit", "--user", "zoe", "--direct")
-    assert [e["action"] for e in audit["data"]] == ["credits.add", "balance.set", "user.create"]
+    assert [e["action"] for e in audit["data"]] == [
+        "credits.add",
+        "credits.add",
+        "balance.set",
+        "user.create",
+    ]
     assert all(e["actor"].startswith("cli:") for e in audit["data"])
 
 
