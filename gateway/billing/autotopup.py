@@ -24,6 +24,7 @@ from typing import Any
 
 from gateway.billing import PURPOSE_AUTO_TOPUP, Billing, nanos_to_cents, stripe_client, whole_cents
 from gateway.errors import GatewayError, NotFound, Unprocessable
+from gateway.events import emit
 from gateway.ledger.base import UnknownUser
 from gateway.money import MoneyError, format_usd, parse_usd
 from gateway.records import AuditEvent, BillingProfile, TopupClaim, UsageRecord
@@ -70,19 +71,15 @@ class LowBalanceSignal:
         if hit is None:
             return ()
         level, threshold = hit
-        log.warning(
-            "low balance (%s) for %s: %s USD",
-            level,
-            record.user_id,
-            format_usd(balance),
-            extra={
-                "event": "low_balance",
-                "level": level,
-                "user_id": record.user_id,
-                "balance": format_usd(balance),
-                "threshold": format_usd(threshold),
-                "request_id": record.request_id,
-            },
+        emit(
+            log,
+            logging.WARNING,
+            "low_balance",
+            user_id=record.user_id,
+            level=level,
+            balance=format_usd(balance),
+            threshold=format_usd(threshold),
+            request_id=record.request_id,
         )
         return (low_balance_header(level, balance, threshold),)
 
@@ -189,18 +186,14 @@ async def _create_intent(billing: Billing, claim: TopupClaim) -> None:
     await billing.ledger.payments.set_topup_intent(
         claim.user_id, seq=claim.seq, intent_id=intent.id
     )
-    log.info(
-        "auto top-up of %s USD requested for %s: %s",
-        format_usd(claim.amount),
-        claim.user_id,
-        intent.id,
-        extra={
-            "event": "auto_topup",
-            "user_id": claim.user_id,
-            "payment_intent": intent.id,
-            "amount": format_usd(claim.amount),
-            "trigger": claim.seq,
-        },
+    emit(
+        log,
+        logging.INFO,
+        "auto_topup",
+        user_id=claim.user_id,
+        payment_intent=intent.id,
+        amount=format_usd(claim.amount),
+        trigger=claim.seq,
     )
 
 
@@ -221,16 +214,13 @@ async def record_failure(
             details={"payment_intent": intent_id, "trigger": seq},
         )
     )
-    log.warning(
-        "auto top-up failed for %s and is now off: %s",
-        user_id,
-        reason,
-        extra={
-            "event": "auto_topup_failed",
-            "user_id": user_id,
-            "payment_intent": intent_id,
-            "reason": reason,
-        },
+    emit(
+        log,
+        logging.WARNING,
+        "auto_topup_failed",
+        user_id=user_id,
+        payment_intent=intent_id,
+        reason=reason,
     )
 
 

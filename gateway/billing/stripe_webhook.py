@@ -26,6 +26,7 @@ import orjson
 from gateway.billing import PURPOSE_AUTO_TOPUP, Billing, BillingConfig, cents_to_nanos, credit
 from gateway.billing.autotopup import record_failure
 from gateway.errors import BadRequest, Unavailable
+from gateway.events import emit
 from gateway.ledger.base import UnknownUser
 from gateway.money import format_usd
 from gateway.postings import Postings
@@ -106,22 +107,16 @@ async def process(
     outcome = replace(record, **result)
     await billing.ledger.payments.finish_stripe_event(outcome)
     level = logging.WARNING if outcome.status in ("unmatched", "refund_shortfall") else logging.INFO
-    log.log(
+    emit(
+        log,
         level,
-        "stripe event %s %s: %s (%s)",
-        outcome.event_id,
-        outcome.type,
-        outcome.status,
-        outcome.detail or "",
-        extra={
-            "event": "stripe_event",
-            "event_id": outcome.event_id,
-            "type": outcome.type,
-            "status": outcome.status,
-            "user_id": outcome.user_id,
-            "amount": outcome.amount,
-            "detail": outcome.detail,
-        },
+        "stripe_event",
+        event_id=outcome.event_id,
+        type=outcome.type,
+        status=outcome.status,
+        user_id=outcome.user_id,
+        amount=None if outcome.amount is None else format_usd(outcome.amount),
+        detail=outcome.detail,
     )
     return outcome, False
 

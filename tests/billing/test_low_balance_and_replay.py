@@ -38,7 +38,7 @@ def test_call_that_crosses_a_threshold_logs_a_structured_event(
 ) -> None:
     uid, key = bgw.user("1.00")
     caplog.set_level(logging.WARNING, logger="gateway.billing")
-    bgw.client(key).chat.completions.create(
+    raw = bgw.client(key).chat.completions.with_raw_response.create(
         model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5
     )
 
@@ -47,6 +47,16 @@ def test_call_that_crosses_a_threshold_logs_a_structured_event(
 
     wait_until(logged, bool, wanted="a low_balance log record")
     [record] = logged()
+    balance = raw.headers["x-gateway-low-balance"].split("balance=")[1].split(";")[0]
+    # The line itself is the event, whatever prints it: one JSON object with the README's fields.
+    assert orjson.loads(record.getMessage()) == {
+        "event": "low_balance",
+        "user_id": uid,
+        "level": "warning",
+        "balance": balance,
+        "threshold": "1.00",
+        "request_id": raw.headers["x-request-id"],
+    }
     assert (record.user_id, record.level, record.threshold) == (uid, "warning", "1.00")  # type: ignore[attr-defined]
 
 
