@@ -270,6 +270,12 @@ def event_view(e: StripeEvent) -> Json:
     }
 
 
+def webhook_answer(e: StripeEvent, duplicate: bool) -> Json:
+    """What a Stripe event came to: the answer to its delivery, and what ``gateway stripe
+    replay`` prints in both its forms (through the gateway, or ``--direct``)."""
+    return {"received": True, **event_view(e), "duplicate": duplicate}
+
+
 def profile_view(p: BillingProfile) -> Json:
     """A user's auto top-up settings; ``in_flight`` while a top-up payment is pending."""
     return {

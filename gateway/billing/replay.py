@@ -17,7 +17,7 @@ from gateway.billing import Billing, BillingConfig
 from gateway.billing.stripe_webhook import parse_event, process
 from gateway.errors import BadRequest, Unavailable
 from gateway.settings import Settings
-from gateway.views import event_view
+from gateway.views import webhook_answer
 
 
 def add_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,7 +94,7 @@ async def replay_direct(settings: Settings, payload: bytes) -> dict[str, Any]:
                 config=BillingConfig.from_settings(settings), ledger=ledger, store=store
             )
             outcome, duplicate = await process(billing, parse_event(payload), payload.decode())
-            return {**event_view(outcome), "duplicate": duplicate}
+            return webhook_answer(outcome, duplicate)
         finally:
             await store.close()
     finally:

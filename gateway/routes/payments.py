@@ -20,7 +20,7 @@ from gateway.billing.checkout import create_checkout
 from gateway.billing.stripe_webhook import MAX_PAYLOAD, process, verify
 from gateway.errors import BadRequest, NotFound, PayloadTooLarge
 from gateway.records import BillingProfile, User
-from gateway.views import event_view, profile_view
+from gateway.views import event_view, profile_view, webhook_answer
 from gateway.web import json_response, page, read_json, services_of
 
 ADMIN = "admin"
@@ -61,14 +61,7 @@ async def webhook(request: Request) -> Response:
     payload = await request.body()
     event = verify(payload, request.headers.get("stripe-signature"), billing.config)
     outcome, duplicate = await process(billing, event, payload.decode())
-    return json_response(
-        {
-            "received": True,
-            "id": outcome.event_id,
-            "status": outcome.status,
-            "duplicate": duplicate,
-        }
-    )
+    return json_response(webhook_answer(outcome, duplicate))
 
 
 async def checkout(request: Request) -> Response:

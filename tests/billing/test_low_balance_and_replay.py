@@ -118,3 +118,36 @@ def test_replay_cli_direct_credits_an_unmatched_event_after_the_user_exists(
     assert_balance_is_sum_of_entries(bgw, "late-user")
     again = asyncio.run(replay_direct(bgw.settings, path.read_bytes()))
     assert again["duplicate"] is True
+
+
+def test_replay_prints_the_same_answer_through_the_gateway_and_direct(
+    bgw: RunningGateway,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    uid, _ = bgw.user("0")
+    path = saved_event(tmp_path, uid, "evt_both_forms")
+    parser = argparse.ArgumentParser(prog="gateway")
+    add_cli(parser.add_subparsers(dest="command"))
+
+    def replay(*flags: str) -> dict[str, object]:
+        args = parser.parse_args(["stripe", "replay", str(path), *flags])
+        args.run(args, bgw.settings)
+        printed: dict[str, object] = orjson.loads(capsys.readouterr().out)
+        return printed
+
+    via_api = replay("--url", bgw.base_url)
+    direct = replay("--direct")  # the same event again: a duplicate, moving nothing
+    assert set(direct) == set(via_api)
+    assert (via_api["received"], via_api["id"], via_api["status"]) == (
+        True,
+        "evt_both_forms",
+        "credited",
+    )
+    assert (via_api["user_id"], via_api["amount"], via_api["duplicate"]) == (uid, "10.00", False)
+    assert (direct["id"], direct["status"], direct["duplicate"]) == (
+        "evt_both_forms",
+        "credited",
+        True,
+    )
+    assert bgw.balance(uid) == usd("10.00")
