@@ -22,8 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.billing import PURPOSE_AUTO_TOPUP, Billing, nanos_to_cents, stripe_client, whole_cents
-from gateway.errors import GatewayError, NotFound, Unprocessable
+from gateway.billing import (
+    PURPOSE_AUTO_TOPUP,
+    Billing,
+    BillingConfig,
+    nanos_to_cents,
+    stripe_client,
+    whole_cents,
+)
+from gateway.errors import GatewayError, NotFound, Unavailable, Unprocessable
 from gateway.events import emit
 from gateway.ledger.base import UnknownUser
 from gateway.money import MoneyError, format_usd, parse_usd
@@ -234,6 +241,8 @@ async def configure(
     enabled = data.get("enabled")
     if not isinstance(enabled, bool):
         raise Unprocessable("enabled must be true or false", param="enabled")
+    if enabled:
+        _require_payments(billing.config)
     current = await billing.ledger.payments.get_billing_profile(user_id) or BillingProfile(user_id)
     threshold = _usd(data, "threshold", current.threshold, enabled, allow_zero=True)
     amount = _usd(data, "amount", current.amount, enabled, allow_zero=False)
@@ -269,6 +278,26 @@ async def configure(
         )
     )
     return profile
+
+
+def _require_payments(config: BillingConfig) -> None:
+    """Auto top-up charges through the Stripe API and credits on the webhook: without either
+    key it could never work (or would charge a card whose credit never arrives)."""
+    missing = [
+        name
+        for name, value in (
+            ("STRIPE_API_KEY", config.api_key),
+            ("STRIPE_WEBHOOK_SECRET", config.webhook_secret),
+        )
+        if not value
+    ]
+    if missing:
+        raise Unavailable(
+            f"auto top-up cannot be enabled: payments are not configured on this gateway "
+            f"({' and '.join(missing)} not set)",
+            code="payments_not_configured",
+            param="enabled",
+        )
 
 
 def _usd(data: dict[str, Any], name: str, current: int, required: bool, *, allow_zero: bool) -> int:

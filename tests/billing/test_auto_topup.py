@@ -5,10 +5,11 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 import httpx
+import pytest
 import respx
 
-from tests.billing.helpers import STRIPE, deliver, event, ledger_rows
-from tests.support.gateway import RunningGateway, usd
+from tests.billing.helpers import STRIPE, STRIPE_KEY, WEBHOOK_SECRET, deliver, event, ledger_rows
+from tests.support.gateway import GatewayFactory, RunningGateway, usd
 from tests.support.waiting import wait_until
 
 
@@ -208,3 +209,35 @@ def test_admin_sets_auto_topup_and_bad_settings_are_422(bgw: RunningGateway) -> 
     assert (
         bgw.admin.put("/admin/users/nobody/auto-topup", json={"enabled": False}).status_code == 404
     )
+
+
+@pytest.mark.parametrize(
+    ("stripe_env", "missing"),
+    [
+        ({}, "STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET not set"),
+        ({"STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}, "(STRIPE_API_KEY not set)"),
+        ({"STRIPE_API_KEY": STRIPE_KEY}, "(STRIPE_WEBHOOK_SECRET not set)"),
+    ],
+)
+def test_auto_topup_is_refused_without_payments_and_nothing_changes(
+    gateways: GatewayFactory, stripe_env: dict[str, str], missing: str
+) -> None:
+    gw = gateways.start(**stripe_env)
+    uid, key = gw.user("0")
+    before = profile(gw, key)
+    on = {"enabled": True, "threshold": "3.00", "amount": "15.00"}
+    for r in (
+        httpx.put(f"{gw.base_url}/me/auto-topup", headers=as_user(key), json=on),
+        gw.admin.put(f"/admin/users/{uid}/auto-topup", json=on),
+    ):
+        assert r.status_code == 503, r.text
+        error = r.json()["error"]
+        assert (error["code"], error["param"]) == ("payments_not_configured", "enabled")
+        assert missing in error["message"]
+    assert profile(gw, key) == before
+    assert before["enabled"] is False
+    audit = gw.admin.get("/admin/audit", params={"user": uid}).json()["data"]
+    assert "autotopup.configure" not in [e["action"] for e in audit]
+    # Turning it off needs no Stripe.
+    off = httpx.put(f"{gw.base_url}/me/auto-topup", headers=as_user(key), json={"enabled": False})
+    assert off.status_code == 200, off.text
