@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ from gateway.services import Services, build, shutdown
 from gateway.settings import Settings
 from gateway.web import error_response, json_response
 
+log = logging.getLogger("gateway")
+
 
 def create_app(settings: Settings, *, catalog: Catalog | None = None) -> GatewayApp:
     """The ASGI app. Services (ledger, store, sessions) are built in the lifespan."""
@@ -31,6 +34,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await build(settings, catalog=catalog)
+        _warn_unconfigured(services.catalog)
         await price_reload.record_prices(services.ledger, services.catalog, actor="startup")
         stop_sighup = price_reload.install_sighup(services)
         app.state.services = services
@@ -119,15 +123,33 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+def _warn_unconfigured(catalog: Catalog) -> None:
+    """One line per unset provider key variable, naming the models it takes out of service."""
+    unserved: dict[str, list[str]] = {}
+    for name, model in catalog.models.items():
+        if model.provider.missing_key:
+            unserved.setdefault(model.provider.missing_key, []).append(name)
+    for variable, names in unserved.items():
+        log.warning(
+            "%s is not set: %d models (%s) are not listed in /v1/models and calls to them "
+            "answer 503 provider_not_configured",
+            variable,
+            len(names),
+            ", ".join(names),
+        )
+
+
 def _routes(services: Services) -> list[Route]:
     started = time.time()
 
     async def list_models(request: Request) -> Response:
         await services.auth.authenticate(request.headers.get("authorization"))
         created = int(started)
+        # A model whose provider key is unset cannot serve a call: not offered.
         data = [
             {"id": name, "object": "model", "created": created, "owned_by": m.provider.name}
             for name, m in services.catalog.models.items()
+            if not m.provider.missing_key
         ]
         return json_response({"object": "list", "data": data})
 
@@ -135,7 +157,7 @@ def _routes(services: Services) -> list[Route]:
         await services.auth.authenticate(request.headers.get("authorization"))
         name = request.path_params["model"]
         model = services.catalog.models.get(name)
-        if model is None:
+        if model is None or model.provider.missing_key:
             raise NotFound(f"The model `{name}` does not exist", code="model_not_found")
         return json_response(
             {

@@ -11,7 +11,8 @@
     ├── Unprocessable                 422 invalid_request_error (bad amount, ...)
     ├── UpstreamError                 502 upstream unreachable
     │   ├── UpstreamTimeout           504
-    │   └── UpstreamCredentialsRefused 502 the provider refused the gateway's own key
+    │   ├── UpstreamCredentialsRefused 502 the provider refused the gateway's own key
+    │   └── ProviderNotConfigured     503 the provider's key variable is not set
     └── Unavailable                   503 a dependency is down; nothing was served unmetered
 
 Foreign exceptions are translated at the boundary that meets them (``raise ... from exc``).
@@ -97,6 +98,15 @@ class UpstreamCredentialsRefused(UpstreamError):
     caller's (whose key the gateway already accepted and never sends upstream)."""
 
     code = "upstream_credentials_refused"
+
+
+class ProviderNotConfigured(UpstreamError):
+    """Never sent: the provider's ``api_key_env`` is unset. The message names the variable,
+    never a key."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "provider_not_configured"
 
 
 class Unavailable(GatewayError):

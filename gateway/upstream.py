@@ -9,7 +9,7 @@ from __future__ import annotations
 import aiohttp
 
 from gateway.catalog import Provider
-from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.errors import ProviderNotConfigured, UpstreamError, UpstreamTimeout
 
 
 class Upstreams:
@@ -43,6 +43,11 @@ class Upstreams:
         }
         if provider.api_key:
             headers["Authorization"] = f"Bearer {provider.api_key}"
+        elif provider.missing_key:
+            raise ProviderNotConfigured(
+                f"upstream {provider.name} is not configured: {provider.missing_key} is not "
+                "set on the gateway"
+            )
         try:
             return await self._session(provider).post(
                 f"{provider.base_url}/{path}", data=body, headers=headers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -45,6 +46,46 @@ def test_unreachable_upstream_is_502_and_charges_nothing(gw):
     assert err.value.status_code == 502
     assert gw.wait_usage(uid, 1)[0]["status"] == "upstream_unreachable"
     assert gw.balance(uid) == usd("10.00")
+
+
+def test_a_provider_whose_key_is_unset_is_refused_naming_the_variable_and_not_listed(
+    gateways, upstream, caplog
+):
+    caplog.set_level(logging.WARNING, logger="gateway")
+    gw = gateways.start(MOCK_PROVIDER_KEY="")
+    [started] = [r.getMessage() for r in caplog.records if "MOCK_PROVIDER_KEY" in r.getMessage()]
+    assert started.startswith("MOCK_PROVIDER_KEY is not set: 3 models (chat, cheap, embed)")
+    uid, key = gw.user()
+    client = gw.client(key)
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+    assert err.value.status_code == 503
+    assert err.value.body["code"] == "provider_not_configured"
+    assert "MOCK_PROVIDER_KEY is not set" in err.value.body["message"]
+    assert upstream.requests() == []  # never sent without its key
+    row = gw.wait_usage(uid, 1)[0]
+    assert (row["status"], row["cost"]) == ("upstream_unreachable", "0.00")
+    assert gw.balance(uid) == usd("10.00")
+    # Only models that can serve a call are offered; a provider needing no key stays listed.
+    assert [m.id for m in client.models.list()] == ["nowhere"]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("chat")
+
+
+def test_a_model_of_the_wrong_kind_is_named_with_its_article(gw):
+    _, key = gw.user()
+    with pytest.raises(openai.BadRequestError) as err:
+        gw.client(key).chat.completions.create(
+            model="embed", messages=[{"role": "user", "content": "x"}]
+        )
+    assert err.value.body["message"] == (
+        "model `embed` is an embedding model and cannot serve /v1/chat/completions"
+    )
+    with pytest.raises(openai.BadRequestError) as err:
+        gw.client(key).embeddings.create(model="chat", input="x")
+    assert err.value.body["message"] == (
+        "model `chat` is a chat model and cannot serve /v1/embeddings"
+    )
 
 
 def test_upstream_timeout_is_504(gateways):
