@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import struct
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -14,6 +15,7 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 
 from gateway.mock.runner import MockUpstreamThread, start
+from tests.support.waiting import wait_until
 
 PIECES = ["Hello", " from", " the", " mock", " model."]
 
@@ -268,6 +270,30 @@ def test_cut_after_breaks_stream_in_aiohttp(mock: MockUpstreamThread) -> None:
 
     events = [line for line in asyncio.run(read()) if line.startswith(b"data: ")]
     assert len(events) == 4  # role chunk + 3 content chunks, no [DONE]
+
+
+def test_streams_cut_or_closed_early_log_no_traceback(
+    client: openai.OpenAI, mock: MockUpstreamThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    with pytest.raises(openai.APIError):
+        list(
+            client.chat.completions.create(
+                model="m", messages=user("[[mock:cut_after=1]]"), stream=True
+            )
+        )
+    # A client leaving mid-stream (the gateway does when its caller leaves) is normal too.
+    stream = client.chat.completions.create(
+        model="m", messages=user("[[mock:chunks=50]] [[mock:chunk_delay=0.02]]"), stream=True
+    )
+    next(iter(stream))
+    stream.close()
+    wait_until(
+        mock.requests,
+        lambda log: "closed_after" in log[-1],
+        wanted="the mock to notice the closed stream",
+    )
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_no_usage(client: openai.OpenAI) -> None:

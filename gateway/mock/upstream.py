@@ -97,14 +97,16 @@ async def stream(
             await resp.write(event)
         except ConnectionError:
             # The client closed the stream early: the log says so, and how much it was sent.
+            # A normal end, not an error: returning (not raising) keeps aiohttp from logging a
+            # traceback; its write_eof on the closed transport fails quietly.
             LOG_ENTRY.get()["closed_after"] = sent
-            raise
+            return resp
     if reply.mock.cut_after is not None:
-        # The final zero-length chunk is never sent, so clients see a truncated body; aiohttp
-        # treats a ConnectionError from the handler as a quiet client disconnect.
+        # The final zero-length chunk is never sent, so clients see a truncated body (and, as
+        # above, returning keeps the dropped connection out of aiohttp's error log).
         if request.transport is not None:
             request.transport.abort()
-        raise ConnectionResetError("mock cut_after: connection dropped on purpose")
+        return resp
     await resp.write(b"".join(tail))
     await resp.write_eof()
     return resp
