@@ -130,12 +130,13 @@ def _warn_unconfigured(catalog: Catalog) -> None:
         if model.provider.missing_key:
             unserved.setdefault(model.provider.missing_key, []).append(name)
     for variable, names in unserved.items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         log.warning(
             "%s is not set: %d models (%s) are not listed in /v1/models and calls to them "
             "answer 503 provider_not_configured",
             variable,
             len(names),
-            ", ".join(names),
+            shown,
         )
 
 

@@ -196,7 +196,7 @@ def _ranged(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
-    from gateway import serve
+    from gateway import demo, serve
 
     changes: dict[str, Any] = {}
     if args.host:
@@ -205,7 +205,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         changes["port"] = args.port
     settings = settings.with_(**changes) if changes else settings
     if args.demo:
-        serve.serve_demo(settings)
+        demo.serve_demo(settings)
     else:
         serve.serve(settings, workers=args.workers)
 
