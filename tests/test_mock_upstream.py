@@ -14,6 +14,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
+from gateway.mock.replay import Recording
 from gateway.mock.runner import MockUpstreamThread, start
 from tests.support.waiting import wait_until
 
@@ -280,6 +281,19 @@ def test_streams_cut_or_closed_early_log_no_traceback(
         list(
             client.chat.completions.create(
                 model="m", messages=user("[[mock:cut_after=1]]"), stream=True
+            )
+        )
+    cut = mock.record(
+        Recording(
+            headers=(("Content-Type", "text/event-stream"),),
+            chunks=(b'data: {"id": "c", "object": "chat.completion.chunk", "choices": []}\n\n',),
+            cut=True,
+        )
+    )
+    with pytest.raises(openai.APIError):
+        list(
+            client.chat.completions.create(
+                model="m", messages=user(f"[[mock:replay={cut}]]"), stream=True
             )
         )
     # A client leaving mid-stream (the gateway does when its caller leaves) is normal too.

@@ -113,12 +113,14 @@ async def replay(request: web.Request, recording: Recording) -> web.StreamRespon
     for i, chunk in enumerate(pieces):
         if i and recording.chunk_delay:
             await asyncio.sleep(recording.chunk_delay)
-        await stream.write(chunk)
+        try:
+            await stream.write(chunk)
+        except ConnectionError:
+            return stream  # the client left: normal, so no traceback (aiohttp logs a raise)
     if recording.cut:
         if request.transport is not None:
             request.transport.abort()
-        # aiohttp treats a ConnectionError from the handler as a quiet client disconnect.
-        raise ConnectionResetError("mock replay: connection dropped on purpose")
+        return stream  # returned, not raised: aiohttp would log a traceback for a raise
     await stream.write_eof()
     return stream
 
