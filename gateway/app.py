@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import price_reload
+from gateway import price_reload, provider_keys
 from gateway.catalog import Catalog
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError, NotFound, error_body
@@ -34,7 +34,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await build(settings, catalog=catalog)
-        _warn_unconfigured(services.catalog)
+        provider_keys.warn_unset(services.catalog.providers.values(), services.catalog.models, log)
         await price_reload.record_prices(services.ledger, services.catalog, actor="startup")
         stop_sighup = price_reload.install_sighup(services)
         app.state.services = services
@@ -123,23 +123,6 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-def _warn_unconfigured(catalog: Catalog) -> None:
-    """One line per unset provider key variable, naming the models it takes out of service."""
-    unserved: dict[str, list[str]] = {}
-    for name, model in catalog.models.items():
-        if model.provider.missing_key:
-            unserved.setdefault(model.provider.missing_key, []).append(name)
-    for variable, names in unserved.items():
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        log.warning(
-            "%s is not set: %d models (%s) are not listed in /v1/models and calls to them "
-            "answer 503 provider_not_configured",
-            variable,
-            len(names),
-            shown,
-        )
-
-
 def _routes(services: Services) -> list[Route]:
     started = time.time()
 
@@ -150,7 +133,7 @@ def _routes(services: Services) -> list[Route]:
         data = [
             {"id": name, "object": "model", "created": created, "owned_by": m.provider.name}
             for name, m in services.catalog.models.items()
-            if not m.provider.missing_key
+            if not provider_keys.unset(m)
         ]
         return json_response({"object": "list", "data": data})
 
@@ -158,7 +141,7 @@ def _routes(services: Services) -> list[Route]:
         await services.auth.authenticate(request.headers.get("authorization"))
         name = request.path_params["model"]
         model = services.catalog.models.get(name)
-        if model is None or model.provider.missing_key:
+        if model is None or provider_keys.unset(model):
             raise NotFound(f"The model `{name}` does not exist", code="model_not_found")
         return json_response(
             {

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from gateway import deployments
+from gateway import deployments, provider_keys
 from gateway.deployments import Deployment
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest, NotFound
@@ -54,12 +54,6 @@ class Provider:
     # Whether the upstream accepts stream_options, which the gateway injects to be told a
     # stream's usage (gateway.proxy.refusals); without it streams are billed by counting.
     stream_options: bool = True
-
-    @property
-    def missing_key(self) -> str | None:
-        """The variable ``api_key_env`` names when it is unset or empty: calls cannot be
-        authenticated upstream, so they are refused and the models are not listed."""
-        return self.api_key_env if self.api_key_env and not self.api_key else None
 
 
 @dataclass(frozen=True)
@@ -113,16 +107,13 @@ class Catalog:
         wanted = ENDPOINTS[endpoint].model_kind
         if model.kind != wanted:
             raise BadRequest(
-                f"model `{name}` is {_article(model.kind)} {model.kind} model and cannot "
-                f"serve /v1/{endpoint}",
+                f"model `{name}` is {'an' if model.kind[0] in 'aeiou' else 'a'} {model.kind} "
+                f"model and cannot serve /v1/{endpoint}",
                 param="model",
                 code="wrong_model_kind",
             )
+        provider_keys.require(name, model)
         return model
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
 
 
 class _Located:

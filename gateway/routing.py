@@ -30,6 +30,7 @@ from typing import Protocol
 from gateway.catalog import Model, Provider
 from gateway.deployments import Deployment
 from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.provider_keys import keyed
 from gateway.settings import Settings
 
 # Failure kinds (the ``result`` label of gateway_upstream_attempts_total, besides ANSWERED).
@@ -145,7 +146,7 @@ class Router:
         self.cooling: dict[str, float] = {}  # deployment name -> clock() when it is ready
 
     def plan(self, model: Model) -> Plan:
-        return Plan(self, model, self._order(model.deployments))
+        return Plan(self, model, self._order(keyed(model.deployments)))
 
     def _order(self, deployments: Sequence[Deployment[Provider]]) -> Sequence[Deployment[Provider]]:
         if len(deployments) == 1:

@@ -10,6 +10,7 @@ import aiohttp
 
 from gateway.catalog import Provider
 from gateway.errors import ProviderNotConfigured, UpstreamError, UpstreamTimeout
+from gateway.provider_keys import missing
 
 
 class Upstreams:
@@ -43,10 +44,11 @@ class Upstreams:
         }
         if provider.api_key:
             headers["Authorization"] = f"Bearer {provider.api_key}"
-        elif provider.missing_key:
+        elif missing(provider):
+            # Routing passes such a deployment over; a direct caller is refused the same way.
             raise ProviderNotConfigured(
-                f"upstream {provider.name} is not configured: {provider.missing_key} is not "
-                "set on the gateway"
+                f"upstream {provider.name} is not configured: {missing(provider)} is not set on "
+                "the gateway"
             )
         try:
             return await self._session(provider).post(

@@ -54,22 +54,72 @@ def test_a_provider_whose_key_is_unset_is_refused_naming_the_variable_and_not_li
     caplog.set_level(logging.WARNING, logger="gateway")
     gw = gateways.start(MOCK_PROVIDER_KEY="")
     [started] = [r.getMessage() for r in caplog.records if "MOCK_PROVIDER_KEY" in r.getMessage()]
-    assert started.startswith("MOCK_PROVIDER_KEY is not set: 3 models (chat, cheap, embed)")
+    assert started.startswith("MOCK_PROVIDER_KEY is not set: its provider is never called; 3")
+    assert "(chat, cheap, embed)" in started
     uid, key = gw.user()
     client = gw.client(key)
     with pytest.raises(openai.APIStatusError) as err:
         client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
     assert err.value.status_code == 503
     assert err.value.body["code"] == "provider_not_configured"
-    assert "MOCK_PROVIDER_KEY is not set" in err.value.body["message"]
+    assert err.value.body["message"] == (
+        "model `chat` cannot be served: MOCK_PROVIDER_KEY is not set on the gateway"
+    )
     assert upstream.requests() == []  # never sent without its key
-    row = gw.wait_usage(uid, 1)[0]
-    assert (row["status"], row["cost"]) == ("upstream_unreachable", "0.00")
+    # Refused before admission: nothing reserved, nothing recorded.
+    assert gw.usage(uid) == []
     assert gw.balance(uid) == usd("10.00")
+    assert gw.admin.get(f"/admin/users/{uid}").json()["reserved"] == "0.00"
     # Only models that can serve a call are offered; a provider needing no key stays listed.
     assert [m.id for m in client.models.list()] == ["nowhere"]
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("chat")
+
+
+KEYLESS = """\
+currency: usd
+providers:
+  keyless: {{base_url: "{base}", api_key_env: UNSET_IN_THIS_TEST}}
+  mock: {{base_url: "{base}", api_key_env: MOCK_PROVIDER_KEY}}
+models:
+  fallback:
+    price: {{input: "1.00", output: "1.00"}}
+    max_output_tokens: 100
+    deployments:
+      - {{provider: keyless, upstream_model: never-sent}}
+      - {{provider: mock, upstream_model: mock-gpt, priority: 2}}
+  stranded:
+    provider: keyless
+    price: {{input: "1.00", output: "1.00"}}
+    max_output_tokens: 100
+"""
+
+
+def test_a_deployment_whose_key_is_unset_is_passed_over(gateways, upstream, tmp_path):
+    path = tmp_path / "keyless.yaml"
+    path.write_text(KEYLESS.format(base=upstream.base_url))
+    gw = gateways.start(GATEWAY_MODELS=str(path))
+    uid, key = gw.user()
+    client = gw.client(key)
+    client.chat.completions.create(model="fallback", messages=[{"role": "user", "content": "x"}])
+    assert [r["body"]["model"] for r in upstream.requests()] == ["mock-gpt"]
+    assert gw.wait_usage(uid, 1)[0]["deployment"] == "mock/mock-gpt"
+    attempts = [
+        line
+        for line in httpx.get(f"{gw.base_url}/metrics").text.splitlines()
+        if line.startswith("gateway_upstream_attempts_total{")
+    ]
+    assert attempts == [
+        'gateway_upstream_attempts_total{model="fallback",deployment="mock/mock-gpt",'
+        'result="answered"} 1'
+    ]
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(
+            model="stranded", messages=[{"role": "user", "content": "x"}]
+        )
+    assert err.value.status_code == 503
+    assert "UNSET_IN_THIS_TEST is not set" in err.value.body["message"]
+    assert [m.id for m in client.models.list()] == ["fallback"]
 
 
 def test_a_model_of_the_wrong_kind_is_named_with_its_article(gw):
