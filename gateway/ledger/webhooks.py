@@ -36,7 +36,7 @@ CLAIM_DUE = (
 FINISH_DELIVERY = (
     "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, claim = NULL,"
     " next_attempt_at = $4, last_status = $5, last_error = $6, updated_at = $7,"
-    " delivered_at = CASE WHEN $3 = 'delivered' THEN $7 ELSE NULL END"
+    " delivered_at = CASE WHEN $3 = 'delivered' THEN $7::timestamptz ELSE NULL END"
     " WHERE id = $1 AND claim = $2 AND status = 'pending'"
 )
 
