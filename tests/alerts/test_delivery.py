@@ -109,7 +109,8 @@ def test_an_alert_is_signed_retried_after_a_500_and_a_timeout_under_one_event_id
     assert [r["status"] for r in deliveries(gw, status="failed")] == ["failed"]
     assert deliveries(gw, type="refund.shortfall") == []
     bad = gw.admin.get("/admin/webhooks/deliveries", params={"status": "lost"})
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "status"
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "status"
 
 
 def test_an_alert_waiting_in_the_outbox_is_delivered_after_a_restart(
@@ -125,7 +126,8 @@ def test_an_alert_waiting_in_the_outbox_is_delivered_after_a_restart(
         lambda rows: len(rows) == 1 and rows[0]["attempts"] >= 1,
         wanted="a first refused attempt",
     )
-    assert pending["status"] == "pending" and pending["last_error"] == "ConnectError"
+    assert pending["status"] == "pending"
+    assert pending["last_error"] == "ConnectError"
     first.stop()
 
     receivers.append(receiver.start())

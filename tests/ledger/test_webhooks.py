@@ -55,7 +55,8 @@ def test_a_due_row_is_claimed_once_and_finished_only_under_its_claim(contract: C
         hooks = books.ledger.webhooks
         await hooks.enqueue(Alerts(URLS[:1], hooks).address(low("r1")))
         [row] = await hooks.claim_due(limit=10, lease=60)
-        assert row.claim and row.next_attempt_at > utcnow() + timedelta(seconds=50)
+        assert row.claim
+        assert row.next_attempt_at > utcnow() + timedelta(seconds=50)
         assert await hooks.claim_due(limit=10, lease=60) == []
         assert not await hooks.finish_delivery(
             row.id, claim="not-mine", status="delivered", next_attempt_at=utcnow(),
@@ -86,7 +87,8 @@ def test_a_lease_that_ran_out_lets_another_sender_take_the_row(contract: Contrac
         await hooks.enqueue(Alerts(URLS[:1], hooks).address(low("r1")))
         [crashed] = await hooks.claim_due(limit=10, lease=0)  # a sender that died at once
         [taken] = await hooks.claim_due(limit=10, lease=60)
-        assert taken.id == crashed.id and taken.claim != crashed.claim
+        assert taken.id == crashed.id
+        assert taken.claim != crashed.claim
         assert not await hooks.finish_delivery(
             crashed.id, claim=str(crashed.claim), status="failed", next_attempt_at=utcnow(),
             http_status=None, error="late",
@@ -98,7 +100,8 @@ def test_a_lease_that_ran_out_lets_another_sender_take_the_row(contract: Contrac
         [done] = (await hooks.list_deliveries(status="delivered", type=None, before=None, limit=5))[
             0
         ]
-        assert done.delivered_at is not None and done.attempts == 1
+        assert done.delivered_at is not None
+        assert done.attempts == 1
         assert await hooks.claim_due(limit=10, lease=60) == []
 
     contract.run(scenario)
@@ -138,12 +141,14 @@ def test_deliveries_page_newest_first_with_filters_and_a_cursor(contract: Contra
             )
         )
         page, more = await hooks.list_deliveries(status=None, type=None, before=None, limit=4)
-        assert more and page[0].type == "refund.shortfall"
+        assert more
+        assert page[0].type == "refund.shortfall"
         assert [r.id for r in page] == sorted((r.id for r in page), reverse=True)
         rest, more = await hooks.list_deliveries(
             status=None, type=None, before=page[-1].id, limit=4
         )
-        assert not more and len(page) + len(rest) == 6
+        assert not more
+        assert len(page) + len(rest) == 6
         assert {r.id for r in page}.isdisjoint(r.id for r in rest)
         low_rows, _ = await hooks.list_deliveries(
             status="pending", type="balance.low", before=None, limit=10
@@ -182,7 +187,8 @@ def test_alerts_commit_with_the_payment_outcome_that_raised_them(contract: Contr
             alerts=alerts.address(failed),
         )  # fmt: skip
         profile = await payments.get_billing_profile("alice")
-        assert profile is not None and not profile.auto_topup_enabled
+        assert profile is not None
+        assert not profile.auto_topup_enabled
         rows, _ = await hooks.list_deliveries(status=None, type=None, before=None, limit=10)
         assert sorted(r.type for r in rows) == ["auto_topup.failed"] * 2 + ["refund.shortfall"] * 2
 
