@@ -11,10 +11,11 @@ import orjson
 import pytest
 import stripe
 
+from gateway import cli
 from gateway.alerts import signature
 from tests.alerts.receiver import Receiver
 from tests.support.fixtures import Database
-from tests.support.gateway import GatewayFactory, RunningGateway, free_port
+from tests.support.gateway import ADMIN_KEY, GatewayFactory, RunningGateway, free_port
 from tests.support.waiting import wait_until
 
 SECRET = "whsec_alerts_test"
@@ -141,3 +142,37 @@ def test_an_alert_waiting_in_the_outbox_is_delivered_after_a_restart(
     assert done["event_id"] == pending["event_id"]
     assert [orjson.loads(h.body)["id"] for h in receiver.hits] == [pending["event_id"]]
     signature.verify(receiver.hits[0].body, receiver.hits[0].headers["x-gateway-signature"], SECRET)
+
+
+def test_the_cli_shows_the_deliveries_through_the_api_and_direct(
+    gateways: GatewayFactory,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/hook?token=s3cret"
+    gw = gateways.start(**alert_env(database, dead, GATEWAY_ALERT_WEBHOOK_MAX_ATTEMPTS="1"))
+    spend_below_warning(gw)
+    spend_below_warning(gw)
+    wait_until(
+        lambda: deliveries(gw, status="failed"), lambda rows: len(rows) == 2, wanted="2 failed"
+    )
+    for name, value in alert_env(database, dead).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GATEWAY_ADMIN_KEY", ADMIN_KEY)
+    monkeypatch.setenv("GATEWAY_URL", gw.base_url)
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+
+    def run(*argv: str) -> str:
+        cli.main(["webhooks", "deliveries", *argv])
+        return capsys.readouterr().out
+
+    page = orjson.loads(run("--limit", "1", "--json"))
+    assert orjson.loads(run("--limit", "1", "--json", "--direct")) == page
+    rest = orjson.loads(run("--cursor", page["next_cursor"], "--json", "--direct"))
+    assert [r["status"] for r in page["data"] + rest["data"]] == ["failed", "failed"]
+    assert rest["has_more"] is False
+    table = run("--status", "failed", "--type", "balance.low")
+    assert "balance.low" in table
+    assert "ConnectError" in table
+    assert "s3cret" not in table + orjson.dumps(page).decode()
