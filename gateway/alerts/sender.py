@@ -8,7 +8,7 @@ again when the lease ends) and POSTs each, signed (gateway.alerts.signature), wi
 A 2xx answer is delivered. Anything else (another status, a timeout, a refused connection)
 is retried after ``backoff * 2**(attempts - 1)`` seconds, at most ``backoff_max``; the
 ``max_attempts``-th failure marks the row ``failed``. With the defaults (30 s, 1 h, 12): 30 s,
-1, 2, 4, 8, 16, 32 min, then hourly: the last attempt about 6 h after the first.
+1, 2, 4, 8, 16, 32 min, then hourly: the last attempt about 5 h after the first.
 
 A round runs when an alert was just written in this process, else every ``poll`` seconds.
 """
