@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import reports, views
 from gateway.accounts import Accounts, BulkApplied
+from gateway.alerts import listing
 from gateway.errors import BadRequest
 from gateway.price_reload import price_rows, reload
 from gateway.records import Entry, User
@@ -177,6 +178,10 @@ async def audit(ctx: ActionContext, path: Path, params: Params) -> Json:
     return await reports.audit(ctx.accounts.ledger, params)
 
 
+async def webhook_deliveries(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return await listing.deliveries(ctx.accounts.ledger, params)
+
+
 # -- prices --------------------------------------------------------------------------------
 
 
@@ -220,6 +225,7 @@ ACTIONS: dict[str, Action] = {
     "models_report": Action("GET", "/admin/reports/models", models_report),
     "top_users": Action("GET", "/admin/reports/top-users", top_users),
     "audit": Action("GET", "/admin/audit", audit),
+    "webhook_deliveries": Action("GET", "/admin/webhooks/deliveries", webhook_deliveries),
     "list_models": Action("GET", "/admin/models", list_models),
     "reload_models": Action("POST", "/admin/models/reload", reload_models),
 }

@@ -272,3 +272,43 @@ class PriceChange:
     old: PriceRow | None
     new: PriceRow | None
     events: list[AuditEvent] = field(default_factory=list)  # written with the change
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One operator alert on its way to the webhook endpoints (gateway.alerts).
+
+    ``payload`` is the exact JSON body sent (it carries ``event_id``, the receiver's dedup
+    id); ``dedup_key`` names the occurrence that caused it, so writing the same occurrence
+    twice stores it once; ``endpoints`` are ``(display URL, SHA-256 of the full URL)``.
+    """
+
+    event_id: str
+    type: str
+    dedup_key: str
+    payload: str
+    endpoints: tuple[tuple[str, str], ...]
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One alert to one endpoint. ``status``: pending | delivered | failed; ``claim`` is set
+    while a sender holds the row (``next_attempt_at`` is then its lease's end)."""
+
+    id: int
+    event_id: str
+    type: str
+    dedup_key: str
+    endpoint: str
+    endpoint_hash: str
+    payload: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    claim: str | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from gateway import catalog as catalog_mod
 from gateway import postings
+from gateway.alerts.outbox import Alerts
+from gateway.alerts.sender import Schedule, Sender
 from gateway.auth import Authenticator
 from gateway.billing import Billing
 from gateway.billing.autotopup import AutoTopUp, LowBalanceSignal
@@ -39,6 +41,9 @@ class Services:
     billing: Billing
     # Which deployment serves each call, and the cooldowns (gateway.routing).
     router: Router
+    # Operator alert webhooks: the outbox writer and its sender (gateway.alerts).
+    alerts: Alerts
+    alert_sender: Sender
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
@@ -87,8 +92,9 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
     except BaseException:
         await ledger.close()
         raise
+    alerts = Alerts(settings.alert_webhook_urls, ledger.webhooks)
     billing = Billing.from_settings(
-        settings, currency=catalog.currency, ledger=ledger, store=metering.store
+        settings, currency=catalog.currency, ledger=ledger, store=metering.store, alerts=alerts
     )
     services = Services(
         settings=settings,
@@ -103,9 +109,11 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
         catalog=catalog,
         billing=billing,
         router=Router(Policy.from_settings(settings), metrics),
+        alerts=alerts,
+        alert_sender=Sender(alerts, ledger.webhooks, Schedule.from_settings(settings)),
         on_settled=(
             metrics.settled,
-            LowBalanceSignal(settings.low_balance_warn, settings.low_balance_critical),
+            LowBalanceSignal(settings.low_balance_warn, settings.low_balance_critical, alerts),
             AutoTopUp(billing),
         ),
     )
@@ -113,12 +121,14 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
     if settings.crash_after_commit is not None:
         postings.after_commit = _crash_after(settings.crash_after_commit)
     await metering.start()
+    await services.alert_sender.start()
     return services
 
 
 async def shutdown(services: Services) -> None:
     await services.drain(services.settings.shutdown_grace)
     await services.billing.close()
+    await services.alert_sender.stop()  # after billing: its last alerts reach the outbox
     await services.metering.stop()
     await services.upstreams.close()
     await services.store.close()

@@ -53,6 +53,15 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
 
 
+def _urls(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in (env.get(name) or "").split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            # Not the URL itself: it may carry a token.
+            raise SettingsError(f"{name}: every URL must start with http:// or https://")
+    return urls
+
+
 UncappedCalls = Literal["fit", "refuse"]
 UNCAPPED_CALLS: tuple[UncappedCalls, ...] = ("fit", "refuse")
 
@@ -108,6 +117,17 @@ class Settings:
     checkout_success_url: str | None = None
     checkout_cancel_url: str | None = None
     reconcile_interval: float = 60.0
+    # Operator alert webhooks (gateway.alerts): endpoints (may carry tokens: kept out of reprs
+    # and of the database), the signing secret, the time one attempt may take, the retry
+    # schedule (backoff doubling from ``backoff`` up to ``backoff_max``, then ``failed`` after
+    # ``max_attempts``) and how often each process looks for due deliveries.
+    alert_webhook_urls: tuple[str, ...] = field(default=(), repr=False)
+    alert_webhook_secret: str | None = field(default=None, repr=False)
+    alert_webhook_timeout: float = 10.0
+    alert_webhook_backoff: float = 30.0
+    alert_webhook_backoff_max: float = 3600.0
+    alert_webhook_max_attempts: int = 12
+    alert_webhook_poll: float = 5.0
     allow_volatile_redis: bool = False
     gateway_url: str = "http://127.0.0.1:8080"
     # Test hook only: the process exits between the ledger commit and the balance-store apply
@@ -149,6 +169,11 @@ class Settings:
         cent = 10**7  # nano-USD; Stripe charges whole cents
         if checkout_min % cent or checkout_max % cent or checkout_min > checkout_max:
             raise SettingsError("GATEWAY_CHECKOUT_MIN/MAX must be whole cents, min <= max")
+        urls = _urls(env, "GATEWAY_ALERT_WEBHOOK_URLS")
+        if urls and not env.get("GATEWAY_ALERT_WEBHOOK_SECRET"):
+            raise SettingsError(
+                "GATEWAY_ALERT_WEBHOOK_URLS needs GATEWAY_ALERT_WEBHOOK_SECRET to sign the alerts"
+            )
         return cls(
             database_url=db,
             redis_url=env.get("GATEWAY_REDIS_URL") or None,
@@ -183,6 +208,13 @@ class Settings:
             checkout_success_url=env.get("GATEWAY_CHECKOUT_SUCCESS_URL") or None,
             checkout_cancel_url=env.get("GATEWAY_CHECKOUT_CANCEL_URL") or None,
             reconcile_interval=_float(env, "GATEWAY_RECONCILE_INTERVAL", 60.0),
+            alert_webhook_urls=urls,
+            alert_webhook_secret=env.get("GATEWAY_ALERT_WEBHOOK_SECRET") or None,
+            alert_webhook_timeout=_float(env, "GATEWAY_ALERT_WEBHOOK_TIMEOUT", 10.0),
+            alert_webhook_backoff=_float(env, "GATEWAY_ALERT_WEBHOOK_BACKOFF", 30.0),
+            alert_webhook_backoff_max=_float(env, "GATEWAY_ALERT_WEBHOOK_BACKOFF_MAX", 3600.0),
+            alert_webhook_max_attempts=_int(env, "GATEWAY_ALERT_WEBHOOK_MAX_ATTEMPTS", 12, 1),
+            alert_webhook_poll=_float(env, "GATEWAY_ALERT_WEBHOOK_POLL", 5.0),
             allow_volatile_redis=_flag(env, "GATEWAY_ALLOW_VOLATILE_REDIS"),
             gateway_url=env.get("GATEWAY_URL") or "http://127.0.0.1:8080",
             crash_after_commit=env.get("GATEWAY_TEST_CRASH_AFTER_COMMIT") or None,

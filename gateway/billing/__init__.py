@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.alerts.outbox import Alerts
 from gateway.errors import Unavailable
 from gateway.ledger.base import Ledger
 from gateway.metering.store import BalanceStore
@@ -141,14 +142,22 @@ class Billing:
     # database read per settlement.
     profiles: dict[str, tuple[bool, int, float]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Operator alerts (auto top-up failed, refund shortfall); None: none sent.
+    alerts: Alerts | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, currency: str, ledger: Ledger, store: BalanceStore
+        cls,
+        settings: Settings,
+        *,
+        currency: str,
+        ledger: Ledger,
+        store: BalanceStore,
+        alerts: Alerts | None = None,
     ) -> Billing:
         """The payment dependencies, from settings validated at load (``Settings.from_env``)."""
         config = BillingConfig.from_settings(settings, currency=currency)
-        return cls(config=config, ledger=ledger, store=store)
+        return cls(config=config, ledger=ledger, store=store, alerts=alerts)
 
     def forget(self, user_id: str) -> None:
         self.profiles.pop(user_id, None)

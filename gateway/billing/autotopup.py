@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.alerts import events
+from gateway.alerts.outbox import Alerts
 from gateway.billing import (
     PURPOSE_AUTO_TOPUP,
     Billing,
@@ -65,11 +67,12 @@ def low_balance_header(level: str, balance: int, threshold: int) -> tuple[bytes,
 
 @dataclass(frozen=True, slots=True)
 class LowBalanceSignal:
-    """Settlement listener: a header and a structured log when a call takes the balance
-    below ``warn`` or ``critical`` (nano-USD)."""
+    """Settlement listener: a header, a structured log and a ``balance.low`` alert when a
+    call takes the balance below ``warn`` or ``critical`` (nano-USD)."""
 
     warn: int
     critical: int
+    alerts: Alerts | None = None
 
     def __call__(self, record: UsageRecord, balance: int | None) -> Sequence[tuple[bytes, bytes]]:
         if balance is None:
@@ -88,6 +91,16 @@ class LowBalanceSignal:
             threshold=format_usd(threshold),
             request_id=record.request_id,
         )
+        if self.alerts is not None:
+            self.alerts.notify(
+                events.balance_low(
+                    user_id=record.user_id,
+                    level=level,
+                    balance=balance,
+                    threshold=threshold,
+                    request_id=record.request_id,
+                )
+            )
         return (low_balance_header(level, balance, threshold),)
 
 
@@ -207,9 +220,17 @@ async def _create_intent(billing: Billing, claim: TopupClaim) -> None:
 async def record_failure(
     billing: Billing, user_id: str, *, intent_id: str | None, seq: int | None, reason: str
 ) -> None:
-    """Disables auto top-up for the user, so a declined card is not retried forever."""
+    """Disables auto top-up for the user, so a declined card is not retried forever; the
+    ``auto_topup.failed`` alert commits with it."""
+    event = events.auto_topup_failed(
+        user_id=user_id, reason=reason, payment_intent=intent_id, trigger=seq
+    )
     await billing.ledger.payments.finish_auto_topup(
-        user_id, intent_id=intent_id, seq=seq, failure=reason
+        user_id,
+        intent_id=intent_id,
+        seq=seq,
+        failure=reason,
+        alerts=billing.alerts.address(event) if billing.alerts else (),
     )
     billing.forget(user_id)
     await billing.ledger.audit.record_audit(

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from gateway.alerts import events
 from gateway.billing import PURPOSE_AUTO_TOPUP, Billing, BillingConfig, cents_to_nanos, credit
 from gateway.billing.autotopup import record_failure
 from gateway.errors import BadRequest, Unavailable
@@ -104,8 +105,11 @@ async def process(
         except Exception:
             log.exception("could not record the failure of Stripe event %s", record.event_id)
         raise
+    # An alert the event raised (refund shortfall) commits with the event's outcome: a crash
+    # before leaves the event retryable, and its redelivery raises the same alert again.
+    alerts = result.pop("alerts", ())
     outcome = replace(record, **result)
-    await billing.ledger.payments.finish_stripe_event(outcome)
+    await billing.ledger.payments.finish_stripe_event(outcome, alerts=alerts)
     level = logging.WARNING if outcome.status in ("unmatched", "refund_shortfall") else logging.INFO
     emit(
         log,
@@ -229,8 +233,16 @@ async def _refund(billing: Billing, kind: str, obj: dict[str, Any]) -> Result:
     taken = -entry.amount
     if taken < owed:
         # The credit was spent already; the ledger never debits a payment below zero.
+        event = events.refund_shortfall(
+            user_id=user,
+            charge=charge,
+            owed=owed,
+            debited=taken,
+            reference=reference,
+        )
         return {
             **base,
+            "alerts": billing.alerts.address(event) if billing.alerts else (),
             "status": "refund_shortfall",
             "amount": taken,
             "detail": f"ledger entry {entry.id}; {format_usd(owed - taken)} USD refunded "

@@ -156,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--action", help="e.g. credits.add, balance.set, price.change")
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--offset", type=int)
+    webhooks = group("webhooks", "operator alert webhooks")
+    c = _op(
+        webhooks.add_parser("deliveries", help="the alert outbox, newest first"),
+        "webhook_deliveries",
+    )
+    c.add_argument("--status", help="pending, delivered or failed")
+    c.add_argument("--type", help="e.g. balance.low, refund.shortfall")
+    c.add_argument("--limit", type=int, default=50)
+    c.add_argument("--cursor", help="next_cursor of the previous page")
     from gateway.billing.replay import add_cli as add_stripe_cli
 
     add_stripe_cli(sub)  # gateway stripe replay <event.json> [--direct] [--url]

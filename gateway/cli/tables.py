@@ -67,6 +67,19 @@ COLUMNS: dict[str, tuple[str, Columns]] = {
             ("reason", "reason"),
         ],
     ),
+    "webhook_deliveries": (
+        "data",
+        [
+            ("id", "id"),
+            ("time", "created_at"),
+            ("type", "type"),
+            ("event", "event_id"),
+            ("endpoint", "endpoint"),
+            ("status", "status"),
+            ("attempts", "attempts"),
+            ("last", "last_error"),
+        ],
+    ),
     "list_models": (
         "data",
         [

@@ -1,8 +1,9 @@
 """The durable ledger: users, keys, money, usage, audit and payments (SQLite or PostgreSQL).
 
-base.py        the Ledger (five repositories over one database) and the error tree
-ports.py       the repositories' contracts: Directory, Journal, Audit, Reports, Payments
-directory.py, journal.py, audit.py, reports.py, payments.py
+base.py        the Ledger (six repositories over one database) and the error tree
+ports.py       the repositories' contracts: Directory, Journal, Audit, Reports, Payments,
+               Webhooks
+directory.py, journal.py, audit.py, reports.py, payments.py, webhooks.py
                their one implementation, over either database
 database.py    the database handle they run on, and the shared SQL notation
 sqlite.py, postgres.py
@@ -20,6 +21,7 @@ from gateway.ledger.directory import SqlDirectory
 from gateway.ledger.journal import MoneyStatements, SqlJournal
 from gateway.ledger.payments import SqlPayments
 from gateway.ledger.reports import SqlReports
+from gateway.ledger.webhooks import SqlWebhooks
 
 __all__ = ["Ledger", "open_ledger"]
 
@@ -46,6 +48,7 @@ async def open_ledger(database_url: str) -> Ledger:
         audit=SqlAudit(db),
         reports=SqlReports(db),
         payments=SqlPayments(db),
+        webhooks=SqlWebhooks(db),
     )
     await ledger.open()
     return ledger

@@ -1,6 +1,6 @@
 """The Ledger, the durable truth about users, keys, money and usage, and its error tree.
 
-A ``Ledger`` is five repositories (ports.py) over one ``Database`` (database.py); build it with
+A ``Ledger`` is six repositories (ports.py) over one ``Database`` (database.py); build it with
 ``gateway.ledger.open_ledger(url)``. Callers take the repository they need::
 
     await ledger.directory.get_user("alice")
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.ledger.database import Database
-from gateway.ledger.ports import Audit, Directory, Journal, Payments, Reports
+from gateway.ledger.ports import Audit, Directory, Journal, Payments, Reports, Webhooks
 from gateway.records import ENTRY_KINDS, Entry
 
 
@@ -32,6 +32,7 @@ class Ledger:
     audit: Audit
     reports: Reports
     payments: Payments
+    webhooks: Webhooks
 
     async def open(self) -> None:
         """Connects and migrates (``open_ledger`` does it for you)."""

@@ -7,12 +7,14 @@ planned under a per-charge lock. Money itself moves only through the Journal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from gateway.ledger.base import UnknownUser
-from gateway.ledger.database import Database, Row
+from gateway.ledger.database import Database, Row, Statements
 from gateway.ledger.sql import Params
-from gateway.records import RETRYABLE, BillingProfile, StripeEvent, TopupClaim, utcnow
+from gateway.ledger.webhooks import write_alert
+from gateway.records import RETRYABLE, Alert, BillingProfile, StripeEvent, TopupClaim, utcnow
 
 # attempts starts at 1 and every later delivery bumps it: exactly one delivery sees 1 (the
 # upsert of a concurrent one waits for the first insert to commit, then updates its row).
@@ -72,9 +74,21 @@ class SqlPayments:
         assert row is not None  # an upsert always returns its row
         return None if row["attempts"] == 1 else str(row["status"])
 
-    async def finish_stripe_event(self, outcome: StripeEvent) -> None:
+    async def finish_stripe_event(
+        self, outcome: StripeEvent, *, alerts: Sequence[Alert] = ()
+    ) -> None:
+        if not alerts:
+            await self._finish_event(self._db, outcome)
+            return
+        async with self._db.transaction() as tx:
+            await self._finish_event(tx, outcome)
+            for alert in alerts:
+                await write_alert(tx, alert)
+
+    @staticmethod
+    async def _finish_event(db: Statements, outcome: StripeEvent) -> None:
         o = outcome
-        await self._db.execute(
+        await db.execute(
             FINISH_EVENT,
             o.event_id,
             o.status,
@@ -186,7 +200,13 @@ class SqlPayments:
         )
 
     async def finish_auto_topup(
-        self, user_id: str, *, intent_id: str | None, seq: int | None, failure: str | None
+        self,
+        user_id: str,
+        *,
+        intent_id: str | None,
+        seq: int | None,
+        failure: str | None,
+        alerts: Sequence[Alert] = (),
     ) -> None:
         if failure is None:
             # Only this trigger's marker: a late answer to an older one must not free a slot.
@@ -200,13 +220,16 @@ class SqlPayments:
                 utcnow(),
             )
             return
-        await self._db.execute(
-            "UPDATE billing_profiles SET auto_topup_enabled = FALSE, in_flight_intent = NULL,"
-            " in_flight_since = NULL, last_error = $2, updated_at = $3 WHERE user_id = $1",
-            user_id,
-            failure,
-            utcnow(),
-        )
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE billing_profiles SET auto_topup_enabled = FALSE, in_flight_intent = NULL,"
+                " in_flight_since = NULL, last_error = $2, updated_at = $3 WHERE user_id = $1",
+                user_id,
+                failure,
+                utcnow(),
+            )
+            for alert in alerts:
+                await write_alert(tx, alert)
 
 
 def stripe_event(r: Row) -> StripeEvent:

@@ -1,14 +1,16 @@
-"""The ledger's ports: five small repositories, each over the same database.
+"""The ledger's ports: six small repositories, each over the same database.
 
     Directory  users and their API keys
     Journal    the money: entries, balances, usage debits (the only code that moves money)
     Audit      who did what to whom
     Reports    usage pages, aggregates and the price book
     Payments   Stripe events, refund plans, billing profiles, auto top-up claims
+    Webhooks   the outbox of operator alerts and their deliveries
 
 One implementation of each serves both databases (directory.py, journal.py, audit.py,
-reports.py, payments.py); tests/ledger, tests/admin/test_reports_contract.py and
-tests/billing/test_billing_ledger.py check them on SQLite and PostgreSQL. Amounts are ``int``
+reports.py, payments.py, webhooks.py); tests/ledger (test_webhooks.py for the outbox),
+tests/admin/test_reports_contract.py and tests/billing/test_billing_ledger.py check them on
+SQLite and PostgreSQL. Amounts are ``int``
 nano-USD; timestamps are timezone-aware UTC datetimes; a page answers ``(rows, has_more)``.
 
 Where a method takes ``audit``, it is called with the method's result and the event it
@@ -19,9 +21,11 @@ nothing (a replayed reference, a key already revoked) writes none.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from gateway.records import (
+    Alert,
     ApiKey,
     AuditEvent,
     BillingProfile,
@@ -39,6 +43,7 @@ from gateway.records import (
     UsageRecord,
     User,
     UserTotals,
+    WebhookDelivery,
 )
 
 T = TypeVar("T")
@@ -229,7 +234,10 @@ class Payments(Protocol):
 
     async def claim_stripe_event(self, event: StripeEvent) -> str | None: ...
 
-    async def finish_stripe_event(self, outcome: StripeEvent) -> None: ...
+    async def finish_stripe_event(
+        self, outcome: StripeEvent, *, alerts: Sequence[Alert] = ()
+    ) -> None:
+        """``alerts`` (e.g. a refund shortfall) commit in the same transaction."""
 
     async def list_stripe_events(
         self, *, status: str | None, limit: int, offset: int
@@ -259,6 +267,51 @@ class Payments(Protocol):
     async def set_topup_intent(self, user_id: str, *, seq: int, intent_id: str) -> None: ...
 
     async def finish_auto_topup(
-        self, user_id: str, *, intent_id: str | None, seq: int | None, failure: str | None
+        self,
+        user_id: str,
+        *,
+        intent_id: str | None,
+        seq: int | None,
+        failure: str | None,
+        alerts: Sequence[Alert] = (),
     ) -> None:
-        """Clears this trigger's in-flight marker; a ``failure`` also disables auto top-up."""
+        """Clears this trigger's in-flight marker; a ``failure`` also disables auto top-up.
+        ``alerts`` commit in the same transaction."""
+
+
+class Webhooks(Protocol):
+    """The outbox of operator alerts (gateway.alerts), one row per alert and endpoint.
+    Guarantees:
+
+    - ``enqueue`` (and ``webhooks.write_alert`` on a transaction) stores an alert once per
+      ``(dedup_key, endpoint)``: the same occurrence written again stores nothing and keeps
+      the first ``event_id``; a new row is ``pending`` and due at once.
+    - ``claim_due`` hands a due pending row to one caller at a time, in any process: the
+      claim pushes ``next_attempt_at`` to the lease's end (``lease`` seconds), so the row is
+      due again only if its sender never finishes it (a crash): then another claims it.
+    - ``finish_delivery`` counts one attempt and writes the outcome only while the caller's
+      claim holds the row; it answers whether it did.
+    - ``list_deliveries`` pages newest first by id, strictly below ``before``.
+    """
+
+    async def enqueue(self, alerts: list[Alert]) -> None:
+        """Writes the alerts in one transaction."""
+
+    async def claim_due(self, *, limit: int, lease: float) -> list[WebhookDelivery]:
+        """Up to ``limit`` due rows, oldest first, each with its ``claim`` token."""
+
+    async def finish_delivery(
+        self,
+        delivery_id: int,
+        *,
+        claim: str,
+        status: str,
+        next_attempt_at: datetime,
+        http_status: int | None,
+        error: str | None,
+    ) -> bool:
+        """``status``: delivered | pending (retry at ``next_attempt_at``) | failed."""
+
+    async def list_deliveries(
+        self, *, status: str | None, type: str | None, before: int | None, limit: int
+    ) -> tuple[list[WebhookDelivery], bool]: ...

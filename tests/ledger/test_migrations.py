@@ -177,3 +177,42 @@ def test_usage_rows_from_before_0006_read_back_without_a_deployment(contract: Co
             await ledger.close()
 
     asyncio.run(main())
+
+
+def test_0009_adds_an_empty_alert_outbox_to_existing_books(contract: Contract) -> None:
+    async def main() -> None:
+        dialect = "sqlite" if contract.kind == "sqlite" else "postgres"
+        before = [(v, sql) for v, sql in migrations(dialect) if v < 9]
+        if contract.kind == "sqlite":
+            conn = sqlite3.connect(contract.url.removeprefix("sqlite:///"))
+            try:
+                conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)")
+                for version, sql in before:
+                    conn.executescript(sql)
+                    conn.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
+                conn.commit()
+            finally:
+                conn.close()
+        else:
+            pg = await asyncpg.connect(contract.url)
+            try:
+                await pg.execute(
+                    "CREATE TABLE schema_migrations ("
+                    "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                for version, sql in before:
+                    await pg.execute(sql)
+                    await pg.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            finally:
+                await pg.close()
+        ledger = await open_ledger(contract.url)  # applies 0009
+        try:
+            assert await ledger.webhooks.list_deliveries(
+                status=None, type=None, before=None, limit=5
+            ) == ([], False)
+            applied = await ledger.database.fetch("SELECT version FROM schema_migrations")
+            assert 9 in {r["version"] for r in applied}
+        finally:
+            await ledger.close()
+
+    asyncio.run(main())
