@@ -103,6 +103,8 @@ class Settings:
     # Such a call streamed holds this many output tokens at first, and more as it produces.
     stream_hold_tokens: int = 1024
     shutdown_grace: float = 30.0
+    # A client gone after a stream's answer ended: how long its usage report is still awaited.
+    disconnect_grace: float = 5.0
     auth_cache_ttl: float = 5.0
     usage_flush_interval: float = 0.05
     stream_claim_idle: float = 60.0
@@ -195,6 +197,7 @@ class Settings:
             ),
             stream_hold_tokens=_int(env, "GATEWAY_STREAM_HOLD_TOKENS", 1024, 1),
             shutdown_grace=_float(env, "GATEWAY_SHUTDOWN_GRACE", 30.0),
+            disconnect_grace=_float(env, "GATEWAY_DISCONNECT_GRACE", 5.0),
             auth_cache_ttl=_float(env, "GATEWAY_AUTH_CACHE_TTL", 5.0),
             stream_claim_idle=_float(env, "GATEWAY_STREAM_CLAIM_IDLE", 60.0),
             spill_dir=Path(env["GATEWAY_SPILL_DIR"]) if env.get("GATEWAY_SPILL_DIR") else None,

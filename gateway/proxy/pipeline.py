@@ -169,26 +169,36 @@ async def relay(services: Services, call: Call, receive: Receive, send: Send) ->
         if call.stream
         else None
     )
-    watcher = asyncio.create_task(_watch_disconnect(receive, task))
+    grace = services.settings.disconnect_grace
+    watcher = asyncio.create_task(_watch_disconnect(receive, task, meter, grace))
     try:
         return await forward(services.upstreams, call, send, meter)
     except asyncio.CancelledError:
         if not _client_left(watcher):
             return _metered("interrupted", meter, call.route)
         task.uncancel()
-        if meter is not None and meter.finished:
-            # Gone after the stream's end (the openai SDKs close on [DONE]): nothing was lost.
-            status, billable = meter.ending()
+        decided = meter.decided() if meter is not None else None
+        if meter is not None and decided is not None:
+            # Gone after the answer ended (the openai SDKs close on [DONE], and raise on an
+            # error event): judged as the stream itself, nothing was lost.
+            status, billable = decided
             return Outcome(status, billable=billable, usage=meter.usage, meter=meter)
         return _metered("client_disconnected", meter, call.route)
     finally:
         watcher.cancel()
 
 
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
+async def _watch_disconnect(
+    receive: Receive, task: asyncio.Task[Any], meter: StreamMeter | None, grace: float
+) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            if meter is not None and meter.error is None and meter.decided() is not None:
+                # The answer is whole but its usage may still be on its way (it follows the
+                # finish chunk): keep reading the upstream a little, sending nowhere (the
+                # server drops writes to a gone client), so the call bills what it reports.
+                await asyncio.sleep(grace)
             task.cancel()
             return
 

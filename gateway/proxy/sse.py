@@ -111,12 +111,27 @@ class StreamMeter:
         return self._relay(buf[:end])
 
     def close(self) -> bytes:
-        """Whatever is left when the upstream ends (a last event without its blank line)."""
+        """Whatever is left when the upstream ends (a last event without its blank line), with
+        the blank line added: a client following the grammar discards an event the stream
+        ends inside, and this one was read and billed (its usage, or its terminal event)."""
         tail, self._tail = self._tail, b""
         out = self._relay(tail) if tail else b""
         if not self._terminal and not self._responses:
             self._terminal = self._ended_on_finish()
+        if out and not out.endswith(_EVENT_ENDS):
+            # A trailing CR or LF already ends the last line: one more makes the blank line.
+            out += out[-1:] if out.endswith((b"\r", b"\n")) else b"\n\n"
         return out
+
+    def decided(self) -> tuple[str, bool] | None:
+        """How the stream ended, as ``ending`` says, when that is known before its end (a
+        client left): after an in-band error, a terminal event, or a chunk that closed every
+        choice; None while the answer may still be coming. Parses one event, once."""
+        if self.error is not None or self._terminal:
+            return self.ending()
+        if not self._responses and self._ended_on_finish():
+            return "ok", True
+        return None
 
     def ending(self) -> tuple[str, bool]:
         """How the stream ended, once closed: (usage record status, billable). An in-band error
