@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.ledger.audit import write_audit
 from gateway.ledger.database import Database, Row
-from gateway.ledger.sql import USAGE_COLUMNS, Params
+from gateway.ledger.sql import USAGE_COLUMNS, Params, usage_of
 from gateway.money import format_usd
 from gateway.records import (
     AuditEvent,
@@ -226,7 +226,7 @@ def _where(p: Params, user_id: str | None, period: Period) -> str:
 
 
 def usage(r: Row) -> UsageRecord:
-    return UsageRecord(**dict(r))
+    return usage_of(r)
 
 
 def price(r: Row) -> PriceRow:

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
+
+import orjson
 
 from gateway.records import UsageRecord
 
 # usage_records columns in UsageRecord order (a column added later does not break the reads).
 USAGE_FIELDS = tuple(f.name for f in fields(UsageRecord))
 USAGE_COLUMNS = ", ".join(USAGE_FIELDS)
+_TAGS = USAGE_FIELDS.index("tags")
+
+
+def usage_values(record: UsageRecord) -> list[Any]:
+    """The record's column values in ``USAGE_FIELDS`` order, ``tags`` as stored: a JSON object
+    whose keys are the tags (migration 0008), or None when there are none."""
+    values = [getattr(record, f) for f in USAGE_FIELDS]
+    tags = values[_TAGS]
+    values[_TAGS] = orjson.dumps(dict.fromkeys(tags, 1)).decode() if tags else None
+    return values
+
+
+def usage_of(row: Mapping[str, Any]) -> UsageRecord:
+    """A usage record from a row of ``USAGE_COLUMNS`` (``usage_values`` undone)."""
+    data = dict(row)
+    tags = data.get("tags")
+    data["tags"] = tuple(orjson.loads(tags)) if tags else ()
+    return UsageRecord(**data)
 
 
 class Params:
