@@ -173,6 +173,10 @@ async def top_users(ctx: ActionContext, path: Path, params: Params) -> Json:
     return await reports.top_users(ctx.accounts.ledger, params)
 
 
+async def usage_report(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return await reports.usage_report(ctx.accounts.ledger, params)
+
+
 async def audit(ctx: ActionContext, path: Path, params: Params) -> Json:
     return await reports.audit(ctx.accounts.ledger, params)
 
@@ -219,6 +223,7 @@ ACTIONS: dict[str, Action] = {
     "revenue": Action("GET", "/admin/reports/revenue", revenue),
     "models_report": Action("GET", "/admin/reports/models", models_report),
     "top_users": Action("GET", "/admin/reports/top-users", top_users),
+    "usage_report": Action("GET", "/admin/reports/usage", usage_report),
     "audit": Action("GET", "/admin/audit", audit),
     "list_models": Action("GET", "/admin/models", list_models),
     "reload_models": Action("POST", "/admin/models/reload", reload_models),

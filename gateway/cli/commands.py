@@ -134,9 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--offset", type=int)
     c.add_argument("--cursor", help="next_cursor of the previous page (stable while calls land)")
 
-    _ranged(_op(sub.add_parser("stats", help="a user's totals and per-model breakdown"), "stats"))
+    c = _ranged(_op(sub.add_parser("stats", help="a user's totals and breakdown"), "stats"))
+    _grouped(c)
 
-    report = group("report", "revenue per day, per model, top users")
+    report = group("report", "revenue per day, per model, top users, usage by attribute")
     _ranged(
         _op(
             report.add_parser("revenue", help="per local day of --tz (default: last 30 days)"),
@@ -148,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c = _ranged(_op(report.add_parser("top-users", help="users by revenue"), "top_users"))
     c.add_argument("--limit", type=int, default=10)
+    c = _ranged(
+        _op(
+            report.add_parser("usage", help="usage by model, key, tag, end user or session"),
+            "usage_report",
+        )
+    )
+    _grouped(c)
+    c.add_argument("--user", help="only this user's calls")
 
     c = _op(sub.add_parser("audit", help="the operator audit trail, newest first"), "audit")
     c.add_argument("--user", help="only events about this user (or model, for price.*)")
@@ -190,6 +199,17 @@ def _ranged(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="from", help="first day (YYYY-MM-DD) or instant")
     parser.add_argument("--to", help="last day (included) or end instant (excluded)")
     parser.add_argument("--tz", help="IANA time zone for days, e.g. Europe/Paris (default UTC)")
+    return parser
+
+
+def _grouped(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--group-by",
+        dest="group_by",
+        choices=["model", "key", "tag", "end_user", "session"],
+        help="break the usage down by this attribute",
+    )
+    parser.add_argument("--limit", type=int, help="at most this many groups (default 100)")
     return parser
 
 

@@ -29,6 +29,7 @@ from gateway.records import (
     Day,
     DayTotals,
     Entry,
+    GroupTotals,
     ModelTotals,
     Period,
     PriceChange,
@@ -171,7 +172,8 @@ class Reports(Protocol):
     """Usage pages, aggregates and the price book. Guarantees:
 
     - Every aggregate is one statement (one snapshot) that also sums its groups into the total:
-      groups and total always agree and equal the sums over the records they cover.
+      groups and total always agree and equal the sums over the records they cover (by tag,
+      whose groups overlap, the total is summed from the records in the same statement).
     - A ``Period`` is half-open, ``[start, end)``; ``None`` leaves that side open.
     - ``list_usage_before`` pages by a (created_at, request_id) cursor: a row inserted between
       two pages can neither repeat a row nor push one out.
@@ -194,6 +196,15 @@ class Reports(Protocol):
         self, *, user_id: str | None, period: Period
     ) -> tuple[Totals, list[ModelTotals]]:
         """Totals and the per provider:model breakdown (by cost, highest first)."""
+
+    async def usage_groups(
+        self, *, user_id: str | None, period: Period, group_by: str, limit: int
+    ) -> tuple[Totals, list[GroupTotals], bool]:
+        """Totals and the breakdown by ``group_by`` (``key`` | ``tag`` | ``end_user`` |
+        ``session``), highest cost first, at most ``limit`` groups; has_more. Calls without the
+        attribute form the ``None`` group (listed last among equal costs). By ``tag`` a call
+        counts in each of its tags, so the groups may sum past the total (which counts every
+        call once)."""
 
     async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
         """One row per given day (zeros included), in the order given, and their total."""

@@ -27,6 +27,7 @@ from gateway.records import (
     Cursor,
     Day,
     DayTotals,
+    GroupTotals,
     ModelTotals,
     Period,
     PriceChange,
@@ -55,6 +56,10 @@ TOTALS = (
     "sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens, "
     "sum(reasoning_tokens) AS reasoning_tokens, sum(cost) AS cost"
 )
+# The column each attribution breakdown groups by (``tag``: json_each of the tags, see
+# usage_groups); ``model`` is usage_totals' own breakdown.
+GROUP_COLUMNS = {"key": "u.key_id", "end_user": "u.end_user", "session": "u.session_id"}
+GROUPS = ("model", "key", "tag", "end_user", "session")
 # The order of the newest-first index usage_records_user_time.
 NEWEST_FIRST = "ORDER BY created_at DESC, request_id DESC"
 PRICE_COLUMNS = (
@@ -141,6 +146,39 @@ class SqlReports:
             ModelTotals(provider=r["provider"], model=r["model"], totals=totals_of(r))
             for r in rows[1:]
         ]
+
+    async def usage_groups(
+        self, *, user_id: str | None, period: Period, group_by: str, limit: int
+    ) -> tuple[Totals, list[GroupTotals], bool]:
+        p = Params()
+        if group_by == "tag":
+            # A call counts in each of its tags' groups (untagged calls: the NULL group), so
+            # the total is summed from the records themselves, in the same statement.
+            total = f"SELECT 1 AS grp, NULL AS grp_key, {AGGREGATES} FROM usage_records u "
+            total += _where(p, user_id, period)
+            groups = (
+                f"SELECT 0 AS grp, t.key AS grp_key, {AGGREGATES} FROM usage_records u "
+                f"LEFT JOIN json_each(u.tags) t ON true {_where(p, user_id, period)} "
+                "GROUP BY t.key"
+            )
+            sql = f"{total} UNION ALL {groups}"
+        else:
+            column = GROUP_COLUMNS[group_by]
+            sql = (
+                f"WITH g AS (SELECT {column} AS grp_key, {AGGREGATES} FROM usage_records u "
+                f"{_where(p, user_id, period)} GROUP BY {column}) "
+                f"SELECT 1 AS grp, NULL AS grp_key, {TOTALS} FROM g "
+                f"UNION ALL SELECT 0, grp_key, {GROUPED} FROM g"
+            )
+        # NULLs (calls without the attribute) sort last in both databases.
+        rows = await self._db.read(
+            f"SELECT * FROM ({sql}) x "
+            "ORDER BY grp DESC, cost DESC, grp_key IS NULL, grp_key "
+            f"LIMIT {p(limit + 2)}",
+            *p.values,
+        )
+        found = [GroupTotals(group=r["grp_key"], totals=totals_of(r)) for r in rows[1:]]
+        return totals_of(rows[0]), found[:limit], len(found) > limit
 
     async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
         if not days:

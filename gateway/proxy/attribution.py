@@ -77,8 +77,7 @@ def _add_tags(tags: dict[str, None], raw: str, param: str) -> None:
             continue
         if len(tag) > MAX_TAG_CHARS or not _TAG.fullmatch(tag):
             raise _bad(
-                f"{param}: tag {tag[:MAX_TAG_CHARS]!r} must be 1 to {MAX_TAG_CHARS} of "
-                f"{TAG_CHARS}",
+                f"{param}: tag {tag[:MAX_TAG_CHARS]!r} must be 1 to {MAX_TAG_CHARS} of {TAG_CHARS}",
                 param,
             )
         tags[tag] = None
