@@ -31,8 +31,10 @@ from gateway.settings import Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> None:
+    from gateway.cli.export import rewrite
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(rewrite(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "command", None):
         parser.print_help()
         sys.exit(2)
@@ -163,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--action", help="e.g. credits.add, balance.set, price.change")
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--offset", type=int)
+    from gateway.cli.export import add_cli as add_export_cli
+
+    add_export_cli(sub)  # gateway usage export [--user] [--format] [--from] [--to]
     from gateway.billing.replay import add_cli as add_stripe_cli
 
     add_stripe_cli(sub)  # gateway stripe replay <event.json> [--direct] [--url]

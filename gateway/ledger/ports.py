@@ -192,6 +192,12 @@ class Reports(Protocol):
     ) -> tuple[list[UsageRecord], bool]:
         """Newest first, strictly after ``cursor``."""
 
+    async def usage_since(
+        self, *, user_id: str | None, period: Period, after: Cursor | None, limit: int
+    ) -> list[UsageRecord]:
+        """Oldest first, strictly after ``after``, at most ``limit``: the pages of an export
+        (a row inserted while paging is never repeated and never pushes one out)."""
+
     async def usage_totals(
         self, *, user_id: str | None, period: Period
     ) -> tuple[Totals, list[ModelTotals]]:

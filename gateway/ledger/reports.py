@@ -130,6 +130,25 @@ class SqlReports:
         )
         return [usage(r) for r in rows[:limit]], len(rows) > limit
 
+    async def usage_since(
+        self, *, user_id: str | None, period: Period, after: Cursor | None, limit: int
+    ) -> list[UsageRecord]:
+        p = Params()
+        where = _where(p, user_id, period)
+        if after is not None:
+            # Row-value comparison in index order: each page is one range scan that starts
+            # where the last one ended, however many rows came before it.
+            keyset = (
+                f"(u.created_at, u.request_id) > ({p(after.created_at)}, {p(after.request_id)})"
+            )
+            where = f"{where} AND {keyset}" if where else f"WHERE {keyset}"
+        rows = await self._db.read(
+            f"SELECT {USAGE_COLUMNS} FROM usage_records u {where} "
+            f"ORDER BY u.created_at, u.request_id LIMIT {p(limit)}",
+            *p.values,
+        )
+        return [usage(r) for r in rows]
+
     async def usage_totals(
         self, *, user_id: str | None, period: Period
     ) -> tuple[Totals, list[ModelTotals]]:
