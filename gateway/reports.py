@@ -85,7 +85,13 @@ def period(params: Params, tz: ZoneInfo) -> Period:
 
 
 def encode_cursor(record: UsageRecord) -> str:
-    raw = f"{record.created_at.isoformat()}|{record.request_id}".encode()
+    return encode_position(record.created_at, record.request_id)
+
+
+def encode_position(created_at: datetime, row_id: str) -> str:
+    """A cursor naming a row by its time and id (``decode_cursor`` reads it back; the id is
+    then its ``request_id``, whatever kind of row it names)."""
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

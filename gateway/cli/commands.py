@@ -96,12 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--reason")
 
-    users = group("users", "create and show users")
+    users = group("users", "create, show, list and search users")
     c = _op(users.add_parser("create"), "create_user")
     c.add_argument("--id")
     c.add_argument("--email")
     c.add_argument("--credit", dest="initial_credit", help="initial credit in USD, e.g. 10.00")
     _op(users.add_parser("show"), "get_user")
+    c = _op(users.add_parser("list", help="users, newest first"), "list_users")
+    c.add_argument("--query", help="only ids or emails containing this (any case)")
+    c.add_argument("--limit", type=int, default=50)
+    c.add_argument("--cursor", help="next_cursor of the previous page")
 
     keys = group("keys", "create, list and revoke API keys")
     _op(keys.add_parser("create"), "create_key").add_argument("--name")

@@ -19,6 +19,7 @@ nothing (a replayed reference, a key already revoked) writes none.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from gateway.records import (
@@ -56,6 +57,13 @@ class Directory(Protocol):
         """A user with balance 0 and version 0. Raises ``DuplicateUser`` when the id exists."""
 
     async def get_user(self, user_id: str) -> User | None: ...
+
+    async def list_users(
+        self, *, query: str | None, after: tuple[datetime, str] | None, limit: int
+    ) -> tuple[list[User], bool]:
+        """Newest first (created_at, then id), strictly after ``after`` (the last row's
+        ``(created_at, id)``), so a user created between two pages never shifts them.
+        ``query`` keeps the users whose id or email contains it, ignoring case."""
 
     async def create_key(
         self,

@@ -8,3 +8,5 @@ ALTER TABLE usage_records
     ADD COLUMN end_user text,
     ADD COLUMN tags json,
     ADD COLUMN session_id text;
+-- GET /admin/users pages newest first by (created_at, id) (gateway/ledger/directory.py).
+CREATE INDEX users_created ON users(created_at, id);

@@ -6,3 +6,5 @@
 ALTER TABLE usage_records ADD COLUMN end_user TEXT;
 ALTER TABLE usage_records ADD COLUMN tags TEXT;
 ALTER TABLE usage_records ADD COLUMN session_id TEXT;
+-- GET /admin/users pages newest first by (created_at, id) (gateway/ledger/directory.py).
+CREATE INDEX users_created ON users(created_at, id);
