@@ -84,7 +84,8 @@ def test_stats_by_attribute_equal_sums_of_the_records(
             }
             costs = [sum(r.cost for r in expected[g[name]]) for g in got["groups"]]
             assert costs == sorted(costs, reverse=True)
-            assert got["has_more"] is False and got["group_by"] == group_by
+            assert got["has_more"] is False
+            assert got["group_by"] == group_by
             assert "models" not in got
 
     run(make_ledger, scenario)

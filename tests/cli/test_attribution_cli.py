@@ -43,7 +43,8 @@ def test_users_list_searches_and_pages(
     out = gateway(capsys, "users", "list", "--query", "elsewhere")
     assert out.splitlines()[0].split() == ["id", "email", "balance", "reserved", "created"]
     bad = env.admin.get("/admin/users", params={"cursor": "nope"})
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "cursor"
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "cursor"
 
 
 def test_group_by_and_export_commands_answer_the_same_both_ways(

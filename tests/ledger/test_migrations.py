@@ -121,9 +121,9 @@ async def a_usage_row_at_version_5(contract: Contract) -> None:
     await a_usage_row_at(contract, 5, first_missing="deployment")
 
 
-async def a_usage_row_at(contract: Contract, version: int, *, first_missing: str) -> None:
-    """A database migrated up to ``version`` holding one usage row, written with the columns
-    of ``UsageRecord`` that come before ``first_missing``."""
+async def a_usage_row_at(contract: Contract, upto: int, *, first_missing: str) -> None:
+    """A database migrated up to version ``upto`` holding one usage row, written with the
+    columns of ``UsageRecord`` that come before ``first_missing``."""
     before = list(USAGE_FIELDS[: USAGE_FIELDS.index(first_missing)])
     row = usage("r1", "alice", 100)
     values = [getattr(row, f) for f in before]
@@ -131,7 +131,7 @@ async def a_usage_row_at(contract: Contract, version: int, *, first_missing: str
         conn = sqlite3.connect(contract.url.removeprefix("sqlite:///"))
         try:
             conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)")
-            for version, sql in migrations("sqlite")[:version]:
+            for version, sql in migrations("sqlite")[:upto]:
                 conn.executescript(sql)
                 conn.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
             conn.execute(
@@ -156,7 +156,7 @@ async def a_usage_row_at(contract: Contract, version: int, *, first_missing: str
             "CREATE TABLE schema_migrations ("
             "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        for version, sql in migrations("postgres")[:version]:
+        for version, sql in migrations("postgres")[:upto]:
             await conn.execute(sql)
             await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
         await conn.execute("INSERT INTO users (id, balance, version) VALUES ('alice', 0, 0)")

@@ -29,7 +29,8 @@ def test_users_list_newest_first_and_page_stably(contract: Contract) -> None:
             await books.user(f"u{i}", email=f"person{i}@Example.COM")
         expected = [f"u{i}" for i in reversed(range(7))]
         first, more = await books.directory.list_users(query=None, after=None, limit=100)
-        assert [u.id for u in first] == expected and more is False
+        assert [u.id for u in first] == expected
+        assert more is False
         assert await all_pages(books, "u", 3) == expected  # late-* users do not contain "u"
 
     contract.run(scenario)

@@ -107,7 +107,8 @@ def test_attribution_reaches_usage_stats_reports_and_exports(gw: RunningGateway)
         r["request_id"]: {"user_id": uid, **r} for r in rows.values()
     }
     mine = gw.admin.get("/me/usage/export", params={"format": "csv"}, headers=me)
-    assert mine.status_code == 200 and mine.headers["content-type"].startswith("text/csv")
+    assert mine.status_code == 200
+    assert mine.headers["content-type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(mine.text)))
     assert tuple(table[0]) == CSV_COLUMNS
     by_id = {row["request_id"]: row for row in table}
@@ -162,9 +163,11 @@ def test_export_parameters_are_checked_before_streaming(gw: RunningGateway) -> N
         ({"tz": "Mars/Olympus"}, "tz"),
     ):
         r = gw.admin.get("/admin/usage/export", params=params)
-        assert r.status_code == 400 and r.json()["error"]["param"] == param
+        assert r.status_code == 400
+        assert r.json()["error"]["param"] == param
     r = gw.admin.get("/admin/usage/export", params={"user": "nobody"})
-    assert r.status_code == 404 and r.json()["error"]["code"] == "user_not_found"
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "user_not_found"
     r = gw.admin.get("/me/usage/export")
     assert r.status_code == 401
     r = gw.admin.get("/admin/usage/export", headers={"Authorization": "Bearer sk-wrong"})
