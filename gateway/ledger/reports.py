@@ -20,7 +20,15 @@ from zoneinfo import ZoneInfo
 
 from gateway.ledger.audit import write_audit
 from gateway.ledger.database import Database, Row
-from gateway.ledger.sql import USAGE_COLUMNS, Params, usage_of
+from gateway.ledger.sql import (
+    AGGREGATES,
+    GROUPED,
+    TOTALS,
+    USAGE_COLUMNS,
+    Params,
+    totals_of,
+    usage_of,
+)
 from gateway.money import format_usd
 from gateway.records import (
     AuditEvent,
@@ -39,23 +47,6 @@ from gateway.records import (
     utcnow,
 )
 
-# The six aggregates every report shares, over usage_records aliased ``u``. ``count(u.cost)``
-# rather than count(*) so an empty day of a LEFT JOIN counts 0, and rather than the request id
-# so the covering indexes of migration 0003 answer without reading the table. SUM of an empty
-# set is NULL in both databases; totals_of turns it into 0.
-AGGREGATES = (
-    "count(u.cost) AS requests, sum(u.prompt_tokens) AS prompt_tokens, "
-    "sum(u.completion_tokens) AS completion_tokens, sum(u.cached_tokens) AS cached_tokens, "
-    "sum(u.reasoning_tokens) AS reasoning_tokens, sum(u.cost) AS cost"
-)
-# The same six columns of a grouped CTE ``g``, and their sums: a report's total row is summed
-# from its groups in the same statement, so one scan gives both and they always agree.
-GROUPED = "requests, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost"
-TOTALS = (
-    "sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, "
-    "sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens, "
-    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost) AS cost"
-)
 # The column each attribution breakdown groups by (``tag``: json_each of the tags, see
 # usage_groups); ``model`` is usage_totals' own breakdown.
 GROUP_COLUMNS = {"key": "u.key_id", "end_user": "u.end_user", "session": "u.session_id"}
@@ -320,18 +311,6 @@ def _tiers_of(stored: str | None) -> tuple[PriceTier, ...]:
     return tuple(
         PriceTier(row[0], **dict(zip(TIER_FIELDS, row[1:], strict=True)))
         for row in json.loads(stored)
-    )
-
-
-def totals_of(row: Row) -> Totals:
-    """A Totals from a row holding the six standard aggregate columns (NULL sums are 0)."""
-    return Totals(
-        requests=int(row["requests"] or 0),
-        prompt_tokens=int(row["prompt_tokens"] or 0),
-        completion_tokens=int(row["completion_tokens"] or 0),
-        cached_tokens=int(row["cached_tokens"] or 0),
-        reasoning_tokens=int(row["reasoning_tokens"] or 0),
-        cost=int(row["cost"] or 0),
     )
 
 
