@@ -26,7 +26,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,8 @@ from gateway import reports  # noqa: E402
 from gateway.ledger import open_ledger  # noqa: E402
 from gateway.ledger.base import Ledger  # noqa: E402
 from gateway.ledger.postgres import PostgresDatabase  # noqa: E402
-from gateway.ledger.sqlite import SqliteDatabase, ts  # noqa: E402
+from gateway.ledger.sql import USAGE_COLUMNS, USAGE_FIELDS, usage_values  # noqa: E402
+from gateway.ledger.sqlite import SqliteDatabase, adapt, ts  # noqa: E402
 from gateway.records import UsageRecord  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -91,8 +91,9 @@ async def seed_sqlite(ledger: Ledger, rows: list[UsageRecord]) -> None:
             [(f"u{i:04d}", ts(NOW)) for i in range(USERS)],
         )
         c.executemany(
-            "INSERT INTO usage_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(*astuple(r)[:-1], ts(r.created_at)) for r in rows],
+            f"INSERT INTO usage_records ({USAGE_COLUMNS})"
+            f" VALUES ({', '.join('?' for _ in USAGE_FIELDS)})",
+            [adapt(usage_values(r)) for r in rows],
         )
 
     await db.tx(run)
@@ -108,8 +109,8 @@ async def seed_postgres(ledger: Ledger, rows: list[UsageRecord]) -> None:
         )
         await conn.copy_records_to_table(
             "usage_records",
-            records=[astuple(r) for r in rows],
-            columns=list(UsageRecord.__dataclass_fields__),
+            records=[tuple(usage_values(r)) for r in rows],
+            columns=list(USAGE_FIELDS),
         )
         # What autovacuum does to an insert-only table soon enough (PostgreSQL 13+); the
         # visibility map it sets is what makes the covering indexes index-only.

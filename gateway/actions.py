@@ -79,6 +79,29 @@ async def create_user(ctx: ActionContext, path: Path, params: Params) -> Json:
     return await _user_view(ctx, user)
 
 
+async def list_users(ctx: ActionContext, path: Path, params: Params) -> Json:
+    """Newest first; ``query`` keeps ids or emails containing it (any case); ``cursor`` (from
+    ``next_cursor``) pages without skips or repeats while users are created."""
+    limit = reports.int_param(params, "limit", 50, 1, 200)
+    query = optional_str(params, "query") or None
+    if query is not None and len(query) > 256:
+        raise BadRequest("query: at most 256 characters", param="query", code="invalid_parameter")
+    raw = optional_str(params, "cursor")
+    after = None
+    if raw:
+        cursor = reports.decode_cursor(raw)
+        after = (cursor.created_at, cursor.request_id)
+    users, more = await ctx.accounts.ledger.directory.list_users(
+        query=query, after=after, limit=limit
+    )
+    last = users[-1] if more and users else None
+    return {
+        "data": [await _user_view(ctx, u) for u in users],
+        "has_more": more,
+        "next_cursor": reports.encode_position(last.created_at, last.id) if last else None,
+    }
+
+
 async def get_user(ctx: ActionContext, path: Path, params: Params) -> Json:
     return await _user_view(ctx, await ctx.accounts.require_user(path["user_id"]))
 
@@ -174,6 +197,10 @@ async def top_users(ctx: ActionContext, path: Path, params: Params) -> Json:
     return await reports.top_users(ctx.accounts.ledger, params)
 
 
+async def usage_report(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return await reports.usage_report(ctx.accounts.ledger, params)
+
+
 async def audit(ctx: ActionContext, path: Path, params: Params) -> Json:
     return await reports.audit(ctx.accounts.ledger, params)
 
@@ -212,6 +239,7 @@ async def reload_models(ctx: ActionContext, path: Path, params: Params) -> Json:
 
 ACTIONS: dict[str, Action] = {
     "create_user": Action("POST", "/admin/users", create_user, status=201),
+    "list_users": Action("GET", "/admin/users", list_users),
     "get_user": Action("GET", "/admin/users/{user_id}", get_user),
     "create_key": Action("POST", "/admin/users/{user_id}/keys", create_key, status=201),
     "list_keys": Action("GET", "/admin/users/{user_id}/keys", list_keys),
@@ -224,6 +252,7 @@ ACTIONS: dict[str, Action] = {
     "revenue": Action("GET", "/admin/reports/revenue", revenue),
     "models_report": Action("GET", "/admin/reports/models", models_report),
     "top_users": Action("GET", "/admin/reports/top-users", top_users),
+    "usage_report": Action("GET", "/admin/reports/usage", usage_report),
     "audit": Action("GET", "/admin/audit", audit),
     "webhook_deliveries": Action("GET", "/admin/webhooks/deliveries", webhook_deliveries),
     "list_models": Action("GET", "/admin/models", list_models),

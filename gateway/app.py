@@ -20,7 +20,7 @@ from gateway.catalog import Catalog
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError, NotFound, error_body
 from gateway.proxy.pipeline import ProxyEndpoint
-from gateway.routes import admin, me, payments
+from gateway.routes import admin, exports, me, payments
 from gateway.services import Services, build, shutdown
 from gateway.settings import Settings
 from gateway.web import error_response, json_response
@@ -65,6 +65,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
     app = Starlette(
         routes=[
             *me.caller_routes(),
+            *exports.export_routes(),
             *admin.action_routes(),
             *payments.payment_routes(),
         ],

@@ -113,6 +113,17 @@ class UsageRecord:
     # Added by migration 0006: the deployment whose answer the call got, "provider/upstream
     # model" (gateway.routing); ``provider`` is its provider. None: recorded before routing.
     deployment: str | None = None
+    # Added by migration 0008: who and what the call was for (gateway.proxy.attribution).
+    # ``end_user``: the request's ``safety_identifier`` or ``user``; ``tags``: distinct, in
+    # the order given; ``session_id``: the x-gateway-session-id header. None/(): not given.
+    end_user: str | None = None
+    tags: tuple[str, ...] = ()
+    session_id: str | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        """``prompt_tokens + completion_tokens`` (derived, so it can never disagree)."""
+        return self.prompt_tokens + self.completion_tokens
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +217,15 @@ class ModelTotals:
 @dataclass(frozen=True, slots=True)
 class UserTotals:
     user_id: str
+    totals: Totals
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTotals:
+    """One group of a usage breakdown: its value (a key id, tag, end user or session; None
+    for the calls without one) and its totals."""
+
+    group: str | None
     totals: Totals
 
 

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import BadRequest
 from gateway.ledger.base import Ledger
-from gateway.ledger.reports import days_between
-from gateway.records import Cursor, Period, UsageRecord, utcnow
+from gateway.ledger.reports import GROUPS, days_between
+from gateway.records import Cursor, GroupTotals, ModelTotals, Period, Totals, UsageRecord, utcnow
 from gateway.views import audit_view, average_cost, period_view, share, totals_view, usage_view
 
 Params = Mapping[str, str]
@@ -85,7 +85,13 @@ def period(params: Params, tz: ZoneInfo) -> Period:
 
 
 def encode_cursor(record: UsageRecord) -> str:
-    raw = f"{record.created_at.isoformat()}|{record.request_id}".encode()
+    return encode_position(record.created_at, record.request_id)
+
+
+def encode_position(created_at: datetime, row_id: str) -> str:
+    """A cursor naming a row by its time and id (``decode_cursor`` reads it back; the id is
+    then its ``request_id``, whatever kind of row it names)."""
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -130,22 +136,90 @@ async def usage_page(ledger: Ledger, user_id: str, params: Params) -> dict[str, 
 
 
 async def stats(ledger: Ledger, user_id: str, params: Params) -> dict[str, Any]:
+    """Totals and the per-model breakdown (``models``); with ``group_by`` also ``groups``, the
+    breakdown by that attribute (``group_by``: see ``breakdown``)."""
     p = period(params, zone(params))
-    totals, models = await ledger.reports.usage_totals(user_id=user_id, period=p)
+    group_by = params.get("group_by") or None
+    if group_by is None:
+        totals, models = await ledger.reports.usage_totals(user_id=user_id, period=p)
+        return {
+            "user_id": user_id,
+            **period_view(p),
+            **totals_view(totals, money="cost"),
+            "average_cost": average_cost(totals),
+            "models": [_model_view(m, "cost") for m in models],
+        }
+    totals, groups, more = await breakdown(ledger, user_id, p, params, money="cost")
     return {
         "user_id": user_id,
         **period_view(p),
         **totals_view(totals, money="cost"),
         "average_cost": average_cost(totals),
-        "models": [
-            {
-                "provider": m.provider,
-                "model": m.model,
-                **totals_view(m.totals, money="cost"),
-                "average_cost": average_cost(m.totals),
-            }
-            for m in models
-        ],
+        "group_by": group_by,
+        "groups": groups,
+        "has_more": more,
+        **({"models": groups} if group_by == "model" else {}),
+    }
+
+
+async def usage_report(ledger: Ledger, params: Params) -> dict[str, Any]:
+    """All users' (or ``user``'s) usage by ``group_by`` (default model), highest revenue
+    first."""
+    p = period(params, zone(params))
+    user_id = params.get("user") or None
+    total, groups, more = await breakdown(ledger, user_id, p, params, money="revenue")
+    return {
+        "data": groups,
+        "has_more": more,
+        "group_by": params.get("group_by") or "model",
+        "user_id": user_id,
+        **period_view(p),
+        "total": totals_view(total, money="revenue"),
+    }
+
+
+# The name each breakdown's group value goes by in an answer.
+GROUP_NAMES = {"key": "key_id", "tag": "tag", "end_user": "end_user", "session": "session_id"}
+
+
+async def breakdown(
+    ledger: Ledger, user_id: str | None, p: Period, params: Params, *, money: str
+) -> tuple[Totals, list[dict[str, Any]], bool]:
+    """Totals and groups by ``group_by``: model (default; provider:model), key, tag, end_user
+    or session; at most ``limit`` groups (default 100), highest cost first. A group named
+    null holds the calls without the attribute; by tag a call counts in each of its tags."""
+    group_by = params.get("group_by") or "model"
+    if group_by not in GROUPS:
+        raise BadRequest(
+            f"group_by must be one of {', '.join(GROUPS)}",
+            param="group_by",
+            code="invalid_parameter",
+        )
+    limit = int_param(params, "limit", 100, 1, 1000)
+    if group_by == "model":
+        totals, models = await ledger.reports.usage_totals(user_id=user_id, period=p)
+        return totals, [_model_view(m, money) for m in models[:limit]], len(models) > limit
+    totals, groups, more = await ledger.reports.usage_groups(
+        user_id=user_id, period=p, group_by=group_by, limit=limit
+    )
+    name = GROUP_NAMES[group_by]
+    return totals, [_group_view(name, g, money) for g in groups], more
+
+
+def _model_view(m: ModelTotals, money: str) -> dict[str, Any]:
+    return {
+        "provider": m.provider,
+        "model": m.model,
+        **totals_view(m.totals, money=money),
+        "average_cost": average_cost(m.totals),
+    }
+
+
+def _group_view(name: str, g: GroupTotals, money: str) -> dict[str, Any]:
+    return {
+        name: g.group,
+        **totals_view(g.totals, money=money),
+        "average_cost": average_cost(g.totals),
     }
 
 

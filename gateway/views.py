@@ -128,7 +128,8 @@ def bulk_failed(user_id: str, code: str | None, message: str) -> Json:
 
 def usage_view(r: UsageRecord) -> Json:
     """One call as billed: every token class, the unit prices (USD per 1M tokens) it was
-    charged at (null: not set, charged at its fallback) and the overdraft (USD)."""
+    charged at (null: not set, charged at its fallback), the overdraft (USD) and who and what
+    it was for (``end_user``, ``tags``, ``session_id``: null or [] when not given)."""
     return {
         "request_id": r.request_id,
         "key_id": r.key_id,
@@ -144,6 +145,7 @@ def usage_view(r: UsageRecord) -> Json:
         "completion_tokens": r.completion_tokens,
         "reasoning_tokens": r.reasoning_tokens,
         "output_audio_tokens": r.output_audio_tokens,
+        "total_tokens": r.total_tokens,
         "price_per_1m_tokens": {
             "input": format_usd(r.price_input),
             "cached_input": _usd_or_none(r.price_cached_input),
@@ -158,6 +160,9 @@ def usage_view(r: UsageRecord) -> Json:
         "status": r.status,
         "usage_source": r.usage_source,
         "latency_ms": r.latency_ms,
+        "end_user": r.end_user,
+        "tags": list(r.tags),
+        "session_id": r.session_id,
         "created_at": r.created_at.isoformat(),
     }
 

@@ -31,8 +31,10 @@ from gateway.settings import Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> None:
+    from gateway.cli.export import rewrite
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(rewrite(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "command", None):
         parser.print_help()
         sys.exit(2)
@@ -94,12 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--reason")
 
-    users = group("users", "create and show users")
+    users = group("users", "create, show, list and search users")
     c = _op(users.add_parser("create"), "create_user")
     c.add_argument("--id")
     c.add_argument("--email")
     c.add_argument("--credit", dest="initial_credit", help="initial credit in USD, e.g. 10.00")
     _op(users.add_parser("show"), "get_user")
+    c = _op(users.add_parser("list", help="users, newest first"), "list_users")
+    c.add_argument("--query", help="only ids or emails containing this (any case)")
+    c.add_argument("--limit", type=int, default=50)
+    c.add_argument("--cursor", help="next_cursor of the previous page")
 
     keys = group("keys", "create, list and revoke API keys")
     _op(keys.add_parser("create"), "create_key").add_argument("--name")
@@ -136,9 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--offset", type=int)
     c.add_argument("--cursor", help="next_cursor of the previous page (stable while calls land)")
 
-    _ranged(_op(sub.add_parser("stats", help="a user's totals and per-model breakdown"), "stats"))
+    c = _ranged(_op(sub.add_parser("stats", help="a user's totals and breakdown"), "stats"))
+    _grouped(c)
 
-    report = group("report", "revenue per day, per model, top users")
+    report = group("report", "revenue per day, per model, top users, usage by attribute")
     _ranged(
         _op(
             report.add_parser("revenue", help="per local day of --tz (default: last 30 days)"),
@@ -150,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c = _ranged(_op(report.add_parser("top-users", help="users by revenue"), "top_users"))
     c.add_argument("--limit", type=int, default=10)
+    c = _ranged(
+        _op(
+            report.add_parser("usage", help="usage by model, key, tag, end user or session"),
+            "usage_report",
+        )
+    )
+    _grouped(c)
+    c.add_argument("--user", help="only this user's calls")
 
     c = _op(sub.add_parser("audit", help="the operator audit trail, newest first"), "audit")
     c.add_argument("--user", help="only events about this user (or model, for price.*)")
@@ -165,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--type", help="e.g. balance.low, refund.shortfall")
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--cursor", help="next_cursor of the previous page")
+    from gateway.cli.export import add_cli as add_export_cli
+
+    add_export_cli(sub)  # gateway usage export [--user] [--format] [--from] [--to]
     from gateway.billing.replay import add_cli as add_stripe_cli
 
     add_stripe_cli(sub)  # gateway stripe replay <event.json> [--direct] [--url]
@@ -201,6 +219,17 @@ def _ranged(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="from", help="first day (YYYY-MM-DD) or instant")
     parser.add_argument("--to", help="last day (included) or end instant (excluded)")
     parser.add_argument("--tz", help="IANA time zone for days, e.g. Europe/Paris (default UTC)")
+    return parser
+
+
+def _grouped(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--group-by",
+        dest="group_by",
+        choices=["model", "key", "tag", "end_user", "session"],
+        help="break the usage down by this attribute",
+    )
+    parser.add_argument("--limit", type=int, help="at most this many groups (default 100)")
     return parser
 
 

@@ -122,10 +122,52 @@ COLUMNS: dict[str, tuple[str, Columns]] = {
             ("revoked", "revoked_at"),
         ],
     ),
+    "usage_report": ("data", [("group", "group"), *_TOKENS, ("revenue", "revenue")]),
+    "list_users": (
+        "data",
+        [
+            ("id", "id"),
+            ("email", "email"),
+            ("balance", "balance"),
+            ("reserved", "reserved"),
+            ("created", "created_at"),
+        ],
+    ),
 }
+# A stats answer with group_by: its groups instead of its models.
+_GROUPED_STATS = (
+    "groups",
+    [("group", "group"), *_TOKENS, ("cost", "cost"), ("avg cost", "average_cost")],
+)
+# Where a breakdown row (gateway.reports.breakdown) keeps its group's value.
+_GROUP_VALUE = {"key": "key_id", "tag": "tag", "end_user": "end_user", "session": "session_id"}
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 _ISO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?(\+00:00|Z)$")
 _PAGING = {"has_more", "next_cursor"}
+
+
+def _labelled(data: dict[str, Any]) -> dict[str, Any]:
+    """A breakdown whose rows carry their group's value as ``group`` (provider:model for the
+    model breakdown; ``-`` for the calls without the attribute)."""
+    name = _GROUP_VALUE.get(data["group_by"])
+    out = dict(data)
+    for key in ("data", "groups"):
+        rows = data.get(key)
+        if isinstance(rows, list):
+            out[key] = [
+                {
+                    **r,
+                    "group": (
+                        f"{r.get('provider')}:{r.get('model')}"
+                        if name is None
+                        else r.get(name)
+                        if r.get(name) is not None
+                        else "-"
+                    ),
+                }
+                for r in rows
+            ]
+    return out
 
 
 def render(action: str, data: Any) -> str:
@@ -133,6 +175,10 @@ def render(action: str, data: Any) -> str:
     table = COLUMNS.get(action)
     if not isinstance(data, dict):
         return str(data)
+    if "group_by" in data:
+        data = _labelled(data)
+        if action == "stats":
+            table = _GROUPED_STATS
     if table is None or not isinstance(data.get(table[0]), list):
         return _pairs(_flat(data))
     key, columns = table

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
 from gateway.ledger.audit import write_audit
 from gateway.ledger.base import DuplicateUser, UnknownUser
 from gateway.ledger.database import Database, Row
 from gateway.ledger.ports import Audited
+from gateway.ledger.sql import Params
 from gateway.records import ApiKey, User, utcnow
 
 # ON CONFLICT DO NOTHING: a concurrent insert of the same id waits for the first to commit,
@@ -23,6 +27,7 @@ INSERT_KEY = (
 )
 # COALESCE keeps the first revocation time: revoking twice changes nothing.
 REVOKE_KEY = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING *"
+_LIKE_SPECIAL = re.compile(r"[\\%_]")
 KEY_BY_HASH = (
     "SELECT k.*, u.email AS u_email, u.balance AS u_balance, u.version AS u_version,"
     " u.created_at AS u_created_at FROM api_keys k JOIN users u ON u.id = k.user_id"
@@ -49,6 +54,27 @@ class SqlDirectory:
     async def get_user(self, user_id: str) -> User | None:
         row = await self._db.fetchrow("SELECT * FROM users WHERE id = $1", user_id)
         return user(row) if row else None
+
+    async def list_users(
+        self, *, query: str | None, after: tuple[datetime, str] | None, limit: int
+    ) -> tuple[list[User], bool]:
+        p = Params()
+        where = []
+        if query:
+            # Case-insensitive substring of the id or the email; LIKE's wildcards in the
+            # query are matched literally.
+            like = p("%" + _LIKE_SPECIAL.sub(r"\\\g<0>", query.lower()) + "%")
+            where.append(
+                f"(lower(id) LIKE {like} ESCAPE '\\' OR lower(email) LIKE {like} ESCAPE '\\')"
+            )
+        if after is not None:
+            where.append(f"(created_at, id) < ({p(after[0])}, {p(after[1])})")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._db.read(
+            f"SELECT * FROM users {clause} ORDER BY created_at DESC, id DESC LIMIT {p(limit + 1)}",
+            *p.values,
+        )
+        return [user(r) for r in rows[:limit]], len(rows) > limit
 
     async def create_key(
         self,

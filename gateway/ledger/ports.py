@@ -33,6 +33,7 @@ from gateway.records import (
     Day,
     DayTotals,
     Entry,
+    GroupTotals,
     ModelTotals,
     Period,
     PriceChange,
@@ -60,6 +61,13 @@ class Directory(Protocol):
         """A user with balance 0 and version 0. Raises ``DuplicateUser`` when the id exists."""
 
     async def get_user(self, user_id: str) -> User | None: ...
+
+    async def list_users(
+        self, *, query: str | None, after: tuple[datetime, str] | None, limit: int
+    ) -> tuple[list[User], bool]:
+        """Newest first (created_at, then id), strictly after ``after`` (the last row's
+        ``(created_at, id)``), so a user created between two pages never shifts them.
+        ``query`` keeps the users whose id or email contains it, ignoring case."""
 
     async def create_key(
         self,
@@ -176,7 +184,8 @@ class Reports(Protocol):
     """Usage pages, aggregates and the price book. Guarantees:
 
     - Every aggregate is one statement (one snapshot) that also sums its groups into the total:
-      groups and total always agree and equal the sums over the records they cover.
+      groups and total always agree and equal the sums over the records they cover (by tag,
+      whose groups overlap, the total is summed from the records in the same statement).
     - A ``Period`` is half-open, ``[start, end)``; ``None`` leaves that side open.
     - ``list_usage_before`` pages by a (created_at, request_id) cursor: a row inserted between
       two pages can neither repeat a row nor push one out.
@@ -195,10 +204,25 @@ class Reports(Protocol):
     ) -> tuple[list[UsageRecord], bool]:
         """Newest first, strictly after ``cursor``."""
 
+    async def usage_since(
+        self, *, user_id: str | None, period: Period, after: Cursor | None, limit: int
+    ) -> list[UsageRecord]:
+        """Oldest first, strictly after ``after``, at most ``limit``: the pages of an export
+        (a row inserted while paging is never repeated and never pushes one out)."""
+
     async def usage_totals(
         self, *, user_id: str | None, period: Period
     ) -> tuple[Totals, list[ModelTotals]]:
         """Totals and the per provider:model breakdown (by cost, highest first)."""
+
+    async def usage_groups(
+        self, *, user_id: str | None, period: Period, group_by: str, limit: int
+    ) -> tuple[Totals, list[GroupTotals], bool]:
+        """Totals and the breakdown by ``group_by`` (``key`` | ``tag`` | ``end_user`` |
+        ``session``), highest cost first, at most ``limit`` groups; has_more. Calls without the
+        attribute form the ``None`` group (listed last among equal costs). By ``tag`` a call
+        counts in each of its tags, so the groups may sum past the total (which counts every
+        call once)."""
 
     async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
         """One row per given day (zeros included), in the order given, and their total."""

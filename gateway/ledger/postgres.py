@@ -19,7 +19,7 @@ import asyncpg
 from gateway.ledger.base import UnknownUser
 from gateway.ledger.database import Row, Transaction
 from gateway.ledger.schema import migrations
-from gateway.ledger.sql import USAGE_COLUMNS, USAGE_FIELDS
+from gateway.ledger.sql import USAGE_COLUMNS, usage_values
 from gateway.records import UsageRecord
 
 # Any fixed key will do; it only has to be the same in every process sharing the database.
@@ -157,7 +157,7 @@ WITH batch AS (
         $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[],
         $17::bigint[], $18::timestamptz[], $19::bigint[], $20::bigint[], $21::bigint[],
         $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[],
-        $27::bigint[], $28::text[]
+        $27::bigint[], $28::text[], $29::text[], $30::json[], $31::text[]
     ) WITH ORDINALITY AS b({USAGE_COLUMNS}, position)
 ),
 locked AS (
@@ -237,7 +237,7 @@ class PostgresMoney:
     async def write_usage(self, records: Sequence[UsageRecord]) -> list[str]:
         if not records:
             return []
-        columns = [[getattr(r, name) for r in records] for name in USAGE_FIELDS]
+        columns = [list(c) for c in zip(*(usage_values(r) for r in records), strict=True)]
         try:
             rows = await self._db.fetch(WRITE_USAGE, *columns)
         except asyncpg.ForeignKeyViolationError as exc:

@@ -20,13 +20,22 @@ from zoneinfo import ZoneInfo
 
 from gateway.ledger.audit import write_audit
 from gateway.ledger.database import Database, Row
-from gateway.ledger.sql import USAGE_COLUMNS, Params
+from gateway.ledger.sql import (
+    AGGREGATES,
+    GROUPED,
+    TOTALS,
+    USAGE_COLUMNS,
+    Params,
+    totals_of,
+    usage_of,
+)
 from gateway.money import format_usd
 from gateway.records import (
     AuditEvent,
     Cursor,
     Day,
     DayTotals,
+    GroupTotals,
     ModelTotals,
     Period,
     PriceChange,
@@ -38,23 +47,10 @@ from gateway.records import (
     utcnow,
 )
 
-# The six aggregates every report shares, over usage_records aliased ``u``. ``count(u.cost)``
-# rather than count(*) so an empty day of a LEFT JOIN counts 0, and rather than the request id
-# so the covering indexes of migration 0003 answer without reading the table. SUM of an empty
-# set is NULL in both databases; totals_of turns it into 0.
-AGGREGATES = (
-    "count(u.cost) AS requests, sum(u.prompt_tokens) AS prompt_tokens, "
-    "sum(u.completion_tokens) AS completion_tokens, sum(u.cached_tokens) AS cached_tokens, "
-    "sum(u.reasoning_tokens) AS reasoning_tokens, sum(u.cost) AS cost"
-)
-# The same six columns of a grouped CTE ``g``, and their sums: a report's total row is summed
-# from its groups in the same statement, so one scan gives both and they always agree.
-GROUPED = "requests, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost"
-TOTALS = (
-    "sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, "
-    "sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens, "
-    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost) AS cost"
-)
+# The column each attribution breakdown groups by (``tag``: json_each of the tags, see
+# usage_groups); ``model`` is usage_totals' own breakdown.
+GROUP_COLUMNS = {"key": "u.key_id", "end_user": "u.end_user", "session": "u.session_id"}
+GROUPS = ("model", "key", "tag", "end_user", "session")
 # The order of the newest-first index usage_records_user_time.
 NEWEST_FIRST = "ORDER BY created_at DESC, request_id DESC"
 PRICE_COLUMNS = (
@@ -125,6 +121,25 @@ class SqlReports:
         )
         return [usage(r) for r in rows[:limit]], len(rows) > limit
 
+    async def usage_since(
+        self, *, user_id: str | None, period: Period, after: Cursor | None, limit: int
+    ) -> list[UsageRecord]:
+        p = Params()
+        where = _where(p, user_id, period)
+        if after is not None:
+            # Row-value comparison in index order: each page is one range scan that starts
+            # where the last one ended, however many rows came before it.
+            keyset = (
+                f"(u.created_at, u.request_id) > ({p(after.created_at)}, {p(after.request_id)})"
+            )
+            where = f"{where} AND {keyset}" if where else f"WHERE {keyset}"
+        rows = await self._db.read(
+            f"SELECT {USAGE_COLUMNS} FROM usage_records u {where} "
+            f"ORDER BY u.created_at, u.request_id LIMIT {p(limit)}",
+            *p.values,
+        )
+        return [usage(r) for r in rows]
+
     async def usage_totals(
         self, *, user_id: str | None, period: Period
     ) -> tuple[Totals, list[ModelTotals]]:
@@ -141,6 +156,39 @@ class SqlReports:
             ModelTotals(provider=r["provider"], model=r["model"], totals=totals_of(r))
             for r in rows[1:]
         ]
+
+    async def usage_groups(
+        self, *, user_id: str | None, period: Period, group_by: str, limit: int
+    ) -> tuple[Totals, list[GroupTotals], bool]:
+        p = Params()
+        if group_by == "tag":
+            # A call counts in each of its tags' groups (untagged calls: the NULL group), so
+            # the total is summed from the records themselves, in the same statement.
+            total = f"SELECT 1 AS grp, NULL AS grp_key, {AGGREGATES} FROM usage_records u "
+            total += _where(p, user_id, period)
+            groups = (
+                f"SELECT 0 AS grp, t.key AS grp_key, {AGGREGATES} FROM usage_records u "
+                f"LEFT JOIN json_each(u.tags) t ON true {_where(p, user_id, period)} "
+                "GROUP BY t.key"
+            )
+            sql = f"{total} UNION ALL {groups}"
+        else:
+            column = GROUP_COLUMNS[group_by]
+            sql = (
+                f"WITH g AS (SELECT {column} AS grp_key, {AGGREGATES} FROM usage_records u "
+                f"{_where(p, user_id, period)} GROUP BY {column}) "
+                f"SELECT 1 AS grp, NULL AS grp_key, {TOTALS} FROM g "
+                f"UNION ALL SELECT 0, grp_key, {GROUPED} FROM g"
+            )
+        # NULLs (calls without the attribute) sort last in both databases.
+        rows = await self._db.read(
+            f"SELECT * FROM ({sql}) x "
+            "ORDER BY grp DESC, cost DESC, grp_key IS NULL, grp_key "
+            f"LIMIT {p(limit + 2)}",
+            *p.values,
+        )
+        found = [GroupTotals(group=r["grp_key"], totals=totals_of(r)) for r in rows[1:]]
+        return totals_of(rows[0]), found[:limit], len(found) > limit
 
     async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
         if not days:
@@ -226,7 +274,7 @@ def _where(p: Params, user_id: str | None, period: Period) -> str:
 
 
 def usage(r: Row) -> UsageRecord:
-    return UsageRecord(**dict(r))
+    return usage_of(r)
 
 
 def price(r: Row) -> PriceRow:
@@ -263,18 +311,6 @@ def _tiers_of(stored: str | None) -> tuple[PriceTier, ...]:
     return tuple(
         PriceTier(row[0], **dict(zip(TIER_FIELDS, row[1:], strict=True)))
         for row in json.loads(stored)
-    )
-
-
-def totals_of(row: Row) -> Totals:
-    """A Totals from a row holding the six standard aggregate columns (NULL sums are 0)."""
-    return Totals(
-        requests=int(row["requests"] or 0),
-        prompt_tokens=int(row["prompt_tokens"] or 0),
-        completion_tokens=int(row["completion_tokens"] or 0),
-        cached_tokens=int(row["cached_tokens"] or 0),
-        reasoning_tokens=int(row["reasoning_tokens"] or 0),
-        cost=int(row["cost"] or 0),
     )
 
 

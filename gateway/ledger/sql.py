@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from gateway.records import UsageRecord
+import orjson
+
+from gateway.ledger.database import Row
+from gateway.records import Totals, UsageRecord
 
 # usage_records columns in UsageRecord order (a column added later does not break the reads).
 USAGE_FIELDS = tuple(f.name for f in fields(UsageRecord))
 USAGE_COLUMNS = ", ".join(USAGE_FIELDS)
+_TAGS = USAGE_FIELDS.index("tags")
+
+# The six aggregates every report shares, over usage_records aliased ``u``. ``count(u.cost)``
+# rather than count(*) so an empty day of a LEFT JOIN counts 0, and rather than the request id
+# so the covering indexes of migration 0003 answer without reading the table. SUM of an empty
+# set is NULL in both databases; totals_of turns it into 0.
+AGGREGATES = (
+    "count(u.cost) AS requests, sum(u.prompt_tokens) AS prompt_tokens, "
+    "sum(u.completion_tokens) AS completion_tokens, sum(u.cached_tokens) AS cached_tokens, "
+    "sum(u.reasoning_tokens) AS reasoning_tokens, sum(u.cost) AS cost"
+)
+# The same six columns of a grouped CTE ``g``, and their sums: a report's total row is summed
+# from its groups in the same statement, so one scan gives both and they always agree.
+GROUPED = "requests, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost"
+TOTALS = (
+    "sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, "
+    "sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens, "
+    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost) AS cost"
+)
+
+
+def usage_values(record: UsageRecord) -> list[Any]:
+    """The record's column values in ``USAGE_FIELDS`` order, ``tags`` as stored: a JSON object
+    whose keys are the tags (migration 0008), or None when there are none."""
+    values = [getattr(record, f) for f in USAGE_FIELDS]
+    tags = values[_TAGS]
+    values[_TAGS] = orjson.dumps(dict.fromkeys(tags, 1)).decode() if tags else None
+    return values
+
+
+def usage_of(row: Mapping[str, Any]) -> UsageRecord:
+    """A usage record from a row of ``USAGE_COLUMNS`` (``usage_values`` undone)."""
+    data = dict(row)
+    tags = data.get("tags")
+    data["tags"] = tuple(orjson.loads(tags)) if tags else ()
+    return UsageRecord(**data)
 
 
 class Params:
@@ -32,3 +72,15 @@ class Params:
         """
         given = [f"{left} {self(value)}" for left, value in conditions if value is not None]
         return f"WHERE {' AND '.join(given)}" if given else ""
+
+
+def totals_of(row: Row) -> Totals:
+    """A Totals from a row holding the six standard aggregate columns (NULL sums are 0)."""
+    return Totals(
+        requests=int(row["requests"] or 0),
+        prompt_tokens=int(row["prompt_tokens"] or 0),
+        completion_tokens=int(row["completion_tokens"] or 0),
+        cached_tokens=int(row["cached_tokens"] or 0),
+        reasoning_tokens=int(row["reasoning_tokens"] or 0),
+        cost=int(row["cost"] or 0),
+    )

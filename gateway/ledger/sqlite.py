@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 from gateway.ledger.base import UnknownUser
 from gateway.ledger.database import Row, Transaction
 from gateway.ledger.schema import migrations
-from gateway.ledger.sql import USAGE_COLUMNS, USAGE_FIELDS
+from gateway.ledger.sql import USAGE_COLUMNS, USAGE_FIELDS, usage_values
 from gateway.records import UsageRecord, utcnow
 
 T = TypeVar("T")
@@ -308,9 +308,7 @@ def _write_usage(c: sqlite3.Connection, records: Sequence[UsageRecord]) -> list[
     missing = [u for u in users if u not in books]
     if missing:
         raise UnknownUser(missing[0])  # the whole batch is refused, as in PostgreSQL
-    c.executemany(
-        _INSERT_USAGE, [adapt(getattr(r, f) for f in USAGE_FIELDS) for r in fresh.values()]
-    )
+    c.executemany(_INSERT_USAGE, [adapt(usage_values(r)) for r in fresh.values()])
     entries = []
     now = ts(utcnow())
     for r in fresh.values():

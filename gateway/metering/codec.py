@@ -3,7 +3,7 @@ stream, the Redis store's spill journal and the embedded outbox's spill file, so
 written by one can always be read by another.
 
 A record is its dataclass as a JSON object (orjson; ``created_at`` as ISO 8601 with its UTC
-offset, amounts and token counts as integers, never floats).
+offset, amounts and token counts as integers, never floats, ``tags`` as a list).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def decode_record(raw: bytes | str) -> UsageRecord:
     """Raises ValueError/TypeError/KeyError on a torn or foreign line."""
     data = orjson.loads(raw)
     data["created_at"] = datetime.fromisoformat(data["created_at"])
+    if "tags" in data:  # a JSON list; absent in records written before migration 0008
+        data["tags"] = tuple(data["tags"])
     return UsageRecord(**data)
 
 

@@ -31,6 +31,8 @@ from gateway.catalog import Model, Provider
 from gateway.deployments import Deployment
 from gateway.endpoints import Endpoint
 from gateway.pricing import Quote, Usage, cost
+from gateway.proxy.attribution import NONE as NO_ATTRIBUTION
+from gateway.proxy.attribution import Attribution
 from gateway.records import UsageRecord
 from gateway.usage_dialects import NormalizedUsage, plausible_prompt, with_prompt
 
@@ -200,12 +202,14 @@ def usage_record(
     latency_ms: int,
     reserved: int,
     deployment: Deployment[Provider] | None = None,
+    attribution: Attribution = NO_ATTRIBUTION,
 ) -> UsageRecord:
     """The record of one call: ``billed`` priced at ``model``'s prices (its long-context tier
     when the prompt reaches one), with the unit prices charged and the overdraft, the part of
     the cost above the ``reserved`` nano-USD (billed all the same: README, "Overdraft").
     ``deployment``: the one whose answer the call got (the model's first when not given);
-    whichever it is, the model's price applies."""
+    whichever it is, the model's price applies. ``attribution``: who and what the call was
+    for (``gateway.proxy.attribution``)."""
     served = deployment or model.deployments[0]
     usage = billed.usage
     charged = model.price.at(usage.prompt_tokens)
@@ -238,4 +242,7 @@ def usage_record(
         status=status,
         usage_source=billed.source,
         latency_ms=latency_ms,
+        end_user=attribution.end_user,
+        tags=attribution.tags,
+        session_id=attribution.session_id,
     )

@@ -10,6 +10,8 @@ from gateway.catalog import Model
 from gateway.endpoints import Endpoint
 from gateway.listeners import Header
 from gateway.pricing import Quote
+from gateway.proxy.attribution import NONE as NO_ATTRIBUTION
+from gateway.proxy.attribution import Attribution
 from gateway.proxy.sse import StreamMeter
 from gateway.proxy.stream_hold import StreamHold
 from gateway.records import ApiKey
@@ -34,6 +36,8 @@ class Call:
     route: Plan
     # A stream reserved for a slice of its cap, grown as it produces (None: the whole cap).
     hold: StreamHold | None = None
+    # Who and what the call is for (end user, tags, session), read at admission.
+    attribution: Attribution = NO_ATTRIBUTION
 
     @property
     def reserved(self) -> int:

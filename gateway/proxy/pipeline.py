@@ -26,6 +26,7 @@ from gateway.endpoints import Endpoint
 from gateway.errors import GatewayError
 from gateway.listeners import Header
 from gateway.proxy.admission import reserve, write_cap
+from gateway.proxy.attribution import attribution
 from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
 from gateway.proxy.call import INTERRUPTED, Call, Outcome
 from gateway.proxy.forward import forward
@@ -91,6 +92,7 @@ async def admit(
     body = await read_body(receive, headers, services.settings.max_body_bytes)
     payload = parse_object(body)
     model = services.catalog.resolve(payload.get("model"), endpoint.path)
+    attributed = attribution(headers, payload)
     # Every token covers at least one byte of the body, so the body length bounds the prompt
     # from above at no cost; tiktoken runs only when that bound does not fit the balance.
     quote = pricing.quote(model, endpoint, payload, len(body))
@@ -145,6 +147,7 @@ async def admit(
         hide_usage_chunk=hide_usage,
         route=services.router.plan(model),
         hold=hold,
+        attribution=attributed,
     )
 
 
@@ -246,6 +249,7 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[H
         latency_ms=int((time.perf_counter() - call.started) * 1000),
         reserved=call.reserved,
         deployment=call.route.deployment,
+        attribution=call.attribution,
     )
     balance: int | None = None
     try:

@@ -1,5 +1,5 @@
 """Schema migrations: applied once, 0004 backfills entry versions on existing books, and rows
-written before 0006 read back without a deployment."""
+written before 0006 read back without a deployment, before 0008 without attribution."""
 
 from __future__ import annotations
 
@@ -118,14 +118,20 @@ def test_postgres_ledgers_starting_together_migrate_once(pg_dsn: str) -> None:
 
 async def a_usage_row_at_version_5(contract: Contract) -> None:
     """A database migrated to 0005 holding one usage row (written without a deployment)."""
-    before = [f for f in USAGE_FIELDS if f != "deployment"]
+    await a_usage_row_at(contract, 5, first_missing="deployment")
+
+
+async def a_usage_row_at(contract: Contract, upto: int, *, first_missing: str) -> None:
+    """A database migrated up to version ``upto`` holding one usage row, written with the
+    columns of ``UsageRecord`` that come before ``first_missing``."""
+    before = list(USAGE_FIELDS[: USAGE_FIELDS.index(first_missing)])
     row = usage("r1", "alice", 100)
     values = [getattr(row, f) for f in before]
     if contract.kind == "sqlite":
         conn = sqlite3.connect(contract.url.removeprefix("sqlite:///"))
         try:
             conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)")
-            for version, sql in migrations("sqlite")[:5]:
+            for version, sql in migrations("sqlite")[:upto]:
                 conn.executescript(sql)
                 conn.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
             conn.execute(
@@ -150,7 +156,7 @@ async def a_usage_row_at_version_5(contract: Contract) -> None:
             "CREATE TABLE schema_migrations ("
             "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        for version, sql in migrations("postgres")[:5]:
+        for version, sql in migrations("postgres")[:upto]:
             await conn.execute(sql)
             await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
         await conn.execute("INSERT INTO users (id, balance, version) VALUES ('alice', 0, 0)")
@@ -212,6 +218,28 @@ def test_0009_adds_an_empty_alert_outbox_to_existing_books(contract: Contract) -
             ) == ([], False)
             applied = await ledger.database.fetch("SELECT version FROM schema_migrations")
             assert 9 in {r["version"] for r in applied}
+        finally:
+            await ledger.close()
+
+    asyncio.run(main())
+
+
+def test_usage_rows_from_before_0008_read_back_without_attribution(contract: Contract) -> None:
+    async def main() -> None:
+        await a_usage_row_at(contract, 6, first_missing="end_user")
+        ledger = await open_ledger(contract.url)  # applies 0008 (and any migration between)
+        try:
+            rows, _ = await ledger.reports.list_usage("alice", limit=10, offset=0)
+            assert [(r.end_user, r.tags, r.session_id) for r in rows] == [(None, (), None)]
+            assert rows[0] == replace(usage("r1", "alice", 100), created_at=rows[0].created_at)
+            tagged = replace(
+                usage("r2", "alice", 50), end_user="u-9", tags=("a", "b:c"), session_id="s1"
+            )
+            assert await ledger.journal.write_usage([tagged]) == ["r2"]
+            rows, _ = await ledger.reports.list_usage("alice", limit=10, offset=0)
+            assert {r.request_id: r for r in rows}["r2"] == replace(
+                tagged, created_at={r.request_id: r for r in rows}["r2"].created_at
+            )
         finally:
             await ledger.close()
 
