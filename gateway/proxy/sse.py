@@ -112,13 +112,15 @@ class StreamMeter:
 
     def close(self) -> bytes:
         """Whatever is left when the upstream ends (a last event without its blank line), with
-        the blank line added: a client following the grammar discards an event the stream
-        ends inside, and this one was read and billed (its usage, or its terminal event)."""
+        the blank line added when that event ended the stream: a client following the grammar
+        discards an event the stream ends inside, and this one was read and billed (its usage,
+        or its terminal event). A cut event stays as it came, for the client to discard."""
         tail, self._tail = self._tail, b""
         out = self._relay(tail) if tail else b""
         if not self._terminal and not self._responses:
             self._terminal = self._ended_on_finish()
-        if out and not out.endswith(_EVENT_ENDS):
+        if self._terminal and out.strip(b"\r\n") and not out.endswith(_EVENT_ENDS):
+            # (A tail of line endings only is the rest of a blank line split across reads.)
             # A trailing CR or LF already ends the last line: one more makes the blank line.
             out += out[-1:] if out.endswith((b"\r", b"\n")) else b"\n\n"
         return out

@@ -142,21 +142,30 @@ def test_a_whole_answer_streamed_although_not_asked_is_billed_from_its_usage(
 
 CONTENT = sse(chunk("abc", "stop"))
 USAGE_7_3 = sse(chunk(usage={"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}))
+# What the upstream sends, and what the client receives: a last event the stream ends on
+# without its blank line gets one, so that a client following the grammar dispatches it.
 ENDS = {
-    "a: usage, no [DONE]": CONTENT + USAGE_7_3,
-    "b: [DONE] without its blank line": CONTENT + USAGE_7_3 + b"data: [DONE]",
-    "[DONE] without the space, one line ending": CONTENT + USAGE_7_3 + b"data:[DONE]\n",
-    "CRLF line endings": (CONTENT + USAGE_7_3 + b"data: [DONE]").replace(b"\n", b"\r\n"),
-    "CR line endings": (CONTENT + USAGE_7_3 + DONE).replace(b"\n", b"\r"),
-    "keep-alives and split reads": b": ping\n\n" + CONTENT + b":\n\n" + USAGE_7_3 + DONE,
+    "a: usage, no [DONE]": (CONTENT + USAGE_7_3, b""),
+    "b: [DONE] without its blank line": (CONTENT + USAGE_7_3 + b"data: [DONE]", b"\n\n"),
+    "[DONE] without the space, one line ending": (
+        CONTENT + USAGE_7_3 + b"data:[DONE]\n",
+        b"\n",
+    ),
+    "CRLF line endings": (
+        (CONTENT + USAGE_7_3 + b"data: [DONE]").replace(b"\n", b"\r\n"),
+        b"\n\n",
+    ),
+    "CR line endings": ((CONTENT + USAGE_7_3 + DONE).replace(b"\n", b"\r"), b""),
+    "keep-alives and split reads": (b": ping\n\n" + CONTENT + b":\n\n" + USAGE_7_3 + DONE, b""),
 }
 
 
 @pytest.mark.parametrize("name", ENDS)
 def test_bh19_a_stream_that_ended_is_ok_and_billed_from_its_usage(relay: Relay, name: str) -> None:
     send = raw_chat(stream=True, stream_options={"include_usage": True})
-    m = relay.metered(streamed(chunked(ENDS[name], 5), SSE), send)
-    assert m.answer.body == ENDS[name]
+    sent, added = ENDS[name]
+    m = relay.metered(streamed(chunked(sent, 5), SSE), send)
+    assert m.answer.body == sent + added
     assert (m.row["status"], m.row["usage_source"]) == ("ok", "upstream")
     assert m.cost == m.debit == cost(7, 3) == 37_000
 
@@ -180,7 +189,7 @@ def test_bh19_a_responses_stream_ending_incomplete_is_ok(relay: Relay) -> None:
     for ending in (b"", b"\n\n"):  # with and without the last blank line
         body = b"".join(events).removesuffix(b"\n\n") + ending
         m = relay.metered(streamed(chunked(body, 64), SSE), raw_responses(max_output_tokens=16))
-        assert m.answer.body == body
+        assert m.answer.body == body.removesuffix(b"\n\n") + b"\n\n"
         assert m.row["status"] == "ok"
         assert m.cost == m.debit == cost(11, 16) == 171_000
 
