@@ -34,6 +34,9 @@ class Call:
     route: Plan
     # A stream reserved for a slice of its cap, grown as it produces (None: the whole cap).
     hold: StreamHold | None = None
+    # The x-ratelimit-* of the key's own limits at admission, for a successful answer
+    # (gateway.proxy.governance); empty when it has none.
+    limit_headers: tuple[Header, ...] = ()
 
     @property
     def reserved(self) -> int:
