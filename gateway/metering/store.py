@@ -41,6 +41,8 @@ SpendLoader = Callable[[Quota], Awaitable[int]]
 
 async def no_spend(quota: Quota) -> int:
     return 0
+
+
 SETTLED_MEMORY = 200_000
 
 
@@ -55,9 +57,10 @@ class Admission:
 
 def scopes_of(record: UsageRecord) -> tuple[str, ...]:
     """The quota scopes a settled call counts in."""
-    return (f"k:{record.key_id}", f"u:{record.user_id}") if record.key_id else (
-        f"u:{record.user_id}",
+    return (
+        (f"k:{record.key_id}", f"u:{record.user_id}") if record.key_id else (f"u:{record.user_id}",)
     )
+
 
 class BalanceStore(Protocol):
     async def admit(

@@ -27,9 +27,7 @@ RATELIMIT_PREFIX = b"x-ratelimit-"
 def check_caller(key: ApiKey, owner: User, model: str) -> None:
     """Raises 403 ``user_disabled`` or ``model_not_allowed``."""
     if owner.disabled:
-        raise Forbidden(
-            "This account is disabled; contact the operator.", code="user_disabled"
-        )
+        raise Forbidden("This account is disabled; contact the operator.", code="user_disabled")
     for allowed, whose in ((key.models, "this API key"), (owner.models, "this account")):
         if allowed is not None and not any(fnmatchcase(model, p) for p in allowed):
             raise Forbidden(
