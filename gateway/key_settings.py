@@ -10,7 +10,7 @@ total; the counts positive integers. ``models`` a list of model names or fnmatch
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -123,7 +123,7 @@ def _plain(v: Any) -> Any:
 
 def key_changes(params: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a key body that are present, parsed (absent ones are left alone)."""
-    parsers = {
+    parsers: dict[str, Callable[[Any], Any]] = {
         "name": lambda v: _str(v, "name"),
         "expires_at": lambda v: parse_time(v, param="expires_at"),
         "limits": parse_limits,
@@ -141,7 +141,7 @@ def user_changes(params: Mapping[str, Any]) -> dict[str, Any]:
             raise Unprocessable("disabled must be true or false", param="disabled")
         return v
 
-    parsers = {
+    parsers: dict[str, Callable[[Any], Any]] = {
         "email": lambda v: _str(v, "email"),
         "disabled": disabled,
         "limits": parse_limits,

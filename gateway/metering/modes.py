@@ -24,9 +24,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.ledger.base import Ledger
 from gateway.metering.outbox import OutboxWriter
+from gateway.metering.quota import Quota, since
 from gateway.metering.reconciler import Reconciler
 from gateway.metering.redis_store import RedisStore, connect
-from gateway.metering.quota import Quota, since
 from gateway.metering.store import BalanceStore, MemoryStore, SpendLoader
 from gateway.metering.stream_writer import StreamWriter
 from gateway.metrics import Metrics

@@ -77,7 +77,8 @@ class BalanceStore(Protocol):
         Raises ``UnknownUser`` when the ledger has no such user."""
 
     async def quota_usage(self, user_id: str, quota: Quota) -> QuotaUsage:
-        """A scope of ``user_id``'s counters now, as an admission would see them (nothing changed)."""
+        """The counters of a scope of ``user_id`` now, as an admission would see them
+        (nothing changes)."""
 
     async def settle(self, record: UsageRecord) -> int | None:
         """Returns the balance after the debit, or None when already settled or deferred

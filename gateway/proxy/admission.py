@@ -22,9 +22,9 @@ from gateway.endpoints import OUTPUT_CAP_FIELDS, Endpoint
 from gateway.errors import InsufficientCredit
 from gateway.metering.quota import Quota
 from gateway.metering.store import Admission, BalanceStore
-from gateway.proxy.governance import refusal_error
 from gateway.money import format_usd
 from gateway.pricing import Output, Quote, affordable_output, exact_quote, first_slice, fit
+from gateway.proxy.governance import refusal_error
 
 
 async def reserve(

@@ -88,16 +88,13 @@ def refusal_error(
 def limit_headers(quotas: tuple[Quota, ...], usage: tuple[QuotaUsage, ...]) -> tuple[Header, ...]:
     """The x-ratelimit-* headers of a successful call (empty when no rpm or tpm applies)."""
     out: list[Header] = []
-    for kind, limit_of, used_of in (
-        (b"requests", lambda q: q.rpm, lambda u: u.requests),
-        (b"tokens", lambda q: q.tpm, lambda u: u.tokens),
-    ):
+    for kind in (b"requests", b"tokens"):
         best: tuple[int, int, int] | None = None
         for q, u in zip(quotas, usage, strict=False):
-            limit = limit_of(q)
+            limit, used = (q.rpm, u.requests) if kind == b"requests" else (q.tpm, u.tokens)
             if limit is None:
                 continue
-            left = max(0, limit - used_of(u))
+            left = max(0, limit - used)
             if best is None or left < best[1]:
                 best = (limit, left, u.reset_ms)
         if best is not None:

@@ -7,8 +7,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import reports
-from gateway.routes.my_keys import my_key_routes
 from gateway.records import ApiKey
+from gateway.routes.my_keys import my_key_routes
 from gateway.services import Services
 from gateway.views import caller_view
 from gateway.web import json_response, services_of

@@ -60,8 +60,10 @@ def test_concurrent_admits_never_pass_the_rpm(stores: Factory) -> None:
             )
             assert sum(a.ok for a in results) == 7
             refusal = next(a.refused for a in results if not a.ok)
-            assert refusal is not None and (refusal.scope, refusal.limit) == ("k:k1", "rpm")
-            assert refusal.retry_ms is not None and 0 < refusal.retry_ms <= 60_000
+            assert refusal is not None
+            assert (refusal.scope, refusal.limit) == ("k:k1", "rpm")
+            assert refusal.retry_ms is not None
+            assert 0 < refusal.retry_ms <= 60_000
             # Settling frees nothing: a request counts for its 60 s whatever happens.
             await store.settle(usage_record("r0", UID, 1))
             assert not (await store.admit(UID, "late", 1, ttl=60, quotas=q)).ok
@@ -79,7 +81,9 @@ def test_the_budget_counts_reservations_then_spend(stores: Factory) -> None:
             admitted = [f"r{i}" for i, a in enumerate(results) if a.ok]
             assert len(admitted) == 100 // 7
             refused = next(a for a in results if not a.ok).refused
-            assert refused is not None and refused.limit == "budget" and refused.retry_ms is None
+            assert refused is not None
+            assert refused.limit == "budget"
+            assert refused.retry_ms is None
             for rid in admitted:  # each cost 3 of its 7: the rest is released
                 await store.settle(usage_record(rid, UID, 3))
             usage = await store.quota_usage(UID, q[0])
@@ -97,7 +101,8 @@ def test_the_period_spend_is_read_from_the_ledger_once_and_resets_with_the_perio
         async with stores({"k:k1": 90}) as store:
             day1 = Quota("k:k1", budget=100, period_start=86_400)
             refused = await store.admit(UID, "r1", 20, ttl=60, quotas=(day1,))
-            assert refused.refused is not None and refused.refused.limit == "budget"
+            assert refused.refused is not None
+            assert refused.refused.limit == "budget"
             assert (await store.admit(UID, "r2", 10, ttl=60, quotas=(day1,))).ok
             day2 = Quota("k:k1", budget=100, period_start=2 * 86_400)
             assert (await store.admit(UID, "r3", 90, ttl=60, quotas=(day2,))).ok
@@ -113,13 +118,15 @@ def test_tpm_counts_reserved_tokens_corrected_at_settlement(stores: Factory) -> 
             q = (limited(KEY, tpm=100),)
             assert (await store.admit(UID, "r1", 1, ttl=60, quotas=q, tokens=60)).ok
             refused = await store.admit(UID, "r2", 1, ttl=60, quotas=q, tokens=50)
-            assert refused.refused is not None and refused.refused.limit == "tpm"
+            assert refused.refused is not None
+            assert refused.refused.limit == "tpm"
             assert refused.refused.retry_ms is not None
             await store.settle(usage_record("r1", UID, 1))  # used 10 prompt + 5 output
             assert (await store.quota_usage(UID, q[0])).tokens == 15
             assert (await store.admit(UID, "r2", 1, ttl=60, quotas=q, tokens=50)).ok
             never = await store.admit(UID, "r3", 1, ttl=60, quotas=q, tokens=101)
-            assert never.refused is not None and never.refused.retry_ms is None
+            assert never.refused is not None
+            assert never.refused.retry_ms is None
 
     asyncio.run(main())
 
@@ -131,7 +138,8 @@ def test_concurrency_is_held_until_settlement_or_expiry(stores: Factory) -> None
             assert (await store.admit(UID, "r1", 1, ttl=60, quotas=q)).ok
             assert (await store.admit(UID, "r2", 1, ttl=0.2, quotas=q)).ok
             refused = await store.admit(UID, "r3", 1, ttl=60, quotas=q)
-            assert refused.refused is not None and refused.refused.limit == "max_concurrent"
+            assert refused.refused is not None
+            assert refused.refused.limit == "max_concurrent"
             await store.settle(usage_record("r1", UID, 1))
             assert (await store.admit(UID, "r3", 1, ttl=60, quotas=q)).ok
             assert not (await store.admit(UID, "r4", 1, ttl=60, quotas=q)).ok
@@ -167,7 +175,8 @@ def test_key_and_user_limits_both_apply(stores: Factory) -> None:
             assert (await store.admit(UID, "r1", 1, ttl=60, quotas=q)).ok
             assert (await store.admit(UID, "r2", 1, ttl=60, quotas=q)).ok
             refused = await store.admit(UID, "r3", 1, ttl=60, quotas=q)
-            assert refused.refused is not None and refused.refused.scope == f"u:{UID}"
+            assert refused.refused is not None
+            assert refused.refused.scope == f"u:{UID}"
             # Nothing of a refused call was counted anywhere.
             key_usage = await store.quota_usage(UID, q[0])
             assert (key_usage.requests, key_usage.in_flight) == (2, 2)
@@ -181,7 +190,8 @@ def test_a_balance_refusal_counts_nothing_against_the_quotas(stores: Factory) ->
         async with stores({}) as store:
             q = (limited(KEY, rpm=5, budget=10**9),)
             refused = await store.admit(UID, "r1", 2_000_000, ttl=60, quotas=q)
-            assert not refused.ok and refused.refused is None
+            assert not refused.ok
+            assert refused.refused is None
             usage = await store.quota_usage(UID, q[0])
             assert (usage.requests, usage.reserved) == (0, 0)
 

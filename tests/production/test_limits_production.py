@@ -29,10 +29,12 @@ def test_two_processes_share_one_keys_rpm(production):  # noqa: F811
     a, b = production(), production()
     uid, key_id, key = keyed(a, {"rpm": 7})
     codes = burst((a, b), key, 40)
-    assert codes.count(200) == 7 and codes.count(429) == 33
+    assert codes.count(200) == 7
+    assert codes.count(429) == 33
     settled_records(a, uid, 7)
     shown = b.get(f"/admin/keys/{key_id}")["usage"]
-    assert shown["requests"] == 7 and shown["in_flight"] == 0
+    assert shown["requests"] == 7
+    assert shown["in_flight"] == 0
 
 
 def test_two_processes_share_one_keys_budget(production):  # noqa: F811
@@ -40,9 +42,11 @@ def test_two_processes_share_one_keys_budget(production):  # noqa: F811
     uid, key_id, key = keyed(a, {"budget": {"amount": "0.0008", "period": "month"}})
     codes = burst((a, b), key, 60)
     served = codes.count(200)
-    assert served >= 1 and set(codes) <= {200, 402}
+    assert served >= 1
+    assert set(codes) <= {200, 402}
     rows = settled_records(a, uid, served)
     spent = sum(usd(r["cost"]) for r in rows)
-    assert len(rows) == served and spent <= usd("0.0008")
+    assert len(rows) == served
+    assert spent <= usd("0.0008")
     for gateway in (a, b):
         assert usd(gateway.get(f"/admin/keys/{key_id}")["usage"]["spent"]) == spent

@@ -36,11 +36,8 @@ def keyed(gw: RunningGateway, **settings: Any) -> tuple[str, str, str]:
 
 
 def chat(gw: RunningGateway, key: str, model: str = "chat", **extra: Any) -> Any:
-    return (
-        gw.client(key)
-        .chat.completions.with_raw_response.create(
-            model=model, max_tokens=10, messages=[{"role": "user", "content": PROMPT}], **extra
-        )
+    return gw.client(key).chat.completions.with_raw_response.create(
+        model=model, max_tokens=10, messages=[{"role": "user", "content": PROMPT}], **extra
     )
 
 
@@ -48,6 +45,16 @@ def refusal(gw: RunningGateway, key: str, model: str = "chat") -> openai.APIStat
     with pytest.raises(openai.APIStatusError) as caught:
         chat(gw, key, model)
     return caught.value
+
+
+def until_refused(gw: RunningGateway, key: str) -> tuple[int, openai.APIStatusError]:
+    """Calls until one is refused (at most 20): how many were served, and the refusal."""
+    for served in range(20):
+        try:
+            chat(gw, key)
+        except openai.APIStatusError as exc:
+            return served, exc
+    raise AssertionError("20 calls served: no limit held")
 
 
 def test_rpm_refuses_with_retry_after_and_successes_carry_the_headers(mgw):
@@ -58,7 +65,8 @@ def test_rpm_refuses_with_retry_after_and_successes_carry_the_headers(mgw):
     assert chat(mgw, key).headers["x-ratelimit-remaining-requests"] == "0"
     error = refusal(mgw, key)
     assert error.status_code == 429
-    assert error.body["code"] == "rate_limit_exceeded" and error.body["type"] == "requests"
+    assert error.body["code"] == "rate_limit_exceeded"
+    assert error.body["type"] == "requests"
     assert "requests per minute" in error.body["message"]
     assert 1 <= int(error.response.headers["retry-after"]) <= 60
     assert error.response.headers["x-ratelimit-remaining-requests"] == "0"
@@ -73,21 +81,18 @@ def test_the_budget_counts_reservations_and_refuses_402(mgw):
     # Each call reserves more than it costs (prompt counted + 10 output tokens), so the
     # budget admits while spent + that reserve fits, and the spend is exact afterwards.
     uid, key_id, key = keyed(mgw, limits={"budget": {"amount": "0.0003", "period": "day"}})
-    served = 0
-    while served < 10:
-        try:
-            chat(mgw, key)
-        except openai.APIStatusError as exc:
-            assert exc.status_code == 402 and exc.body["code"] == "key_budget_exceeded"
-            break
-        served += 1
+    served, error = until_refused(mgw, key)
+    assert error.status_code == 402
+    assert error.body["code"] == "key_budget_exceeded"
     rows = mgw.wait_usage(uid, served)
     spent = sum(usd(r["cost"]) for r in rows)
-    assert served >= 1 and spent <= usd("0.0003") < spent + usd(rows[0]["cost"]) * 3
+    assert served >= 1
+    assert spent <= usd("0.0003") < spent + usd(rows[0]["cost"]) * 3
     shown = mgw.admin.get(f"/admin/keys/{key_id}").json()
     assert shown["limits"]["budget"] == {"amount": "0.0003", "period": "day", "tz": "UTC"}
     assert usd(shown["usage"]["spent"]) == spent
-    assert shown["usage"]["reserved"] == "0.00" and shown["usage"]["requests"] == served
+    assert shown["usage"]["reserved"] == "0.00"
+    assert shown["usage"]["requests"] == served
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     assert shown["usage"]["period_resets_at"].startswith(tomorrow)
     assert mgw.balance(uid) == usd("10.00") - spent  # the balance is kept apart
@@ -99,20 +104,16 @@ def test_the_budget_counts_reservations_and_refuses_402(mgw):
 
 def test_tpm_counts_tokens_and_corrects_them_at_settlement(mgw):
     uid, key_id, key = keyed(mgw, limits={"tpm": 100})
-    served = 0
-    while served < 20:
-        try:
-            response = chat(mgw, key)
-        except openai.RateLimitError as exc:
-            assert exc.body["type"] == "tokens" and "tokens per minute" in exc.body["message"]
-            assert exc.response.headers["x-ratelimit-limit-tokens"] == "100"
-            break
-        assert int(response.headers["x-ratelimit-remaining-tokens"]) >= 0
-        served += 1
+    served, error = until_refused(mgw, key)
+    assert error.status_code == 429
+    assert error.body["type"] == "tokens"
+    assert "tokens per minute" in error.body["message"]
+    assert error.response.headers["x-ratelimit-limit-tokens"] == "100"
     # Settled calls count what they used, not what they reserved (prompt + 10 output).
     rows = mgw.wait_usage(uid, served)
     used = sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
-    assert served >= 2 and used <= 100
+    assert served >= 2
+    assert used <= 100
     shown = mgw.admin.get(f"/admin/keys/{key_id}").json()["usage"]
     assert shown["tokens"] == used
 
@@ -128,7 +129,7 @@ def test_models_list_and_globs(mgw):
 
 def test_expired_key_is_401_expired_api_key(mgw):
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    _, key_id, key = keyed(mgw, expires_at=past)
+    _, _key_id, key = keyed(mgw, expires_at=past)
     error = refusal(mgw, key)
     assert (error.status_code, error.body["code"]) == (401, "expired_api_key")
 
@@ -136,7 +137,8 @@ def test_expired_key_is_401_expired_api_key(mgw):
 def test_disabled_user_is_refused_and_keeps_the_balance(mgw):
     uid, _, key = keyed(mgw)
     r = mgw.admin.patch(f"/admin/users/{uid}", json={"disabled": True, "email": "d@x.io"})
-    assert r.status_code == 200 and r.json()["disabled"] is True
+    assert r.status_code == 200
+    assert r.json()["disabled"] is True
     error = refusal(mgw, key)
     assert (error.status_code, error.body["code"]) == (403, "user_disabled")
     assert mgw.balance(uid) == usd("10.00")
@@ -148,11 +150,13 @@ def test_user_limits_apply_over_every_key_and_the_stricter_wins(mgw):
     uid, _, key = keyed(mgw, limits={"rpm": 10})
     other = mgw.admin.post(f"/admin/users/{uid}/keys", json={}).json()["key"]
     r = mgw.admin.patch(f"/admin/users/{uid}", json={"limits": {"rpm": 2}, "models": ["*"]})
-    assert r.status_code == 200 and r.json()["limits"]["rpm"] == 2
+    assert r.status_code == 200
+    assert r.json()["limits"]["rpm"] == 2
     assert chat(mgw, key).headers["x-ratelimit-limit-requests"] == "2"  # the stricter
     chat(mgw, other)
     error = refusal(mgw, key)
-    assert error.status_code == 429 and "this account" in error.body["message"]
+    assert error.status_code == 429
+    assert "this account" in error.body["message"]
 
 
 def test_max_concurrent_holds_from_admission_to_settlement(mgw):
@@ -170,16 +174,18 @@ def test_max_concurrent_holds_from_admission_to_settlement(mgw):
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         codes = list(pool.map(call, range(6)))
-    assert codes.count(200) == 2 and codes.count(429) == 4
+    assert codes.count(200) == 2
+    assert codes.count(429) == 4
     chat(mgw, key)  # released by settlement
 
 
 def test_rotation_keeps_the_settings_and_a_grace_period(mgw):
-    uid, key_id, key = keyed(mgw, name="ci", limits={"rpm": 50}, metadata={"team": "a"})
+    _uid, key_id, key = keyed(mgw, name="ci", limits={"rpm": 50}, metadata={"team": "a"})
     r = mgw.admin.post(f"/admin/keys/{key_id}/rotate", json={"grace_seconds": 3600})
     assert r.status_code == 201, r.text
     rotated = r.json()
-    assert rotated["limits"]["rpm"] == 50 and rotated["metadata"] == {"team": "a"}
+    assert rotated["limits"]["rpm"] == 50
+    assert rotated["metadata"] == {"team": "a"}
     assert rotated["replaces"]["rotated_to"] == rotated["id"]
     chat(mgw, key)  # still in its grace period
     chat(mgw, rotated["key"])
@@ -190,14 +196,15 @@ def test_rotation_keeps_the_settings_and_a_grace_period(mgw):
 
 
 def test_my_keys(mgw):
-    uid, key_id, key = keyed(mgw)
+    _uid, key_id, key = keyed(mgw)
     with httpx.Client(base_url=mgw.base_url, headers={"Authorization": f"Bearer {key}"}) as me:
         r = me.post("/me/keys", json={"name": "ci", "limits": {"rpm": 1}, "models": ["chat"]})
         assert r.status_code == 201, r.text
         mine = r.json()
         chat(mgw, mine["key"])
         shown = me.get(f"/me/keys/{mine['id']}").json()
-        assert shown["usage"]["requests"] == 1 and shown["models"] == ["chat"]
+        assert shown["usage"]["requests"] == 1
+        assert shown["models"] == ["chat"]
         assert {key_id, mine["id"]} <= {k["id"] for k in me.get("/me/keys").json()["data"]}
         assert me.patch(f"/me/keys/{mine['id']}", json={"limits": None}).json()["limits"] is None
         chat(mgw, mine["key"])
