@@ -235,7 +235,8 @@ def test_key_and_user_settings_round_trip_and_change(contract: Contract) -> None
         assert user is not None
         assert (user.disabled, user.limits, user.models) == (True, Limits(rpm=5), ("chat",))
         key, owner = await books.directory.find_key("h1") or (None, None)
-        assert key == changed and owner is not None
+        assert key == changed
+        assert owner is not None
         assert (owner.disabled, owner.limits, owner.models) == (True, Limits(rpm=5), ("chat",))
         assert await books.directory.update_user("nobody", {"disabled": True}) is None
 
@@ -271,7 +272,8 @@ def test_rotation_copies_the_settings_and_brings_the_old_expiry_forward(
             prefix="r",
             old_expires_at=datetime(2040, 1, 1, tzinfo=UTC),
         )
-        assert again is not None and again[0].expires_at == grace
+        assert again is not None
+        assert again[0].expires_at == grace
         await books.directory.revoke_key("k2")
         assert (
             await books.directory.rotate_key(
