@@ -29,17 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -47,8 +43,9 @@ from redis.exceptions import RedisError
 
 from gateway.errors import Unavailable
 from gateway.ledger.base import UnknownUser
-from gateway.metering.codec import decode_record, encode_record, process_name
+from gateway.metering.codec import encode_record
 from gateway.metering.quota import LimitRefusal, Quota, QuotaUsage
+from gateway.metering.spill import Credit, Journal, Pending, encode_pending
 from gateway.metering.store import Admission, Loader, SpendLoader, no_spend, scopes_of
 from gateway.records import UsageRecord
 
@@ -57,20 +54,6 @@ MARKER_TTL = 7 * 24 * 3600
 PENDING_CREDIT_TTL = 24 * 3600  # far longer than any ledger read a load can be waiting on
 SCRIPTS = ("admit", "settle", "load", "credit", "advance")
 MISS, ALREADY, SPEND_MISS, LIMITED = -1, 0, -2, 3
-
-
-@dataclass(frozen=True, slots=True)
-class Credit:
-    """A committed ledger change on its way to Redis (queued like a settlement when down).
-
-    ``version`` is the user's ledger version right after the change: it names the change."""
-
-    user_id: str
-    delta: int
-    version: int
-
-
-Pending = UsageRecord | Credit
 
 
 def connect(url: str, *, socket_timeout: float = 2.0, max_connections: int = 256) -> Redis:
@@ -108,7 +91,7 @@ class RedisStore:
         folder = resources.files("gateway.metering")
         self._sources = {n: folder.joinpath(f"{n}.lua").read_text() for n in SCRIPTS}
         self._scripts = {n: redis.register_script(src) for n, src in self._sources.items()}
-        self._journal = _Journal(spill_dir) if spill_dir is not None else None
+        self._journal = Journal(spill_dir) if spill_dir is not None else None
         self._retry: deque[Pending] = deque()
         self._retrier: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
@@ -279,7 +262,7 @@ class RedisStore:
                 else:
                     await self._settle(item)
             except UnknownUser:
-                log.error("dropping queued settlement of unknown user: %s", _encode(item))
+                log.error("dropping queued settlement of unknown user: %s", encode_pending(item))
             except Exception as exc:
                 log.warning("retry towards Redis failed (%r); %d queued", exc, len(self._retry))
                 with contextlib.suppress(TimeoutError):
@@ -365,79 +348,5 @@ class RedisStore:
             await self._redis.aclose()
 
 
-class _Journal:
-    """This process's spill file, flock'ed while it lives so that only dead processes' files
-    are adopted. Each line is one record not yet accepted by Redis."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.path = directory / f"settle-{process_name()}.jsonl"
-        self._fh: IO[bytes] | None = None
-
-    def open(self) -> list[Pending]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")  # held, and locked, until close()
-        fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        adopted: list[Pending] = []
-        for other in sorted(self.dir.glob("settle-*.jsonl")):
-            if other == self.path:
-                continue
-            with open(other, "rb") as fh:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live process owns it
-                items = _read_lines(fh.read(), other)
-                self.append(items)  # ours now, durable before the orphan goes
-                other.unlink(missing_ok=True)
-            adopted.extend(items)
-        return adopted
-
-    def append(self, items: list[Pending]) -> None:
-        if self._fh is None or not items:
-            return
-        self._fh.write(b"".join(_encode(item) + b"\n" for item in items))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def clear(self) -> None:
-        if self._fh is not None:
-            os.ftruncate(self._fh.fileno(), 0)
-
-    def close(self, remaining: list[Pending]) -> None:
-        if self._fh is None:
-            return
-        self.clear()
-        self.append(remaining)
-        if not remaining:
-            self.path.unlink(missing_ok=True)
-        self._fh.close()
-        self._fh = None
-
-
 def _opt(value: int | None) -> str | int:
     return "" if value is None else value
-
-
-def _encode(item: Pending) -> bytes:
-    if isinstance(item, Credit):
-        return orjson.dumps({"credit": asdict(item)})
-    return encode_record(item)
-
-
-def _read_lines(data: bytes, path: Path) -> list[Pending]:
-    items: list[Pending] = []
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            credit = orjson.loads(line).get("credit")
-            if credit is None:
-                items.append(decode_record(line))
-            elif credit.get("version") is not None:
-                items.append(Credit(credit["user_id"], credit["delta"], credit["version"]))
-            else:  # spilled by an older release: the reconciler applies it from the ledger
-                log.warning("spilled credit without a ledger version left to the reconciler")
-        except Exception:  # a line torn by a crash mid-write: keep it visible in the log
-            log.error("unreadable spilled line in %s: %r", path, line)
-    return items
