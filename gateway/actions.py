@@ -24,12 +24,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway import reports, views
+from gateway import keys, reports, views
 from gateway.accounts import Accounts, BulkApplied
 from gateway.alerts import listing
 from gateway.errors import BadRequest
 from gateway.price_reload import price_rows, reload
-from gateway.records import Entry, User
+from gateway.records import ApiKey, Entry, User
 from gateway.views import Json
 from gateway.web import optional_str
 
@@ -107,10 +107,44 @@ async def get_user(ctx: ActionContext, path: Path, params: Params) -> Json:
 
 
 async def create_key(ctx: ActionContext, path: Path, params: Params) -> Json:
-    fresh, record = await ctx.accounts.create_key(
-        path["user_id"], name=optional_str(params, "name"), actor=ctx.actor
-    )
+    fresh, record = await keys.create_key(ctx.accounts, path["user_id"], params, actor=ctx.actor)
     return views.new_key_view(record, fresh.key)
+
+
+async def get_key(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return await key_detail(ctx.accounts, await keys.require_key(ctx.accounts, path["key_id"]))
+
+
+async def update_key(ctx: ActionContext, path: Path, params: Params) -> Json:
+    updated = await keys.update_key(ctx.accounts, path["key_id"], params, actor=ctx.actor)
+    return await key_detail(ctx.accounts, updated)
+
+
+async def rotate_key(ctx: ActionContext, path: Path, params: Params) -> Json:
+    fresh, new, old = await keys.rotate_key(ctx.accounts, path["key_id"], params, actor=ctx.actor)
+    return {**views.new_key_view(new, fresh.key), "replaces": views.key_view(old)}
+
+
+async def update_user(ctx: ActionContext, path: Path, params: Params) -> Json:
+    user = await keys.update_user(ctx.accounts, path["user_id"], params, actor=ctx.actor)
+    return await _user_view(ctx, user)
+
+
+async def key_detail(accounts: Accounts, key: ApiKey) -> Json:
+    """A key with the counters of its limits now (``usage``: None when it has none)."""
+    found = await keys.limit_usage(accounts, key.user_id, f"k:{key.id}", key.limits)
+    usage = None
+    if found is not None:
+        u, resets = found
+        usage = views.limit_usage_view(
+            u.spent,
+            u.reserved,
+            u.requests,
+            u.tokens,
+            u.in_flight,
+            resets.isoformat() if resets else None,
+        )
+    return {**views.key_view(key), "usage": usage}
 
 
 async def list_keys(ctx: ActionContext, path: Path, params: Params) -> Json:
@@ -244,6 +278,10 @@ ACTIONS: dict[str, Action] = {
     "create_key": Action("POST", "/admin/users/{user_id}/keys", create_key, status=201),
     "list_keys": Action("GET", "/admin/users/{user_id}/keys", list_keys),
     "revoke_key": Action("DELETE", "/admin/keys/{key_id}", revoke_key),
+    "get_key": Action("GET", "/admin/keys/{key_id}", get_key),
+    "update_key": Action("PATCH", "/admin/keys/{key_id}", update_key),
+    "rotate_key": Action("POST", "/admin/keys/{key_id}/rotate", rotate_key, status=201),
+    "update_user": Action("PATCH", "/admin/users/{user_id}", update_user),
     "add_credit": Action("POST", "/admin/users/{user_id}/credits", add_credit),
     "set_balance": Action("PUT", "/admin/users/{user_id}/balance", set_balance),
     "bulk_credit": Action("POST", "/admin/credits/bulk", bulk_credit),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from gateway.errors import Forbidden, GatewayError, Unauthorized, Unavailable
 from gateway.ledger.ports import Directory
-from gateway.records import ApiKey, utcnow
+from gateway.records import ApiKey, User, utcnow
 
 KEY_PREFIX = "sk-gw-"
 VISIBLE = 12
@@ -67,14 +67,22 @@ async def check_admin(expected: str | None, header: str | None, keys: Authentica
 
 
 class Authenticator:
-    """Caches positive and negative lookups for ``ttl`` seconds; ``forget`` drops one at once."""
+    """Caches positive and negative lookups for ``ttl`` seconds; ``forget`` drops one at once.
+
+    The key comes with its owner (disabled, user limits and models) and its own limits,
+    models and expiry, all in the one cached read: a PATCH of any of them takes effect in the
+    process that made it at once and in every other within ``ttl`` (GATEWAY_AUTH_CACHE_TTL)."""
 
     def __init__(self, directory: Directory, *, ttl: float) -> None:
         self._directory = directory
         self._ttl = ttl
-        self._cache: dict[str, tuple[ApiKey | None, float]] = {}
+        self._cache: dict[str, tuple[tuple[ApiKey, User] | None, float]] = {}
 
     async def authenticate(self, header: str | None) -> ApiKey:
+        return (await self.caller(header))[0]
+
+    async def caller(self, header: str | None) -> tuple[ApiKey, User]:
+        """The key and its owner (balance as read, possibly stale: never use it)."""
         token = bearer(header)
         if token is None:
             raise Unauthorized(
@@ -84,7 +92,7 @@ class Authenticator:
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
-            key = cached[0]
+            found = cached[0]
         else:
             try:
                 found = await self._directory.find_key(digest)
@@ -94,11 +102,10 @@ class Authenticator:
                 if cached is not None and cached[0] is not None:
                     return self._check(cached[0])
                 raise Unavailable("cannot verify API keys right now; retry shortly") from exc
-            key = found[0] if found else None
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            self._cache[digest] = (key, now + self._ttl)
-        return self._check(key)
+            self._cache[digest] = (found, now + self._ttl)
+        return self._check(found)
 
     async def is_user_key(self, token: str) -> bool:
         """Whether ``token`` is a usable gateway key (False when it cannot be checked now)."""
@@ -108,16 +115,18 @@ class Authenticator:
             return False
         return True
 
-    def _check(self, key: ApiKey | None) -> ApiKey:
-        if key is None:
+    def _check(self, found: tuple[ApiKey, User] | None) -> tuple[ApiKey, User]:
+        if found is None:
             raise Unauthorized("Incorrect API key provided.")
+        key = found[0]
+        if key.revoked_at is not None:
+            raise Unauthorized("This API key has been revoked.", code="revoked_api_key")
         if not key.usable(utcnow()):
-            raise Unauthorized(
-                "This API key has been revoked or has expired.", code="revoked_api_key"
-            )
-        return key
+            raise Unauthorized("This API key has expired.", code="expired_api_key")
+        return found
 
-    def forget(self, key_id: str) -> None:
-        for digest, (key, _) in list(self._cache.items()):
-            if key is not None and key.id == key_id:
+    def forget(self, key_id: str | None = None, *, user_id: str | None = None) -> None:
+        """Drops the cached lookups of a key, or of every key of ``user_id``."""
+        for digest, (found, _) in list(self._cache.items()):
+            if found is not None and (found[0].id == key_id or found[0].user_id == user_id):
                 del self._cache[digest]

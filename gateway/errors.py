@@ -6,6 +6,8 @@
     ├── Unauthorized                  401 authentication_error (invalid_api_key)
     ├── Forbidden                     403 permission_error
     ├── InsufficientCredit            402 insufficient_quota
+    │   └── KeyBudgetExceeded         402 key_budget_exceeded (a key's or user's budget)
+    ├── RateLimited                   429 rate_limit_exceeded (rpm, tpm, max_concurrent)
     ├── NotFound                      404 not_found_error (model_not_found, ...)
     ├── Conflict                      409 conflict
     ├── Unprocessable                 422 invalid_request_error (bad amount, ...)
@@ -27,6 +29,8 @@ class GatewayError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    # Response headers the refusal carries (a 429's retry-after and x-ratelimit-*).
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
@@ -64,6 +68,24 @@ class InsufficientCredit(GatewayError):
     status = 402
     type = "insufficient_quota"
     code = "insufficient_quota"
+
+
+class KeyBudgetExceeded(InsufficientCredit):
+    code = "key_budget_exceeded"
+
+
+class RateLimited(GatewayError):
+    """``type`` is OpenAI's: ``requests`` or ``tokens``, the kind of limit reached."""
+
+    status = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self, message: str, *, type_: str, headers: tuple[tuple[bytes, bytes], ...]
+    ) -> None:
+        super().__init__(message)
+        self.type = type_
+        self.headers = headers
 
 
 class NotFound(GatewayError):

@@ -19,6 +19,34 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+PERIODS = ("day", "week", "month", "total")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a key (or a user, over all their keys) may use; None: no such limit.
+
+    ``budget`` is nano-USD per ``period`` (day, week or month as the calendar runs in ``tz``,
+    or total); ``rpm``/``tpm`` are requests and tokens in any 60 s; ``max_concurrent`` the calls
+    in flight at once (gateway/metering/quota.py)."""
+
+    budget: int | None = None
+    period: str = "total"
+    tz: str = "UTC"
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.budget is None
+            and self.rpm is None
+            and self.tpm is None
+            and self.max_concurrent is None
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: str
@@ -26,6 +54,11 @@ class User:
     balance: int
     created_at: datetime
     version: int = 0
+    # Added by migration 0007: a disabled user's calls are refused (balance kept); limits and
+    # models apply over all the user's keys, on top of each key's own (the stricter wins).
+    disabled: bool = False
+    limits: Limits | None = None
+    models: tuple[str, ...] | None = None  # names or fnmatch globs; None: every model
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +70,12 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None = None
     expires_at: datetime | None = None
+    # Added by migration 0007 (see User for limits and models); ``metadata`` is the caller's
+    # own JSON object, stored and shown, never interpreted.
+    limits: Limits | None = None
+    models: tuple[str, ...] | None = None
+    metadata: dict[str, Any] | None = None
+    rotated_to: str | None = None  # the key id that replaced this one (rotation)
 
     def usable(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

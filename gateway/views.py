@@ -17,6 +17,7 @@ from gateway.records import (
     AuditEvent,
     BillingProfile,
     Entry,
+    Limits,
     Period,
     PriceChange,
     PriceRow,
@@ -39,6 +40,39 @@ def user_view(user: User, balance: int, reserved: int) -> Json:
         "balance": format_usd(balance),
         "reserved": format_usd(reserved),
         "created_at": user.created_at.isoformat(),
+        "disabled": user.disabled,
+        "limits": limits_view(user.limits),
+        "models": list(user.models) if user.models is not None else None,
+    }
+
+
+def limits_view(limits: Limits | None) -> Json | None:
+    """Limits as the API takes them: the budget amount in USD."""
+    if limits is None:
+        return None
+    budget = None
+    if limits.budget is not None:
+        budget = {"amount": format_usd(limits.budget), "period": limits.period, "tz": limits.tz}
+    return {
+        "budget": budget,
+        "rpm": limits.rpm,
+        "tpm": limits.tpm,
+        "max_concurrent": limits.max_concurrent,
+    }
+
+
+def limit_usage_view(
+    spent: int, reserved: int, requests: int, tokens: int, in_flight: int, resets_at: str | None
+) -> Json:
+    """A scope's counters now: the budget period's spend and what calls in flight hold
+    (USD), requests and tokens in the last 60 s, calls in flight, when the period resets."""
+    return {
+        "spent": format_usd(spent),
+        "reserved": format_usd(reserved),
+        "requests": requests,
+        "tokens": tokens,
+        "in_flight": in_flight,
+        "period_resets_at": resets_at,
     }
 
 
@@ -60,6 +94,11 @@ def key_view(key: ApiKey) -> Json:
         "name": key.name,
         "created_at": key.created_at.isoformat(),
         "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        "limits": limits_view(key.limits),
+        "models": list(key.models) if key.models is not None else None,
+        "metadata": key.metadata,
+        "rotated_to": key.rotated_to,
     }
 
 
@@ -75,6 +114,10 @@ def new_key_view(record: ApiKey, secret: str) -> Json:
         "prefix": record.prefix,
         "name": record.name,
         "user_id": record.user_id,
+        "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+        "limits": limits_view(record.limits),
+        "models": list(record.models) if record.models is not None else None,
+        "metadata": record.metadata,
     }
 
 

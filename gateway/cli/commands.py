@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +109,31 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--cursor", help="next_cursor of the previous page")
 
-    keys = group("keys", "create, list and revoke API keys")
-    _op(keys.add_parser("create"), "create_key").add_argument("--name")
+    c = _op(users.add_parser("update", help="email, disabled, limits, models"), "update_user")
+    c.add_argument("--email")
+    c.add_argument("--disabled", choices=["true", "false"])
+    _settings(c)
+
+    keys = group("keys", "create, show, change, rotate, list and revoke API keys")
+    c = _op(keys.add_parser("create"), "create_key")
+    c.add_argument("--name")
+    c.add_argument("--expires-at", dest="expires_at", help="ISO 8601, e.g. 2030-01-01T00:00Z")
+    c.add_argument("--metadata", type=_json_arg, help="a JSON object kept with the key")
+    _settings(c)
+    _op(keys.add_parser("show", help="a key, its limits and their counters now"), "get_key")
+    c = _op(keys.add_parser("update", help="change a key's settings"), "update_key")
+    c.add_argument("--name")
+    c.add_argument("--expires-at", dest="expires_at")
+    c.add_argument("--metadata", type=_json_arg)
+    _settings(c)
+    c = _op(keys.add_parser("rotate", help="a new key with the same settings"), "rotate_key")
+    c.add_argument(
+        "--grace-seconds",
+        dest="grace_seconds",
+        type=int,
+        default=0,
+        help="how long the old key keeps working (default 0: at once)",
+    )
     _op(keys.add_parser("list"), "list_keys")
     _op(keys.add_parser("revoke"), "revoke_key")
 
@@ -187,6 +212,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stripe_cli(sub)  # gateway stripe replay <event.json> [--direct] [--url]
     return parser
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text, parse_float=Decimal)  # amounts never pass through a float
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+
+
+def _settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--limits",
+        type=_json_arg,
+        help='JSON, e.g. \'{"budget": {"amount": "5.00", "period": "month"}, "rpm": 60}\'',
+    )
+    parser.add_argument("--models", help="comma-separated names or patterns, e.g. gpt-4o*")
 
 
 def _op(parser: argparse.ArgumentParser, action: str) -> argparse.ArgumentParser:

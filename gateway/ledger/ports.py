@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gateway.records import (
     Alert,
@@ -34,6 +34,7 @@ from gateway.records import (
     DayTotals,
     Entry,
     GroupTotals,
+    Limits,
     ModelTotals,
     Period,
     PriceChange,
@@ -77,9 +78,42 @@ class Directory(Protocol):
         key_hash: str,
         prefix: str,
         name: str | None,
+        expires_at: datetime | None = None,
+        limits: Limits | None = None,
+        models: tuple[str, ...] | None = None,
+        metadata: dict[str, Any] | None = None,
         audit: Audited[ApiKey] | None = None,
     ) -> ApiKey:
         """Raises ``UnknownUser`` when there is no such user."""
+
+    async def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def update_key(
+        self, key_id: str, changes: dict[str, Any], *, audit: Audited[ApiKey] | None = None
+    ) -> ApiKey | None:
+        """Sets the fields named in ``changes`` (name, expires_at, limits, models, metadata;
+        a None value clears one); others are ignored. None: no such key."""
+
+    async def update_user(
+        self, user_id: str, changes: dict[str, Any], *, audit: Audited[User] | None = None
+    ) -> User | None:
+        """Sets the fields named in ``changes`` (email, disabled, limits, models). None: no
+        such user."""
+
+    async def rotate_key(
+        self,
+        key_id: str,
+        *,
+        new_id: str,
+        key_hash: str,
+        prefix: str,
+        old_expires_at: datetime,
+        audit: Audited[ApiKey] | None = None,
+    ) -> tuple[ApiKey, ApiKey] | None:
+        """(old, new): a new key for the same user with the old one's name, expiry, limits,
+        models and metadata, in one transaction with the old one's expiry brought forward to
+        ``old_expires_at`` (never pushed back) and its ``rotated_to``. None: no such key or
+        it is revoked."""
 
     async def list_keys(self, user_id: str) -> list[ApiKey]:
         """Newest first (revoked ones included)."""
@@ -226,6 +260,10 @@ class Reports(Protocol):
 
     async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
         """One row per given day (zeros included), in the order given, and their total."""
+
+    async def spend_since(self, *, scope: str, since: datetime) -> int:
+        """Nano-USD of the usage recorded at or after ``since`` for a quota scope:
+        ``k:<key id>`` (that key's calls) or ``u:<user id>`` (all the user's calls)."""
 
     async def top_users(
         self, *, period: Period, limit: int

@@ -190,6 +190,17 @@ class SqlReports:
         found = [GroupTotals(group=r["grp_key"], totals=totals_of(r)) for r in rows[1:]]
         return totals_of(rows[0]), found[:limit], len(found) > limit
 
+    async def spend_since(self, *, scope: str, since: datetime) -> int:
+        kind, _, ident = scope.partition(":")
+        column = "key_id" if kind == "k" else "user_id"
+        row = await self._db.fetchrow(
+            f"SELECT COALESCE(SUM(cost), 0) AS spent FROM usage_records"
+            f" WHERE {column} = $1 AND created_at >= $2",
+            ident,
+            since,
+        )
+        return int(row["spent"]) if row else 0
+
     async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
         if not days:
             return Totals(), []

@@ -24,9 +24,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.ledger.base import Ledger
 from gateway.metering.outbox import OutboxWriter
+from gateway.metering.quota import Quota, since
 from gateway.metering.reconciler import Reconciler
 from gateway.metering.redis_store import RedisStore, connect
-from gateway.metering.store import BalanceStore, MemoryStore
+from gateway.metering.store import BalanceStore, MemoryStore, SpendLoader
 from gateway.metering.stream_writer import StreamWriter
 from gateway.metrics import Metrics
 from gateway.settings import Settings, SettingsError
@@ -70,6 +71,13 @@ class Metering:
         await self.writer.stop()
 
 
+def _spend_loader(ledger: Ledger) -> SpendLoader:
+    async def spend(quota: Quota) -> int:
+        return await ledger.reports.spend_since(scope=quota.scope, since=since(quota))
+
+    return spend
+
+
 async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) -> Metering:
     """The store, writer and reconciler of the configured mode (opened, not started).
 
@@ -77,7 +85,7 @@ async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) ->
     (see ``check_durability``)."""
     spill = settings.spill_folder()
     if settings.redis_url is None:
-        memory = MemoryStore(ledger.journal.balance)
+        memory = MemoryStore(ledger.journal.balance, spend_loader=_spend_loader(ledger))
         spill_path = spill / "outbox.jsonl"
         _adopt_legacy_spill(settings.database_url, spill_path)
         outbox = OutboxWriter(
@@ -100,7 +108,13 @@ async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) ->
         except BaseException:
             await redis.aclose()
             raise
-    store = RedisStore(redis, ledger.journal.balance, spill_dir=spill, close_redis=True)
+    store = RedisStore(
+        redis,
+        ledger.journal.balance,
+        spill_dir=spill,
+        close_redis=True,
+        spend_loader=_spend_loader(ledger),
+    )
     await store.open()
     # Its own client: a blocking XREADGROUP must not hold a connection the hot path needs,
     # and its socket timeout must outlast the block.

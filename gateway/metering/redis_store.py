@@ -9,6 +9,8 @@ Keys (``prefix`` defaults to ``gw:``); the Lua files beside this module state ea
     cv:<uid>   set   ledger versions of the credits applied since the load: credit is
                      idempotent per version, for as long as the balance lives
     s:<rid>    marker, 7 days: settle is idempotent per request id
+    q:<scope>, qh:, qx:, qw:, qt:  one quota scope (k:<key id> | u:<user id>, see quota.py and
+               admit.lua): counters, holds and their expiry, the 60 s log and its tokens
     usage      stream of settled records (field ``r``), drained into the ledger by StreamWriter
 
 Operating requirements: Redis >= 6.2 (XAUTOCLAIM), ``appendonly yes`` and ``maxmemory-policy
@@ -27,17 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -45,29 +43,17 @@ from redis.exceptions import RedisError
 
 from gateway.errors import Unavailable
 from gateway.ledger.base import UnknownUser
-from gateway.metering.codec import decode_record, encode_record, process_name
-from gateway.metering.store import Admission, Loader
+from gateway.metering.codec import encode_record
+from gateway.metering.quota import LimitRefusal, Quota, QuotaUsage
+from gateway.metering.spill import Credit, Journal, Pending, encode_pending
+from gateway.metering.store import Admission, Loader, SpendLoader, no_spend, scopes_of
 from gateway.records import UsageRecord
 
 log = logging.getLogger("gateway.redis_store")
 MARKER_TTL = 7 * 24 * 3600
 PENDING_CREDIT_TTL = 24 * 3600  # far longer than any ledger read a load can be waiting on
 SCRIPTS = ("admit", "settle", "load", "credit", "advance")
-MISS, ALREADY = -1, 0
-
-
-@dataclass(frozen=True, slots=True)
-class Credit:
-    """A committed ledger change on its way to Redis (queued like a settlement when down).
-
-    ``version`` is the user's ledger version right after the change: it names the change."""
-
-    user_id: str
-    delta: int
-    version: int
-
-
-Pending = UsageRecord | Credit
+MISS, ALREADY, SPEND_MISS, LIMITED = -1, 0, -2, 3
 
 
 def connect(url: str, *, socket_timeout: float = 2.0, max_connections: int = 256) -> Redis:
@@ -94,16 +80,18 @@ class RedisStore:
         prefix: str = "gw:",
         spill_dir: Path | None = None,
         close_redis: bool = False,
+        spend_loader: SpendLoader = no_spend,
     ) -> None:
         self._redis = redis
         self._loader = loader
+        self._spend_loader = spend_loader
         self._prefix = prefix
         self.stream = f"{prefix}usage"
         self._close_redis = close_redis
         folder = resources.files("gateway.metering")
         self._sources = {n: folder.joinpath(f"{n}.lua").read_text() for n in SCRIPTS}
         self._scripts = {n: redis.register_script(src) for n, src in self._sources.items()}
-        self._journal = _Journal(spill_dir) if spill_dir is not None else None
+        self._journal = Journal(spill_dir) if spill_dir is not None else None
         self._retry: deque[Pending] = deque()
         self._retrier: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
@@ -149,22 +137,79 @@ class RedisStore:
         p = self._prefix
         await self._call("load", [u, r, f"{p}pc:{user_id}", f"{p}cv:{user_id}"], loaded)
 
-    async def admit(self, user_id: str, request_id: str, amount: int, *, ttl: float) -> Admission:
-        return await self._admit(user_id, request_id, amount, int(ttl * 1000))
+    def _quota_keys(self, scope: str) -> list[str]:
+        p = self._prefix
+        return [f"{p}{name}:{scope}" for name in ("q", "qh", "qx", "qw", "qt")]
 
-    async def _admit(self, user_id: str, request_id: str, amount: int, ttl_ms: int) -> Admission:
+    async def admit(
+        self,
+        user_id: str,
+        request_id: str,
+        amount: int,
+        *,
+        ttl: float,
+        quotas: tuple[Quota, ...] = (),
+        tokens: int = 0,
+    ) -> Admission:
+        return await self._admit(user_id, request_id, amount, int(ttl * 1000), quotas, tokens)
+
+    async def _admit(
+        self,
+        user_id: str,
+        request_id: str,
+        amount: int,
+        ttl_ms: int,
+        quotas: tuple[Quota, ...] = (),
+        tokens: int = 0,
+    ) -> Admission:
         keys = self._keys(user_id)
+        for q in quotas:
+            keys.extend(self._quota_keys(q.scope))
+        seeds = [""] * len(quotas)
         try:
-            for _ in range(2):
-                reply = await self._call("admit", keys, (request_id, amount, ttl_ms))
-                if reply[0] != MISS:
-                    return Admission(
-                        ok=reply[0] == 1, available=int(reply[1]), balance=int(reply[2])
+            for _ in range(2 + len(quotas)):
+                args: list[Any] = [request_id, amount, ttl_ms, tokens, len(quotas)]
+                for q, seed in zip(quotas, seeds, strict=True):
+                    args += [_opt(q.budget), q.period_start, _opt(q.rpm), _opt(q.tpm)]
+                    args += [_opt(q.max_concurrent), seed]
+                reply = await self._call("admit", keys, args)
+                if reply[0] == SPEND_MISS:
+                    q = quotas[int(reply[1]) - 1]
+                    seeds[int(reply[1]) - 1] = str(await self._spend(q))
+                elif reply[0] == LIMITED:
+                    limit = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
+                    retry = int(reply[3])
+                    refused = LimitRefusal(
+                        quotas[int(reply[1]) - 1].scope, limit, None if retry < 0 else retry
                     )
-                await self._load(user_id)
+                    return Admission(False, 0, 0, refused=refused)
+                elif reply[0] != MISS:
+                    counters = tuple(
+                        QuotaUsage(q.scope, *(int(v) for v in reply[3 + 6 * i : 9 + 6 * i]))
+                        for i, q in enumerate(quotas)
+                    )
+                    return Admission(
+                        ok=reply[0] == 1,
+                        available=int(reply[1]),
+                        balance=int(reply[2]),
+                        quotas=counters,
+                    )
+                else:
+                    await self._load(user_id)
         except RedisError as exc:
             raise Unavailable("metering store unavailable") from exc
         raise Unavailable("metering store unavailable: balance vanished while loading")
+
+    async def _spend(self, q: Quota) -> int:
+        try:
+            return await self._spend_loader(q)
+        except Exception as exc:
+            raise Unavailable("ledger unavailable: cannot read the period's spend") from exc
+
+    async def quota_usage(self, user_id: str, quota: Quota) -> QuotaUsage:
+        """Counters of one scope of ``user_id`` (a snapshot admission: nothing changes)."""
+        admission = await self._admit(user_id, "", 0, 0, (quota,))
+        return admission.quotas[0]
 
     async def settle(self, record: UsageRecord) -> int | None:
         """Balance after the debit; None when already settled or queued (Redis unreachable)."""
@@ -184,7 +229,10 @@ class RedisStore:
 
     async def _settle(self, record: UsageRecord) -> int | None:
         keys = [*self._keys(record.user_id), f"{self._prefix}s:{record.request_id}", self.stream]
-        args = (record.request_id, -record.cost, encode_record(record), MARKER_TTL)
+        for scope in scopes_of(record):
+            keys.extend(self._quota_keys(scope))
+        used = record.prompt_tokens + record.completion_tokens
+        args = (record.request_id, -record.cost, encode_record(record), MARKER_TTL, used)
         for _ in range(2):
             reply = await self._call("settle", keys, args)
             if reply[0] == ALREADY:
@@ -214,7 +262,7 @@ class RedisStore:
                 else:
                     await self._settle(item)
             except UnknownUser:
-                log.error("dropping queued settlement of unknown user: %s", _encode(item))
+                log.error("dropping queued settlement of unknown user: %s", encode_pending(item))
             except Exception as exc:
                 log.warning("retry towards Redis failed (%r); %d queued", exc, len(self._retry))
                 with contextlib.suppress(TimeoutError):
@@ -300,75 +348,5 @@ class RedisStore:
             await self._redis.aclose()
 
 
-class _Journal:
-    """This process's spill file, flock'ed while it lives so that only dead processes' files
-    are adopted. Each line is one record not yet accepted by Redis."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.path = directory / f"settle-{process_name()}.jsonl"
-        self._fh: IO[bytes] | None = None
-
-    def open(self) -> list[Pending]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")  # held, and locked, until close()
-        fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        adopted: list[Pending] = []
-        for other in sorted(self.dir.glob("settle-*.jsonl")):
-            if other == self.path:
-                continue
-            with open(other, "rb") as fh:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live process owns it
-                items = _read_lines(fh.read(), other)
-                self.append(items)  # ours now, durable before the orphan goes
-                other.unlink(missing_ok=True)
-            adopted.extend(items)
-        return adopted
-
-    def append(self, items: list[Pending]) -> None:
-        if self._fh is None or not items:
-            return
-        self._fh.write(b"".join(_encode(item) + b"\n" for item in items))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def clear(self) -> None:
-        if self._fh is not None:
-            os.ftruncate(self._fh.fileno(), 0)
-
-    def close(self, remaining: list[Pending]) -> None:
-        if self._fh is None:
-            return
-        self.clear()
-        self.append(remaining)
-        if not remaining:
-            self.path.unlink(missing_ok=True)
-        self._fh.close()
-        self._fh = None
-
-
-def _encode(item: Pending) -> bytes:
-    if isinstance(item, Credit):
-        return orjson.dumps({"credit": asdict(item)})
-    return encode_record(item)
-
-
-def _read_lines(data: bytes, path: Path) -> list[Pending]:
-    items: list[Pending] = []
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            credit = orjson.loads(line).get("credit")
-            if credit is None:
-                items.append(decode_record(line))
-            elif credit.get("version") is not None:
-                items.append(Credit(credit["user_id"], credit["delta"], credit["version"]))
-            else:  # spilled by an older release: the reconciler applies it from the ledger
-                log.warning("spilled credit without a ledger version left to the reconciler")
-        except Exception:  # a line torn by a crash mid-write: keep it visible in the log
-            log.error("unreadable spilled line in %s: %r", path, line)
-    return items
+def _opt(value: int | None) -> str | int:
+    return "" if value is None else value

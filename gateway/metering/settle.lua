@@ -1,6 +1,8 @@
 -- settle: debit one served call, drop its reservation and append it to the usage stream.
--- KEYS: u, r, rx, s (marker of this request id), stream.
--- ARGV: rid, -cost (negative, as a string: HINCRBY stays exact), record JSON, marker ttl (s).
+-- KEYS: u, r, rx, s (marker of this request id), stream, then q, qh, qx, qw, qt of each quota
+-- scope the call counts in (its key's, its user's: see admit.lua), counted when q exists.
+-- ARGV: rid, -cost (negative, as a string: HINCRBY stays exact), record JSON, marker ttl (s),
+-- the tokens the call used (tpm: replaces what it reserved, while it is in the window).
 --
 -- Invariant: per request id, the debit and the stream entry happen together and at most once
 -- (the marker is written in the same atomic step). A reservation that already expired is not
@@ -21,6 +23,22 @@ if held then
   redis.call('HINCRBY', KEYS[1], 'res', -tonumber(held))
 end
 local bal = redis.call('HINCRBY', KEYS[1], 'bal', ARGV[2])
+for k = 6, #KEYS, 5 do
+  if redis.call('EXISTS', KEYS[k]) == 1 then
+    local own = redis.call('HGET', KEYS[k + 1], ARGV[1])
+    if own then
+      redis.call('HDEL', KEYS[k + 1], ARGV[1])
+      redis.call('ZREM', KEYS[k + 2], ARGV[1])
+      redis.call('HINCRBY', KEYS[k], 'res', -tonumber(own))
+    end
+    redis.call('HINCRBY', KEYS[k], 'spent', string.format('%d', -tonumber(ARGV[2])))
+    local prior = redis.call('HGET', KEYS[k + 4], ARGV[1])
+    if prior then
+      redis.call('HSET', KEYS[k + 4], ARGV[1], ARGV[5])
+      redis.call('HINCRBY', KEYS[k], 'tok', tonumber(ARGV[5]) - tonumber(prior))
+    end
+  end
+end
 redis.call('XADD', KEYS[5], '*', 'r', ARGV[3])
 redis.call('SET', KEYS[4], '1', 'EX', ARGV[4])
 return {1, bal}

@@ -16,6 +16,10 @@ the ledger. Guarantees (tests/metering/test_store_contract.py checks every imple
   adjustment), named by the user's ledger version right after it: at most once per version,
   and never on top of a loaded balance whose ledger read already included it.
 - On a miss the balance is loaded from the ledger; a load can never overwrite a newer value.
+- ``quotas`` (gateway/metering/quota.py: per-key and per-user budget, rpm, tpm, concurrency)
+  are checked and counted in the same atomic step as the balance: a call is admitted against
+  all of them or none. ``settle`` releases its holds, moves its cost to the period's spend and
+  corrects its tokens.
 """
 
 from __future__ import annotations
@@ -27,9 +31,18 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.ledger.base import UnknownUser
+from gateway.metering.quota import WINDOW_MS, LimitRefusal, Quota, QuotaUsage
 from gateway.records import UsageRecord
 
 Loader = Callable[[str], Awaitable[tuple[int, int] | None]]
+# The period's spend of a scope (k:<key id> | u:<user id>) from the ledger, since a start.
+SpendLoader = Callable[[Quota], Awaitable[int]]
+
+
+async def no_spend(quota: Quota) -> int:
+    return 0
+
+
 SETTLED_MEMORY = 200_000
 
 
@@ -38,11 +51,34 @@ class Admission:
     ok: bool
     available: int  # balance - reserved before this admission, its own live hold included
     balance: int
+    refused: LimitRefusal | None = None  # set when a limit, not the balance, refused
+    quotas: tuple[QuotaUsage, ...] = ()  # each quota's counters after an admission
+
+
+def scopes_of(record: UsageRecord) -> tuple[str, ...]:
+    """The quota scopes a settled call counts in."""
+    return (
+        (f"k:{record.key_id}", f"u:{record.user_id}") if record.key_id else (f"u:{record.user_id}",)
+    )
 
 
 class BalanceStore(Protocol):
-    async def admit(self, user_id: str, request_id: str, amount: int, *, ttl: float) -> Admission:
-        """Raises ``UnknownUser`` when the ledger has no such user."""
+    async def admit(
+        self,
+        user_id: str,
+        request_id: str,
+        amount: int,
+        *,
+        ttl: float,
+        quotas: tuple[Quota, ...] = (),
+        tokens: int = 0,
+    ) -> Admission:
+        """Reserves ``amount`` nano-USD and counts ``tokens`` against every quota, or nothing.
+        Raises ``UnknownUser`` when the ledger has no such user."""
+
+    async def quota_usage(self, user_id: str, quota: Quota) -> QuotaUsage:
+        """The counters of a scope of ``user_id`` now, as an admission would see them
+        (nothing changes)."""
 
     async def settle(self, record: UsageRecord) -> int | None:
         """Returns the balance after the debit, or None when already settled or deferred
@@ -78,12 +114,106 @@ class _Account:
             self.reserved -= self.reservations.pop(rid)[0]
 
 
+@dataclass(slots=True)
+class _Scope:
+    period: int
+    spent: int
+    holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # rid -> amount, until
+    reserved: int = 0
+    # rid -> (admitted at, tokens), oldest first: the sliding log of the last 60 s.
+    window: OrderedDict[str, tuple[float, int]] = field(default_factory=OrderedDict)
+    tokens: int = 0
+
+    def refresh(self, q: Quota, now: float) -> None:
+        if q.period_start > self.period:
+            self.period, self.spent = q.period_start, 0
+        for rid in [r for r, (_, until) in self.holds.items() if until <= now]:
+            self.reserved -= self.holds.pop(rid)[0]
+        edge = now - WINDOW_MS / 1000
+        while self.window:
+            rid, (at, used) = next(iter(self.window.items()))
+            if at > edge:
+                break
+            del self.window[rid]
+            self.tokens -= used
+
+    def usage(self, scope: str, now: float) -> QuotaUsage:
+        oldest = next(iter(self.window.values()))[0] if self.window else None
+        reset = 0 if oldest is None else max(0, int((oldest - now) * 1000) + WINDOW_MS)
+        return QuotaUsage(
+            scope, self.spent, self.reserved, len(self.window), self.tokens, len(self.holds), reset
+        )
+
+    def refusal(self, q: Quota, rid: str, amount: int, tokens: int, now: float) -> str | None:
+        held = self.holds.get(rid)
+        counted = self.window.get(rid)
+        if held is None and counted is None:
+            if q.max_concurrent is not None and len(self.holds) >= q.max_concurrent:
+                return "max_concurrent"
+            if q.rpm is not None and len(self.window) >= q.rpm:
+                return "rpm"
+        prior = counted[1] if counted is not None else 0
+        if q.tpm is not None and self.tokens - prior + tokens > q.tpm:
+            return "tpm"
+        if q.budget is not None:
+            if self.spent + self.reserved - (held[0] if held else 0) + amount > q.budget:
+                return "budget"
+        return None
+
+    def retry_ms(self, limit: str, q: Quota, rid: str, tokens: int, now: float) -> int | None:
+        if limit == "max_concurrent":
+            return 1000  # no telling when a call ends: try again in a second
+        if limit == "budget" or (limit == "tpm" and q.tpm is not None and tokens > q.tpm):
+            return None
+        need = 1 if limit == "rpm" else self.tokens - self._prior(rid) + tokens - (q.tpm or 0)
+        freed = 0
+        for at, used in self.window.values():
+            freed += 1 if limit == "rpm" else used
+            if freed >= need:
+                return max(0, int((at - now) * 1000) + WINDOW_MS)
+        return WINDOW_MS
+
+    def _prior(self, rid: str) -> int:
+        counted = self.window.get(rid)
+        return counted[1] if counted is not None else 0
+
+    def take(self, rid: str, amount: int, tokens: int, until: float, now: float) -> None:
+        held = self.holds.get(rid)
+        self.reserved += amount - (held[0] if held else 0)
+        self.holds[rid] = (amount, until)
+        counted = self.window.get(rid)
+        if counted is not None:
+            self.tokens += tokens - counted[1]
+            self.window[rid] = (counted[0], tokens)
+        elif held is None:  # a stream re-admitted after 60 s is not a new request
+            self.window[rid] = (now, tokens)
+            self.tokens += tokens
+
+    def settle(self, rid: str, cost: int, used: int) -> None:
+        held = self.holds.pop(rid, None)
+        if held is not None:
+            self.reserved -= held[0]
+        self.spent += cost
+        counted = self.window.get(rid)
+        if counted is not None:
+            self.tokens += used - counted[1]
+            self.window[rid] = (counted[0], used)
+
+
 class MemoryStore:
     """Everything in one process; the event loop is the lock (no awaits inside a change)."""
 
-    def __init__(self, loader: Loader, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        loader: Loader,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        spend_loader: SpendLoader = no_spend,
+    ) -> None:
         self._loader = loader
+        self._spend_loader = spend_loader
         self._clock = clock
+        self._scopes: dict[str, _Scope] = {}
         self._accounts: dict[str, _Account] = {}
         self._generation: dict[str, int] = {}
         self._settled: OrderedDict[str, None] = OrderedDict()
@@ -104,18 +234,52 @@ class MemoryStore:
                 account = self._accounts[user_id] = _Account(balance=loaded[0], version=loaded[1])
         return account
 
-    async def admit(self, user_id: str, request_id: str, amount: int, *, ttl: float) -> Admission:
+    async def admit(
+        self,
+        user_id: str,
+        request_id: str,
+        amount: int,
+        *,
+        ttl: float,
+        quotas: tuple[Quota, ...] = (),
+        tokens: int = 0,
+    ) -> Admission:
         account = await self._account(user_id)
+        scopes = [await self._scope(q) for q in quotas]
+        # From here on no await: the checks and the changes are one atomic step.
         now = self._clock()
         account.expire(now)
         live = account.reservations.get(request_id)
         prior = live[0] if live is not None else 0
         available = account.balance - (account.reserved - prior)
+        for q, scope in zip(quotas, scopes, strict=True):
+            scope.refresh(q, now)
+            limit = scope.refusal(q, request_id, amount, tokens, now)
+            if limit is not None:
+                retry = scope.retry_ms(limit, q, request_id, tokens, now)
+                refused = LimitRefusal(q.scope, limit, retry)
+                return Admission(False, available, account.balance, refused=refused)
         if amount > available:
             return Admission(ok=False, available=available, balance=account.balance)
         account.reservations[request_id] = (amount, now + ttl)
         account.reserved += amount - prior
-        return Admission(ok=True, available=available, balance=account.balance)
+        for scope in scopes:
+            scope.take(request_id, amount, tokens, now + ttl, now)
+        counters = tuple(s.usage(q.scope, now) for q, s in zip(quotas, scopes, strict=True))
+        return Admission(ok=True, available=available, balance=account.balance, quotas=counters)
+
+    async def _scope(self, q: Quota) -> _Scope:
+        scope = self._scopes.get(q.scope)
+        if scope is None:
+            spent = await self._spend_loader(q) if q.budget is not None else 0
+            scope = self._scopes.setdefault(q.scope, _Scope(period=q.period_start, spent=spent))
+        return scope
+
+    async def quota_usage(self, user_id: str, quota: Quota) -> QuotaUsage:
+        scope = await self._scope(quota)
+        now = self._clock()
+        scope.refresh(quota, now)
+        return scope.usage(quota.scope, now)
 
     async def settle(self, record: UsageRecord) -> int | None:
         account = await self._account(record.user_id)
@@ -128,6 +292,11 @@ class MemoryStore:
         if held is not None:
             account.reserved -= held[0]
         account.balance -= record.cost
+        used = record.prompt_tokens + record.completion_tokens
+        for name in scopes_of(record):
+            scope = self._scopes.get(name)
+            if scope is not None:
+                scope.settle(record.request_id, record.cost, used)
         self.outbox.append(record)
         self.on_record()
         return account.balance

@@ -6,6 +6,11 @@ cap, at the largest cap the balance covers (``GATEWAY_UNCAPPED_CALLS=fit``), a s
 a first slice of that cap (its hold grows as it produces: ``gateway.proxy.stream_hold``). The
 cap is then written into the request, so the upstream can never produce more than the balance
 covered. Otherwise 402 with what would fit.
+
+The key's and user's quotas (``gateway.proxy.governance``) are checked in the same atomic
+admission, counting the tokens the quote reserves (prompt + output cap). A budget or tpm
+refusal of the free quote tries the exact one too (the free bound overcounts the prompt);
+an rpm or concurrency refusal is final at once.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from typing import Any
 from gateway.catalog import Model
 from gateway.endpoints import OUTPUT_CAP_FIELDS, Endpoint
 from gateway.errors import InsufficientCredit
-from gateway.metering.store import BalanceStore
+from gateway.metering.quota import Quota
+from gateway.metering.store import Admission, BalanceStore
 from gateway.money import format_usd
 from gateway.pricing import Output, Quote, affordable_output, exact_quote, first_slice, fit
+from gateway.proxy.governance import refusal_error
 
 
 async def reserve(
@@ -32,20 +39,37 @@ async def reserve(
     payload: dict[str, Any],
     may_fit: bool,
     stream_slice: int | None = None,
-) -> Quote:
+    quotas: tuple[Quota, ...] = (),
+) -> tuple[Quote, Admission]:
     """Reserves ``quote``, else the same call with its prompt counted exactly, else (when
     ``may_fit`` and the caller set no cap) with the largest output cap that fits; returns the
     quote reserved. A stream (``stream_slice`` set) is then reserved for at most
     ``stream_slice`` output tokens of that cap, and grows its hold as it produces
-    (``gateway.proxy.stream_hold``). Raises InsufficientCredit (402) when none fits."""
-    admission = await store.admit(user_id, request_id, quote.reserve, ttl=ttl)
+    (``gateway.proxy.stream_hold``). Returns the quote reserved and its admission (the
+    quotas' counters). Raises InsufficientCredit (402) when none fits, KeyBudgetExceeded or
+    RateLimited when a quota refuses."""
+
+    async def admit(q: Quote) -> Admission:
+        if not quotas:
+            return await store.admit(user_id, request_id, q.reserve, ttl=ttl)
+        tokens = q.input_tokens + (q.output_held if q.output_held is not None else q.cap)
+        admission = await store.admit(
+            user_id, request_id, q.reserve, ttl=ttl, quotas=quotas, tokens=tokens
+        )
+        if admission.refused is not None and admission.refused.limit in ("rpm", "max_concurrent"):
+            raise refusal_error(admission.refused, quotas)
+        return admission
+
+    admission = await admit(quote)
     if admission.ok:
-        return quote
+        return quote, admission
     exact = exact_quote(quote, model, endpoint, payload)
     if exact.reserve < quote.reserve:
-        admission = await store.admit(user_id, request_id, exact.reserve, ttl=ttl)
+        admission = await admit(exact)
         if admission.ok:
-            return exact
+            return exact, admission
+    if admission.refused is not None:
+        raise refusal_error(admission.refused, quotas)
     fitted = None
     if may_fit and not exact.output.asked:
         fitted = (
@@ -54,9 +78,11 @@ async def reserve(
             else first_slice(exact, model.price, admission.available, stream_slice)
         )
     if fitted is not None:
-        admission = await store.admit(user_id, request_id, fitted.reserve, ttl=ttl)
+        admission = await admit(fitted)
         if admission.ok:
-            return fitted
+            return fitted, admission
+        if admission.refused is not None:
+            raise refusal_error(admission.refused, quotas)
     raise InsufficientCredit(insufficient_message(model, exact, admission.available))
 
 

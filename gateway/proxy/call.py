@@ -38,6 +38,9 @@ class Call:
     hold: StreamHold | None = None
     # Who and what the call is for (end user, tags, session), read at admission.
     attribution: Attribution = NO_ATTRIBUTION
+    # The x-ratelimit-* of the key's own limits at admission, for a successful answer
+    # (gateway.proxy.governance); empty when it has none.
+    limit_headers: tuple[Header, ...] = ()
 
     @property
     def reserved(self) -> int:

@@ -17,6 +17,7 @@ from gateway.listeners import Header
 from gateway.proxy.body import UpstreamBody
 from gateway.proxy.call import Call, Outcome, Reply
 from gateway.proxy.content import upstream_error_body
+from gateway.proxy.governance import own_limits
 from gateway.proxy.outbound import outbound
 from gateway.proxy.refusals import passed_on, withdraw_stream_options
 from gateway.proxy.relayed_headers import relayed_headers
@@ -84,9 +85,12 @@ async def forward(
         if meter is not None and await body.sniff() == "sse":
             if not content_type.startswith("text/event-stream"):
                 content_type = "text/event-stream"
-            send = outbound(send, relayed, secret)
+            send = outbound(send, own_limits(relayed, call.limit_headers), secret)
             return await _relay_stream(call, body, send, meter, content_type)
-        return _with_headers(await _relay_body(call, body, content_type), relayed)
+        outcome = await _relay_body(call, body, content_type)
+        if outcome.reply is not None and outcome.reply.status < 400:
+            relayed = own_limits(relayed, call.limit_headers)
+        return _with_headers(outcome, relayed)
 
 
 def _with_headers(outcome: Outcome, headers: tuple[Header, ...]) -> Outcome:

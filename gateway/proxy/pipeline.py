@@ -30,6 +30,7 @@ from gateway.proxy.attribution import attribution
 from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
 from gateway.proxy.call import INTERRUPTED, Call, Outcome
 from gateway.proxy.forward import forward
+from gateway.proxy.governance import check_caller, limit_headers, quotas_of
 from gateway.proxy.request import header, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.scrub import scrub, secret_for
@@ -88,11 +89,13 @@ async def admit(
 ) -> Call:
     started = time.perf_counter()
     headers = dict(scope["headers"])
-    key = await services.auth.authenticate(header(headers, b"authorization"))
+    key, owner = await services.auth.caller(header(headers, b"authorization"))
     body = await read_body(receive, headers, services.settings.max_body_bytes)
     payload = parse_object(body)
     model = services.catalog.resolve(payload.get("model"), endpoint.path)
     attributed = attribution(headers, payload)
+    check_caller(key, owner, model.name)  # disabled user, model lists: cached, no read
+    quotas = quotas_of(key, owner)
     # Every token covers at least one byte of the body, so the body length bounds the prompt
     # from above at no cost; tiktoken runs only when that bound does not fit the balance.
     quote = pricing.quote(model, endpoint, payload, len(body))
@@ -108,7 +111,7 @@ async def admit(
     # A call asked for without a cap may be forwarded with the cap the balance covers
     # (GATEWAY_UNCAPPED_CALLS); a stream then holds a slice of it at a time.
     settings = services.settings
-    quote = await reserve(
+    quote, admission = await reserve(
         services.store,
         services.settings.reservation_ttl,
         quote,
@@ -123,6 +126,7 @@ async def admit(
             if stream and shows_all_output(payload, hidden_reasoning=model.hidden_reasoning)
             else None
         ),
+        quotas=quotas,
     )
     write_cap(endpoint, payload, quote.output)
     hold = None
@@ -134,6 +138,7 @@ async def admit(
             user_id=key.user_id,
             request_id=request_id,
             ttl=settings.reservation_ttl,
+            quotas=quotas,
         )
     return Call(
         request_id=request_id,
@@ -148,6 +153,7 @@ async def admit(
         route=services.router.plan(model),
         hold=hold,
         attribution=attributed,
+        limit_headers=limit_headers(quotas, admission.quotas) if quotas else (),
     )
 
 

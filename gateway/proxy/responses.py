@@ -34,4 +34,4 @@ async def send_body(
 
 
 async def send_error(send: Send, exc: GatewayError, request_id: str) -> None:
-    await send_body(send, exc.status, exc.body(), "application/json", request_id)
+    await send_body(send, exc.status, exc.body(), "application/json", request_id, exc.headers)

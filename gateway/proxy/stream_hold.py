@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from gateway.metering.quota import Quota
 from gateway.metering.store import Admission, BalanceStore
 from gateway.pricing import Price, Quote, affordable_output, worst_case
 from gateway.proxy.sse import payloads
@@ -51,8 +52,11 @@ class StreamHold:
         user_id: str,
         request_id: str,
         ttl: float,
+        quotas: tuple[Quota, ...] = (),
     ) -> None:
         assert quote.output_held is not None
+        # The key's and user's quotas grow with the hold: a budget can end a stream too.
+        self._quotas = quotas
         self._store = store
         self._price = price
         self._input = quote.input_tokens
@@ -109,9 +113,19 @@ class StreamHold:
         amount = worst_case(self._price, self._input, tokens)
         # Settlement drops this request's hold; a re-admission still in flight when the client
         # leaves must land before it, or it would pin the balance until its ttl.
-        task = asyncio.ensure_future(
-            self._store.admit(self._user, self._request, amount, ttl=self._ttl)
+        admitting = (
+            self._store.admit(
+                self._user,
+                self._request,
+                amount,
+                ttl=self._ttl,
+                quotas=self._quotas,
+                tokens=self._input + tokens,
+            )
+            if self._quotas
+            else self._store.admit(self._user, self._request, amount, ttl=self._ttl)
         )
+        task = asyncio.ensure_future(admitting)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:

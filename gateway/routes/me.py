@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from gateway import reports
 from gateway.records import ApiKey
+from gateway.routes.my_keys import my_key_routes
 from gateway.services import Services
 from gateway.views import caller_view
 from gateway.web import json_response, services_of
@@ -18,6 +19,7 @@ def caller_routes() -> list[Route]:
         Route("/me", me, methods=["GET"]),
         Route("/me/usage", my_usage, methods=["GET"]),
         Route("/me/stats", my_stats, methods=["GET"]),
+        *my_key_routes(),
     ]
 
 

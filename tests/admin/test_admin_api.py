@@ -48,6 +48,9 @@ def test_create_user_with_credit_and_show_it(gw):
         "balance": "12.50",
         "reserved": "0.00",
         "created_at": user["created_at"],
+        "disabled": False,
+        "limits": None,
+        "models": None,
     }
     assert gw.admin.post("/admin/users", json={"id": "alice"}).status_code == 409
     assert gw.admin.get("/admin/users/bob").status_code == 404

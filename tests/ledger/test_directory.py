@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.ledger.base import DuplicateUser, UnknownUser
-from gateway.records import AuditEvent
-from tests.ledger.books import USD, Books, Contract, aware_utc
+from gateway.records import AuditEvent, Limits
+from tests.ledger.books import USD, Books, Contract, aware_utc, usage
 
 
 def test_created_user_starts_empty_and_reads_back(contract: Contract) -> None:
@@ -195,5 +195,106 @@ def test_audit_events_filter_by_target_and_action_newest_first(contract: Contrac
         page, more = await audit.list_audit(target=None, action=None, limit=2, offset=0)
         assert len(page) == 2
         assert more
+
+    contract.run(scenario)
+
+
+def test_key_and_user_settings_round_trip_and_change(contract: Contract) -> None:
+    async def scenario(books: Books) -> None:
+        await books.user("alice")
+        limits = Limits(budget=5 * USD, period="month", tz="Europe/Paris", rpm=60, max_concurrent=2)
+        until = datetime(2030, 1, 1, tzinfo=UTC)
+        created = await books.directory.create_key(
+            "alice",
+            key_id="k1",
+            key_hash="h1",
+            prefix="gw-aaa",
+            name="ci",
+            expires_at=until,
+            limits=limits,
+            models=("gpt-4o*", "chat"),
+            metadata={"team": "a", "n": 1},
+        )
+        found = await books.directory.get_key("k1")
+        assert found == created
+        assert (found.limits, found.models, found.metadata, found.expires_at) == (
+            limits,
+            ("gpt-4o*", "chat"),
+            {"team": "a", "n": 1},
+            until,
+        )
+        changed = await books.directory.update_key(
+            "k1", {"limits": Limits(tpm=1000), "models": None, "bogus": 1}
+        )
+        assert changed is not None
+        assert (changed.limits, changed.models, changed.name) == (Limits(tpm=1000), None, "ci")
+        assert await books.directory.update_key("nope", {"name": "x"}) is None
+        user = await books.directory.update_user(
+            "alice", {"disabled": True, "limits": Limits(rpm=5), "models": ("chat",)}
+        )
+        assert user is not None
+        assert (user.disabled, user.limits, user.models) == (True, Limits(rpm=5), ("chat",))
+        key, owner = await books.directory.find_key("h1") or (None, None)
+        assert key == changed
+        assert owner is not None
+        assert (owner.disabled, owner.limits, owner.models) == (True, Limits(rpm=5), ("chat",))
+        assert await books.directory.update_user("nobody", {"disabled": True}) is None
+
+    contract.run(scenario)
+
+
+def test_rotation_copies_the_settings_and_brings_the_old_expiry_forward(
+    contract: Contract,
+) -> None:
+    async def scenario(books: Books) -> None:
+        await books.user("alice")
+        await books.directory.create_key(
+            "alice", key_id="k1", key_hash="h1", prefix="p", name="ci", limits=Limits(rpm=3)
+        )
+        grace = datetime(2031, 1, 1, tzinfo=UTC)
+        rotated = await books.directory.rotate_key(
+            "k1", new_id="k2", key_hash="h2", prefix="q", old_expires_at=grace
+        )
+        assert rotated is not None
+        old, new = rotated
+        assert (old.rotated_to, old.expires_at) == ("k2", grace)
+        assert (new.user_id, new.name, new.limits, new.expires_at) == (
+            "alice",
+            "ci",
+            Limits(rpm=3),
+            None,
+        )
+        # A later grace never pushes an earlier expiry back.
+        again = await books.directory.rotate_key(
+            "k1",
+            new_id="k3",
+            key_hash="h3",
+            prefix="r",
+            old_expires_at=datetime(2040, 1, 1, tzinfo=UTC),
+        )
+        assert again is not None
+        assert again[0].expires_at == grace
+        await books.directory.revoke_key("k2")
+        assert (
+            await books.directory.rotate_key(
+                "k2", new_id="k4", key_hash="h4", prefix="s", old_expires_at=grace
+            )
+            is None
+        )
+
+    contract.run(scenario)
+
+
+def test_period_spend_sums_usage_by_key_or_user_since_a_time(contract: Contract) -> None:
+    async def scenario(books: Books) -> None:
+        await books.user("alice", credit=10 * USD)
+        early, late = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC)
+        await books.journal.write_usage(
+            [usage("r1", "alice", 100, at=early), usage("r2", "alice", 30, at=late)]
+        )
+        spend = books.ledger.reports.spend_since
+        assert await spend(scope="k:key_1", since=late) == 30
+        assert await spend(scope="u:alice", since=early) == 130
+        assert await spend(scope="k:other", since=early) == 0
 
     contract.run(scenario)

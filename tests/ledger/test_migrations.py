@@ -244,3 +244,21 @@ def test_usage_rows_from_before_0008_read_back_without_attribution(contract: Con
             await ledger.close()
 
     asyncio.run(main())
+
+
+def test_keys_and_users_from_before_0007_read_back_without_settings(contract: Contract) -> None:
+    async def main() -> None:
+        await a_usage_row_at_version_5(contract)  # alice, at 0005
+        ledger = await open_ledger(contract.url)  # applies 0006 and 0007
+        try:
+            user = await ledger.directory.get_user("alice")
+            assert user is not None
+            assert (user.disabled, user.limits, user.models) == (False, None, None)
+            key = await ledger.directory.create_key(
+                "alice", key_id="k", key_hash="h", prefix="p", name=None
+            )
+            assert (key.limits, key.models, key.metadata, key.rotated_to) == (None,) * 4
+        finally:
+            await ledger.close()
+
+    asyncio.run(main())
