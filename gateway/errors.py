@@ -72,6 +72,8 @@ class InsufficientCredit(GatewayError):
 
 class KeyBudgetExceeded(InsufficientCredit):
     code = "key_budget_exceeded"
+    # The quota that refused ("k:<key id>" | "u:<user id>"), for the budget.reached alert.
+    scope: str | None = None
 
 
 class RateLimited(GatewayError):

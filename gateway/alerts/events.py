@@ -58,25 +58,26 @@ def balance_low(
 
 def budget_reached(
     *,
-    key_id: str,
+    key_id: str | None,
     user_id: str,
     budget: int,
-    spent: int,
     period: str,
     period_start: datetime | None,
 ) -> AlertEvent:
-    """A key spent its budget for the period (``period``: day | week | month | total;
-    ``period_start`` the period's first instant, None for total); amounts nano-USD. Reported
-    once per key and period, however often it is called."""
+    """A budget was reached: a call was refused because the period's spend and the calls in
+    flight left no room for it. ``key_id`` names the key whose budget it is, None for the
+    user's own budget over all their keys; ``period``: day | week | month | total;
+    ``period_start`` the period's first instant, None for total; ``budget`` nano-USD.
+    Reported once per budget and period, however often it is called."""
     start = period_start.isoformat() if period_start is not None else None
+    owner = f"key:{key_id}" if key_id is not None else f"user:{user_id}"
     return AlertEvent(
         BUDGET_REACHED,
-        f"{BUDGET_REACHED}:{key_id}:{period}:{start}",
+        f"{BUDGET_REACHED}:{owner}:{period}:{start}",
         {
             "key_id": key_id,
             "user_id": user_id,
             "budget": format_usd(budget),
-            "spent": format_usd(spent),
             "period": period,
             "period_start": start,
         },

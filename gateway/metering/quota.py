@@ -40,6 +40,7 @@ class Quota:
     scope: str  # k:<key id> | u:<user id>
     budget: int | None = None  # nano-USD in the period
     period_start: int = 0  # epoch seconds; 0 for total
+    period: str = "total"  # day | week | month | total (records.Limits)
     rpm: int | None = None
     tpm: int | None = None
     max_concurrent: int | None = None
@@ -109,6 +110,7 @@ def quota(scope: str, limits: Limits) -> Quota:
         scope=scope,
         budget=limits.budget,
         period_start=period_bounds(limits.period, limits.tz)[0] if limits.budget else 0,
+        period=limits.period,
         rpm=limits.rpm,
         tpm=limits.tpm,
         max_concurrent=limits.max_concurrent,

@@ -13,8 +13,10 @@ show whichever leaves less.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
+from gateway.alerts.events import AlertEvent, budget_reached
 from gateway.errors import Forbidden, KeyBudgetExceeded, RateLimited
 from gateway.listeners import Header
 from gateway.metering.quota import LimitRefusal, Quota, QuotaUsage, quota
@@ -53,10 +55,12 @@ def refusal_error(
     q = next(q for q in quotas if q.scope == refused.scope)
     whose = "this API key" if q.scope.startswith("k:") else "this account"
     if refused.limit == "budget":
-        return KeyBudgetExceeded(
+        error = KeyBudgetExceeded(
             f"The spending limit of {whose} (${format_usd(q.budget or 0)} per period) is "
             "reached, counting the calls in flight; it resets with the period."
         )
+        error.scope = q.scope
+        return error
     kind = "tokens" if refused.limit == "tpm" else "requests"
     limit = {"rpm": q.rpm, "tpm": q.tpm, "max_concurrent": q.max_concurrent}[refused.limit]
     name = {
@@ -124,3 +128,21 @@ def duration(ms: int) -> str:
     if hours:
         return f"{hours}h{minutes}m{secs}s"
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def budget_alert(
+    refused: KeyBudgetExceeded, quotas: tuple[Quota, ...], key: ApiKey, owner: User
+) -> AlertEvent | None:
+    """The ``budget.reached`` alert of a call refused by a budget (None when the refusal names
+    no quota): reported once per scope and period, however many calls it refuses."""
+    q = next((q for q in quotas if q.scope == refused.scope), None)
+    if q is None or q.budget is None:
+        return None
+    start = datetime.fromtimestamp(q.period_start, UTC) if q.period != "total" else None
+    return budget_reached(
+        key_id=key.id if q.scope.startswith("k:") else None,
+        user_id=owner.id,
+        budget=q.budget,
+        period=q.period,
+        period_start=start,
+    )

@@ -23,14 +23,14 @@ from starlette.types import Receive, Scope, Send
 
 from gateway import pricing
 from gateway.endpoints import Endpoint
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, KeyBudgetExceeded
 from gateway.listeners import Header
 from gateway.proxy.admission import reserve, write_cap
 from gateway.proxy.attribution import attribution
 from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
 from gateway.proxy.call import INTERRUPTED, Call, Outcome
 from gateway.proxy.forward import forward
-from gateway.proxy.governance import check_caller, limit_headers, quotas_of
+from gateway.proxy.governance import budget_alert, check_caller, limit_headers, quotas_of
 from gateway.proxy.request import header, parse_object, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.scrub import scrub, secret_for
@@ -111,23 +111,29 @@ async def admit(
     # A call asked for without a cap may be forwarded with the cap the balance covers
     # (GATEWAY_UNCAPPED_CALLS); a stream then holds a slice of it at a time.
     settings = services.settings
-    quote, admission = await reserve(
-        services.store,
-        services.settings.reservation_ttl,
-        quote,
-        user_id=key.user_id,
-        request_id=request_id,
-        model=model,
-        endpoint=endpoint,
-        payload=payload,
-        may_fit=settings.uncapped_calls == "fit",
-        stream_slice=(
-            settings.stream_hold_tokens
-            if stream and shows_all_output(payload, hidden_reasoning=model.hidden_reasoning)
-            else None
-        ),
-        quotas=quotas,
-    )
+    try:
+        quote, admission = await reserve(
+            services.store,
+            services.settings.reservation_ttl,
+            quote,
+            user_id=key.user_id,
+            request_id=request_id,
+            model=model,
+            endpoint=endpoint,
+            payload=payload,
+            may_fit=settings.uncapped_calls == "fit",
+            stream_slice=(
+                settings.stream_hold_tokens
+                if stream and shows_all_output(payload, hidden_reasoning=model.hidden_reasoning)
+                else None
+            ),
+            quotas=quotas,
+        )
+    except KeyBudgetExceeded as exc:
+        alert = budget_alert(exc, quotas, key, owner)
+        if alert is not None:
+            services.alerts.notify(alert)
+        raise
     write_cap(endpoint, payload, quote.output)
     hold = None
     if quote.output_held is not None:
