@@ -19,6 +19,7 @@ from gateway import price_reload, provider_keys
 from gateway.catalog import Catalog
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError, NotFound, error_body
+from gateway.proxy.governance import allows
 from gateway.proxy.pipeline import ProxyEndpoint
 from gateway.routes import admin, exports, me, payments
 from gateway.services import Services, build, shutdown
@@ -128,21 +129,22 @@ def _routes(services: Services) -> list[Route]:
     started = time.time()
 
     async def list_models(request: Request) -> Response:
-        await services.auth.authenticate(request.headers.get("authorization"))
+        key, owner = await services.auth.caller(request.headers.get("authorization"))
         created = int(started)
-        # A model whose provider key is unset cannot serve a call: not offered.
+        # A model whose provider key is unset cannot serve a call, nor one the key's or its
+        # owner's model list leaves out: neither is offered.
         data = [
             {"id": name, "object": "model", "created": created, "owned_by": m.provider.name}
             for name, m in services.catalog.models.items()
-            if not provider_keys.unset(m)
+            if not provider_keys.unset(m) and allows(key, owner, name)
         ]
         return json_response({"object": "list", "data": data})
 
     async def get_model(request: Request) -> Response:
-        await services.auth.authenticate(request.headers.get("authorization"))
+        key, owner = await services.auth.caller(request.headers.get("authorization"))
         name = request.path_params["model"]
         model = services.catalog.models.get(name)
-        if model is None or provider_keys.unset(model):
+        if model is None or provider_keys.unset(model) or not allows(key, owner, name):
             raise NotFound(f"The model `{name}` does not exist", code="model_not_found")
         return json_response(
             {

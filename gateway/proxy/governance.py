@@ -26,6 +26,15 @@ from gateway.records import ApiKey, User
 RATELIMIT_PREFIX = b"x-ratelimit-"
 
 
+def allows(key: ApiKey, owner: User, model: str) -> bool:
+    """Whether both the key's and its owner's model lists (names or globs) let ``model`` be
+    used (a list that is None allows every model)."""
+    return all(
+        allowed is None or any(fnmatchcase(model, p) for p in allowed)
+        for allowed in (key.models, owner.models)
+    )
+
+
 def check_caller(key: ApiKey, owner: User, model: str) -> None:
     """Raises 403 ``user_disabled`` or ``model_not_allowed``."""
     if owner.disabled:

@@ -123,8 +123,14 @@ def test_models_list_and_globs(mgw):
     error = refusal(mgw, key, "chat")
     assert (error.status_code, error.body["code"]) == (403, "model_not_allowed")
     chat(mgw, key, "cheap")
+    # The key sees only what it may call (openai's models.list / retrieve).
+    client = mgw.client(key)
+    assert [m.id for m in client.models.list()] == ["cheap"]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("chat")
     mgw.admin.patch(f"/admin/keys/{key_id}", json={"models": ["ch*"]})
     chat(mgw, key, "chat")
+    assert {"chat", "cheap"} <= {m.id for m in client.models.list()}
 
 
 def test_expired_key_is_401_expired_api_key(mgw):
