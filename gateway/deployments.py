@@ -68,7 +68,8 @@ def read(
         raise fail((*where, key), "give either provider (one deployment) or deployments")
     at = (*where, "deployments")
     if not isinstance(listed, list) or not listed:
-        raise fail(at, "must be a list like [{provider: openai, upstream_model: gpt-4o}]")
+        what = "must list at least one deployment" if listed == [] else "must be a list"
+        raise fail(at, f"{what}, like [{{provider: openai, upstream_model: gpt-4o}}]")
     found: list[Deployment[P]] = []
     for i, entry in enumerate(listed):
         place = (*at, str(i))
@@ -94,9 +95,11 @@ def _one(
     single: bool,
 ) -> Deployment[P]:
     provider = entry.get("provider")
+    if provider is None:
+        hint = " (or a deployments list)" if single else ""
+        raise fail((*where, "provider"), f"missing: name one of the providers{hint}")
     if not isinstance(provider, str) or provider not in providers:
-        hint = "" if provider is not None or not single else " (or a deployments list)"
-        raise fail((*where, "provider"), f"unknown provider {provider!r}{hint}")
+        raise fail((*where, "provider"), f"unknown provider {provider!r}")
     upstream = entry.get("upstream_model", model)
     if not isinstance(upstream, str) or not upstream:
         raise fail((*where, "upstream_model"), "must be a model name")

@@ -105,11 +105,15 @@ BLOCK = ROUTED[ROUTED.index("    deployments:") : ROUTED.index("  mini:")]
         ),
         (
             ROUTED.replace("    provider: openai\n    price", "    price"),
-            "m.yaml:15: models.mini.provider: unknown provider None (or a deployments list)",
+            "m.yaml:15: models.mini.provider: missing: name one of the providers (or a deployments",
         ),
         (
             ROUTED.replace(BLOCK, "    deployments: {provider: spare}\n"),
-            "m.yaml:10: models.gpt-4o.deployments: must be a list like",
+            "m.yaml:10: models.gpt-4o.deployments: must be a list, like",
+        ),
+        (
+            ROUTED.replace(BLOCK, "    deployments: []\n"),
+            "m.yaml:10: models.gpt-4o.deployments: must list at least one deployment",
         ),
         (
             ROUTED.replace("- provider: spare\n        priority: 3", "- spare"),
