@@ -3,8 +3,9 @@
 -- KEYS: u (hash bal/res/lver), r (hash rid -> amount), rx (zset rid -> expiry ms), then per
 -- quota: q (hash p/spent/res/tok), qh (hash rid -> held amount), qx (zset rid -> expiry ms),
 -- qw (zset rid -> admitted ms: the sliding log of the last 60 s), qt (hash rid -> tokens).
--- ARGV per quota, from 6: budget, period start (s), rpm, tpm, max_concurrent, seed ('' = none;
--- the period's spend read from the ledger, used only when q is missing).
+-- ARGV per quota, from 6: budget, period as '<kind>:<start s>', rpm, tpm, max_concurrent, seed
+-- ('' = none; the period's spend read from the ledger, used when q is missing or counts another
+-- period).
 --
 -- Invariant: res == sum of the amounts in r, and every rid in r has its expiry in rx; per
 -- quota likewise res == sum(qh), tok == sum(qt), every rid of qt is in qw. After expired
@@ -47,14 +48,26 @@ for i = 1, tonumber(ARGV[5] or '0') do
   local s = {q = KEYS[k + 1], qh = KEYS[k + 2], qx = KEYS[k + 3], qw = KEYS[k + 4],
     qt = KEYS[k + 5], budget = tonumber(ARGV[a + 1]), rpm = tonumber(ARGV[a + 3]),
     tpm = tonumber(ARGV[a + 4]), conc = tonumber(ARGV[a + 5])}
+  local kind, start = string.match(ARGV[a + 2], '^(%w*):(%d+)$')
+  start = tonumber(start)
   if redis.call('EXISTS', s.q) == 0 then
     if s.budget and ARGV[a + 6] == '' then
       return {-2, i}
     end
     local seed = ARGV[a + 6] ~= '' and ARGV[a + 6] or '0'
-    redis.call('HSET', s.q, 'p', ARGV[a + 2], 'spent', seed, 'res', '0', 'tok', '0')
-  elseif tonumber(ARGV[a + 2]) > tonumber(redis.call('HGET', s.q, 'p')) then
-    redis.call('HSET', s.q, 'p', ARGV[a + 2], 'spent', '0')  -- a new period
+    local counted = s.budget and kind or ''
+    redis.call('HSET', s.q, 'p', start, 'pk', counted, 'spent', seed, 'res', '0', 'tok', '0')
+  elseif s.budget then
+    -- The spend counts one period of one kind: a budget just set on a limited scope, a
+    -- changed period or a new one is counted from the ledger (a caller behind on the clock
+    -- does not move it back).
+    local had = redis.call('HMGET', s.q, 'p', 'pk')
+    if had[2] ~= kind or tonumber(had[1]) < start then
+      if ARGV[a + 6] == '' then
+        return {-2, i}
+      end
+      redis.call('HSET', s.q, 'p', start, 'pk', kind, 'spent', ARGV[a + 6])
+    end
   end
   purge(s.qh, s.qx, s.q, 'res', now)
   purge(s.qt, s.qw, s.q, 'tok', now - 60000)

@@ -170,7 +170,8 @@ class RedisStore:
             for _ in range(2 + len(quotas)):
                 args: list[Any] = [request_id, amount, ttl_ms, tokens, len(quotas)]
                 for q, seed in zip(quotas, seeds, strict=True):
-                    args += [_opt(q.budget), q.period_start, _opt(q.rpm), _opt(q.tpm)]
+                    args += [_opt(q.budget), f"{q.period}:{q.period_start}", _opt(q.rpm)]
+                    args += [_opt(q.tpm)]
                     args += [_opt(q.max_concurrent), seed]
                 reply = await self._call("admit", keys, args)
                 if reply[0] == SPEND_MISS:

@@ -118,6 +118,8 @@ class _Account:
 class _Scope:
     period: int
     spent: int
+    # The period kind ``spent`` counts (None: no budget, not counted from the ledger).
+    kind: str | None = None
     holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # rid -> amount, until
     reserved: int = 0
     # rid -> (admitted at, tokens), oldest first: the sliding log of the last 60 s.
@@ -125,8 +127,6 @@ class _Scope:
     tokens: int = 0
 
     def refresh(self, q: Quota, now: float) -> None:
-        if q.period_start > self.period:
-            self.period, self.spent = q.period_start, 0
         for rid in [r for r, (_, until) in self.holds.items() if until <= now]:
             self.reserved -= self.holds.pop(rid)[0]
         edge = now - WINDOW_MS / 1000
@@ -270,9 +270,17 @@ class MemoryStore:
 
     async def _scope(self, q: Quota) -> _Scope:
         scope = self._scopes.get(q.scope)
-        if scope is None:
-            spent = await self._spend_loader(q) if q.budget is not None else 0
-            scope = self._scopes.setdefault(q.scope, _Scope(period=q.period_start, spent=spent))
+        if q.budget is not None and (scope is None or _recount(scope, q)):
+            # A budget just set on a limited scope, a changed period or a new one: the spend
+            # is the ledger's (a caller behind on the clock does not move it back).
+            spent = await self._spend_loader(q)
+            scope = self._scopes.get(q.scope)
+            if scope is None:
+                scope = self._scopes[q.scope] = _Scope(q.period_start, spent, q.period)
+            elif _recount(scope, q):
+                scope.period, scope.spent, scope.kind = q.period_start, spent, q.period
+        elif scope is None:
+            scope = self._scopes[q.scope] = _Scope(period=q.period_start, spent=0)
         return scope
 
     async def quota_usage(self, user_id: str, quota: Quota) -> QuotaUsage:
@@ -328,3 +336,7 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+def _recount(scope: _Scope, q: Quota) -> bool:
+    return scope.kind != q.period or scope.period < q.period_start

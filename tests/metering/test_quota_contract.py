@@ -23,14 +23,16 @@ Factory = Callable[[dict[str, int]], contextlib.AbstractAsyncContextManager[Bala
 
 @pytest.fixture(params=["memory", "redis"])
 def stores(request: pytest.FixtureRequest) -> Factory:
-    """A store over alice's 1,000,000 nano-USD whose ledger spend per scope is ``spent``."""
+    """A store over alice's 1,000,000 nano-USD whose ledger spend per scope (and period) is
+    ``spent``."""
 
     @contextlib.asynccontextmanager
     async def make(spent: dict[str, int]) -> AsyncIterator[BalanceStore]:
         ledger = FakeLedger(alice=1_000_000)
 
         async def spend(q: Quota) -> int:
-            return spent.get(q.scope, 0)
+            # "scope@start": the spend of the period starting then; "scope": of any period.
+            return spent.get(f"{q.scope}@{q.period_start}", spent.get(q.scope, 0))
 
         if request.param == "memory":
             yield MemoryStore(ledger.load, spend_loader=spend)
@@ -98,7 +100,7 @@ def test_the_period_spend_is_read_from_the_ledger_once_and_resets_with_the_perio
     stores: Factory,
 ) -> None:
     async def main() -> None:
-        async with stores({"k:k1": 90}) as store:
+        async with stores({"k:k1@86400": 90}) as store:
             day1 = Quota("k:k1", budget=100, period_start=86_400)
             refused = await store.admit(UID, "r1", 20, ttl=60, quotas=(day1,))
             assert refused.refused is not None
@@ -108,6 +110,30 @@ def test_the_period_spend_is_read_from_the_ledger_once_and_resets_with_the_perio
             assert (await store.admit(UID, "r3", 90, ttl=60, quotas=(day2,))).ok
             usage = await store.quota_usage(UID, day2)
             assert (usage.spent, usage.reserved) == (0, 100)
+
+    asyncio.run(main())
+
+
+def test_a_budget_set_on_a_scope_already_counted_reads_its_spend_from_the_ledger(
+    stores: Factory,
+) -> None:
+    # Newcomer trial of issue 12: a key limited by rpm alone, then given a budget, was
+    # admitted as if nothing had been spent in the period.
+    async def main() -> None:
+        async with stores({"k:k1@86400": 90, "k:k1@0": 95}) as store:
+            assert (await store.admit(UID, "r1", 10, ttl=60, quotas=(limited(KEY, rpm=100),))).ok
+            day = Quota("k:k1", budget=100, period_start=86_400, period="day", rpm=100)
+            refused = await store.admit(UID, "r2", 1, ttl=60, quotas=(day,))
+            assert refused.refused is not None
+            assert refused.refused.limit == "budget"
+            assert (await store.quota_usage(UID, day)).spent == 90
+            # The period's kind changes: counted again from the ledger, not carried over.
+            total = Quota("k:k1", budget=200, period_start=0, period="total", rpm=100)
+            assert (await store.quota_usage(UID, total)).spent == 95
+            # A caller behind on the clock (yesterday's start) does not move the period back.
+            assert (await store.quota_usage(UID, day)).spent == 90
+            yesterday = Quota("k:k1", budget=100, period_start=0, period="day", rpm=100)
+            assert (await store.quota_usage(UID, yesterday)).spent == 90
 
     asyncio.run(main())
 
