@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 
 from gateway.errors import Unprocessable
-from gateway.money import parse_amount
+from gateway.money import format_usd, parse_amount
 from gateway.records import PERIODS, Limits
 
 MAX_MODELS = 256
@@ -65,6 +65,28 @@ def parse_limits(value: object, *, param: str = "limits") -> Limits | None:
         tpm=counts["tpm"],
         max_concurrent=counts["max_concurrent"],
     )
+
+
+def merged_limits(current: Limits | None, patch: object) -> Limits | None:
+    """``current`` with the fields ``patch`` names changed (a PATCH: an absent field keeps its
+    value, ``null`` clears it; ``budget`` merges the same way field by field). A ``patch``
+    that is not an object (``null`` clears every limit) is parsed on its own."""
+    if current is None or not isinstance(patch, Mapping):
+        return parse_limits(patch)
+    fields: dict[str, Any] = {name: getattr(current, name) for name in COUNTS}
+    if current.budget is not None:
+        fields["budget"] = {
+            "amount": format_usd(current.budget),
+            "period": current.period,
+            "tz": current.tz,
+        }
+    for name, value in patch.items():
+        budget = fields.get("budget")
+        if name == "budget" and isinstance(value, Mapping) and isinstance(budget, dict):
+            fields["budget"] = {**budget, **value}
+        else:
+            fields[name] = value
+    return parse_limits(fields)
 
 
 def _whole(n: object) -> bool:

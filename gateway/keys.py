@@ -14,8 +14,8 @@ from typing import Any
 
 from gateway.accounts import Accounts
 from gateway.auth import NewKey, new_key
-from gateway.errors import NotFound, Unprocessable
-from gateway.key_settings import key_changes, user_changes
+from gateway.errors import Conflict, NotFound, Unprocessable
+from gateway.key_settings import key_changes, merged_limits, user_changes
 from gateway.ledger.base import UnknownUser
 from gateway.metering.quota import QuotaUsage, period_bounds, quota
 from gateway.records import ApiKey, AuditEvent, Limits, User, utcnow
@@ -61,6 +61,9 @@ async def update_key(
     accounts: Accounts, key_id: str, params: Mapping[str, Any], *, actor: str
 ) -> ApiKey:
     changes = key_changes(params)
+    if "limits" in changes:
+        current = await require_key(accounts, key_id)
+        changes["limits"] = merged_limits(current.limits, params["limits"])
     updated = await accounts.ledger.directory.update_key(
         key_id,
         changes,
@@ -89,6 +92,12 @@ async def rotate_key(
         raise Unprocessable(
             f"grace_seconds must be a whole number from 0 to {MAX_GRACE}", param="grace_seconds"
         )
+    current = await require_key(accounts, key_id)
+    if current.rotated_to is not None:
+        # Its expiry is the grace of that rotation: a key made from it would be born expired.
+        raise Conflict(
+            f"key {key_id!r} was already rotated to {current.rotated_to!r}; rotate that key"
+        )
     fresh = new_key()
     rotated = await accounts.ledger.directory.rotate_key(
         key_id,
@@ -115,6 +124,11 @@ async def update_user(
     accounts: Accounts, user_id: str, params: Mapping[str, Any], *, actor: str
 ) -> User:
     changes = user_changes(params)
+    if "limits" in changes:
+        user = await accounts.ledger.directory.get_user(user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id!r}", code="user_not_found")
+        changes["limits"] = merged_limits(user.limits, params["limits"])
     updated = await accounts.ledger.directory.update_user(
         user_id,
         changes,

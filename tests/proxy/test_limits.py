@@ -185,6 +185,28 @@ def test_max_concurrent_holds_from_admission_to_settlement(mgw):
     chat(mgw, key)  # released by settlement
 
 
+def test_patching_limits_changes_only_the_fields_named(mgw):
+    # Newcomer trial of issue 12: the README's {"limits": {"rpm": 120}} dropped the budget.
+    limits = {"budget": {"amount": "0.50", "period": "day"}, "rpm": 60, "max_concurrent": 4}
+    uid, key_id, _ = keyed(mgw, limits=limits)
+    r = mgw.admin.patch(f"/admin/keys/{key_id}", json={"limits": {"rpm": 120}})
+    assert r.status_code == 200, r.text
+    shown = mgw.admin.get(f"/admin/keys/{key_id}").json()["limits"]
+    assert shown["rpm"] == 120
+    assert shown["budget"] == {"amount": "0.50", "period": "day", "tz": "UTC"}
+    assert shown["max_concurrent"] == 4
+    mgw.admin.patch(f"/admin/keys/{key_id}", json={"limits": {"budget": {"amount": "2"}}})
+    mgw.admin.patch(f"/admin/keys/{key_id}", json={"limits": {"max_concurrent": None}})
+    shown = mgw.admin.get(f"/admin/keys/{key_id}").json()["limits"]
+    assert shown["budget"] == {"amount": "2.00", "period": "day", "tz": "UTC"}
+    assert shown.get("max_concurrent") is None
+    assert shown["rpm"] == 120
+    # The same on a user.
+    mgw.admin.patch(f"/admin/users/{uid}", json={"limits": {"rpm": 10, "tpm": 5000}})
+    user = mgw.admin.patch(f"/admin/users/{uid}", json={"limits": {"tpm": None}}).json()
+    assert (user["limits"]["rpm"], user["limits"].get("tpm")) == (10, None)
+
+
 def test_rotation_keeps_the_settings_and_a_grace_period(mgw):
     _uid, key_id, key = keyed(mgw, name="ci", limits={"rpm": 50}, metadata={"team": "a"})
     r = mgw.admin.post(f"/admin/keys/{key_id}/rotate", json={"grace_seconds": 3600})
@@ -195,6 +217,10 @@ def test_rotation_keeps_the_settings_and_a_grace_period(mgw):
     assert rotated["replaces"]["rotated_to"] == rotated["id"]
     chat(mgw, key)  # still in its grace period
     chat(mgw, rotated["key"])
+    # The replaced key cannot be rotated again (a key made from it would be born expired).
+    again = mgw.admin.post(f"/admin/keys/{key_id}/rotate", json={"grace_seconds": 60})
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "conflict")
+    assert rotated["id"] in again.json()["error"]["message"]
     r = mgw.admin.post(f"/admin/keys/{rotated['id']}/rotate", json={"grace_seconds": 0})
     error = refusal(mgw, rotated["key"])
     assert (error.status_code, error.body["code"]) == (401, "expired_api_key")
