@@ -19,8 +19,8 @@ from gateway import price_reload, provider_keys
 from gateway.catalog import Catalog
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError, NotFound, error_body
-from gateway.proxy.governance import allows
 from gateway.proxy.count_tokens import CountTokens
+from gateway.proxy.governance import allows
 from gateway.proxy.pipeline import ProxyEndpoint
 from gateway.routes import admin, exports, me, payments
 from gateway.services import Services, build, shutdown

@@ -146,7 +146,8 @@ def test_stream_true_relays_every_event_and_is_billed_once(agw):
         )
     )
     kinds = [e.type for e in events]
-    assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
+    assert kinds[0] == "message_start"
+    assert kinds[-2:] == ["message_delta", "message_stop"]
     # message_start says output_tokens 1, message_delta the cumulative 5: billed 5, not 6.
     row = agw.wait_usage(uid, 1)[0]
     assert (row["status"], row["completion_tokens"]) == ("ok", 5)
@@ -180,7 +181,7 @@ def test_a_tool_use_session_runs_end_to_end_and_its_ledger_adds_up(agw):
             {"role": "user", "content": "go on"},
         ]
     rows = agw.wait_usage(uid, 6)
-    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
+    assert [r["status"] for r in rows] == ["ok"] * 6
     for row in rows:
         assert usd(row["cost"]) == priced(row["prompt_tokens"], row["completion_tokens"])
     assert agw.balance(uid) == usd("10.00") - sum(usd(r["cost"]) for r in rows)
@@ -208,7 +209,8 @@ def test_count_tokens_is_relayed_and_free(agw, gateways):
     assert counted.input_tokens == 10
     sent = gateways.upstream.requests()[-1]
     assert (sent["path"], sent["body"]["model"]) == ("/v1/messages/count_tokens", "claude-mock-1")
-    assert agw.usage(uid) == [] and agw.balance(uid) == usd("10.00")
+    assert agw.usage(uid) == []
+    assert agw.balance(uid) == usd("10.00")
     # A caller that sends no anthropic-version gets Anthropic's first one upstream; the key
     # may come as a Bearer token too.
     raw = httpx.post(
@@ -227,7 +229,7 @@ def test_refusals_come_in_anthropics_shape_and_charge_nothing(agw, gateways):
         claude.messages.create(model="claude", max_tokens=1000, messages=user_says(PROMPT))
     assert poor.value.status_code == 402
     body: Any = poor.value.body
-    assert body["type"] == "error" and body["error"]["type"] == "billing_error"
+    assert (body["type"], body["error"]["type"]) == ("error", "billing_error")
     assert re.search(r"Set max_tokens to \d+ or less", body["error"]["message"])
     with pytest.raises(anthropic.AuthenticationError) as bad_key:
         client(agw, "sk-gw-wrong").messages.create(
@@ -255,7 +257,8 @@ def test_refusals_come_in_anthropics_shape_and_charge_nothing(agw, gateways):
         )
     assert overloaded.value.status_code == 529
     assert overloaded.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
-    assert agw.usage(uid) == [] and agw.balance(uid) == usd("0.001")
+    assert agw.usage(uid) == []
+    assert agw.balance(uid) == usd("0.001")
 
 
 def test_a_request_too_large_is_413_in_anthropics_shape(gateways, tmp_path):
@@ -269,7 +272,8 @@ def test_a_request_too_large_is_413_in_anthropics_shape(gateways, tmp_path):
         )
     assert large.value.status_code == 413
     assert large.value.body["error"]["type"] == "request_too_large"  # type: ignore[index]
-    assert gw.usage(uid) == [] and gw.balance(uid) == usd("10.00")
+    assert gw.usage(uid) == []
+    assert gw.balance(uid) == usd("10.00")
 
 
 def test_a_client_gone_mid_stream_is_billed_what_was_produced(agw, gateways):
@@ -305,14 +309,13 @@ def test_concurrent_calls_of_one_user_never_overspend(agw):
         try:
             claude.messages.create(model="claude", max_tokens=1000, messages=user_says(PROMPT))
         except anthropic.APIStatusError as exc:
-            assert exc.status_code == 402
-            return "refused"
+            return f"refused {exc.status_code}"
         return "ok"
 
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         results = list(pool.map(one, range(12)))
     served = results.count("ok")
-    assert served >= 1
+    assert set(results) == {"ok", "refused 402"}
     rows = agw.wait_usage(uid, served)
     assert len(rows) == served
     spent = sum(usd(r["cost"]) for r in rows)
