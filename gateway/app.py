@@ -19,6 +19,7 @@ from gateway import price_reload, provider_keys
 from gateway.catalog import Catalog
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError, NotFound, error_body
+from gateway.proxy.count_tokens import CountTokens
 from gateway.proxy.governance import allows
 from gateway.proxy.pipeline import ProxyEndpoint
 from gateway.routes import admin, exports, me, payments
@@ -196,6 +197,7 @@ def _routes(services: Services) -> list[Route]:
     ]
     return [
         *proxied,
+        Route("/v1/messages/count_tokens", CountTokens(services), methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -22,6 +22,7 @@ from gateway.errors import BadRequest, NotFound
 from gateway.inputs import ImageRule
 from gateway.money import MoneyError, parse_price
 from gateway.pricing import Price, Tier
+from gateway.provider_apis import APIS, ProviderApi
 from gateway.usage_dialects import DIALECTS
 
 KINDS = ("chat", "embedding")
@@ -54,6 +55,12 @@ class Provider:
     # Whether the upstream accepts stream_options, which the gateway injects to be told a
     # stream's usage (gateway.proxy.refusals); without it streams are billed by counting.
     stream_options: bool = True
+    # A key of APIS: the endpoints the provider serves and how it takes the key.
+    api: str = "openai"
+
+    @property
+    def auth(self) -> ProviderApi:
+        return APIS[self.api]
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,15 @@ class Catalog:
                 code="model_not_found",
                 param="model",
             )
-        wanted = ENDPOINTS[endpoint].model_kind
+        served = ENDPOINTS[endpoint]
+        wanted = served.model_kind
+        if model.provider.api != served.api:
+            raise BadRequest(
+                f"model `{name}` is served by the {model.provider.api} API and cannot serve "
+                f"/v1/{endpoint}",
+                param="model",
+                code="wrong_api",
+            )
         if model.kind != wanted:
             raise BadRequest(
                 f"model `{name}` is {'an' if model.kind[0] in 'aeiou' else 'a'} {model.kind} "
@@ -197,7 +212,7 @@ def _providers(raw: object, loc: _Located, env: Mapping[str, str]) -> dict[str, 
         where = ("providers", name)
         if not isinstance(spec, dict):
             raise loc.fail(where, "must be a mapping with base_url")
-        unknown = set(spec) - {"base_url", "api_key_env", "dialect", "stream_options"}
+        unknown = set(spec) - {"base_url", "api_key_env", "dialect", "stream_options", "api"}
         if unknown:
             raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
         base_url = spec.get("base_url")
@@ -213,8 +228,12 @@ def _providers(raw: object, loc: _Located, env: Mapping[str, str]) -> dict[str, 
         stream_options = spec.get("stream_options", True)
         if not isinstance(stream_options, bool):
             raise loc.fail((*where, "stream_options"), "must be true or false")
+        api = spec.get("api", "openai")
+        if api not in APIS:
+            raise loc.fail((*where, "api"), f"must be one of {', '.join(APIS)}")
         out[name] = Provider(
             name=name,
+            api=api,
             base_url=base_url.rstrip("/"),
             api_key_env=key_env,
             api_key=env.get(key_env) if key_env else None,
@@ -247,6 +266,9 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
         if unknown:
             raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
         served_by = deployments.read(spec, name, where, providers, loc.fail)
+        if len({d.provider.api for d in served_by}) > 1:
+            # A fallback must take the same request: one API for every deployment.
+            raise loc.fail((*where, "deployments"), "every deployment must use the same api")
         kind = spec.get("kind", "embedding" if "embedding" in name else "chat")
         if kind not in KINDS:
             raise loc.fail((*where, "kind"), f"must be one of {', '.join(KINDS)}")

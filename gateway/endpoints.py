@@ -15,7 +15,8 @@ from typing import Literal
 # How a request writes its prompt, which decides how it is counted (gateway.tokens):
 # chat messages; a Responses input (instructions plus a string or a list of items); or
 # texts (a string, a list of strings, a token array or a list of token arrays).
-EndpointKind = Literal["chat", "completion", "embedding", "response"]
+# Anthropic's Messages API writes its prompt as ``system`` plus content-block messages.
+EndpointKind = Literal["chat", "completion", "embedding", "response", "messages"]
 ModelKind = Literal["chat", "embedding"]
 
 
@@ -24,16 +25,36 @@ class UsageShape:
     """How an endpoint's stream reports usage (usage itself is read by its fields,
     ``gateway.usage_dialects``).
 
-    With ``typed_events`` a stream is a sequence of typed events that ends with a terminal
-    ``response.*`` event, whose ``response`` object carries the usage (the Responses API);
-    otherwise any chunk may carry it.
+    With ``typed_events`` a stream is a sequence of typed events that ends with one of the
+    ``terminal`` event types (the Responses API's ``response.*``, whose ``response`` object
+    carries the usage; Anthropic's ``message_stop``, after ``message_start`` and the cumulative
+    ``message_delta`` carried it); otherwise any chunk may carry it.
     """
 
     typed_events: bool = False
+    terminal: frozenset[str] = frozenset()
 
 
 CHAT_USAGE = UsageShape()
-RESPONSE_USAGE = UsageShape(typed_events=True)
+RESPONSE_USAGE = UsageShape(
+    typed_events=True,
+    terminal=frozenset(("response.completed", "response.incomplete", "response.failed")),
+)
+MESSAGES_USAGE = UsageShape(typed_events=True, terminal=frozenset(("message_stop",)))
+
+# Anthropic's error ``type`` per HTTP status (docs.anthropic.com/en/api/errors); a status not
+# listed takes the type of its class (4xx invalid_request_error, 5xx api_error).
+ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
 
 # Every name any endpoint caps output with. A cap the caller wrote under another endpoint's
 # name is not trusted for the reservation (the upstream may ignore it), but it is still lowered
@@ -52,6 +73,15 @@ class Endpoint:
     conversation, prompt template or context cache), so the body's length does not bound it.
     ``include_usage``: a stream reports usage only when the request asks with
     ``stream_options.include_usage``, so the gateway always asks.
+
+    ``api`` is the provider API (``api:`` of a provider in models.yaml) a model must be served
+    by to take this endpoint. ``cap_required``: a request without an output cap is refused
+    (400), as the upstream would. ``key_headers`` name request headers that may carry the
+    caller's gateway key bare, when ``Authorization: Bearer`` is absent. ``passed_headers``
+    are request headers forwarded upstream as sent, each with the value sent when the caller
+    sent none (None: not sent). ``error_types``: errors on this endpoint take Anthropic's
+    shape (``{"type": "error", "error": {"type", "message"}}``) with these types per status;
+    None keeps OpenAI's.
     """
 
     path: str
@@ -63,6 +93,11 @@ class Endpoint:
     include_usage: bool = False
     cap_fields: tuple[str, ...] = ()
     held_fields: tuple[str, ...] = ()
+    api: str = "openai"
+    cap_required: bool = False
+    key_headers: tuple[bytes, ...] = ()
+    passed_headers: tuple[tuple[str, str | None], ...] = ()
+    error_types: Mapping[int, str] | None = None
 
 
 ENDPOINTS: Mapping[str, Endpoint] = {
@@ -102,6 +137,21 @@ ENDPOINTS: Mapping[str, Endpoint] = {
             cap_fields=("max_output_tokens",),
             # A stored response or conversation to continue, a stored prompt template.
             held_fields=("previous_response_id", "conversation", "prompt"),
+        ),
+        Endpoint(
+            "messages",
+            "messages",
+            "chat",
+            "messages",
+            MESSAGES_USAGE,
+            streams=True,
+            cap_fields=("max_tokens",),
+            api="anthropic",
+            cap_required=True,
+            # Claude Code sends ANTHROPIC_API_KEY as x-api-key, ANTHROPIC_AUTH_TOKEN as Bearer.
+            key_headers=(b"x-api-key",),
+            passed_headers=(("anthropic-version", "2023-06-01"), ("anthropic-beta", None)),
+            error_types=ANTHROPIC_ERROR_TYPES,
         ),
     )
 }

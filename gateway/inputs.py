@@ -58,6 +58,27 @@ TEXT_TYPES = frozenset(
         "file_citation",
         "container_file_citation",
         "file_path",
+        # Anthropic's Messages API: content blocks written in the body, citations, and the
+        # typed objects inside blocks (cache_control, an image's or document's source, whose
+        # parent block decides its kind).
+        "tool_use",
+        "tool_result",
+        "thinking",
+        "redacted_thinking",
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_search_result",
+        "web_search_tool_result_error",
+        "search_result",
+        "char_location",
+        "page_location",
+        "content_block_location",
+        "web_search_result_location",
+        "search_result_location",
+        "ephemeral",
+        "base64",
+        "url",
+        "content",
     }
 )
 # Typed parts and items whose tokens the body's bytes do not bound; any other type not in
@@ -65,6 +86,8 @@ TEXT_TYPES = frozenset(
 PART_KINDS: Mapping[str, InputKind] = {
     "image_url": "image",
     "input_image": "image",
+    "image": "image",  # Anthropic
+    "document": "file",  # Anthropic: a PDF or text document
     "input_audio": "audio",
     "file": "file",
     "input_file": "file",

@@ -299,6 +299,10 @@ def output_cap(endpoint: Endpoint, payload: dict[str, Any], most: int) -> Output
     if not endpoint.cap_fields:
         return Output(0)
     per_choice, field, asked = most, endpoint.cap_fields[0], False
+    if endpoint.cap_required and payload.get(field) is None:
+        # Anthropic's Messages API refuses a request without max_tokens; so does the gateway,
+        # before reserving anything (the cap bounds the reservation).
+        raise BadRequest(f"{field}: Field required", param=field, code="missing_required_field")
     for name in endpoint.cap_fields:
         value = payload.get(name)
         if value is None:

@@ -179,11 +179,34 @@ def _texts_prompt(enc: Encoder, value: Any, payload: dict[str, Any]) -> int:
     return _count_inputs(enc, value)
 
 
+def _messages_prompt(enc: Encoder, messages: Any, payload: dict[str, Any]) -> int:
+    """Anthropic's Messages API: ``system`` (a string or text blocks) and messages whose
+    content blocks (tool_use inputs, tool_result contents, thinking) are counted as their
+    compact JSON, an upper-leaning estimate whichever block types come."""
+    total = REPLY_PRIMER + _definitions(enc, payload)
+    system = payload.get("system")
+    if system:
+        total += TOKENS_PER_MESSAGE + count_text(
+            enc, system if isinstance(system, str) else _compact(system)
+        )
+    for message in messages if isinstance(messages, list) else ():
+        total += TOKENS_PER_MESSAGE
+        content = message.get("content") if isinstance(message, dict) else message
+        if isinstance(content, str):
+            total += count_text(enc, content)
+        elif content:
+            total += count_text(enc, _compact(content)) + _content_text(content)[1] * (
+                TOKENS_PER_IMAGE
+            )
+    return total
+
+
 _PROMPT_COUNTERS: dict[EndpointKind, Callable[[Encoder, Any, dict[str, Any]], int]] = {
     "chat": _chat_prompt,
     "response": _response_prompt,
     "completion": _texts_prompt,
     "embedding": _texts_prompt,
+    "messages": _messages_prompt,
 }
 
 

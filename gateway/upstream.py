@@ -34,16 +34,27 @@ class Upstreams:
         return session
 
     async def post(
-        self, provider: Provider, path: str, body: bytes, *, request_id: str, accept: str
+        self,
+        provider: Provider,
+        path: str,
+        body: bytes,
+        *,
+        request_id: str,
+        accept: str,
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> aiohttp.ClientResponse:
+        """POSTs ``body`` to ``path`` under the provider's base URL with its key (in the header
+        its ``api`` names) and ``extra`` headers (the caller's, e.g. ``anthropic-version``)."""
         headers = {
+            **dict(extra),
             "Content-Type": "application/json",
             "Accept": accept,
             "Accept-Encoding": "identity",
             "X-Request-Id": request_id,
         }
         if provider.api_key:
-            headers["Authorization"] = f"Bearer {provider.api_key}"
+            auth = provider.auth
+            headers[auth.key_header] = auth.key_scheme + provider.api_key
         elif missing(provider):
             # Routing passes such a deployment over; a direct caller is refused the same way.
             raise ProviderNotConfigured(

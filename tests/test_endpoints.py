@@ -10,7 +10,13 @@ from gateway.usage_dialects import normalize
 
 
 def test_every_row_is_keyed_by_its_path_and_served_by_a_catalog_kind() -> None:
-    assert set(ENDPOINTS) == {"chat/completions", "completions", "embeddings", "responses"}
+    assert set(ENDPOINTS) == {
+        "chat/completions",
+        "completions",
+        "embeddings",
+        "responses",
+        "messages",
+    }
     for path, endpoint in ENDPOINTS.items():
         assert endpoint.path == path
         assert endpoint.model_kind in KINDS

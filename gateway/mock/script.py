@@ -25,7 +25,19 @@ MODEL_IDS = ("mock-gpt", "mock-gpt-mini", "mock-embedding", "gpt-4o-mini", "text
 EMBEDDING_DIMS = 8
 DIRECTIVE_RE = re.compile(r"\[\[mock:([A-Za-z_]+)=([^\]]*)\]\]")
 DIRECTIVE_TYPES: dict[str, Callable[[str], Any]] = {
-    **dict.fromkeys(("chunks", "status", "cut_after", "cached", "reasoning", "stored"), int),
+    **dict.fromkeys(
+        (
+            "chunks",
+            "status",
+            "cut_after",
+            "cached",
+            "reasoning",
+            "stored",
+            "cache_write",
+            "cache_write_hour",
+        ),
+        int,
+    ),
     **dict.fromkeys(("delay", "chunk_delay"), float),
     "no_usage": lambda value: value.lower() in ("1", "true", "yes"),
     "replay": str,
@@ -52,6 +64,10 @@ class Directives:
     reasoning: int = 0
     stored: int = 0
     replay: str | None = None
+    # Anthropic-shaped answers (gateway.mock.anthropic): prompt tokens written to the cache at
+    # the 5-minute and at the 1-hour TTL.
+    cache_write: int = 0
+    cache_write_hour: int = 0
 
 
 @dataclass(slots=True)

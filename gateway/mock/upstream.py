@@ -1,7 +1,8 @@
 """A fast, deterministic fake OpenAI-compatible upstream for demos, tests and benchmarks.
 
 Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses (streaming
-like OpenAI) and GET /v1/models. GET /_mock/requests lists the last 200 requests (method, path,
+like OpenAI), Anthropic's /v1/messages and /v1/messages/count_tokens (``gateway.mock.anthropic``)
+and GET /v1/models. GET /_mock/requests lists the last 200 requests (method, path,
 lower-cased headers, parsed JSON body, and ``delay``: the seconds slept before answering, set once
 the sleep is over; newest last); DELETE /_mock/requests clears them.
 
@@ -25,7 +26,6 @@ status, headers, body or stream chunks, byte for byte; ``PUT /_mock/recordings/N
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import struct
@@ -37,13 +37,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.mock import anthropic
+from gateway.mock.events import sse, stream
 from gateway.mock.replay import RECORDINGS_KEY, recordings
 from gateway.mock.script import (
     EMBEDDING_DIMS,
-    LOG_ENTRY,
     MODEL_IDS,
     REQUESTS_KEY,
-    SSE_HEADERS,
     Reject,
     ScriptedReply,
     begin,
@@ -72,44 +72,6 @@ def responses_usage(reply: ScriptedReply) -> dict[str, Any]:
         "output_tokens_details": usage["completion_tokens_details"],
         "total_tokens": usage["total_tokens"],
     }
-
-
-def sse(obj: Any, event: str | None = None) -> bytes:
-    data = b"data: " + orjson.dumps(obj) + b"\n\n"
-    return b"event: " + event.encode() + b"\n" + data if event else data
-
-
-async def stream(
-    request: web.Request,
-    reply: ScriptedReply,
-    head: list[bytes],
-    body: list[bytes],
-    tail: list[bytes],
-) -> web.StreamResponse:
-    """Send head events, one event per reply piece (honouring faults), then tail events."""
-    resp = web.StreamResponse(headers=SSE_HEADERS)
-    await resp.prepare(request)
-    await resp.write(b"".join(head))
-    for sent, event in enumerate(body[: reply.mock.cut_after]):
-        if reply.mock.chunk_delay > 0:
-            await asyncio.sleep(reply.mock.chunk_delay)
-        try:
-            await resp.write(event)
-        except ConnectionError:
-            # The client closed the stream early: the log says so, and how much it was sent.
-            # A normal end, not an error: returning (not raising) keeps aiohttp from logging a
-            # traceback; its write_eof on the closed transport fails quietly.
-            LOG_ENTRY.get()["closed_after"] = sent
-            return resp
-    if reply.mock.cut_after is not None:
-        # The final zero-length chunk is never sent, so clients see a truncated body (and, as
-        # above, returning keeps the dropped connection out of aiohttp's error log).
-        if request.transport is not None:
-            request.transport.abort()
-        return resp
-    await resp.write(b"".join(tail))
-    await resp.write_eof()
-    return resp
 
 
 def choice(finish: str | None, **fields: Any) -> dict[str, Any]:
@@ -290,6 +252,8 @@ def build_app() -> web.Application:
     app.router.add_post("/v1/completions", endpoint(completions))
     app.router.add_post("/v1/embeddings", endpoint(embeddings))
     app.router.add_post("/v1/responses", endpoint(responses))
+    app.router.add_post("/v1/messages", endpoint(anthropic.messages))
+    app.router.add_post("/v1/messages/count_tokens", endpoint(anthropic.count_tokens))
     app.router.add_get("/v1/models", endpoint(list_models))
     app.router.add_get("/_mock/requests", logged_requests)
     app.router.add_delete("/_mock/requests", logged_requests)

@@ -41,6 +41,8 @@ class Call:
     # The x-ratelimit-* of the key's own limits at admission, for a successful answer
     # (gateway.proxy.governance); empty when it has none.
     limit_headers: tuple[Header, ...] = ()
+    # The caller's headers the endpoint forwards upstream (anthropic-version, -beta).
+    upstream_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def reserved(self) -> int:

@@ -45,6 +45,7 @@ async def forward(
                 orjson.dumps(call.payload),
                 request_id=call.request_id,
                 accept=accept,
+                extra=call.upstream_headers,
             )
         except UpstreamError as exc:
             if (wait := route.failed(routing.failure_of(exc))) is None:

@@ -26,12 +26,13 @@ from gateway.endpoints import Endpoint
 from gateway.errors import GatewayError, KeyBudgetExceeded
 from gateway.listeners import Header
 from gateway.proxy.admission import reserve, write_cap
+from gateway.proxy.anthropic_errors import reshape
 from gateway.proxy.attribution import attribution
 from gateway.proxy.billed import NOTHING, LocalCounts, billed_usage, usage_record
 from gateway.proxy.call import INTERRUPTED, Call, Outcome
 from gateway.proxy.forward import forward
 from gateway.proxy.governance import budget_alert, check_caller, limit_headers, quotas_of
-from gateway.proxy.request import header, parse_object, read_body
+from gateway.proxy.request import caller_key, parse_object, passed_headers, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.scrub import scrub, secret_for
 from gateway.proxy.sse import StreamMeter
@@ -63,7 +64,7 @@ async def handle(
         call = await admit(services, endpoint, scope, receive, request_id)
     except GatewayError as exc:
         services.metrics.refusal(exc.status)
-        await send_error(send, exc, request_id)
+        await send_error(send, exc, request_id, endpoint.error_types)
         return
     services.call_started()
     outcome = INTERRUPTED
@@ -75,6 +76,8 @@ async def handle(
     reply = outcome.reply
     if reply is not None:
         body = scrub(secret_for(call.route.deployment.provider.api_key), reply.body)
+        if reply.status >= 400 and endpoint.error_types is not None:
+            body = reshape(endpoint.error_types, reply.status, body)
         extra = [*reply.headers, *headers]
         await send_body(send, reply.status, body, reply.content_type, request_id, extra)
     if outcome.status == "interrupted":
@@ -89,7 +92,7 @@ async def admit(
 ) -> Call:
     started = time.perf_counter()
     headers = dict(scope["headers"])
-    key, owner = await services.auth.caller(header(headers, b"authorization"))
+    key, owner = await services.auth.caller(caller_key(headers, endpoint))
     body = await read_body(receive, headers, services.settings.max_body_bytes)
     payload = parse_object(body)
     model = services.catalog.resolve(payload.get("model"), endpoint.path)
@@ -160,6 +163,7 @@ async def admit(
         hold=hold,
         attribution=attributed,
         limit_headers=limit_headers(quotas, admission.quotas) if quotas else (),
+        upstream_headers=passed_headers(headers, endpoint),
     )
 
 

@@ -7,12 +7,37 @@ from typing import Any
 import orjson
 from starlette.types import Receive
 
+from gateway.endpoints import Endpoint
 from gateway.errors import BadRequest, PayloadTooLarge
 
 
 def header(headers: dict[bytes, bytes], name: bytes) -> str | None:
     value = headers.get(name)
     return value.decode("latin-1") if value is not None else None
+
+
+def caller_key(headers: dict[bytes, bytes], endpoint: Endpoint) -> str | None:
+    """The ``Authorization`` header carrying the caller's key: as sent, else made from the
+    first of the endpoint's ``key_headers`` that carries the key bare (``x-api-key``)."""
+    found = header(headers, b"authorization")
+    if found is None:
+        for name in endpoint.key_headers:
+            bare = header(headers, name)
+            if bare:
+                return f"Bearer {bare.strip()}"
+    return found
+
+
+def passed_headers(headers: dict[bytes, bytes], endpoint: Endpoint) -> tuple[tuple[str, str], ...]:
+    """The request headers the endpoint forwards upstream, each as sent or its default."""
+    out = []
+    for name, default in endpoint.passed_headers:
+        value = header(headers, name.encode())
+        if value is None:
+            value = default
+        if value is not None:
+            out.append((name, value))
+    return tuple(out)
 
 
 async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.types import Send
 
 from gateway.errors import GatewayError
 from gateway.listeners import Header
+from gateway.proxy.anthropic_errors import reshape
 
 
 async def send_body(
@@ -33,5 +34,15 @@ async def send_body(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, exc: GatewayError, request_id: str) -> None:
-    await send_body(send, exc.status, exc.body(), "application/json", request_id, exc.headers)
+async def send_error(
+    send: Send,
+    exc: GatewayError,
+    request_id: str,
+    anthropic_types: Mapping[int, str] | None = None,
+) -> None:
+    """Sends ``exc`` in OpenAI's shape, or Anthropic's with ``anthropic_types`` (an endpoint's
+    ``error_types``)."""
+    body = exc.body()
+    if anthropic_types is not None:
+        body = reshape(anthropic_types, exc.status, body)
+    await send_body(send, exc.status, body, "application/json", request_id, exc.headers)

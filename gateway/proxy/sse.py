@@ -12,7 +12,8 @@ stream's.
 Bytes are forwarded per complete event, unchanged. Only events that can carry usage or report
 an error are parsed: those holding one of the keys ``gateway.usage_dialects.normalize`` reads,
 with an object or a number as its value (a ``"usage": null`` chunk is not parsed), an
-``"error"`` object or message, or a ``"type"`` naming an error or a Responses terminal event.
+``"error"`` object or message, or a ``"type"`` naming an error or a typed terminal event
+(Responses, Anthropic's ``message_stop``).
 Each usage report is normalized under the provider's dialect and folded into the ones before
 with ``merge`` (final or cumulative reports, never deltas: the last figures win, however often
 they come). The usage-only chunk the gateway asked for on the client's behalf is dropped when
@@ -20,7 +21,8 @@ the client did not ask for it. Every other event is kept by reference (no parse)
 the stream ends without usage, what was produced can still be counted.
 
 A stream has ``finished`` when its last event with data is a terminal one: ``[DONE]``; for
-the Responses API ``response.completed``, ``.incomplete`` or ``.failed``; otherwise a chunk
+the Responses API ``response.completed``, ``.incomplete`` or ``.failed``; for Anthropic's
+Messages API ``message_stop``; otherwise a chunk
 with usage and no choice still open (the usage-only chunk, or usage on the last finish chunk),
 or, checked once at the end, a last chunk whose every choice has a ``finish_reason``.
 """
@@ -52,9 +54,8 @@ _MARKER = re.compile(
     + b"|".join(re.escape(k.encode()) for k in USAGE_KEYS)
     + rb')"(?:\s|data:)*:(?:\s|data:)*[{0-9]'
     + rb'|error"\s*:\s*[{"]'
-    + rb'|type"\s*:\s*"(?:error|response\.(?:completed|incomplete|failed))")'
+    + rb'|type"\s*:\s*"(?:error|message_stop|response\.(?:completed|incomplete|failed))")'
 )
-_RESPONSES_TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
 # A blank line: two line endings in a row, where CRLF is one ending (atomic groups, so "\r\n"
 # is never read as CR then LF). Runs of blank lines are one separator.
 _SEPARATOR = re.compile(rb"((?>\r\n|\n|\r)(?>\r\n|\n|\r)+)")
@@ -75,6 +76,7 @@ class StreamMeter:
         self, shape: UsageShape, *, hide_usage_chunk: bool, dialect: str | None = None
     ) -> None:
         self._responses = shape.typed_events
+        self._terminals = shape.terminal
         self._hide = hide_usage_chunk
         # The answering provider's (a fallback deployment's may differ: set before feeding).
         self.dialect = dialect
@@ -206,7 +208,7 @@ class StreamMeter:
         if self.error is None:
             self.error = error_object(obj)
         if self._responses:
-            self._terminal = obj.get("type") in _RESPONSES_TERMINAL
+            self._terminal = obj.get("type") in self._terminals
             return True
         self._terminal = found is not None and _choices_done(obj)
         return not (found is not None and self._hide and obj.get("choices") == [])

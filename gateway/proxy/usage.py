@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 # One piece of generated text and the choice (or Responses output item) it belongs to.
 Piece = tuple[int, str]
 
@@ -36,6 +38,8 @@ def output_pieces(obj: Any) -> list[Piece]:
                 if isinstance(part, dict):
                     out.extend((index, t) for t in _message_text(part))
         return out
+    if _anthropic_pieces(obj, out):
+        return out
     # Responses API: a stream event like response.output_text.delta, or a full response
     delta = obj.get("delta")
     if isinstance(delta, str) and str(obj.get("type", "")).endswith(".delta"):
@@ -54,6 +58,31 @@ def output_pieces(obj: Any) -> list[Piece]:
                     if isinstance(part, dict) and isinstance(part.get("text"), str):
                         out.append((position, part["text"]))
     return out
+
+
+# The generated text of Anthropic's content blocks and stream deltas, by field.
+_BLOCK_TEXT = ("text", "thinking", "partial_json")
+
+
+def _anthropic_pieces(obj: dict[str, Any], out: list[Piece]) -> bool:
+    """Anthropic's Messages API: a whole message's content blocks, or a stream's
+    ``content_block_delta`` (text, thinking, a tool call's input JSON), one answer (choice 0).
+    True when ``obj`` is one of these."""
+    kind = obj.get("type")
+    if kind == "content_block_delta":
+        delta = obj.get("delta")
+        if isinstance(delta, dict):
+            out.extend((0, delta[k]) for k in _BLOCK_TEXT if isinstance(delta.get(k), str))
+        return True
+    if kind != "message" or not isinstance(obj.get("content"), list):
+        return False
+    for block in obj["content"]:
+        if not isinstance(block, dict):
+            continue
+        out.extend((0, block[k]) for k in _BLOCK_TEXT if isinstance(block.get(k), str))
+        if block.get("type") == "tool_use" and "input" in block:
+            out.append((0, orjson.dumps(block["input"]).decode()))
+    return True
 
 
 def by_choice(pieces: Iterable[Piece]) -> list[str]:
