@@ -15,29 +15,18 @@ from typing import Any
 
 import yaml
 
-from gateway import deployments, provider_keys
+from gateway import deployments, model_prices, provider_keys
 from gateway.deployments import Deployment
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest, NotFound
 from gateway.inputs import ImageRule
-from gateway.money import MoneyError, parse_price
-from gateway.pricing import Price, Tier
+from gateway.pricing import Price
 from gateway.provider_apis import APIS, ProviderApi
 from gateway.usage_dialects import DIALECTS
 
 KINDS = ("chat", "embedding")
 # Token counts in models.yaml: far above any model, low enough that a typo is caught.
 MOST_TOKENS = 100_000_000
-# The unit prices a model may set (USD per 1M tokens); README "models.yaml" says what each is.
-PRICE_FIELDS = (
-    "input",
-    "cached_input",
-    "output",
-    "cache_write",
-    "cache_write_1h",
-    "audio_input",
-    "audio_output",
-)
 
 
 class CatalogError(ValueError):
@@ -287,7 +276,7 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
             name=name,
             provider=served_by[0].provider,
             upstream_model=served_by[0].upstream_model,
-            price=_price(spec.get("price"), (*where, "price"), kind, loc),
+            price=model_prices.price(spec.get("price"), (*where, "price"), kind, loc.fail),
             kind=kind,
             max_output_tokens=cap,
             encoding=encoding,
@@ -323,95 +312,4 @@ def _image_rule(raw: object, where: tuple[str, ...], loc: _Located) -> ImageRule
         raise loc.fail(where, "the tile formula needs both base and tile")
     return ImageRule(
         _count(raw["base"], (*where, "base"), loc), _count(raw["tile"], (*where, "tile"), loc, 0)
-    )
-
-
-def _price(raw: object, where: tuple[str, ...], kind: str, loc: _Located) -> Price:
-    if not isinstance(raw, dict):
-        raise loc.fail(where, 'must be a mapping like {input: "2.50", output: "10.00"}')
-    base = _unit_prices(raw, where, loc, allowed={*PRICE_FIELDS, "tiers"})
-    if kind == "chat" and base.output is None:
-        raise loc.fail((*where, "output"), "a chat model needs an output price")
-    tiers = _tiers(raw.get("tiers"), (*where, "tiers"), set(raw) - {"tiers"}, kind, loc)
-    return _built(base, tiers)
-
-
-def _tiers(
-    raw: object, where: tuple[str, ...], fields: set[str], kind: str, loc: _Located
-) -> tuple[Tier, ...]:
-    """Long-context tiers: ascending thresholds, each pricing the same token classes as the
-    base price (so no class silently falls back to a price from another tier)."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or not raw:
-        raise loc.fail(where, "must be a list like [{above_input_tokens: 200000, price: {...}}]")
-    tiers: list[Tier] = []
-    for i, spec in enumerate(raw):
-        at = (*where, str(i))
-        if not isinstance(spec, dict):
-            raise loc.fail(at, "must be a mapping with above_input_tokens and price")
-        unknown = set(spec) - {"above_input_tokens", "price"}
-        if unknown:
-            raise loc.fail((*at, sorted(unknown)[0]), "unknown field")
-        above = spec.get("above_input_tokens")
-        if isinstance(above, bool) or not isinstance(above, int) or above < 1:
-            raise loc.fail((*at, "above_input_tokens"), "must be a positive whole number of tokens")
-        if tiers and above <= tiers[-1].above_input_tokens:
-            raise loc.fail((*at, "above_input_tokens"), "tiers must be in ascending order")
-        raw_price = spec.get("price")
-        if not isinstance(raw_price, dict):
-            raise loc.fail((*at, "price"), "must be a mapping of unit prices")
-        price = _unit_prices(raw_price, (*at, "price"), loc, allowed=set(PRICE_FIELDS))
-        missing = sorted(fields - set(raw_price), key=PRICE_FIELDS.index)
-        if missing:
-            raise loc.fail((*at, "price", missing[0]), "the base price sets it, so every tier must")
-        extra = sorted(set(raw_price) - fields, key=PRICE_FIELDS.index)
-        if extra:
-            raise loc.fail((*at, "price", extra[0]), "the base price does not set it")
-        if kind == "chat" and price.output is None:
-            raise loc.fail((*at, "price", "output"), "a chat model needs an output price")
-        tiers.append(Tier(above, _built(price, ())))
-    return tuple(tiers)
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    input: int
-    output: int | None
-    others: dict[str, int | None]
-
-
-def _unit_prices(
-    raw: dict[str, Any], where: tuple[str, ...], loc: _Located, *, allowed: set[str]
-) -> _Parsed:
-    unknown = set(raw) - allowed
-    if unknown:
-        raise loc.fail((*where, sorted(unknown)[0]), "unknown price field")
-    values: dict[str, int | None] = {}
-    for part in PRICE_FIELDS:
-        value = raw.get(part)
-        if value is None:
-            values[part] = None
-            continue
-        try:
-            values[part] = parse_price(value)
-        except MoneyError as exc:
-            raise loc.fail((*where, part), str(exc)) from exc
-    given = values.pop("input")
-    if given is None:
-        raise loc.fail((*where, "input"), "an input price is required")
-    return _Parsed(given, values.pop("output"), values)
-
-
-def _built(parsed: _Parsed, tiers: tuple[Tier, ...]) -> Price:
-    o = parsed.others
-    return Price(
-        input=parsed.input,
-        output=parsed.output or 0,
-        cached_input=o["cached_input"],
-        cache_write=o["cache_write"],
-        cache_write_1h=o["cache_write_1h"],
-        audio_input=o["audio_input"],
-        audio_output=o["audio_output"],
-        tiers=tiers,
     )
