@@ -42,9 +42,9 @@ async def reserve(
     quotas: tuple[Quota, ...] = (),
 ) -> tuple[Quote, Admission]:
     """Reserves ``quote``, else the same call with its prompt counted exactly, else (when
-    ``may_fit`` and the caller set no cap) with the largest output cap that fits; returns the
-    quote reserved. A stream (``stream_slice`` set) is then reserved for at most
-    ``stream_slice`` output tokens of that cap, and grows its hold as it produces
+    ``may_fit`` and the caller set no cap) with the largest output cap that fits the balance
+    and any budget that refused it. A stream (``stream_slice`` set) is then reserved for at
+    most ``stream_slice`` output tokens of that cap, and grows its hold as it produces
     (``gateway.proxy.stream_hold``). Returns the quote reserved and its admission (the
     quotas' counters). Raises InsufficientCredit (402) when none fits, KeyBudgetExceeded or
     RateLimited when a quota refuses."""
@@ -68,21 +68,35 @@ async def reserve(
         admission = await admit(exact)
         if admission.ok:
             return exact, admission
-    if admission.refused is not None:
-        raise refusal_error(admission.refused, quotas)
-    fitted = None
-    if may_fit and not exact.output.asked:
-        fitted = (
-            fit(exact, model.price, admission.available)
-            if stream_slice is None
-            else first_slice(exact, model.price, admission.available, stream_slice)
-        )
-    if fitted is not None:
+    refused = admission.refused
+    if refused is not None and not (refused.limit == "budget" and may_fit):
+        raise refusal_error(refused, quotas)
+    # What a fitted call may reserve: the balance's room, or a budget's when that refused
+    # (then the balance's too, if it refuses the call fitted to the budget).
+    room = admission.available
+    if refused is not None:
+        room = await _budget_room(store, user_id, quotas, refused.scope)
+    for _ in range(2):
+        fitted = None
+        if may_fit and not exact.output.asked:
+            fitted = (
+                fit(exact, model.price, room)
+                if stream_slice is None
+                else first_slice(exact, model.price, room, stream_slice)
+            )
+        if fitted is None:
+            break
         admission = await admit(fitted)
         if admission.ok:
             return fitted, admission
         if admission.refused is not None:
             raise refusal_error(admission.refused, quotas)
+        refused = None  # the balance, not the budget, is what refuses now
+        if admission.available >= room:
+            break
+        room = admission.available
+    if refused is not None:
+        raise refusal_error(refused, quotas)
     raise InsufficientCredit(insufficient_message(model, exact, admission.available))
 
 
@@ -142,3 +156,12 @@ def insufficient_message(model: Model, quote: Quote, available: int) -> str:
 
 def _tokens(count: int, kind: str) -> str:
     return f"{count} {kind} token{'' if count == 1 else 's'}"
+
+
+async def _budget_room(
+    store: BalanceStore, user_id: str, quotas: tuple[Quota, ...], scope: str
+) -> int:
+    """Nano-USD the budget of ``scope`` still leaves: budget - spent - held (at least 0)."""
+    q = next(q for q in quotas if q.scope == scope)
+    usage = await store.quota_usage(user_id, q)
+    return max((q.budget or 0) - usage.spent - usage.reserved, 0)

@@ -35,10 +35,13 @@ def allows(key: ApiKey, owner: User, model: str) -> bool:
     )
 
 
-def check_caller(key: ApiKey, owner: User, model: str) -> None:
-    """Raises 403 ``user_disabled`` or ``model_not_allowed``."""
+def check_caller(key: ApiKey, owner: User, model: object) -> None:
+    """Raises 403 ``user_disabled`` or ``model_not_allowed`` (a ``model`` that is not a name
+    is left to the catalog to refuse)."""
     if owner.disabled:
         raise Forbidden("This account is disabled; contact the operator.", code="user_disabled")
+    if not isinstance(model, str):
+        return
     for allowed, whose in ((key.models, "this API key"), (owner.models, "this account")):
         if allowed is not None and not any(fnmatchcase(model, p) for p in allowed):
             raise Forbidden(

@@ -95,9 +95,11 @@ async def admit(
     key, owner = await services.auth.caller(caller_key(headers, endpoint))
     body = await read_body(receive, headers, services.settings.max_body_bytes)
     payload = parse_object(body)
+    # Disabled user, model lists (cached, no read): before the model is resolved, so a key
+    # is told a model it may not use is not allowed, whatever state its provider is in.
+    check_caller(key, owner, payload.get("model"))
     model = services.catalog.resolve(payload.get("model"), endpoint.path)
     attributed = attribution(headers, payload)
-    check_caller(key, owner, model.name)  # disabled user, model lists: cached, no read
     quotas = quotas_of(key, owner)
     # Every token covers at least one byte of the body, so the body length bounds the prompt
     # from above at no cost; tiktoken runs only when that bound does not fit the balance.

@@ -185,6 +185,25 @@ def test_max_concurrent_holds_from_admission_to_settlement(mgw):
     chat(mgw, key)  # released by settlement
 
 
+def test_an_uncapped_call_is_fitted_to_what_the_budget_leaves(mgw, upstream):
+    # Newcomer trial of issue 12: a budget below the model's whole output cap refused every
+    # call without max_tokens, while the balance alone would have been fitted.
+    uid, _, key = keyed(mgw, limits={"budget": {"amount": "0.005", "period": "day"}})
+    api = mgw.client(key).chat.completions
+    messages = [{"role": "user", "content": PROMPT}]
+    answer = api.create(model="chat", messages=messages)  # 1000 output tokens need $0.01
+    assert answer.choices[0].message.content == "Hello from the mock model."
+    cap = upstream.requests()[-1]["body"]["max_completion_tokens"]
+    assert 400 < cap < 500  # ($0.005 - the prompt) / $10 per 1M output tokens
+    streamed = api.create(model="chat", messages=messages, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    with pytest.raises(openai.APIStatusError) as asked:  # a cap the caller set is never lowered
+        api.create(model="chat", messages=messages, max_tokens=900)
+    assert (asked.value.status_code, asked.value.body["code"]) == (402, "key_budget_exceeded")
+    rows = mgw.wait_usage(uid, 2)
+    assert sum(usd(r["cost"]) for r in rows) <= usd("0.005")
+
+
 def test_patching_limits_changes_only_the_fields_named(mgw):
     # Newcomer trial of issue 12: the README's {"limits": {"rpm": 120}} dropped the budget.
     limits = {"budget": {"amount": "0.50", "period": "day"}, "rpm": 60, "max_concurrent": 4}
