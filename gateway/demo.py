@@ -116,7 +116,14 @@ async def _run_with_mock(
 ) -> None:
     from gateway.mock import runner as mock_runner
 
-    runner, _ = await mock_runner.start(host, port)
+    try:
+        runner, _ = await mock_runner.start(host, port)
+    except OSError as exc:
+        sys.exit(
+            f"gateway: the demo's mock upstream cannot listen on {host}:{port} (the demo "
+            f"provider's base_url in {settings.models_path}): {exc.strerror}. Is another demo "
+            "running? Stop it, or give the provider another port."
+        )
     print(text, flush=True)
     try:
         await GracefulServer(

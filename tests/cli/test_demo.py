@@ -217,3 +217,28 @@ def test_the_snippet_installs_its_client_only_when_this_python_lacks_it(has_open
     else:
         assert first.startswith("'/opt/my env/bin/python' -m pip install -q openai")
         assert try_it.splitlines()[1] == "'/opt/my env/bin/python' - <<'PY'"
+
+
+def test_a_second_demo_on_the_same_mock_port_says_why_it_cannot_start(
+    start_demo: type[Demo], demo_dir: Path
+) -> None:
+    # Newcomer trial of issue 12: a second `gateway serve --demo --port N` died with a traceback.
+    start_demo()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "STRIPE_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        GATEWAY_PORT=str(free_port()),
+        GATEWAY_DATABASE_URL="sqlite:///./other.db",
+    )
+    second = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--demo"],
+        cwd=demo_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode != 0
+    assert "cannot listen on 127.0.0.1:" in second.stderr
+    assert "another demo" in second.stderr
+    assert "Traceback" not in second.stderr
