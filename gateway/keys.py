@@ -27,6 +27,10 @@ async def create_key(
     accounts: Accounts, user_id: str, params: Mapping[str, Any], *, actor: str
 ) -> tuple[NewKey, ApiKey]:
     changes = key_changes(params)
+    expires = changes.get("expires_at")
+    if expires is not None and expires <= utcnow():
+        # A key born expired is a typo (a PATCH may still end a key now, on purpose).
+        raise Unprocessable("expires_at must be in the future", param="expires_at")
     await accounts.require_user(user_id)
     fresh = new_key()
     try:

@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings.from_env()
     except SettingsError as exc:
         sys.exit(f"gateway: {exc}")
-    args.run(args, settings)
+    try:
+        args.run(args, settings)
+    except KeyboardInterrupt:
+        # Ctrl-C: the server has already stopped as on SIGTERM; no traceback for it.
+        sys.exit(130)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -242,3 +242,10 @@ def test_a_second_demo_on_the_same_mock_port_says_why_it_cannot_start(
     assert "cannot listen on 127.0.0.1:" in second.stderr
     assert "another demo" in second.stderr
     assert "Traceback" not in second.stderr
+
+
+def test_ctrl_c_stops_the_demo_without_a_traceback(start_demo: type[Demo]) -> None:
+    demo = start_demo()
+    demo.proc.send_signal(signal.SIGINT)
+    assert demo.proc.wait(30) != 0  # interrupted, as a shell expects (130)
+    assert "Traceback" not in demo.logged()

@@ -135,7 +135,14 @@ def test_models_list_and_globs(mgw):
 
 def test_expired_key_is_401_expired_api_key(mgw):
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    _, _key_id, key = keyed(mgw, expires_at=past)
+    uid, _ = mgw.user("10.00")
+    born_expired = mgw.admin.post(f"/admin/users/{uid}/keys", json={"expires_at": past})
+    assert (born_expired.status_code, born_expired.json()["error"]["param"]) == (422, "expires_at")
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    _, key_id, key = keyed(mgw, expires_at=future)
+    chat(mgw, key)
+    # Ending a key now, on purpose, is a PATCH.
+    assert mgw.admin.patch(f"/admin/keys/{key_id}", json={"expires_at": past}).status_code == 200
     error = refusal(mgw, key)
     assert (error.status_code, error.body["code"]) == (401, "expired_api_key")
 
