@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.ledger.reports import price_details
+from gateway.ledger.price_book import price_details
 from gateway.money import format_usd
 from gateway.records import (
     ApiKey,
