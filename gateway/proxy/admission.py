@@ -69,6 +69,7 @@ async def reserve(
         if admission.ok:
             return exact, admission
     refused = admission.refused
+    may_fit = may_fit and not exact.output.asked  # a cap the caller set is never lowered
     if refused is not None and not (refused.limit == "budget" and may_fit):
         raise refusal_error(refused, quotas)
     # What a fitted call may reserve: the balance's room, or a budget's when that refused
@@ -78,7 +79,7 @@ async def reserve(
         room = await _budget_room(store, user_id, quotas, refused.scope)
     for _ in range(2):
         fitted = None
-        if may_fit and not exact.output.asked:
+        if may_fit:
             fitted = (
                 fit(exact, model.price, room)
                 if stream_slice is None

@@ -29,10 +29,11 @@ RATELIMIT_PREFIX = b"x-ratelimit-"
 def allows(key: ApiKey, owner: User, model: str) -> bool:
     """Whether both the key's and its owner's model lists (names or globs) let ``model`` be
     used (a list that is None allows every model)."""
-    return all(
-        allowed is None or any(fnmatchcase(model, p) for p in allowed)
-        for allowed in (key.models, owner.models)
-    )
+    return _listed(key.models, model) and _listed(owner.models, model)
+
+
+def _listed(allowed: tuple[str, ...] | None, model: str) -> bool:
+    return allowed is None or any(fnmatchcase(model, p) for p in allowed)
 
 
 def check_caller(key: ApiKey, owner: User, model: object) -> None:
@@ -43,7 +44,7 @@ def check_caller(key: ApiKey, owner: User, model: object) -> None:
     if not isinstance(model, str):
         return
     for allowed, whose in ((key.models, "this API key"), (owner.models, "this account")):
-        if allowed is not None and not any(fnmatchcase(model, p) for p in allowed):
+        if not _listed(allowed, model):
             raise Forbidden(
                 f"The model {model!r} is not allowed for {whose}.",
                 code="model_not_allowed",
