@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,10 @@ class Model:
     # tokens the model accepts, and the most tokens one image counts for.
     context_window: int | None = None
     image_tokens: ImageRule | None = None
+    # Larger windows a request opens with an ``anthropic-beta`` header (Claude Sonnet 4 and
+    # 4.5: ``context-1m-2025-08-07`` for 1M tokens; without it their window is 200k), as
+    # (beta name, tokens) pairs.
+    beta_context_windows: tuple[tuple[str, int], ...] = ()
     # The model bills reasoning it does not stream (OpenAI's o-series and gpt-5): a stream
     # cannot grow its hold from what it shows, so it holds its whole cap.
     hidden_reasoning: bool = False
@@ -77,6 +81,17 @@ class Model:
         if not self.deployments:
             one = (Deployment(self.provider, self.upstream_model),)
             object.__setattr__(self, "deployments", one)
+
+    def with_betas(self, header: bytes | None) -> Model:
+        """This model as a request with ``anthropic-beta: header`` (comma-separated names)
+        sees it: with the largest context window one of the betas opens, else unchanged."""
+        if header is None or not self.beta_context_windows:
+            return self
+        named = {b.strip() for b in header.decode("latin-1").split(",")}
+        opened = [tokens for beta, tokens in self.beta_context_windows if beta in named]
+        if not opened:
+            return self
+        return replace(self, context_window=max(opened))
 
 
 @dataclass(frozen=True)
@@ -251,6 +266,7 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
             "context_window",
             "image_tokens",
             "hidden_reasoning",
+            "beta_context_windows",
         }
         if unknown:
             raise loc.fail((*where, sorted(unknown)[0]), "unknown field")
@@ -283,9 +299,22 @@ def _models(raw: object, providers: dict[str, Provider], loc: _Located) -> dict[
             context_window=_tokens(spec.get("context_window"), (*where, "context_window"), loc),
             image_tokens=_image_rule(spec.get("image_tokens"), (*where, "image_tokens"), loc),
             hidden_reasoning=hidden,
+            beta_context_windows=_beta_windows(
+                spec.get("beta_context_windows"), (*where, "beta_context_windows"), loc
+            ),
             deployments=served_by,
         )
     return out
+
+
+def _beta_windows(
+    raw: object, where: tuple[str, ...], loc: _Located
+) -> tuple[tuple[str, int], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and k for k in raw):
+        raise loc.fail(where, "must be a mapping like {context-1m-2025-08-07: 1000000}")
+    return tuple((beta, _count(n, (*where, beta), loc)) for beta, n in raw.items())
 
 
 def _tokens(raw: object, where: tuple[str, ...], loc: _Located) -> int | None:

@@ -56,6 +56,23 @@ ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
     529: "overloaded_error",
 }
 
+
+@dataclass(frozen=True, slots=True)
+class ServerTool:
+    """A tool the provider runs itself and bills per request, declared in a request's
+    ``tools`` by a ``type`` starting with ``type_prefix`` (Anthropic's
+    ``web_search_20250305``), its uses bounded by the tool's ``max_uses`` (the gateway writes
+    ``unasked_uses`` when the caller set none), its count reported in
+    ``usage.server_tool_use.<usage_field>`` (docs.anthropic.com, "Web search tool": $10 per
+    1,000 searches, search results billed as input tokens)."""
+
+    type_prefix: str
+    usage_field: str
+    unasked_uses: int
+
+
+WEB_SEARCH = ServerTool("web_search_", "web_search_requests", unasked_uses=10)
+
 # Every name any endpoint caps output with. A cap the caller wrote under another endpoint's
 # name is not trusted for the reservation (the upstream may ignore it), but it is still lowered
 # to the reserved cap before forwarding, in case the upstream does honour it.
@@ -81,7 +98,8 @@ class Endpoint:
     are request headers forwarded upstream as sent, each with the value sent when the caller
     sent none (None: not sent). ``error_types``: errors on this endpoint take Anthropic's
     shape (``{"type": "error", "error": {"type", "message"}}``) with these types per status;
-    None keeps OpenAI's.
+    None keeps OpenAI's. ``web_search``: the web search tool of this API, billed per request
+    (``gateway.server_tools``); None: the endpoint has none.
     """
 
     path: str
@@ -98,6 +116,7 @@ class Endpoint:
     key_headers: tuple[bytes, ...] = ()
     passed_headers: tuple[tuple[str, str | None], ...] = ()
     error_types: Mapping[int, str] | None = None
+    web_search: ServerTool | None = None
 
 
 ENDPOINTS: Mapping[str, Endpoint] = {
@@ -152,6 +171,7 @@ ENDPOINTS: Mapping[str, Endpoint] = {
             key_headers=(b"x-api-key",),
             passed_headers=(("anthropic-version", "2023-06-01"), ("anthropic-beta", None)),
             error_types=ANTHROPIC_ERROR_TYPES,
+            web_search=WEB_SEARCH,
         ),
     )
 }

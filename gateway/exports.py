@@ -11,9 +11,10 @@ if it sorts after the rows already sent.
 
 A JSON line is the record as ``GET .../usage`` shows it (``gateway.views.usage_view``) with
 its ``user_id``. A CSV row has the columns of ``CSV_COLUMNS``: unit prices as USD per 1M
-tokens under ``price_<class>``, tags joined by commas (a tag never holds one). Values are
-written as recorded: ``end_user`` and ``session_id`` come from callers, so open a CSV in a
-spreadsheet with care (a value starting with ``=`` is not a formula of ours).
+tokens under ``price_<class>`` (``price_web_search``: USD per 1,000 requests), tags joined
+by commas (a tag never holds one). Values are written as recorded: ``end_user`` and
+``session_id`` come from callers, so open a CSV in a spreadsheet with care (a value starting
+with ``=`` is not a formula of ours).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ CSV_COLUMNS: Final = (
     "price_audio_input",
     "price_output",
     "price_audio_output",
+    "web_search_requests",
+    "price_web_search",
     "cost",
     "overdraft",
     "latency_ms",
@@ -124,6 +127,7 @@ def _csv_row(view: dict[str, Any]) -> list[Any]:
     flat = dict(view)
     for name, price in view["price_per_1m_tokens"].items():
         flat[f"price_{name}"] = price
+    flat["price_web_search"] = view["price_per_1k_requests"]["web_search"]
     flat["tags"] = ",".join(view["tags"])
     return ["" if flat[c] is None else flat[c] for c in CSV_COLUMNS]
 

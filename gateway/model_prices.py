@@ -1,10 +1,10 @@
-"""The ``price`` of a model in models.yaml: unit prices per token class and long-context tiers
-(README "models.yaml"), parsed exactly (``gateway.money.parse_price``: decimal strings, never
-floats) into ``gateway.pricing.Price``."""
+"""The ``price`` of a model in models.yaml: unit prices per token class, long-context tiers and
+per-request tool prices (README "models.yaml"), parsed exactly (``gateway.money.parse_price``:
+decimal strings, never floats) into ``gateway.pricing.Price``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.deployments import Fail
@@ -21,6 +21,9 @@ PRICE_FIELDS = (
     "audio_input",
     "audio_output",
 )
+# Tools billed per request, USD per 1,000 requests; set on the base price only (a request
+# costs the same in every long-context tier).
+REQUEST_PRICE_FIELDS = ("web_search",)
 
 
 def price(raw: object, where: tuple[str, ...], kind: str, fail: Fail) -> Price:
@@ -28,11 +31,18 @@ def price(raw: object, where: tuple[str, ...], kind: str, fail: Fail) -> Price:
     stored nano-USD) and long-context ``tiers``; raises ``fail(where, why)``."""
     if not isinstance(raw, dict):
         raise fail(where, 'must be a mapping like {input: "2.50", output: "10.00"}')
-    base = _unit_prices(raw, where, fail, allowed={*PRICE_FIELDS, "tiers"})
+    base = _unit_prices(raw, where, fail, allowed={*PRICE_FIELDS, *REQUEST_PRICE_FIELDS, "tiers"})
     if kind == "chat" and base.output is None:
         raise fail((*where, "output"), "a chat model needs an output price")
-    tiers = _tiers(raw.get("tiers"), (*where, "tiers"), set(raw) - {"tiers"}, kind, fail)
-    return _built(base, tiers)
+    per_token = set(raw) - {"tiers", *REQUEST_PRICE_FIELDS}
+    tiers = _tiers(raw.get("tiers"), (*where, "tiers"), per_token, kind, fail)
+    web_search = None
+    if raw.get("web_search") is not None:
+        try:
+            web_search = parse_price(raw["web_search"])
+        except MoneyError as exc:
+            raise fail((*where, "web_search"), str(exc)) from exc
+    return replace(_built(base, tiers), web_search=web_search)
 
 
 def _tiers(
@@ -60,6 +70,12 @@ def _tiers(
         raw_price = spec.get("price")
         if not isinstance(raw_price, dict):
             raise fail((*at, "price"), "must be a mapping of unit prices")
+        for name in REQUEST_PRICE_FIELDS:
+            if name in raw_price:
+                raise fail(
+                    (*at, "price", name),
+                    "set on the base price only: a request costs the same in every tier",
+                )
         price = _unit_prices(raw_price, (*at, "price"), fail, allowed=set(PRICE_FIELDS))
         missing = sorted(fields - set(raw_price), key=PRICE_FIELDS.index)
         if missing:

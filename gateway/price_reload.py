@@ -56,6 +56,7 @@ def price_rows(catalog: Catalog) -> list[PriceRow]:
             audio_input=m.price.audio_input,
             audio_output=m.price.audio_output,
             tiers=tuple(_tier(t) for t in m.price.tiers),
+            web_search=m.price.web_search,
         )
         for m in sorted(catalog.models.values(), key=lambda m: m.name)
     ]

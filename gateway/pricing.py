@@ -6,12 +6,15 @@ at the short TTL (``cache_write``), cache writes at the 1-hour TTL (``cache_writ
 (``audio_input``) and the rest (``input``); the output into audio (``audio_output``) and the
 rest, reasoning included (``output``). An unset price falls back: cached_input, cache_write and
 audio_input to input, cache_write_1h to cache_write, audio_output to output. A long-context
-tier (``Tier``) replaces every price of the WHOLE call whose prompt is above its threshold.
-The sum is exact and rounded up once (``gateway.money``).
+tier (``Tier``) replaces every token price of the WHOLE call whose prompt is above its
+threshold. Server-side tool requests a provider bills per request (Anthropic's web search)
+are priced per 1,000 requests (``web_search``), the same in every tier. The sum is exact and
+rounded up once (``gateway.money``).
 
 A quote is what a call may cost at most: its prompt bounded for free by the request body's
 length, or counted with tiktoken on demand, plus what inputs the body does not carry may count
-for (``gateway.inputs``), plus every output token the request allows, in every choice.
+for (``gateway.inputs``), plus every output token the request allows, in every choice, plus
+every billed tool request the request allows (``gateway.server_tools``).
 """
 
 from __future__ import annotations
@@ -24,8 +27,12 @@ from gateway.endpoints import Endpoint
 from gateway.errors import BadRequest
 from gateway.inputs import NOTHING_HELD, Held, ImageRule, held_input
 from gateway.money import ceil_div
+from gateway.server_tools import held_for_results, requested_uses
 
 PER = 1_000_000
+# Tool request prices are per 1,000 requests: one request is PER // REQUESTS_PER of a price
+# unit in the sum that is rounded once.
+REQUESTS_PER = 1_000
 # Several answers to one prompt each produce up to the output cap: n on chat and completions,
 # best_of (generated upstream, billed, not all returned) on completions.
 CHOICE_FIELDS = ("n", "best_of")
@@ -36,7 +43,9 @@ MAX_CHOICES = 128
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """Unit prices of one model in nano-USD per 1M tokens (None: falls back, see the module).
+    """Unit prices of one model in nano-USD per 1M tokens (None: falls back, see the module),
+    and ``web_search`` in nano-USD per 1,000 web search requests (None: not priced, the model
+    is never sent a request that may search).
 
     ``tiers`` are in ascending ``above_input_tokens`` order (the catalog checks it).
     """
@@ -49,6 +58,7 @@ class Price:
     audio_input: int | None = None
     audio_output: int | None = None
     tiers: tuple[Tier, ...] = ()
+    web_search: int | None = None
 
     def at(self, prompt_tokens: int) -> Price:
         """The prices of a call with ``prompt_tokens`` prompt tokens: those of the highest
@@ -95,7 +105,8 @@ class Usage:
 
     ``cached_tokens``, ``cache_write_tokens`` (of which ``cache_write_1h_tokens``) and
     ``prompt_audio_tokens`` are parts of ``prompt_tokens``; ``reasoning_tokens`` and
-    ``output_audio_tokens`` are parts of ``completion_tokens`` (the output billed)."""
+    ``output_audio_tokens`` are parts of ``completion_tokens`` (the output billed).
+    ``web_search_requests`` counts requests, not tokens."""
 
     prompt_tokens: int
     completion_tokens: int = 0
@@ -105,6 +116,7 @@ class Usage:
     cache_write_1h_tokens: int = 0
     prompt_audio_tokens: int = 0
     output_audio_tokens: int = 0
+    web_search_requests: int = 0
 
 
 def cost(price: Price, usage: Usage) -> int:
@@ -130,21 +142,31 @@ def cost(price: Price, usage: Usage) -> int:
         + audio_in * p.audio_input_rate
         + (output - audio_out) * p.output
         + audio_out * p.audio_output_rate
+        + _requests(price, usage.web_search_requests)
     )
     return ceil_div(total, PER)
+
+
+def _requests(price: Price, web_searches: int) -> int:
+    """Tool requests in the units of ``cost``'s sum (nano-USD x 1M), from the base price: a
+    request costs the same whatever the prompt's tier."""
+    return max(web_searches, 0) * (price.web_search or 0) * (PER // REQUESTS_PER)
 
 
 def _part(value: int, limit: int) -> int:
     return min(max(value, 0), max(limit, 0))
 
 
-def worst_case(price: Price, prompt_tokens: int, output_cap: int) -> int:
+def worst_case(price: Price, prompt_tokens: int, output_cap: int, web_searches: int = 0) -> int:
     """The reservation: every prompt token at the dearest input-side price and every allowed
     output token at the dearest output-side price, over every tier a prompt of at most
     ``prompt_tokens`` can reach (a cached price above the input price is odd but must not
-    under-reserve). Never below ``cost`` of a call with at most these counts."""
+    under-reserve), plus every allowed web search request. Never below ``cost`` of a call
+    with at most these counts."""
     dear_in, dear_out = _dearest(price, prompt_tokens)
-    return ceil_div(prompt_tokens * dear_in + output_cap * dear_out, PER)
+    return ceil_div(
+        prompt_tokens * dear_in + output_cap * dear_out + _requests(price, web_searches), PER
+    )
 
 
 def _dearest(price: Price, prompt_tokens: int) -> tuple[int, int]:
@@ -156,16 +178,20 @@ def _dearest(price: Price, prompt_tokens: int) -> tuple[int, int]:
     return dear_in, max(max(p.output, p.audio_output_rate) for p in reachable)
 
 
-def affordable_output(price: Price, prompt_tokens: int, available: int) -> int:
-    """The largest output cap whose worst case fits in ``available`` (-1: not even the prompt)."""
-    if worst_case(price, prompt_tokens, 0) > available:
+def affordable_output(
+    price: Price, prompt_tokens: int, available: int, web_searches: int = 0
+) -> int:
+    """The largest output cap whose worst case fits in ``available`` (-1: not even the prompt
+    and the web searches)."""
+    if worst_case(price, prompt_tokens, 0, web_searches) > available:
         return -1
     dear_in, dear_out = _dearest(price, prompt_tokens)
     if dear_out <= 0:
         return 1 << 31
-    # largest n with ceil((p_in*prompt + n*p_out)/PER) <= available
-    n = (available * PER - prompt_tokens * dear_in) // dear_out
-    while n > 0 and worst_case(price, prompt_tokens, n) > available:
+    # largest n with ceil((p_in*prompt + n*p_out + searches)/PER) <= available
+    fixed = prompt_tokens * dear_in + _requests(price, web_searches)
+    n = (available * PER - fixed) // dear_out
+    while n > 0 and worst_case(price, prompt_tokens, n, web_searches) > available:
         n -= 1
     return max(n, 0)
 
@@ -230,6 +256,8 @@ class Quote:
     # A stream whose hold grows as it produces (gateway.proxy.stream_hold): the output tokens,
     # all choices together, that ``reserve`` covers so far; None when it covers ``cap``.
     output_held: int | None = None
+    # The web search requests the call may make (gateway.server_tools), all reserved.
+    web_searches: int = 0
 
     @property
     def cap(self) -> int:
@@ -240,19 +268,26 @@ class Quote:
 def quote(model: Rated, endpoint: Endpoint, payload: dict[str, Any], body_len: int) -> Quote:
     """The free quote of a request whose body is ``body_len`` bytes: no tokenizing.
 
-    Raises BadRequest for an invalid output cap or choice count, or an input no configured
-    rule bounds (``gateway.inputs``)."""
+    Raises BadRequest for an invalid output cap or choice count, an input no configured rule
+    bounds (``gateway.inputs``), or a billed tool the model is not priced for or whose use
+    count is invalid (``gateway.server_tools``)."""
     output = output_cap(endpoint, payload, model.max_output_tokens)
-    held = held_input(endpoint, payload, window=model.context_window, images=model.image_tokens)
+    window = model.context_window
+    held = held_input(endpoint, payload, window=window, images=model.image_tokens)
+    searches = requested_uses(endpoint, payload, priced=model.price.web_search is not None)
+    if searches:
+        held = held_for_results(held, window)
     bound = tokens.prompt_bound(endpoint, payload, body_len)
-    return _priced(model, bound, output, held, exact=False)
+    return _priced(model, bound, output, held, exact=False, web_searches=searches)
 
 
 def exact_quote(free: Quote, model: Rated, endpoint: Endpoint, payload: dict[str, Any]) -> Quote:
     """``free`` with the prompt counted by tiktoken; its reserve is never above the free one."""
     encoder = tokens.model_encoder(model.upstream_model, model.encoding)
     prompt = tokens.count_prompt(encoder, endpoint, payload)
-    exact = _priced(model, prompt, free.output, free.held, exact=True)
+    exact = _priced(
+        model, prompt, free.output, free.held, exact=True, web_searches=free.web_searches
+    )
     return replace(exact, reserve=min(exact.reserve, free.reserve))
 
 
@@ -262,11 +297,12 @@ def fit(reserved: Quote, price: Price, available: int) -> Quote | None:
     output = reserved.output
     if output.tokens == 0:
         return None
-    most = affordable_output(price, reserved.input_tokens, available) // output.choices
+    searches = reserved.web_searches
+    most = affordable_output(price, reserved.input_tokens, available, searches) // output.choices
     if most < 1:
         return None
     fitted = replace(output, per_choice=min(most, output.per_choice))
-    reserve = worst_case(price, reserved.input_tokens, fitted.tokens)
+    reserve = worst_case(price, reserved.input_tokens, fitted.tokens, searches)
     return replace(reserved, reserve=reserve, output=fitted)
 
 
@@ -278,17 +314,19 @@ def first_slice(reserved: Quote, price: Price, available: int, tokens: int) -> Q
     if fitted is None:
         return None
     held = min(tokens, fitted.cap)
-    reserve = worst_case(price, fitted.input_tokens, held)
+    reserve = worst_case(price, fitted.input_tokens, held, fitted.web_searches)
     return replace(fitted, reserve=reserve, output_held=held)
 
 
-def _priced(model: Rated, prompt: int, output: Output, held: Held, *, exact: bool) -> Quote:
+def _priced(
+    model: Rated, prompt: int, output: Output, held: Held, *, exact: bool, web_searches: int
+) -> Quote:
     total = prompt + held.tokens
     window = model.context_window
     # A provider refuses or truncates an input longer than the context window.
     inputs = total if window is None else min(total, window)
-    reserve = worst_case(model.price, inputs, output.tokens)
-    return Quote(reserve, prompt, inputs, output, held, exact)
+    reserve = worst_case(model.price, inputs, output.tokens, web_searches)
+    return Quote(reserve, prompt, inputs, output, held, exact, web_searches=web_searches)
 
 
 def output_cap(endpoint: Endpoint, payload: dict[str, Any], most: int) -> Output:

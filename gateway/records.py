@@ -158,6 +158,10 @@ class UsageRecord:
     end_user: str | None = None
     tags: tuple[str, ...] = ()
     session_id: str | None = None
+    # Added by migration 0012: Anthropic's web search requests (a count, not tokens) and
+    # their price in nano-USD per 1,000 requests (None when the call made none).
+    web_search_requests: int = 0
+    price_web_search: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -323,6 +327,8 @@ class PriceRow:
     audio_input: int | None = None
     audio_output: int | None = None
     tiers: tuple[PriceTier, ...] = ()
+    # Nano-USD per 1,000 web search requests (migration 0012); None: not priced.
+    web_search: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

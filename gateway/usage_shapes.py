@@ -8,7 +8,7 @@ a stream event, chooses the reader and merges stream reports.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from decimal import ROUND_CEILING, Decimal
 from types import MappingProxyType
 from typing import Any, Final
@@ -44,6 +44,7 @@ _EXTENSIONS: Final = frozenset(
         "reasoning_tokens",
         "cost",
         "cost_in_usd_ticks",
+        "server_tool_use",
     }
 )
 
@@ -56,7 +57,8 @@ class NormalizedUsage:
     ``prompt_tokens``; ``cache_write_1h_tokens`` is a subset of ``cache_write_tokens``;
     ``reasoning_tokens`` and ``output_audio_tokens`` are subsets of ``output_tokens``.
     ``upstream_cost_nanos`` is the provider's own price for the call (OpenRouter ``cost``,
-    xAI ``cost_in_usd_ticks``), informational only.
+    xAI ``cost_in_usd_ticks``), informational only. ``web_search_requests`` counts requests,
+    not tokens (Anthropic ``server_tool_use.web_search_requests``).
     """
 
     prompt_tokens: int | None = None
@@ -68,6 +70,7 @@ class NormalizedUsage:
     reasoning_tokens: int | None = None
     output_audio_tokens: int | None = None
     upstream_cost_nanos: int | None = None
+    web_search_requests: int | None = None
 
     @property
     def cache_write_5m_tokens(self) -> int | None:
@@ -123,7 +126,7 @@ def read_usage(u: dict[str, Any], rules: Dialect) -> NormalizedUsage | None:
     reads = count(pd.get("cached_tokens"))  # OpenAI, Azure, Mistral, Groq, Fireworks, vLLM...
     writes = count(pd.get("cache_write_tokens"))  # OpenAI GPT-5.6+, OpenRouter
     reasoning = count(cd.get("reasoning_tokens"))
-    write_1h = cost = None
+    write_1h = cost = searches = None
     native = derived = beside = False
     if not u.keys().isdisjoint(_EXTENSIONS):
         # Anthropic's own fields sit on usage itself and count beside input_tokens, not in it.
@@ -147,6 +150,9 @@ def read_usage(u: dict[str, Any], rules: Dialect) -> NormalizedUsage | None:
             prompt = _sum(hit, count(u.get("prompt_cache_miss_tokens")))
             derived = True
         cost = _cost(u)
+        tools = u.get("server_tool_use")
+        if isinstance(tools, dict):
+            searches = count(tools.get("web_search_requests"))
     extra = (reads or 0) + (writes or 0)
     if prompt is not None and extra and not derived:
         # OpenAI's *_tokens_details counts are inside the prompt by definition; only counts on
@@ -167,7 +173,7 @@ def read_usage(u: dict[str, Any], rules: Dialect) -> NormalizedUsage | None:
         outside=rules.reasoning_outside and not total_usable,
     )
     out_audio = count(cd.get("audio_tokens"))
-    return _build(
+    found = _build(
         prompt,
         reads,
         writes,
@@ -178,6 +184,9 @@ def read_usage(u: dict[str, Any], rules: Dialect) -> NormalizedUsage | None:
         out_audio,
         cost,
     )
+    if found is None or searches is None:
+        return found
+    return replace(found, web_search_requests=searches)
 
 
 def read_gemini(m: dict[str, Any]) -> NormalizedUsage | None:

@@ -198,6 +198,8 @@ def usage_view(r: UsageRecord) -> Json:
             "output": format_usd(r.price_output),
             "audio_output": _usd_or_none(r.price_audio_output),
         },
+        "web_search_requests": r.web_search_requests,
+        "price_per_1k_requests": {"web_search": _usd_or_none(r.price_web_search)},
         "cost": format_usd(r.cost),
         "overdraft": format_usd(r.overdraft),
         "status": r.status,

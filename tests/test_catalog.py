@@ -261,3 +261,51 @@ def test_price_fields_tiers_and_dialects_are_checked_with_file_line_and_field(br
     with pytest.raises(catalog.CatalogError) as err:
         catalog.parse(broken, source="m.yaml", env={})
     assert str(err.value).startswith(where), str(err.value)
+
+
+SEARCHED = PRICED.replace(
+    '      output: "15.00"\n      tiers:',
+    '      output: "15.00"\n      web_search: "10.00"\n      tiers:',
+)
+
+
+def test_a_web_search_price_is_per_1000_requests_on_the_base_price_only():
+    claude = catalog.parse(SEARCHED, source="m.yaml", env={}).models["claude"].price
+    assert claude.web_search == 10_000_000_000  # nano-USD per 1,000 searches
+    assert claude.tiers[0].price.web_search is None  # a tier prices tokens only
+    assert catalog.parse(PRICED, source="m.yaml", env={}).models["claude"].price.web_search is None
+
+
+@pytest.mark.parametrize(
+    ("broken", "where"),
+    [
+        (
+            SEARCHED.replace('web_search: "10.00"', "web_search: 10"),
+            "m.yaml:14: models.claude.price.web_search: price must be a quoted decimal",
+        ),
+        (
+            SEARCHED.replace('output: "22.50"}', 'output: "22.50", web_search: "5"}'),
+            "m.yaml:18: models.claude.price.tiers.0.price.web_search: set on the base price only",
+        ),
+    ],
+)
+def test_web_search_prices_are_checked_with_file_line_and_field(broken, where):
+    with pytest.raises(catalog.CatalogError) as err:
+        catalog.parse(broken, source="m.yaml", env={})
+    assert str(err.value).startswith(where), str(err.value)
+
+
+def test_a_beta_header_opens_the_larger_context_window_it_names():
+    text = SEARCHED.replace(
+        "  realtime:",
+        "    context_window: 200000\n    beta_context_windows: {ctx-1m: 1000000}\n  realtime:",
+    )
+    claude = catalog.parse(text, source="m.yaml", env={}).models["claude"]
+    assert claude.with_betas(None).context_window == 200_000
+    assert claude.with_betas(b"other-beta").context_window == 200_000
+    assert claude.with_betas(b"other-beta, ctx-1m").context_window == 1_000_000
+    assert claude.with_betas(b"ctx-1m").price == claude.price
+    broken = text.replace("{ctx-1m: 1000000}", "{ctx-1m: lots}")
+    with pytest.raises(catalog.CatalogError) as err:
+        catalog.parse(broken, source="m.yaml", env={})
+    assert "models.claude.beta_context_windows.ctx-1m: must be a whole number" in str(err.value)

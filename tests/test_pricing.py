@@ -254,3 +254,31 @@ def test_fit_gives_the_largest_cap_per_choice_the_balance_covers() -> None:
     assert fitted.output == Output(300, choices=2, field="max_completion_tokens")
     assert fitted.reserve <= available
     assert fit(free, CHAT_MODEL.price, worst_case(CHAT_MODEL.price, free.input_tokens, 1)) is None
+
+
+def test_web_searches_cost_their_price_per_1000_requests_in_every_tier():
+    from gateway.pricing import Price, Tier, Usage, affordable_output, cost, worst_case
+
+    long = Price(input=6_000_000_000, output=22_500_000_000)
+    price = Price(
+        input=3_000_000_000,
+        output=15_000_000_000,
+        web_search=10_000_000_000,
+        tiers=(Tier(200_000, long),),
+    )
+    one_search = 10_000_000  # $0.01
+    assert cost(price, Usage(prompt_tokens=0, web_search_requests=3)) == 3 * one_search
+    # The long-context tier reprices the tokens, not the searches.
+    assert cost(price, Usage(prompt_tokens=300_000, web_search_requests=1)) == (
+        300_000 * 6_000 + one_search
+    )
+    assert worst_case(price, 1_000, 100, 5) == worst_case(price, 1_000, 100) + 5 * one_search
+    # A price per 1,000 that is not a whole nano-USD per search is summed exactly and rounded
+    # up once: 1 nano-USD per 1,000 searches, 7 searches, 1 nano-USD; with 10 tokens, still 1.
+    odd = Price(input=1, web_search=1)
+    assert cost(odd, Usage(prompt_tokens=0, web_search_requests=7)) == 1
+    assert cost(odd, Usage(prompt_tokens=10, web_search_requests=7)) == 1
+    # What fits once the searches are reserved.
+    available = worst_case(price, 1_000, 100, 5)
+    assert affordable_output(price, 1_000, available, 5) == 100
+    assert affordable_output(price, 1_000, 5 * one_search, 5) == -1

@@ -157,7 +157,8 @@ WITH batch AS (
         $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[],
         $17::bigint[], $18::timestamptz[], $19::bigint[], $20::bigint[], $21::bigint[],
         $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[],
-        $27::bigint[], $28::text[], $29::text[], $30::json[], $31::text[]
+        $27::bigint[], $28::text[], $29::text[], $30::json[], $31::text[], $32::bigint[],
+        $33::bigint[]
     ) WITH ORDINALITY AS b({USAGE_COLUMNS}, position)
 ),
 locked AS (

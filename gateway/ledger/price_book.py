@@ -26,6 +26,7 @@ PRICE_COLUMNS = (
     "price_audio_input",
     "price_audio_output",
     "price_tiers",
+    "price_web_search",
     "updated_at",
 )
 UPSERT_PRICE = (
@@ -63,6 +64,7 @@ def price(r: Row) -> PriceRow:
         audio_input=r["price_audio_input"],
         audio_output=r["price_audio_output"],
         tiers=_tiers_of(r["price_tiers"]),
+        web_search=r["price_web_search"],
     )
 
 
@@ -102,6 +104,11 @@ def price_details(row: PriceRow) -> dict[str, Any]:
         "kind": row.kind,
         "max_output_tokens": row.max_output_tokens,
         "price_per_1m_tokens": price,
+        **(
+            {"price_per_1k_requests": {"web_search": format_usd(row.web_search)}}
+            if row.web_search is not None
+            else {}
+        ),
     }
 
 

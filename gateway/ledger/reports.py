@@ -231,6 +231,7 @@ class SqlReports:
                         p.audio_input,
                         p.audio_output,
                         tiers_json(p.tiers),
+                        p.web_search,
                         now,
                     )
                 for event in change.events:

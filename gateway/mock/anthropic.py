@@ -7,8 +7,13 @@ words in ``system`` and the messages' text (tool results included), ``stored`` m
 ``cache_write_hour=N`` at the 1-hour TTL, the rest is ``input_tokens`` (Anthropic counts cache
 reads and writes beside it). Output tokens = reply pieces, plus the thinking pieces when the
 request enables ``thinking``. A request with ``tools`` whose last message carries no
-``tool_result`` is answered with a ``tool_use`` of the first tool (input ``{"query":
-"mock"}``, ``TOOL_TOKENS`` output tokens) and ``stop_reason: tool_use``. Errors come in
+``tool_result`` is answered with a ``tool_use`` of the first tool it runs itself (input
+``{"query": "mock"}``, ``TOOL_TOKENS`` output tokens) and ``stop_reason: tool_use``. A request
+with a web search tool (``type: web_search_...``) first searches ``web_searches=N`` times (one
+by default, at most the tool's ``max_uses``): per search a ``server_tool_use`` block
+(``TOOL_TOKENS`` output tokens) and a ``web_search_tool_result`` block whose results add
+``RESULT_TOKENS`` input tokens; usage then reports ``server_tool_use.web_search_requests``,
+and a stream's ``message_delta`` repeats the grown input count, as Anthropic's does. Errors come in
 Anthropic's shape (``status=529`` is ``overloaded_error``). Streams send ``message_start``
 (input and cache counts, ``output_tokens: 1``), the blocks, then ``message_delta`` with the
 cumulative output and ``message_stop``; ``cut_after=N`` drops the connection after N delta
@@ -28,6 +33,7 @@ from gateway.mock.script import Reject, ScriptedReply, begin, json_response
 THINKING = ("Let", " me", " think.")
 TOOL_INPUT = ('{"query": ', '"mock"}')
 TOOL_TOKENS = 5
+RESULT_TOKENS = 100
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -49,8 +55,8 @@ def _prompt(body: dict[str, Any]) -> list[Any]:
     return [body.get("system"), body.get("messages")]
 
 
-def usage(reply: ScriptedReply, output: int) -> dict[str, Any]:
-    total = reply.prompt_tokens
+def usage(reply: ScriptedReply, output: int, searches: int = 0) -> dict[str, Any]:
+    total = reply.prompt_tokens + searches * RESULT_TOKENS
     reads = min(reply.mock.cached, total)
     five = min(reply.mock.cache_write, total - reads)
     hour = min(reply.mock.cache_write_hour, total - reads - five)
@@ -60,13 +66,54 @@ def usage(reply: ScriptedReply, output: int) -> dict[str, Any]:
         "cache_read_input_tokens": reads,
         "cache_creation": {"ephemeral_5m_input_tokens": five, "ephemeral_1h_input_tokens": hour},
         "output_tokens": output,
+        "server_tool_use": {"web_search_requests": searches},
         "service_tier": "standard",
     }
 
 
+def _searches(reply: ScriptedReply) -> int:
+    tools = reply.body.get("tools")
+    search = next(
+        (
+            t
+            for t in tools or ()
+            if isinstance(t, dict) and str(t.get("type", "")).startswith("web_search_")
+        ),
+        None,
+    )
+    if search is None:
+        return 0
+    wanted = 1 if reply.mock.web_searches is None else reply.mock.web_searches
+    most = search.get("max_uses")
+    return min(wanted, most) if isinstance(most, int) else wanted
+
+
+def _search_blocks(reply: ScriptedReply, n: int) -> list[tuple[dict[str, Any], str, list[str]]]:
+    blocks: list[tuple[dict[str, Any], str, list[str]]] = []
+    for i in range(n):
+        call = {"type": "server_tool_use", "id": f"srvtoolu_{i}_{reply.uid[:16]}"}
+        blocks.append(
+            ({**call, "name": "web_search", "input": {}}, "partial_json", list(TOOL_INPUT))
+        )
+        result = {
+            "type": "web_search_result",
+            "url": f"https://example.com/{i}",
+            "title": f"Result {i}",
+            "encrypted_content": "mock",
+            "page_age": None,
+        }
+        found = {"type": "web_search_tool_result", "tool_use_id": call["id"], "content": [result]}
+        blocks.append((found, "", []))
+    return blocks
+
+
 def _wants_tool(body: dict[str, Any]) -> dict[str, Any] | None:
-    tools = body.get("tools")
-    if not isinstance(tools, list) or not tools or not isinstance(tools[0], dict):
+    tools = [
+        t
+        for t in body.get("tools") or ()
+        if isinstance(t, dict) and not str(t.get("type", "")).startswith("web_search_")
+    ]
+    if not tools:
         return None
     messages = body.get("messages")
     last = messages[-1] if isinstance(messages, list) and messages else None
@@ -85,6 +132,7 @@ def _blocks(reply: ScriptedReply) -> list[tuple[dict[str, Any], str, list[str]]]
     if isinstance(thinking, dict) and thinking.get("type") == "enabled":
         blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, "thinking", []))
         blocks[-1][2].extend(THINKING)
+    blocks.extend(_search_blocks(reply, _searches(reply)))
     tool = _wants_tool(reply.body)
     if tool is not None:
         block = {"type": "tool_use", "id": f"toolu_{reply.uid[:24]}", "name": tool.get("name")}
@@ -102,6 +150,8 @@ def _output(blocks: list[tuple[dict[str, Any], str, list[str]]]) -> int:
 
 def _whole(block: dict[str, Any], field: str, pieces: list[str]) -> dict[str, Any]:
     text = "".join(pieces)
+    if not field:
+        return block
     if field == "partial_json":
         return {**block, "input": orjson.loads(text)}
     if field == "thinking":
@@ -134,10 +184,11 @@ async def messages(request: web.Request, body: Any) -> web.StreamResponse:
         return error_response(exc.status, exc.message)
     blocks = _blocks(reply)
     output = _output(blocks)
+    searches = _searches(reply)
     stop = "tool_use" if blocks[-1][1] == "partial_json" else "end_turn"
     if not reply.body.get("stream"):
         content = [_whole(*b) for b in blocks]
-        use = None if reply.mock.no_usage else usage(reply, output)
+        use = None if reply.mock.no_usage else usage(reply, output, searches)
         return json_response(_message(reply, content, stop, use))
 
     def event(kind: str, **fields: Any) -> bytes:
@@ -155,11 +206,13 @@ async def messages(request: web.Request, body: Any) -> web.StreamResponse:
             signature = {"type": "signature_delta", "signature": "mock-signature"}
             events.append(event("content_block_delta", index=index, delta=signature))
         events.append(event("content_block_stop", index=index))
+    final = usage(reply, output, searches)
+    grown = {k: final[k] for k in ("input_tokens", "server_tool_use")} if searches else {}
     tail = [
         event(
             "message_delta",
             delta={"stop_reason": stop, "stop_sequence": None},
-            usage={"output_tokens": output},
+            usage={**grown, "output_tokens": output},
         ),
         event("message_stop"),
     ]

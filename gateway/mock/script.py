@@ -35,6 +35,7 @@ DIRECTIVE_TYPES: dict[str, Callable[[str], Any]] = {
             "stored",
             "cache_write",
             "cache_write_hour",
+            "web_searches",
         ),
         int,
     ),
@@ -68,6 +69,9 @@ class Directives:
     # the 5-minute and at the 1-hour TTL.
     cache_write: int = 0
     cache_write_hour: int = 0
+    # Searches made when the request declares a web search tool (None: one), at most its
+    # max_uses.
+    web_searches: int | None = None
 
 
 @dataclass(slots=True)

@@ -137,7 +137,12 @@ def insufficient_message(model: Model, quote: Quote, available: int) -> str:
             f" The prompt includes {quote.held.why}, which the request body does not carry, "
             f"reserved at {quote.held.tokens} tokens."
         )
-    most = affordable_output(model.price, quote.input_tokens, available)
+    if quote.web_searches:
+        head += (
+            f" It may make up to {quote.web_searches} web search"
+            f"{'' if quote.web_searches == 1 else 'es'}, reserved at its price."
+        )
+    most = affordable_output(model.price, quote.input_tokens, available, quote.web_searches)
     if available <= 0:
         return head + " Top up your balance."
     if model.kind == "embedding" or most < 0:

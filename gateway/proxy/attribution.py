@@ -2,8 +2,9 @@
 
 =================  =========================================================================
 ``end_user``       the body's ``safety_identifier``, else its ``user`` (OpenAI's fields; the
-                   first supersedes the second). ``prompt_cache_key`` is not read: it names
-                   a cache, which many end users may share.
+                   first supersedes the second), else ``metadata.user_id`` (Anthropic's
+                   Messages API; Claude Code sends one). ``prompt_cache_key`` is not read:
+                   it names a cache, which many end users may share.
 ``tags``           the ``x-gateway-tags`` header and the body's ``metadata.tags``, each a
                    comma-separated list; blanks around a tag are dropped, duplicates kept
                    once, header first. No other ``metadata`` key becomes a tag (metadata goes
@@ -55,6 +56,7 @@ def attribution(headers: Mapping[bytes, bytes], payload: Mapping[str, Any]) -> A
     end = payload.get("safety_identifier"), payload.get("user")
     if raw_tags is None and raw_session is None and metadata is None and end == (None, None):
         return NONE  # the common case: four lookups
+    anthropic_user = metadata.get("user_id") if isinstance(metadata, dict) else None
     tags: dict[str, None] = {}
     if raw_tags is not None:
         _add_tags(tags, raw_tags.decode("latin-1"), "x-gateway-tags")
@@ -64,7 +66,9 @@ def attribution(headers: Mapping[bytes, bytes], payload: Mapping[str, Any]) -> A
             raise _bad("metadata.tags must be a string of comma-separated tags", "metadata.tags")
         _add_tags(tags, value, "metadata.tags")
     return Attribution(
-        end_user=_end_user(*end),
+        end_user=_end_user(
+            ("safety_identifier", end[0]), ("user", end[1]), ("metadata.user_id", anthropic_user)
+        ),
         tags=tuple(tags),
         session_id=_session(raw_session),
     )
@@ -99,8 +103,8 @@ def _session(raw: bytes | None) -> str | None:
     return value
 
 
-def _end_user(safety_identifier: object, user: object) -> str | None:
-    for name, value in (("safety_identifier", safety_identifier), ("user", user)):
+def _end_user(*fields: tuple[str, object]) -> str | None:
+    for name, value in fields:
         if value is None or value == "":
             continue
         if not isinstance(value, str):

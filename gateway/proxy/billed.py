@@ -21,7 +21,7 @@ is needed).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 import orjson
@@ -86,6 +86,9 @@ class Local(Protocol):
     def output(self) -> int:
         """The produced text's tokens, each choice counted on its own."""
 
+    def searches(self) -> int:
+        """The web searches the produced answer shows it made."""
+
 
 def billed_usage(
     reported: NormalizedUsage | None, local: Local, *, produces_output: bool, complete: bool
@@ -98,11 +101,16 @@ def billed_usage(
     counted (``local.prompt()``) and, if implausible against that count too, billed at it.
     ``complete`` is False when the answer ended early (cut, client gone): a cumulative report
     may then lag what was delivered, so the output billed is the larger of the report and the
-    produced text.
+    produced text, and so is the count of web searches.
     """
     if reported is None:
         output = local.output() if produces_output else 0
-        return Billed(Usage(prompt_tokens=local.prompt().tokens, completion_tokens=output), COUNTED)
+        usage = Usage(
+            prompt_tokens=local.prompt().tokens,
+            completion_tokens=output,
+            web_search_requests=local.searches() if produces_output else 0,
+        )
+        return Billed(usage, COUNTED)
     prompt = reported.prompt_tokens
     prompt_counted = False
     if not plausible_prompt(prompt, local.prompt_bound) and not (
@@ -119,6 +127,10 @@ def billed_usage(
         produced = local.output()
         if reported_output is None or produced > reported_output:
             output, output_counted = produced, True
+        # A search made before the cut is billed upstream though no report counted it.
+        searches = local.searches()
+        if searches > (reported.web_search_requests or 0):
+            reported = replace(reported, web_search_requests=searches)
     return Billed(_usage(reported, output), _SOURCES[prompt_counted, output_counted])
 
 
@@ -134,12 +146,14 @@ class LocalCounts:
         payload: dict[str, Any],
         quote: Quote,
         texts: Callable[[], Sequence[str]],
+        searches: Callable[[], int] = lambda: 0,
     ) -> None:
         self._encoder = tokens.model_encoder(model.upstream_model, model.encoding)
         self._endpoint = endpoint
         self._payload = payload
         self._quote = quote
         self._texts = texts
+        self.searches = searches
         self._prompt: LocalPrompt | None = None
 
     @property
@@ -183,6 +197,7 @@ def _usage(n: NormalizedUsage, output: int) -> Usage:
         cache_write_1h_tokens=_part(n.cache_write_1h_tokens, writes),
         prompt_audio_tokens=_part(n.prompt_audio_tokens, prompt - cached - writes),
         output_audio_tokens=_part(n.output_audio_tokens, output),
+        web_search_requests=n.web_search_requests or 0,
     )
 
 
@@ -230,6 +245,7 @@ def usage_record(
         cache_write_1h_tokens=usage.cache_write_1h_tokens,
         prompt_audio_tokens=usage.prompt_audio_tokens,
         output_audio_tokens=usage.output_audio_tokens,
+        web_search_requests=usage.web_search_requests,
         price_input=charged.input,
         price_cached_input=charged.cached_input,
         price_output=charged.output,
@@ -237,6 +253,7 @@ def usage_record(
         price_cache_write_1h=charged.cache_write_1h,
         price_audio_input=charged.audio_input,
         price_audio_output=charged.audio_output,
+        price_web_search=model.price.web_search if usage.web_search_requests else None,
         cost=total,
         overdraft=max(total - reserved, 0),
         status=status,

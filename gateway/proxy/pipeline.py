@@ -39,6 +39,7 @@ from gateway.proxy.sse import StreamMeter
 from gateway.proxy.stream_hold import StreamHold, shows_all_output
 from gateway.records import UsageRecord
 from gateway.routing import Plan
+from gateway.server_tools import write_uses
 from gateway.services import Services
 
 log = logging.getLogger("gateway.pipeline")
@@ -99,6 +100,8 @@ async def admit(
     # is told a model it may not use is not allowed, whatever state its provider is in.
     check_caller(key, owner, payload.get("model"))
     model = services.catalog.resolve(payload.get("model"), endpoint.path)
+    # Claude Sonnet's 1M window is opened per request (README "models.yaml").
+    model = model.with_betas(headers.get(b"anthropic-beta"))
     attributed = attribution(headers, payload)
     quotas = quotas_of(key, owner)
     # Every token covers at least one byte of the body, so the body length bounds the prompt
@@ -140,6 +143,7 @@ async def admit(
             services.alerts.notify(alert)
         raise
     write_cap(endpoint, payload, quote.output)
+    write_uses(endpoint, payload)
     hold = None
     if quote.output_held is not None:
         hold = StreamHold(
@@ -248,7 +252,12 @@ async def settle(services: Services, call: Call, outcome: Outcome) -> Sequence[H
     billed = NOTHING
     if outcome.billable:
         local = LocalCounts(
-            call.model, call.endpoint, call.payload, call.quote, lambda: _produced(outcome)
+            call.model,
+            call.endpoint,
+            call.payload,
+            call.quote,
+            lambda: _produced(outcome),
+            lambda: outcome.meter.produced_searches() if outcome.meter else 0,
         )
         billed = billed_usage(
             outcome.usage,

@@ -37,7 +37,7 @@ import orjson
 
 from gateway.endpoints import UsageShape
 from gateway.proxy.content import error_object
-from gateway.proxy.usage import by_choice, output_pieces
+from gateway.proxy.usage import by_choice, output_pieces, web_searches
 from gateway.usage_dialects import USAGE_KEYS, NormalizedUsage, merge, normalize
 
 # What makes an event worth parsing, as JSON keys (an escaped quote inside a string never
@@ -155,6 +155,11 @@ class StreamMeter:
             for data in payloads(chunk):
                 pieces.extend(output_pieces(_load(data)))
         return by_choice(pieces)
+
+    def produced_searches(self) -> int:
+        """The web searches the stream showed so far (parses the kept events; only used when
+        usage did not report them)."""
+        return sum(web_searches(_load(data)) for chunk in self.events for data in payloads(chunk))
 
     def _relay(self, chunk: bytes) -> bytes:
         if self._dropped_cr:

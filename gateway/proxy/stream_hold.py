@@ -60,6 +60,7 @@ class StreamHold:
         self._store = store
         self._price = price
         self._input = quote.input_tokens
+        self._searches = quote.web_searches
         self._user = user_id
         self._request = request_id
         self._ttl = ttl
@@ -98,7 +99,10 @@ class StreamHold:
         want = min(self.cap, max(need + self._step, 2 * self.held))
         admission = await self._admit(want)
         if admission is not None and not admission.ok:
-            most = min(affordable_output(self._price, self._input, admission.available), self.cap)
+            most = min(
+                affordable_output(self._price, self._input, admission.available, self._searches),
+                self.cap,
+            )
             if most < need:
                 return False
             want = most
@@ -106,11 +110,11 @@ class StreamHold:
         if admission is None or not admission.ok:
             return False
         self.held = want
-        self.reserve = worst_case(self._price, self._input, want)
+        self.reserve = worst_case(self._price, self._input, want, self._searches)
         return True
 
     async def _admit(self, tokens: int) -> Admission | None:
-        amount = worst_case(self._price, self._input, tokens)
+        amount = worst_case(self._price, self._input, tokens, self._searches)
         # Settlement drops this request's hold; a re-admission still in flight when the client
         # leaves must land before it, or it would pin the balance until its ttl.
         admitting = (

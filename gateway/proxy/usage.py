@@ -85,6 +85,28 @@ def _anthropic_pieces(obj: dict[str, Any], out: list[Piece]) -> bool:
     return True
 
 
+def web_searches(obj: Any) -> int:
+    """Anthropic web searches an answer shows it made: ``server_tool_use`` blocks named
+    ``web_search`` in a whole message, or a stream's ``content_block_start`` of one
+    (docs.anthropic.com, "Web search tool"). Counted only when usage does not report them."""
+    if not isinstance(obj, dict):
+        return 0
+    kind = obj.get("type")
+    if kind == "content_block_start":
+        blocks = [obj.get("content_block")]
+    elif kind == "message" and isinstance(obj.get("content"), list):
+        blocks = obj["content"]
+    else:
+        return 0
+    return sum(
+        1
+        for b in blocks
+        if isinstance(b, dict)
+        and b.get("type") == "server_tool_use"
+        and b.get("name") == "web_search"
+    )
+
+
 def by_choice(pieces: Iterable[Piece]) -> list[str]:
     """The text of each choice, pieces joined in arrival order, in choice order."""
     texts: dict[int, list[str]] = {}

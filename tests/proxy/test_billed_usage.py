@@ -67,6 +67,9 @@ class Counts:
         self.ran.append("output")
         return self.produced
 
+    def searches(self) -> int:
+        return 0
+
 
 def bill(
     reported: NormalizedUsage | None,

@@ -1,12 +1,16 @@
 """Anthropic's Messages API end to end: the official ``anthropic`` SDK against a real gateway
 in front of the mock upstream's Anthropic side (gateway.mock.anthropic), in embedded and
 production mode. Model `claude`: $3 in, $0.30 cache reads, $3.75 / $6 cache writes (5m / 1h),
-$15 out per 1M tokens, so every cost below is a whole number of nano-USD per token."""
+$15 out per 1M tokens, so every cost below is a whole number of nano-USD per token, and $10 per
+1,000 web searches ($0.01 each)."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import re
+import signal
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import pytest
 
 from gateway.pricing import Price, Usage, cost
 from tests.support.gateway import PROVIDER_KEY, GatewayFactory, RunningGateway, usd
+from tests.support.processes import GatewayProcess
 
 MODELS = """\
 currency: usd
@@ -32,10 +37,17 @@ models:
     provider: claude-api
     upstream_model: claude-mock-1
     price: {{input: "3.00", cached_input: "0.30", cache_write: "3.75", cache_write_1h: "6.00",
-             output: "15.00"}}
+             output: "15.00", web_search: "10.00"}}
     max_output_tokens: 1000
     context_window: 200000
+    beta_context_windows: {{context-1m-2025-08-07: 1000000}}
     image_tokens: 1600
+  claude-unsearched:
+    provider: claude-api
+    upstream_model: claude-mock-1
+    price: {{input: "3.00", output: "15.00"}}
+    max_output_tokens: 1000
+    context_window: 200000
   chat:
     provider: mock
     upstream_model: mock-gpt
@@ -48,6 +60,7 @@ PRICE = Price(
     cache_write=3_750_000_000,
     cache_write_1h=6_000_000_000,
     output=15_000_000_000,
+    web_search=10_000_000_000,
 )
 PROMPT = "one two three four five six seven eight nine ten"  # 10 mock tokens
 TOOLS = [
@@ -59,13 +72,16 @@ TOOLS = [
 ]
 
 
-def priced(prompt: int, output: int, *, cached: int = 0, w5: int = 0, w1: int = 0) -> int:
+def priced(
+    prompt: int, output: int, *, cached: int = 0, w5: int = 0, w1: int = 0, searches: int = 0
+) -> int:
     usage = Usage(
         prompt_tokens=prompt,
         completion_tokens=output,
         cached_tokens=cached,
         cache_write_tokens=w5 + w1,
         cache_write_1h_tokens=w1,
+        web_search_requests=searches,
     )
     return cost(PRICE, usage)
 
@@ -321,3 +337,241 @@ def test_concurrent_calls_of_one_user_never_overspend(agw):
     spent = sum(usd(r["cost"]) for r in rows)
     assert spent == served * priced(10, 5)
     assert agw.balance(uid) == usd("0.05") - spent >= 0
+
+
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search"}
+# The mock's search results: RESULT_TOKENS input tokens per search, and each server_tool_use
+# block TOOL_TOKENS output tokens (gateway.mock.anthropic).
+RESULT_TOKENS, TOOL_TOKENS = 100, 5
+
+
+def test_web_searches_are_billed_per_request_and_their_results_as_input(agw, gateways):
+    uid, key = agw.user("10.00")
+    reply = client(agw, key).messages.create(
+        model="claude",
+        max_tokens=200,
+        tools=[{**WEB_SEARCH, "max_uses": 3}],
+        messages=user_says(f"{PROMPT} [[mock:web_searches=2]]"),
+    )
+    kinds = [b.type for b in reply.content]
+    assert kinds == ["server_tool_use", "web_search_tool_result"] * 2 + ["text"]
+    assert reply.usage.server_tool_use is not None
+    assert reply.usage.server_tool_use.web_search_requests == 2
+    row = agw.wait_usage(uid, 1)[0]
+    prompt, output = 10 + 2 * RESULT_TOKENS, 2 * TOOL_TOKENS + 5
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, output)
+    assert row["web_search_requests"] == 2
+    assert row["price_per_1k_requests"] == {"web_search": "10.00"}
+    # $0.01 per search on top of the tokens: 2 x 10,000,000 nano-USD.
+    assert priced(prompt, output, searches=2) == priced(prompt, output) + 20_000_000
+    assert usd(row["cost"]) == priced(prompt, output, searches=2)
+    assert agw.balance(uid) == usd("10.00") - priced(prompt, output, searches=2)
+    # The caller's max_uses went upstream as sent.
+    assert gateways.upstream.requests()[-1]["body"]["tools"][0]["max_uses"] == 3
+
+
+def test_a_streamed_search_is_billed_from_the_last_message_delta(agw, gateways):
+    uid, key = agw.user("10.00")
+    with client(agw, key).messages.stream(
+        model="claude",
+        max_tokens=200,
+        tools=[WEB_SEARCH],
+        messages=user_says(f"{PROMPT} [[mock:web_searches=3]]"),
+    ) as stream:
+        final = stream.get_final_message()
+    assert [b.type for b in final.content].count("server_tool_use") == 3
+    # No max_uses from the caller: the gateway wrote the bound it reserved.
+    assert gateways.upstream.requests()[-1]["body"]["tools"][0]["max_uses"] == 10
+    row = agw.wait_usage(uid, 1)[0]
+    prompt, output = 10 + 3 * RESULT_TOKENS, 3 * TOOL_TOKENS + 5
+    # message_start said 10 input tokens and no search; message_delta the grown totals.
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, output)
+    assert row["web_search_requests"] == 3
+    assert agw.balance(uid) == usd("10.00") - priced(prompt, output, searches=3)
+
+
+def test_a_search_reserves_the_context_window_and_every_allowed_request(agw):
+    # $1.20 covers the 200k-token window at the dearest input price ($6/1M, a 1-hour cache
+    # write) but not also 200 output tokens and up to 10 searches at $0.01: refused, nothing
+    # charged; the same call without search is served.
+    uid, key = agw.user("1.20")
+    claude = client(agw, key)
+    with pytest.raises(anthropic.APIStatusError) as poor:
+        claude.messages.create(
+            model="claude", max_tokens=200, tools=[WEB_SEARCH], messages=user_says(PROMPT)
+        )
+    assert poor.value.status_code == 402
+    message = poor.value.body["error"]["message"]  # type: ignore[index]
+    assert "web search results" in message
+    assert "up to 10 web searches" in message
+    assert agw.usage(uid) == []
+    claude.messages.create(model="claude", max_tokens=200, messages=user_says(PROMPT))
+    assert agw.balance(uid) == usd("1.20") - priced(10, 5)
+
+
+def test_bad_or_unpriced_search_tools_are_refused_in_anthropics_shape(agw, gateways):
+    uid, key = agw.user("10.00")
+    claude = client(agw, key)
+    sent = len(gateways.upstream.requests())
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        claude.messages.create(
+            model="claude",
+            max_tokens=10,
+            tools=[{**WEB_SEARCH, "max_uses": 0}],
+            messages=user_says(PROMPT),
+        )
+    assert bad.value.body["error"] == {  # type: ignore[index]
+        "type": "invalid_request_error",
+        "message": "tools.0.max_uses: must be a positive integer",
+    }
+    with pytest.raises(anthropic.BadRequestError) as unpriced:
+        claude.messages.create(
+            model="claude-unsearched", max_tokens=10, tools=[WEB_SEARCH], messages=user_says(PROMPT)
+        )
+    assert "no web_search price" in unpriced.value.body["error"]["message"]  # type: ignore[index]
+    assert len(gateways.upstream.requests()) == sent
+    assert agw.usage(uid) == []
+    assert agw.balance(uid) == usd("10.00")
+
+
+def test_searches_a_cut_stream_showed_are_billed_though_no_report_counted_them(agw):
+    uid, key = agw.user("10.00")
+    # Events: search 1 (start, 2 deltas, stop), its result (start, stop), then the start of
+    # search 2 is the 7th and last event before the connection drops: no message_delta.
+    with httpx.stream(
+        "POST",
+        f"{agw.base_url}/v1/messages",
+        headers={"x-api-key": key},
+        json={
+            "model": "claude",
+            "max_tokens": 200,
+            "stream": True,
+            "tools": [WEB_SEARCH],
+            "messages": user_says(f"{PROMPT} [[mock:web_searches=2]] [[mock:cut_after=7]]"),
+        },
+    ) as response:
+        relayed = b"".join(response.iter_bytes())
+    assert relayed.count(b'"type":"server_tool_use"') == 2
+    assert b"message_delta" not in relayed
+    row = agw.wait_usage(uid, 1)[0]
+    assert row["status"] == "upstream_cut"
+    assert row["web_search_requests"] == 2
+    assert usd(row["cost"]) == priced(row["prompt_tokens"], row["completion_tokens"], searches=2)
+    assert agw.balance(uid) == usd("10.00") - usd(row["cost"])
+
+
+def test_sigterm_lets_messages_streams_finish_and_settles_them(gateways, tmp_path):
+    models = tmp_path / "claude.yaml"
+    models.write_text(MODELS.format(base_url=gateways.upstream.base_url))
+    gateway = GatewayProcess(gateways, GATEWAY_MODELS=str(models))
+    uid, key = gateway.user("5")
+    under_way = [threading.Event() for _ in range(3)]
+    finals: list[Any] = []
+
+    def stream(started: threading.Event) -> None:
+        claude = anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
+        with claude.messages.stream(
+            model="claude",
+            max_tokens=100,
+            messages=user_says(f"{PROMPT} [[mock:chunks=20]] [[mock:chunk_delay=0.05]]"),
+        ) as events:
+            for _ in events:
+                started.set()
+            finals.append(events.get_final_message())
+
+    threads = [threading.Thread(target=stream, args=(e,)) for e in under_way]
+    for t in threads:
+        t.start()
+    for e in under_way:
+        assert e.wait(20)  # every stream has begun before the signal
+    gateway.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(30)
+    assert gateway.terminate() == 0
+    assert [f.stop_reason for f in finals] == ["end_turn"] * 3
+    assert all(f.content[0].text.count(" w") == 20 for f in finals)
+    db = sqlite3.connect(gateway.settings.database_url.removeprefix("sqlite:///"))
+    rows = db.execute(
+        "SELECT status, prompt_tokens, completion_tokens, cost FROM usage_records"
+        " WHERE user_id = ?",
+        (uid,),
+    ).fetchall()
+    balance = db.execute("SELECT balance FROM users WHERE id = ?", (uid,)).fetchone()[0]
+    entries = db.execute(
+        "SELECT SUM(amount) FROM ledger_entries WHERE user_id = ?", (uid,)
+    ).fetchone()[0]
+    db.close()
+    assert [r[:3] for r in rows] == [("ok", 10, 20)] * 3
+    assert all(r[3] == priced(10, 20) for r in rows)
+    assert balance == entries == usd("5") - 3 * priced(10, 20)
+
+
+def test_key_limits_model_lists_and_attribution_apply_to_messages(agw):
+    uid, _ = agw.user("10.00")
+    r = agw.admin.post(
+        f"/admin/users/{uid}/keys", json={"limits": {"rpm": 2}, "models": ["claude*"]}
+    )
+    assert r.status_code == 201, r.text
+    with client(agw, r.json()["key"]) as claude:
+        limited = _limited(claude)
+    assert limited.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert 1 <= int(limited.response.headers["retry-after"]) <= 60
+    other = agw.admin.post(f"/admin/users/{uid}/keys", json={"models": ["gpt-*"]}).json()["key"]
+    with client(agw, other) as barred, pytest.raises(anthropic.PermissionDeniedError) as denied:
+        barred.messages.create(model="claude", max_tokens=10, messages=user_says(PROMPT))
+    assert denied.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+    rows = agw.wait_usage(uid, 2)
+    tagged = next(r for r in rows if r["tags"])
+    assert (tagged["end_user"], tagged["tags"], tagged["session_id"]) == (
+        "agent-user-7",
+        ["agent", "team:core"],
+        "s-1",
+    )
+    report = agw.admin.get(f"/admin/users/{uid}/stats", params={"group_by": "tag"}).json()
+    assert {g["tag"]: g["requests"] for g in report["groups"]} == {
+        "agent": 1,
+        "team:core": 1,
+        None: 1,
+    }
+    assert agw.balance(uid) == usd("10.00") - 2 * priced(10, 5)
+
+
+def _limited(claude: anthropic.Anthropic) -> anthropic.RateLimitError:
+    """Two calls on a key limited to 2 rpm, then the third's refusal."""
+    first = claude.messages.with_raw_response.create(
+        model="claude",
+        max_tokens=10,
+        metadata={"user_id": "agent-user-7"},
+        messages=user_says(PROMPT),
+        extra_headers={"x-gateway-tags": "agent,team:core", "x-gateway-session-id": "s-1"},
+    )
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    claude.messages.create(model="claude", max_tokens=10, messages=user_says(PROMPT))
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        claude.messages.create(model="claude", max_tokens=10, messages=user_says(PROMPT))
+    return limited.value
+
+
+def test_the_1m_context_beta_opens_the_larger_window_for_that_request_only(agw, gateways):
+    # A search holds the context window at the dearest input price (a 1-hour cache write, $6
+    # per 1M): 200k tokens ($1.20) + 200 output ($0.003) + 10 searches ($0.10) fit $1.50;
+    # with the 1M beta the window is 1M tokens ($6.00) and does not.
+    uid, key = agw.user("1.50")
+    claude = client(agw, key)
+    beta = {"anthropic-beta": "fine-grained-tool-streaming-2025-05-14, context-1m-2025-08-07"}
+    with pytest.raises(anthropic.APIStatusError) as poor:
+        claude.messages.create(
+            model="claude",
+            max_tokens=200,
+            tools=[WEB_SEARCH],
+            messages=user_says(PROMPT),
+            extra_headers=beta,
+        )
+    assert poor.value.status_code == 402
+    assert "reserved at 1000000 tokens" in poor.value.body["error"]["message"]  # type: ignore[index]
+    claude.messages.create(
+        model="claude", max_tokens=200, tools=[WEB_SEARCH], messages=user_says(PROMPT)
+    )
+    assert gateways.upstream.requests()[-1]["headers"].get("anthropic-beta") is None
+    row = agw.wait_usage(uid, 1)[0]
+    assert row["web_search_requests"] == 1
