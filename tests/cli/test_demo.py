@@ -249,3 +249,29 @@ def test_ctrl_c_stops_the_demo_without_a_traceback(start_demo: type[Demo]) -> No
     demo.proc.send_signal(signal.SIGINT)
     assert demo.proc.wait(30) != 0  # interrupted, as a shell expects (130)
     assert "Traceback" not in demo.logged()
+
+
+def test_the_demo_serves_the_anthropic_sdk_as_the_readme_shows(start_demo: type[Demo]) -> None:
+    import anthropic
+
+    demo = start_demo()
+    key = demo.printed().split("key:       ", 1)[1].split()[0]
+    # README "Anthropic Messages API": the base URL without /v1, the gateway key as the token.
+    with anthropic.Anthropic(base_url=demo.base, auth_token=key, max_retries=0) as claude:
+        reply = claude.messages.create(
+            model="demo-claude",
+            max_tokens=100,
+            messages=[{"role": "user", "content": "Say hello"}],
+        )
+    assert reply.content[0].type == "text"
+    admin = {"Authorization": f"Bearer {admin_key_of(demo.printed())}"}
+    rows = wait_until(
+        lambda: httpx.get(f"{demo.base}/admin/users/demo/usage", headers=admin).json()["data"],
+        lambda rows: len(rows) == 1,
+        wanted="the call settled",
+    )
+    assert (rows[0]["model"], rows[0]["endpoint"], rows[0]["status"]) == (
+        "demo-claude",
+        "messages",
+        "ok",
+    )
