@@ -159,7 +159,7 @@ class UsageRecord:
     tags: tuple[str, ...] = ()
     session_id: str | None = None
     # Added by migration 0012: Anthropic's web search requests (a count, not tokens) and
-    # their price in nano-USD per 1,000 requests (None when the call made none).
+    # their price in nano-USD per 1,000 requests (None: the model has none).
     web_search_requests: int = 0
     price_web_search: int | None = None
 

@@ -182,7 +182,9 @@ def _texts_prompt(enc: Encoder, value: Any, payload: dict[str, Any]) -> int:
 def _messages_prompt(enc: Encoder, messages: Any, payload: dict[str, Any]) -> int:
     """Anthropic's Messages API: ``system`` (a string or text blocks) and messages whose
     content blocks (tool_use inputs, tool_result contents, thinking) are counted as their
-    compact JSON, an upper-leaning estimate whichever block types come."""
+    compact JSON, an upper-leaning estimate whichever block types come; an image or a
+    non-text document (base64, URL or file source, at any depth, e.g. inside a tool_result)
+    counts ``TOKENS_PER_IMAGE``, never its encoded bytes."""
     total = REPLY_PRIMER + _definitions(enc, payload)
     system = payload.get("system")
     if system:
@@ -195,10 +197,38 @@ def _messages_prompt(enc: Encoder, messages: Any, payload: dict[str, Any]) -> in
         if isinstance(content, str):
             total += count_text(enc, content)
         elif content:
-            total += count_text(enc, _compact(content)) + _content_text(content)[1] * (
-                TOKENS_PER_IMAGE
-            )
+            stripped, media = _without_media(content)
+            total += count_text(enc, _compact(stripped)) + media * TOKENS_PER_IMAGE
     return total
+
+
+# Anthropic content blocks whose source is media, not text (docs.anthropic.com, "Vision",
+# "PDF support"): a document whose source is ``text`` or ``content`` is text.
+_MEDIA_BLOCKS = frozenset(("image", "document"))
+_TEXT_SOURCES = frozenset(("text", "content"))
+
+
+def _without_media(value: Any) -> tuple[Any, int]:
+    """``value`` with every media block's source left out, and how many there were."""
+    if isinstance(value, list):
+        out, count = [], 0
+        for item in value:
+            stripped, n = _without_media(item)
+            out.append(stripped)
+            count += n
+        return out, count
+    if not isinstance(value, dict):
+        return value, 0
+    if value.get("type") in _MEDIA_BLOCKS:
+        source = value.get("source")
+        if not (isinstance(source, dict) and source.get("type") in _TEXT_SOURCES):
+            return {k: v for k, v in value.items() if k != "source"}, 1
+    out_dict, count = {}, 0
+    for key, item in value.items():
+        stripped, n = _without_media(item)
+        out_dict[key] = stripped
+        count += n
+    return out_dict, count
 
 
 _PROMPT_COUNTERS: dict[EndpointKind, Callable[[Encoder, Any, dict[str, Any]], int]] = {
@@ -216,11 +246,7 @@ def prompt_bound(endpoint: Endpoint, payload: dict[str, Any], body_bytes: int) -
     the text; add the per-message and per-image allowances that count_prompt adds."""
     items = payload.get(endpoint.prompt_field)
     messages = items if isinstance(items, list) else []
-    images = 0
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            images += _content_text(content)[1]
+    images = media_parts(endpoint, payload) if messages else 0
     return (
         body_bytes
         + REPLY_PRIMER
@@ -247,6 +273,8 @@ def media_parts(endpoint: Endpoint, payload: dict[str, Any]) -> int:
     items = payload.get(endpoint.prompt_field)
     if not isinstance(items, list):
         return 0
+    if endpoint.kind == "messages":
+        return _without_media(items)[1]
     return sum(_content_text(m.get("content"))[1] for m in items if isinstance(m, dict))
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 from decimal import Decimal
@@ -49,6 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         # Ctrl-C: the server has already stopped as on SIGTERM; no traceback for it.
         sys.exit(130)
+    except BrokenPipeError:
+        # Output piped into a reader that stopped (`gateway report models | head`): the
+        # Python docs' recipe, so the interpreter does not report it again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,9 @@
 Anthropic's events) and POST /v1/messages/count_tokens.
 
 Same token rule and directives as the OpenAI side (``gateway.mock.upstream``): prompt tokens =
-words in ``system`` and the messages' text (tool results included), ``stored`` more;
+words in ``system`` and the messages' text (tool results included), ``stored`` more, and a
+quarter of the compact JSON bytes of the tools the caller defines (``input_schema``), as a
+real model reads them;
 ``cached=N`` of them are cache reads, ``cache_write=N`` written at the 5-minute TTL and
 ``cache_write_hour=N`` at the 1-hour TTL, the rest is ``input_tokens`` (Anthropic counts cache
 reads and writes beside it). Output tokens = reply pieces, plus the thinking pieces when the
@@ -177,9 +179,20 @@ def _delta(field: str, piece: str) -> dict[str, Any]:
     return {"type": kinds[field], field: piece}
 
 
+def _defined_tools(body: dict[str, Any]) -> int:
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict) and "input_schema" in t]
+    return len(orjson.dumps(tools)) // 4 if tools else 0
+
+
+async def _begin(request: web.Request, body: Any) -> ScriptedReply:
+    reply = await begin(request, body, _prompt)
+    reply.prompt_tokens += _defined_tools(reply.body)
+    return reply
+
+
 async def messages(request: web.Request, body: Any) -> web.StreamResponse:
     try:
-        reply = await begin(request, body, _prompt)
+        reply = await _begin(request, body)
     except Reject as exc:
         return error_response(exc.status, exc.message)
     blocks = _blocks(reply)
@@ -221,7 +234,7 @@ async def messages(request: web.Request, body: Any) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request, body: Any) -> web.StreamResponse:
     try:
-        reply = await begin(request, body, _prompt)
+        reply = await _begin(request, body)
     except Reject as exc:
         return error_response(exc.status, exc.message)
     return json_response({"input_tokens": reply.prompt_tokens})

@@ -253,7 +253,7 @@ def usage_record(
         price_cache_write_1h=charged.cache_write_1h,
         price_audio_input=charged.audio_input,
         price_audio_output=charged.audio_output,
-        price_web_search=model.price.web_search if usage.web_search_requests else None,
+        price_web_search=model.price.web_search,
         cost=total,
         overdraft=max(total - reserved, 0),
         status=status,

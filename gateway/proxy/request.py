@@ -7,8 +7,9 @@ from typing import Any
 import orjson
 from starlette.types import Receive
 
+from gateway.auth import bearer
 from gateway.endpoints import Endpoint
-from gateway.errors import BadRequest, PayloadTooLarge
+from gateway.errors import BadRequest, PayloadTooLarge, Unauthorized
 
 
 def header(headers: dict[bytes, bytes], name: bytes) -> str | None:
@@ -18,13 +19,29 @@ def header(headers: dict[bytes, bytes], name: bytes) -> str | None:
 
 def caller_key(headers: dict[bytes, bytes], endpoint: Endpoint) -> str | None:
     """The ``Authorization`` header carrying the caller's key: as sent, else made from the
-    first of the endpoint's ``key_headers`` that carries the key bare (``x-api-key``)."""
+    first of the endpoint's ``key_headers`` that carries the key bare (``x-api-key``).
+
+    Raises Unauthorized when a bare key and a Bearer key name different keys (which one
+    pays would be a guess), or, on an endpoint with ``key_headers``, when neither is sent
+    (naming every header the key may come in)."""
     found = header(headers, b"authorization")
-    if found is None:
-        for name in endpoint.key_headers:
-            bare = header(headers, name)
-            if bare:
-                return f"Bearer {bare.strip()}"
+    for name in endpoint.key_headers:
+        bare = header(headers, name)
+        if not bare:
+            continue
+        sent = bearer(found)
+        if sent is None:
+            return f"Bearer {bare.strip()}"
+        if sent != bare.strip():
+            raise Unauthorized(
+                f"Two different API keys: {name.decode()} and Authorization name different "
+                "keys. Send one of them."
+            )
+    if found is None and endpoint.key_headers:
+        where = " or ".join(f"'{n.decode()}: <key>'" for n in endpoint.key_headers)
+        raise Unauthorized(
+            f"You didn't provide an API key. Send it as {where} or 'Authorization: Bearer <key>'."
+        )
     return found
 
 

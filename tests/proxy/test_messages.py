@@ -11,6 +11,7 @@ import re
 import signal
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,23 @@ def agw(request: pytest.FixtureRequest, gateways: GatewayFactory, tmp_path: Path
     return gateways.start(**env)
 
 
+OPENED: list[anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    # A client dropped with a connection still open warns when it is collected, in whichever
+    # test that happens (warnings are errors here): each test closes its own.
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
 def client(gw: RunningGateway, key: str, *, bearer: bool = False) -> anthropic.Anthropic:
     auth: dict[str, Any] = {"auth_token": key} if bearer else {"api_key": key}
-    return anthropic.Anthropic(base_url=gw.base_url, max_retries=0, **auth)
+    opened = anthropic.Anthropic(base_url=gw.base_url, max_retries=0, **auth)
+    OPENED.append(opened)
+    return opened
 
 
 def user_says(text: str) -> list[dict[str, Any]]:
@@ -575,3 +590,55 @@ def test_the_1m_context_beta_opens_the_larger_window_for_that_request_only(agw, 
     assert gateways.upstream.requests()[-1]["headers"].get("anthropic-beta") is None
     row = agw.wait_usage(uid, 1)[0]
     assert row["web_search_requests"] == 1
+
+
+def test_images_and_documents_are_billed_as_reported_never_as_their_bytes(agw):
+    # Newcomer trial of issue 13: a base64 image was counted as text (96,582 tokens for a
+    # 100 KB PNG) and billed instead of the provider's count. The mock reports the stored
+    # 1,600 tokens an image costs upstream, plus the 10 words of text.
+    import base64
+    import os
+
+    uid, key = agw.user("10.00")
+    data = base64.b64encode(os.urandom(75_000)).decode()
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+    pdf = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": data},
+    }
+    for blocks in (
+        [image],
+        [pdf],
+        [{"type": "tool_result", "tool_use_id": "t", "content": [image]}],
+    ):
+        content = [*blocks, {"type": "text", "text": f"{PROMPT} [[mock:stored=1600]]"}]
+        client(agw, key).messages.create(
+            model="claude", max_tokens=10, messages=[{"role": "user", "content": content}]
+        )
+    rows = agw.wait_usage(uid, 3)
+    assert [(r["prompt_tokens"], r["usage_source"]) for r in rows] == [(1610, "upstream")] * 3
+    assert agw.balance(uid) == usd("10.00") - 3 * priced(1610, 5)
+
+
+def test_two_different_keys_are_refused_and_a_missing_one_names_both_headers(agw):
+    uid, key = agw.user("10.00")
+    _, other = agw.user("10.00")
+    body = {"model": "claude", "max_tokens": 10, "messages": user_says(PROMPT)}
+    both = httpx.post(
+        f"{agw.base_url}/v1/messages",
+        headers={"x-api-key": key, "Authorization": f"Bearer {other}"},
+        json=body,
+    )
+    assert both.status_code == 401
+    assert both.json()["error"]["type"] == "authentication_error"
+    assert "Two different API keys" in both.json()["error"]["message"]
+    same = httpx.post(
+        f"{agw.base_url}/v1/messages",
+        headers={"x-api-key": key, "Authorization": f"Bearer {key}"},
+        json=body,
+    )
+    assert same.status_code == 200
+    missing = httpx.post(f"{agw.base_url}/v1/messages", json=body)
+    assert missing.status_code == 401
+    assert "'x-api-key: <key>'" in missing.json()["error"]["message"]
+    assert len(agw.wait_usage(uid, 1)) == 1

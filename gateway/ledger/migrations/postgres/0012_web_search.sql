@@ -1,6 +1,6 @@
 -- Anthropic's web search, billed per request (gateway/server_tools.py): the requests a call
 -- made (a count, not tokens) and the price each was charged at, nano-USD per 1,000 requests
--- (NULL: the call made none). Existing rows made none, so 0 and NULL describe them exactly.
+-- (NULL: the model has none). Existing rows made none, so 0 and NULL describe them.
 -- Constant defaults: no table rewrite.
 ALTER TABLE usage_records
     ADD COLUMN web_search_requests bigint NOT NULL DEFAULT 0,
