@@ -64,7 +64,11 @@ async def user_page(
     except NotFound as exc:
         return page(request, "missing.html", {"error": exc.message}, status=404)
     keys = await run(request, "list_keys", path)
-    usage = await run(request, "usage", path, {"limit": str(USAGE_PAGE), "cursor": cursor})
+    try:
+        usage = await run(request, "usage", path, {"limit": str(USAGE_PAGE), "cursor": cursor})
+    except GatewayError as exc:  # a cursor edited by hand
+        usage = {"data": [], "next_cursor": None}
+        error, status = error or exc.message, exc.status
     context = {
         "user": shown,
         "keys": keys["data"],

@@ -189,3 +189,13 @@ def test_prices_are_reloaded_from_models_yaml(
     assert r.status_code >= 400
     assert 'role="alert"' in r.text
     assert "0.20" in r.text
+
+
+def test_a_usage_cursor_edited_by_hand_is_shown_as_an_error(
+    gw: RunningGateway, dash: httpx.Client
+) -> None:
+    gw.user("1.00", user_id="alice")
+    r = dash.get("/dashboard/users/alice", params={"cursor": "not-a-cursor"})
+    assert r.status_code == 400
+    assert 'role="alert"' in r.text
+    assert "User alice" in r.text

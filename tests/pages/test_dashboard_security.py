@@ -232,3 +232,23 @@ def test_pages_forbid_framing_and_load_nothing_from_elsewhere(new_client: Client
     assert "frame-ancestors 'none'" in csp
     assert r.headers["x-frame-options"] == "DENY"
     assert "://" not in r.text
+
+
+def test_without_a_session_a_page_asks_for_sign_in_and_a_form_changes_nothing(
+    gw: RunningGateway, new_client: Clients
+) -> None:
+    gw.user("1.00", user_id="alice")
+    stranger = new_client()
+    r = stranger.get("/dashboard/users/alice?cursor=x")
+    assert r.status_code == 303
+    assert (
+        r.headers["location"] == "/dashboard/login?next=%2Fdashboard%2Fusers%2Falice%3Fcursor%3Dx"
+    )
+    token = csrf_of(stranger.get("/dashboard/login").text)
+    r = stranger.post(
+        "/dashboard/users/alice/credits",
+        data={"csrf_token": token, "amount": "100", "reason": "free money"},
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == "/dashboard/login"
+    assert gw.balance("alice") == usd("1.00")
