@@ -23,6 +23,7 @@ from gateway.proxy.refusals import passed_on, withdraw_stream_options
 from gateway.proxy.relayed_headers import relayed_headers
 from gateway.proxy.scrub import secret_for
 from gateway.proxy.sse import StreamMeter
+from gateway.proxy.stream_errors import UPSTREAM_CUT, stream_error
 from gateway.proxy.stream_hold import StreamHold
 from gateway.proxy.whole import judge
 from gateway.upstream import Upstreams
@@ -168,8 +169,16 @@ async def _relay_stream(
     tail = meter.close()
     if tail and hold is not None and not await hold.cover(tail):
         return await _end_uncovered(call, hold, response, send, meter)
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
     status, billable = meter.ending()
+    if status == "upstream_cut" and meter.error is None:
+        # The upstream went away mid-answer. Its last event, cut, would be discarded by the
+        # client anyway (the grammar drops an event the stream ends inside); an error event
+        # in the endpoint's shape takes its place, so the client's SDK raises instead of
+        # returning a truncated answer as whole.
+        if not tail.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")):
+            tail = b""
+        tail += stream_error(call.endpoint, UPSTREAM_CUT, meter.last_sequence_number() + 1)
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
     return Outcome(status, billable=billable, usage=meter.usage, meter=meter)
 
 
@@ -183,6 +192,6 @@ async def _end_uncovered(
     """Ends a stream whose next piece the balance does not cover: that piece is not sent, the
     upstream connection is closed, and what was sent is billed (``hold.texts``)."""
     response.close()
-    refusal = hold.refusal(call.endpoint.usage.typed_events)
+    refusal = hold.refusal(call.endpoint)
     await send({"type": "http.response.body", "body": refusal, "more_body": False})
     return Outcome("credit_exhausted", usage=meter.usage, texts=tuple(hold.texts()))

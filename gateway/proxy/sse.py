@@ -156,6 +156,17 @@ class StreamMeter:
                 pieces.extend(output_pieces(_load(data)))
         return by_choice(pieces)
 
+    def last_sequence_number(self) -> int:
+        """The ``sequence_number`` of the last Responses event kept (-1: none), for an event
+        the gateway adds after it. Every Responses event carries one, so the last few reads
+        tell; other streams have none, and are not parsed further back."""
+        for chunk in reversed(self.events[-8:]):
+            for data in reversed(list(payloads(chunk))):
+                obj = _load(data)
+                if isinstance(obj, dict) and type(obj.get("sequence_number")) is int:
+                    return int(obj["sequence_number"])
+        return -1
+
     def produced_searches(self) -> int:
         """The web searches the stream showed so far (parses the kept events; only used when
         usage did not report them)."""

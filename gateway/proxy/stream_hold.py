@@ -7,8 +7,9 @@ piece of the stream is forwarded, ``StreamHold.cover`` checks that the hold cove
 bound of the output produced so far, and grows it when not (re-admitting the request id, one
 atomic step in either balance store: ``balance - reserved >= 0`` always holds). When the
 balance cannot cover that piece, it is not forwarded: the stream ends with an error event in
-the endpoint's shape (``refusal``), the upstream connection is closed, and the call is billed
-for the prompt and the output forwarded (``texts``), which the hold covered.
+the endpoint's shape (``gateway.proxy.stream_errors``), the upstream connection is closed, and
+the call is billed for the prompt and the output forwarded (``texts``), which the hold
+covered.
 
 The bound: a byte-level BPE token (every OpenAI-compatible tokenizer the gateway meets) decodes
 to at least one byte, so the UTF-8 bytes of the text, reasoning and tool-call arguments
@@ -25,18 +26,15 @@ from typing import Any
 
 import orjson
 
+from gateway.endpoints import Endpoint
 from gateway.metering.quota import Quota
 from gateway.metering.store import Admission, BalanceStore
 from gateway.pricing import Price, Quote, affordable_output, worst_case
 from gateway.proxy.sse import payloads
+from gateway.proxy.stream_errors import CREDIT_EXHAUSTED, stream_error
 from gateway.proxy.usage import Piece, by_choice, output_pieces
 
 log = logging.getLogger("gateway.stream_hold")
-
-MESSAGE = (
-    "Insufficient credit: the balance does not cover more output, so the stream was ended "
-    "here; what was sent is billed. Top up your balance to continue."
-)
 
 
 class StreamHold:
@@ -139,9 +137,9 @@ class StreamHold:
             log.warning("could not grow the hold of %s: %r", self._request, exc)
             return None
 
-    def refusal(self, typed_events: bool) -> bytes:
+    def refusal(self, endpoint: Endpoint) -> bytes:
         """The events that end this stream when the balance no longer covers it."""
-        return refusal(typed_events, self.sequence_number + 1)
+        return stream_error(endpoint, CREDIT_EXHAUSTED, self.sequence_number + 1)
 
 
 # Request fields that make the output include what a stream does not show as text: audio
@@ -158,31 +156,6 @@ def shows_all_output(payload: dict[str, Any], *, hidden_reasoning: bool) -> bool
         return False
     modalities = payload.get("modalities")
     return not (isinstance(modalities, list) and "audio" in modalities)
-
-
-def refusal(typed_events: bool, sequence_number: int = 0) -> bytes:
-    """The events that end a stream the balance no longer covers, in the endpoint's shape:
-    OpenAI's error object then ``[DONE]`` for chat and completions (the openai SDK raises
-    ``APIError`` on an event with an ``error`` key), a Responses ``error`` event otherwise
-    (https://platform.openai.com/docs/api-reference/responses-streaming/error)."""
-    if typed_events:
-        event = {
-            "type": "error",
-            "code": "insufficient_quota",
-            "message": MESSAGE,
-            "param": None,
-            "sequence_number": sequence_number,
-        }
-        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
-    error = {
-        "error": {
-            "message": MESSAGE,
-            "type": "insufficient_quota",
-            "code": "insufficient_quota",
-            "param": None,
-        }
-    }
-    return b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n"
 
 
 def _load(data: bytes) -> Any:

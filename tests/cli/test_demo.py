@@ -175,14 +175,16 @@ def test_streams_cut_or_left_early_leave_no_traceback_in_the_demo(
     demo = start_demo()
     key = demo.printed().split("key:       ", 1)[1].split()[0]
     with openai.OpenAI(base_url=f"{demo.base}/v1", api_key=key, max_retries=0) as client:
-        # The gateway ends its own stream cleanly when the upstream cuts it (billed upstream_cut).
-        list(
-            client.chat.completions.create(
-                model="demo",
-                messages=[{"role": "user", "content": "[[mock:cut_after=1]]"}],
-                stream=True,
+        # The gateway ends a stream the upstream cuts with an error event the SDK raises on
+        # (billed upstream_cut), and logs no traceback.
+        with pytest.raises(openai.APIError):
+            list(
+                client.chat.completions.create(
+                    model="demo",
+                    messages=[{"role": "user", "content": "[[mock:cut_after=1]]"}],
+                    stream=True,
+                )
             )
-        )
         stream = client.chat.completions.create(
             model="demo",
             messages=[{"role": "user", "content": "[[mock:chunks=50]] [[mock:chunk_delay=0.02]]"}],

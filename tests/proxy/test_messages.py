@@ -642,3 +642,26 @@ def test_two_different_keys_are_refused_and_a_missing_one_names_both_headers(agw
     assert missing.status_code == 401
     assert "'x-api-key: <key>'" in missing.json()["error"]["message"]
     assert len(agw.wait_usage(uid, 1)) == 1
+
+
+def test_a_cut_stream_ends_with_an_error_event_the_sdk_raises_on(agw):
+    # Newcomer trial of issue 13: the SDK returned a truncated answer as if it were whole.
+    uid, key = agw.user("10.00")
+    seen: list[str] = []
+
+    def read() -> None:
+        with client(agw, key).messages.stream(
+            model="claude",
+            max_tokens=100,
+            messages=user_says(f"{PROMPT} [[mock:chunks=10]] [[mock:cut_after=4]]"),
+        ) as stream:
+            seen.extend(stream.text_stream)
+
+    with pytest.raises(anthropic.APIStatusError) as cut:
+        read()
+    assert cut.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    assert "upstream connection ended" in cut.value.message
+    assert "".join(seen) == " w0 w1 w2"
+    row = agw.wait_usage(uid, 1)[0]
+    assert row["status"] == "upstream_cut"
+    assert usd(row["cost"]) == priced(row["prompt_tokens"], row["completion_tokens"])

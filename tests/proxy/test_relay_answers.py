@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable
 
 import brotli
+import orjson
 import pytest
 
 from tests.support.replayed import (  # noqa: F401  (relay_fixture: the `relay` fixture)
@@ -207,7 +208,14 @@ def test_a_stream_ending_on_a_finish_without_usage_is_ok_and_counted(relay: Rela
 def test_a_stream_stopping_mid_answer_is_cut(relay: Relay, cut: bool) -> None:
     pieces = (sse(chunk("Hello")), sse(chunk(" wor")), b'data: {"choices":[{"ind')
     m = relay.metered(streamed(pieces, SSE, cut=cut), raw_chat(stream=True))
-    assert m.answer.body == b"".join(pieces)
+    # The whole events as they came; the cut one (a client would discard it) replaced by an
+    # error the openai SDK raises on, then [DONE].
+    assert m.answer.body.startswith(b"".join(pieces[:2]))
+    error = m.answer.body[len(b"".join(pieces[:2])) :]
+    assert error.endswith(b"\n\ndata: [DONE]\n\n")
+    assert orjson.loads(error.split(b"\n\n")[0].removeprefix(b"data: "))["error"]["code"] == (
+        "upstream_cut"
+    )
     assert (m.row["status"], m.row["usage_source"]) == ("upstream_cut", "counted")
     assert m.row["completion_tokens"] > 0
     assert m.debit == m.cost > 0

@@ -22,10 +22,12 @@ import pytest
 from openai.types.responses import ResponseErrorEvent
 
 from gateway import tokens
+from gateway.endpoints import ENDPOINTS
 from gateway.metering.store import MemoryStore
 from gateway.mock.runner import MockUpstreamThread
 from gateway.pricing import Output, Price, Quote, worst_case
 from gateway.proxy import stream_hold
+from gateway.proxy.stream_errors import CREDIT_EXHAUSTED, stream_error
 from gateway.proxy.stream_hold import StreamHold
 from tests.support.gateway import GatewayFactory, RunningGateway, usd
 
@@ -335,11 +337,20 @@ def test_a_store_that_cannot_answer_ends_the_stream() -> None:
 
 
 def test_the_refusal_is_an_error_each_client_reads_in_its_endpoint_shape() -> None:
-    chat_events = stream_hold.refusal(typed_events=False).split(b"\n\n")
+    chat = ENDPOINTS["chat/completions"]
+    chat_events = stream_error(chat, CREDIT_EXHAUSTED).split(b"\n\n")
     error = json.loads(chat_events[0].removeprefix(b"data: "))["error"]
     assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
     assert chat_events[1:] == [b"data: [DONE]", b""]
-    event, data = stream_hold.refusal(typed_events=True, sequence_number=7).split(b"\n", 1)
+    typed = stream_error(ENDPOINTS["responses"], CREDIT_EXHAUSTED, sequence_number=7)
+    event, data = typed.split(b"\n", 1)
     assert event == b"event: error"
     parsed = ResponseErrorEvent.model_validate_json(data.removeprefix(b"data: ").strip())
     assert (parsed.code, parsed.sequence_number) == ("insufficient_quota", 7)
+    # Anthropic's error event (docs.anthropic.com, streaming): the anthropic SDK raises on it.
+    event, data = stream_error(ENDPOINTS["messages"], CREDIT_EXHAUSTED).split(b"\n", 1)
+    assert event == b"event: error"
+    assert json.loads(data.removeprefix(b"data: ")) == {
+        "type": "error",
+        "error": {"type": "billing_error", "message": CREDIT_EXHAUSTED.message},
+    }
