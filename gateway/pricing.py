@@ -27,7 +27,7 @@ from gateway.endpoints import Endpoint
 from gateway.errors import BadRequest
 from gateway.inputs import NOTHING_HELD, Held, ImageRule, held_input
 from gateway.money import ceil_div
-from gateway.server_tools import held_for_results, requested_uses
+from gateway.server_tools import requested_uses, results_window
 
 PER = 1_000_000
 # Tool request prices are per 1,000 requests: one request is PER // REQUESTS_PER of a price
@@ -157,20 +157,41 @@ def _part(value: int, limit: int) -> int:
     return min(max(value, 0), max(limit, 0))
 
 
-def worst_case(price: Price, prompt_tokens: int, output_cap: int, web_searches: int = 0) -> int:
+def worst_case(
+    price: Price,
+    prompt_tokens: int,
+    output_cap: int,
+    web_searches: int = 0,
+    search_results: int = 0,
+) -> int:
     """The reservation: every prompt token at the dearest input-side price and every allowed
     output token at the dearest output-side price, over every tier a prompt of at most
-    ``prompt_tokens`` can reach (a cached price above the input price is odd but must not
-    under-reserve), plus every allowed web search request. Never below ``cost`` of a call
-    with at most these counts."""
-    dear_in, dear_out = _dearest(price, prompt_tokens)
+    ``prompt_tokens + search_results`` can reach (a cached price above the input price is
+    odd but must not under-reserve), plus every allowed web search request and
+    ``search_results`` input tokens of their results at the plain ``input`` price (results
+    are read as input, never a cache read or write of the call). Never below ``cost`` of a
+    call with at most these counts."""
+    reach = prompt_tokens + search_results
+    dear_in, dear_out = _dearest(price, reach)
     return ceil_div(
-        prompt_tokens * dear_in + output_cap * dear_out + _requests(price, web_searches), PER
+        prompt_tokens * dear_in
+        + search_results * _plain_input(price, reach)
+        + output_cap * dear_out
+        + _requests(price, web_searches),
+        PER,
     )
 
 
+def _plain_input(price: Price, prompt_tokens: int) -> int:
+    return max(p.input for p in _reachable(price, prompt_tokens))
+
+
+def _reachable(price: Price, prompt_tokens: int) -> list[Price]:
+    return [price, *(t.price for t in price.tiers if prompt_tokens > t.above_input_tokens)]
+
+
 def _dearest(price: Price, prompt_tokens: int) -> tuple[int, int]:
-    reachable = [price, *(t.price for t in price.tiers if prompt_tokens > t.above_input_tokens)]
+    reachable = _reachable(price, prompt_tokens)
     dear_in = max(
         max(p.input, p.cached_rate, p.cache_write_rate, p.cache_write_1h_rate, p.audio_input_rate)
         for p in reachable
@@ -179,19 +200,33 @@ def _dearest(price: Price, prompt_tokens: int) -> tuple[int, int]:
 
 
 def affordable_output(
-    price: Price, prompt_tokens: int, available: int, web_searches: int = 0
+    price: Price,
+    prompt_tokens: int,
+    available: int,
+    web_searches: int = 0,
+    search_results: int = 0,
 ) -> int:
-    """The largest output cap whose worst case fits in ``available`` (-1: not even the prompt
-    and the web searches)."""
-    if worst_case(price, prompt_tokens, 0, web_searches) > available:
+    """The largest output cap whose worst case (``worst_case`` with the same counts) fits in
+    ``available`` (-1: not even the prompt, the web searches and their results)."""
+    inputs = (prompt_tokens, web_searches, search_results)
+
+    def bound(output: int) -> int:
+        return worst_case(price, inputs[0], output, inputs[1], inputs[2])
+
+    if bound(0) > available:
         return -1
-    dear_in, dear_out = _dearest(price, prompt_tokens)
+    reach = prompt_tokens + search_results
+    dear_in, dear_out = _dearest(price, reach)
     if dear_out <= 0:
         return 1 << 31
-    # largest n with ceil((p_in*prompt + n*p_out + searches)/PER) <= available
-    fixed = prompt_tokens * dear_in + _requests(price, web_searches)
+    # largest n with ceil((fixed + n*p_out)/PER) <= available
+    fixed = (
+        prompt_tokens * dear_in
+        + search_results * _plain_input(price, reach)
+        + _requests(price, web_searches)
+    )
     n = (available * PER - fixed) // dear_out
-    while n > 0 and worst_case(price, prompt_tokens, n, web_searches) > available:
+    while n > 0 and bound(n) > available:
         n -= 1
     return max(n, 0)
 
@@ -256,8 +291,20 @@ class Quote:
     # A stream whose hold grows as it produces (gateway.proxy.stream_hold): the output tokens,
     # all choices together, that ``reserve`` covers so far; None when it covers ``cap``.
     output_held: int | None = None
-    # The web search requests the call may make (gateway.server_tools), all reserved.
+    # The web search requests the call may make (gateway.server_tools), all reserved, and the
+    # input tokens reserved for their results (inside ``input_tokens``, at the input price).
     web_searches: int = 0
+    search_results: int = 0
+
+    def bound(self, price: Price, output_tokens: int) -> int:
+        """``worst_case`` of this call's inputs with ``output_tokens`` of output."""
+        body = self.input_tokens - self.search_results
+        return worst_case(price, body, output_tokens, self.web_searches, self.search_results)
+
+    def affordable(self, price: Price, available: int) -> int:
+        """``affordable_output`` for this call's inputs."""
+        body = self.input_tokens - self.search_results
+        return affordable_output(price, body, available, self.web_searches, self.search_results)
 
     @property
     def cap(self) -> int:
@@ -276,7 +323,7 @@ def quote(model: Rated, endpoint: Endpoint, payload: dict[str, Any], body_len: i
     held = held_input(endpoint, payload, window=window, images=model.image_tokens)
     searches = requested_uses(endpoint, payload, priced=model.price.web_search is not None)
     if searches:
-        held = held_for_results(held, window)
+        results_window(window)
     bound = tokens.prompt_bound(endpoint, payload, body_len)
     return _priced(model, bound, output, held, exact=False, web_searches=searches)
 
@@ -297,12 +344,11 @@ def fit(reserved: Quote, price: Price, available: int) -> Quote | None:
     output = reserved.output
     if output.tokens == 0:
         return None
-    searches = reserved.web_searches
-    most = affordable_output(price, reserved.input_tokens, available, searches) // output.choices
+    most = reserved.affordable(price, available) // output.choices
     if most < 1:
         return None
     fitted = replace(output, per_choice=min(most, output.per_choice))
-    reserve = worst_case(price, reserved.input_tokens, fitted.tokens, searches)
+    reserve = reserved.bound(price, fitted.tokens)
     return replace(reserved, reserve=reserve, output=fitted)
 
 
@@ -314,7 +360,7 @@ def first_slice(reserved: Quote, price: Price, available: int, tokens: int) -> Q
     if fitted is None:
         return None
     held = min(tokens, fitted.cap)
-    reserve = worst_case(price, fitted.input_tokens, held, fitted.web_searches)
+    reserve = fitted.bound(price, held)
     return replace(fitted, reserve=reserve, output_held=held)
 
 
@@ -325,8 +371,19 @@ def _priced(
     window = model.context_window
     # A provider refuses or truncates an input longer than the context window.
     inputs = total if window is None else min(total, window)
-    reserve = worst_case(model.price, inputs, output.tokens, web_searches)
-    return Quote(reserve, prompt, inputs, output, held, exact, web_searches=web_searches)
+    # Search results fill what the window leaves (quote() checked a search has one).
+    results = (window or 0) - inputs if web_searches else 0
+    reserve = worst_case(model.price, inputs, output.tokens, web_searches, results)
+    return Quote(
+        reserve,
+        prompt,
+        inputs + results,
+        output,
+        held,
+        exact,
+        web_searches=web_searches,
+        search_results=results,
+    )
 
 
 def output_cap(endpoint: Endpoint, payload: dict[str, Any], most: int) -> Output:

@@ -5,8 +5,8 @@ Anthropic's web search (docs.anthropic.com, "Web search tool") is declared in ``
 ``{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}``; each search is billed
 per request ($10 per 1,000 on Claude's list prices) and its results enter the context, billed
 as input tokens. So a call that may search reserves ``max_uses`` requests (the gateway writes
-``ServerTool.unasked_uses`` when the caller set none, so the bound holds upstream) and an
-input up to the model's context window.
+``ServerTool.unasked_uses`` when the caller set none, so the bound holds upstream) and, for
+their results, what the model's context window leaves of the input, at the input price.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 from gateway.endpoints import Endpoint, ServerTool
 from gateway.errors import BadRequest
-from gateway.inputs import Held
 
 
 def requested_uses(endpoint: Endpoint, payload: dict[str, Any], *, priced: bool) -> int:
@@ -60,11 +59,9 @@ def write_uses(endpoint: Endpoint, payload: dict[str, Any]) -> None:
             spec["max_uses"] = tool.unasked_uses
 
 
-def held_for_results(held: Held, window: int | None) -> Held:
-    """``held`` grown to the context window for what searches add to the input. Raises
-    BadRequest (``unbounded_input``) when the model has no context window configured."""
-    if held.window:
-        return held
+def results_window(window: int | None) -> int:
+    """The input tokens a call's search results may fill: the model's context window. Raises
+    BadRequest (``unbounded_input``) when the model has none configured."""
     if window is None:
         raise BadRequest(
             "This model cannot run web searches through this gateway: their results add input "
@@ -73,8 +70,7 @@ def held_for_results(held: Held, window: int | None) -> Held:
             param="tools",
             code="unbounded_input",
         )
-    why = "web search results" if not held.why else f"{held.why} and web search results"
-    return Held(window, window=True, why=why)
+    return window
 
 
 def _searches(tool: ServerTool, payload: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:

@@ -282,3 +282,24 @@ def test_web_searches_cost_their_price_per_1000_requests_in_every_tier():
     available = worst_case(price, 1_000, 100, 5)
     assert affordable_output(price, 1_000, available, 5) == 100
     assert affordable_output(price, 1_000, 5 * one_search, 5) == -1
+
+
+def test_search_results_are_reserved_at_the_input_price_of_the_tier_they_reach():
+    from gateway.pricing import Price, Tier, affordable_output, worst_case
+
+    long = Price(input=6_000_000_000, output=22_500_000_000, cache_write_1h=12_000_000_000)
+    price = Price(
+        input=3_000_000_000,
+        output=15_000_000_000,
+        cache_write_1h=6_000_000_000,
+        web_search=10_000_000_000,
+        tiers=(Tier(200_000, long),),
+    )
+    # 1,000 body tokens at the dearest ($6, a 1-hour write), 100k of results at $3.
+    assert worst_case(price, 1_000, 0, 1, 100_000) == 1_000 * 6_000 + 100_000 * 3_000 + 10**7
+    # Past the threshold the tier's prices apply: body at $12, results at $6, output $22.50.
+    assert worst_case(price, 1_000, 10, 0, 300_000) == (
+        1_000 * 12_000 + 300_000 * 6_000 + 10 * 22_500
+    )
+    available = worst_case(price, 1_000, 50, 2, 100_000)
+    assert affordable_output(price, 1_000, available, 2, 100_000) == 50

@@ -23,7 +23,7 @@ from gateway.errors import InsufficientCredit
 from gateway.metering.quota import Quota
 from gateway.metering.store import Admission, BalanceStore
 from gateway.money import format_usd
-from gateway.pricing import Output, Quote, affordable_output, exact_quote, first_slice, fit
+from gateway.pricing import Output, Quote, exact_quote, first_slice, fit
 from gateway.proxy.governance import refusal_error
 
 
@@ -140,11 +140,16 @@ def insufficient_message(model: Model, quote: Quote, available: int) -> str:
     if quote.web_searches:
         head += (
             f" It may make up to {quote.web_searches} web search"
-            f"{'' if quote.web_searches == 1 else 'es'}, reserved at its price."
+            f"{'' if quote.web_searches == 1 else 'es'}, reserved at its price, and their "
+            f"results are reserved at {quote.search_results} input tokens."
         )
-    most = affordable_output(model.price, quote.input_tokens, available, quote.web_searches)
+    most = quote.affordable(model.price, available)
     if available <= 0:
         return head + " Top up your balance."
+    if most < 0 and quote.web_searches:
+        return head + (
+            " Lower the search tool's max_uses, send the call without it, or top up your balance."
+        )
     if model.kind == "embedding" or most < 0:
         return head + " Shorten the input or top up your balance."
     if most == 0:

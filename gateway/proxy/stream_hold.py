@@ -29,7 +29,7 @@ import orjson
 from gateway.endpoints import Endpoint
 from gateway.metering.quota import Quota
 from gateway.metering.store import Admission, BalanceStore
-from gateway.pricing import Price, Quote, affordable_output, worst_case
+from gateway.pricing import Price, Quote
 from gateway.proxy.sse import payloads
 from gateway.proxy.stream_errors import CREDIT_EXHAUSTED, stream_error
 from gateway.proxy.usage import Piece, by_choice, output_pieces
@@ -57,8 +57,8 @@ class StreamHold:
         self._quotas = quotas
         self._store = store
         self._price = price
+        self._quote = quote
         self._input = quote.input_tokens
-        self._searches = quote.web_searches
         self._user = user_id
         self._request = request_id
         self._ttl = ttl
@@ -98,7 +98,7 @@ class StreamHold:
         admission = await self._admit(want)
         if admission is not None and not admission.ok:
             most = min(
-                affordable_output(self._price, self._input, admission.available, self._searches),
+                self._quote.affordable(self._price, admission.available),
                 self.cap,
             )
             if most < need:
@@ -108,11 +108,11 @@ class StreamHold:
         if admission is None or not admission.ok:
             return False
         self.held = want
-        self.reserve = worst_case(self._price, self._input, want, self._searches)
+        self.reserve = self._quote.bound(self._price, want)
         return True
 
     async def _admit(self, tokens: int) -> Admission | None:
-        amount = worst_case(self._price, self._input, tokens, self._searches)
+        amount = self._quote.bound(self._price, tokens)
         # Settlement drops this request's hold; a re-admission still in flight when the client
         # leaves must land before it, or it would pin the balance until its ttl.
         admitting = (

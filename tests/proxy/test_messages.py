@@ -19,7 +19,8 @@ import anthropic
 import httpx
 import pytest
 
-from gateway.pricing import Price, Usage, cost
+from gateway.money import format_usd
+from gateway.pricing import Price, Usage, cost, worst_case
 from tests.support.gateway import PROVIDER_KEY, GatewayFactory, RunningGateway, usd
 from tests.support.processes import GatewayProcess
 
@@ -406,10 +407,10 @@ def test_a_streamed_search_is_billed_from_the_last_message_delta(agw, gateways):
 
 
 def test_a_search_reserves_the_context_window_and_every_allowed_request(agw):
-    # $1.20 covers the 200k-token window at the dearest input price ($6/1M, a 1-hour cache
-    # write) but not also 200 output tokens and up to 10 searches at $0.01: refused, nothing
-    # charged; the same call without search is served.
-    uid, key = agw.user("1.20")
+    # A search reserves what the 200k window leaves for its results at the input price ($3/1M:
+    # about $0.60), up to 10 searches ($0.10) and 200 output tokens: $0.65 is not enough.
+    # Refused, nothing charged; the same call without search is served.
+    uid, key = agw.user("0.65")
     claude = client(agw, key)
     with pytest.raises(anthropic.APIStatusError) as poor:
         claude.messages.create(
@@ -417,11 +418,19 @@ def test_a_search_reserves_the_context_window_and_every_allowed_request(agw):
         )
     assert poor.value.status_code == 402
     message = poor.value.body["error"]["message"]  # type: ignore[index]
-    assert "web search results" in message
+    assert "(200000 prompt tokens + up to 200 output tokens)" in message
     assert "up to 10 web searches" in message
+    assert "Lower the search tool's max_uses" in message
+    results = int(message.split("results are reserved at ")[1].split()[0])
+    body = 200_000 - results  # the body's free bound, at the dearest input price
+    assert 0 < body < 1_000
+    # The body at the dearest input price ($6, a 1-hour cache write), the results at $3.
+    reserve = worst_case(PRICE, body, 200, web_searches=10, search_results=results)
+    assert reserve == body * 6_000 + results * 3_000 + 200 * 15_000 + 10 * 10_000_000
+    assert f"may cost up to ${format_usd(reserve)} " in message
     assert agw.usage(uid) == []
     claude.messages.create(model="claude", max_tokens=200, messages=user_says(PROMPT))
-    assert agw.balance(uid) == usd("1.20") - priced(10, 5)
+    assert agw.balance(uid) == usd("0.65") - priced(10, 5)
 
 
 def test_bad_or_unpriced_search_tools_are_refused_in_anthropics_shape(agw, gateways):
@@ -568,9 +577,9 @@ def _limited(claude: anthropic.Anthropic) -> anthropic.RateLimitError:
 
 
 def test_the_1m_context_beta_opens_the_larger_window_for_that_request_only(agw, gateways):
-    # A search holds the context window at the dearest input price (a 1-hour cache write, $6
-    # per 1M): 200k tokens ($1.20) + 200 output ($0.003) + 10 searches ($0.10) fit $1.50;
-    # with the 1M beta the window is 1M tokens ($6.00) and does not.
+    # A search holds what the window leaves for its results at the input price: about 200k
+    # tokens ($0.60) + 10 searches ($0.10) + 200 output fit $1.50; with the 1M beta the
+    # window is 1M tokens ($3.00) and does not.
     uid, key = agw.user("1.50")
     claude = client(agw, key)
     beta = {"anthropic-beta": "fine-grained-tool-streaming-2025-05-14, context-1m-2025-08-07"}
@@ -583,7 +592,7 @@ def test_the_1m_context_beta_opens_the_larger_window_for_that_request_only(agw, 
             extra_headers=beta,
         )
     assert poor.value.status_code == 402
-    assert "reserved at 1000000 tokens" in poor.value.body["error"]["message"]  # type: ignore[index]
+    assert "(1000000 prompt tokens" in poor.value.body["error"]["message"]  # type: ignore[index]
     claude.messages.create(
         model="claude", max_tokens=200, tools=[WEB_SEARCH], messages=user_says(PROMPT)
     )
