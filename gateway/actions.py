@@ -209,6 +209,39 @@ async def _money_view(ctx: ActionContext, user_id: str, entry: Entry) -> Json:
 # -- usage, stats, reports, audit ----------------------------------------------------------
 
 
+async def entries(ctx: ActionContext, path: Path, params: Params) -> Json:
+    """A user's ledger entries oldest first, from ``after`` (a ``version``, default 0) on,
+    ``limit`` (1-1000, default 100) at a time: every balance change, so the balance is the
+    sum of ``amount`` over all of them."""
+    user = await ctx.accounts.require_user(path["user_id"])
+    after = _whole(params.get("after"), "after", 0, 0, 1 << 62)
+    limit = _whole(params.get("limit"), "limit", 100, 1, 1000)
+    found = await ctx.accounts.ledger.journal.entries_after(user.id, after, limit=limit + 1)
+    page = found[:limit]
+    return {
+        "object": "list",
+        "data": [views.entry_view(e) for e in page],
+        "has_more": len(found) > limit,
+        "next_after": page[-1].version if page else after,
+    }
+
+
+def _whole(raw: object, name: str, default: int, least: int, most: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(str(raw))
+    except ValueError:
+        value = least - 1
+    if not least <= value <= most:
+        raise BadRequest(
+            f"{name} must be a whole number from {least} to {most}",
+            param=name,
+            code="invalid_parameter",
+        )
+    return value
+
+
 async def usage(ctx: ActionContext, path: Path, params: Params) -> Json:
     user = await ctx.accounts.require_user(path["user_id"])
     return await reports.usage_page(ctx.accounts.ledger, user.id, params)
@@ -286,6 +319,7 @@ ACTIONS: dict[str, Action] = {
     "set_balance": Action("PUT", "/admin/users/{user_id}/balance", set_balance),
     "bulk_credit": Action("POST", "/admin/credits/bulk", bulk_credit),
     "usage": Action("GET", "/admin/users/{user_id}/usage", usage),
+    "entries": Action("GET", "/admin/users/{user_id}/entries", entries),
     "stats": Action("GET", "/admin/users/{user_id}/stats", stats),
     "revenue": Action("GET", "/admin/reports/revenue", revenue),
     "models_report": Action("GET", "/admin/reports/models", models_report),

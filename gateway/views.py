@@ -129,6 +129,7 @@ def entry_view(entry: Entry) -> Json:
         "balance_after": format_usd(entry.balance_after),
         "reference": entry.reference,
         "reason": entry.reason,
+        "version": entry.version,
         "created_at": entry.created_at.isoformat(),
     }
 

@@ -178,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--offset", type=int)
     c.add_argument("--cursor", help="next_cursor of the previous page (stable while calls land)")
 
+    c = _op(sub.add_parser("entries", help="a user's ledger entries, oldest first"), "entries")
+    c.add_argument("--after", type=int, help="next_after of the previous page (a version)")
+    c.add_argument("--limit", type=int, default=100)
+
     c = _ranged(_op(sub.add_parser("stats", help="a user's totals and breakdown"), "stats"))
     _grouped(c)
 

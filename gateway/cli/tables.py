@@ -56,6 +56,18 @@ COLUMNS: dict[str, tuple[str, Columns]] = {
         "data",
         [("user", "user_id"), *_TOKENS, ("revenue", "revenue"), ("share %", "share")],
     ),
+    "entries": (
+        "data",
+        [
+            ("version", "version"),
+            ("time", "created_at"),
+            ("kind", "kind"),
+            ("amount", "amount"),
+            ("balance", "balance_after"),
+            ("reference", "reference"),
+            ("reason", "reason"),
+        ],
+    ),
     "audit": (
         "data",
         [

@@ -175,11 +175,13 @@ class SqlJournal:
         )
         return [entry(r) for r in rows]
 
-    async def entries_after(self, user_id: str, version: int) -> list[Entry]:
+    async def entries_after(
+        self, user_id: str, version: int, *, limit: int | None = None
+    ) -> list[Entry]:
         # Served by the unique index (user_id, user_version) of migration 0004.
         rows = await self._db.fetch(
             "SELECT * FROM ledger_entries WHERE user_id = $1 AND user_version > $2"
-            " ORDER BY user_version",
+            " ORDER BY user_version" + ("" if limit is None else f" LIMIT {int(limit)}"),
             user_id,
             version,
         )

@@ -202,7 +202,9 @@ class Journal(Protocol):
     async def list_entries(self, user_id: str) -> list[Entry]:
         """Oldest first."""
 
-    async def entries_after(self, user_id: str, version: int) -> list[Entry]:
+    async def entries_after(
+        self, user_id: str, version: int, *, limit: int | None = None
+    ) -> list[Entry]:
         """The entries with a version above ``version``, oldest first: what a balance loaded
         at ``version`` does not include yet."""
 

@@ -212,3 +212,25 @@ def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, str
 def test_every_action_is_a_command_and_every_table_belongs_to_an_action() -> None:
     assert set(commands(build_parser()).values()) == set(ACTIONS)
     assert set(COLUMNS) <= set(ACTIONS)
+
+
+def test_a_users_ledger_entries_add_up_to_its_balance_in_both_modes(
+    env: RunningGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Newcomer trial of issue 13: balance == sum of entries could only be checked in SQL.
+    a, _ = traffic(env)
+    env.admin.post(f"/admin/users/{a}/credits", json={"amount": "1.50", "reason": "promo"})
+    every = as_json(capsys, "entries", a)
+    assert every == as_json(capsys, "entries", a, "--direct")
+    assert [e["version"] for e in every["data"]] == list(range(1, 6))  # grant, 3 calls, credit
+    assert [e["kind"] for e in every["data"]] == ["grant", "usage", "usage", "usage", "grant"]
+    total = sum(Decimal(e["amount"]) for e in every["data"])
+    assert usd(str(total)) == env.balance(a) == usd(every["data"][-1]["balance_after"])
+    first = as_json(capsys, "entries", a, "--limit", "2")
+    rest = as_json(capsys, "entries", a, "--after", str(first["next_after"]))
+    assert (first["has_more"], rest["has_more"]) == (True, False)
+    assert first["data"] + rest["data"] == every["data"]
+    assert "balance" in gateway(capsys, "entries", a)  # the text table
+    bad = env.admin.get(f"/admin/users/{a}/entries", params={"limit": "0"})
+    assert (bad.status_code, bad.json()["error"]["param"]) == (400, "limit")
+    assert failure(capsys, "entries", "ghost").startswith("gateway: ")
