@@ -237,6 +237,16 @@ class Period:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageFilter:
+    """Narrows a usage page or export: calls within ``period`` of ``model`` and ``key_id``
+    (None: any)."""
+
+    period: Period = Period()
+    model: str | None = None
+    key_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Totals:
     requests: int = 0
     prompt_tokens: int = 0
