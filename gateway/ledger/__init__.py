@@ -2,8 +2,8 @@
 
 base.py        the Ledger (six repositories over one database) and the error tree
 ports.py       the repositories' contracts: Directory, Journal, Audit, Reports, Payments,
-               Webhooks
-directory.py, journal.py, audit.py, reports.py, payments.py, webhooks.py
+               Webhooks, Sessions
+directory.py, journal.py, audit.py, reports.py, payments.py, webhooks.py, sessions.py
                their one implementation, over either database
 database.py    the database handle they run on, and the shared SQL notation
 sqlite.py, postgres.py
@@ -21,6 +21,7 @@ from gateway.ledger.directory import SqlDirectory
 from gateway.ledger.journal import MoneyStatements, SqlJournal
 from gateway.ledger.payments import SqlPayments
 from gateway.ledger.reports import SqlReports
+from gateway.ledger.sessions import SqlSessions
 from gateway.ledger.webhooks import SqlWebhooks
 
 __all__ = ["Ledger", "open_ledger"]
@@ -49,6 +50,7 @@ async def open_ledger(database_url: str) -> Ledger:
         reports=SqlReports(db),
         payments=SqlPayments(db),
         webhooks=SqlWebhooks(db),
+        sessions=SqlSessions(db),
     )
     await ledger.open()
     return ledger

@@ -20,7 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.ledger.database import Database
-from gateway.ledger.ports import Audit, Directory, Journal, Payments, Reports, Webhooks
+from gateway.ledger.ports import (
+    Audit,
+    Directory,
+    Journal,
+    Payments,
+    Reports,
+    Sessions,
+    Webhooks,
+)
 from gateway.records import ENTRY_KINDS, Entry
 
 
@@ -33,6 +41,7 @@ class Ledger:
     reports: Reports
     payments: Payments
     webhooks: Webhooks
+    sessions: Sessions
 
     async def open(self) -> None:
         """Connects and migrates (``open_ledger`` does it for you)."""
