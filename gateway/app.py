@@ -17,8 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import price_reload, provider_keys
 from gateway.catalog import Catalog
+from gateway.dashboard import routes as dashboard
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError, NotFound, error_body
+from gateway.pages.exits import PageExit, page_exit
+from gateway.pages.routes import page_routes
+from gateway.portal import routes as portal
 from gateway.proxy.count_tokens import CountTokens
 from gateway.proxy.governance import allows
 from gateway.proxy.pipeline import ProxyEndpoint
@@ -70,9 +74,16 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
             *exports.export_routes(),
             *admin.action_routes(),
             *payments.payment_routes(),
+            *page_routes(),
+            *dashboard.routes(),
+            *portal.routes(),
         ],
         lifespan=lifespan,
-        exception_handlers={HTTPException: not_found, GatewayError: gateway_error},
+        exception_handlers={
+            HTTPException: not_found,
+            GatewayError: gateway_error,
+            PageExit: page_exit,
+        },
     )
     app.add_middleware(RequestIdMiddleware)
     gateway = GatewayApp(app)

@@ -411,3 +411,17 @@ class Invite:
     expires_at: datetime | None = None
     used_at: datetime | None = None
     used_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    """A signed-in browser (gateway/pages/sessions.py). The cookie holds a random token; only
+    its SHA-256 (``token_hash``, hex) is stored. ``user_id`` None: the operator, signed in with
+    the admin key (which is stored nowhere). ``csrf_token`` is what every POST form of the
+    session must carry."""
+
+    token_hash: str
+    user_id: str | None
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime

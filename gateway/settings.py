@@ -138,6 +138,8 @@ class Settings:
     portal_signup: PortalSignup = "closed"
     portal_welcome_credit: int = 0
     gateway_url: str = "http://127.0.0.1:8080"
+    # How long a web page sign-in (portal or dashboard) lasts, in seconds (the cookie's Max-Age).
+    session_lifetime: float = 7 * 86400.0
     # Test hook only: the process exits between the ledger commit and the balance-store apply
     # of a posting whose reference starts with this (tests/production proves the repair).
     crash_after_commit: str | None = None
@@ -232,6 +234,7 @@ class Settings:
             portal_signup=cast(PortalSignup, _choice(env, "GATEWAY_PORTAL_SIGNUP", PORTAL_SIGNUP)),
             portal_welcome_credit=welcome,
             gateway_url=env.get("GATEWAY_URL") or "http://127.0.0.1:8080",
+            session_lifetime=_float(env, "GATEWAY_SESSION_LIFETIME", 7 * 86400.0),
             crash_after_commit=env.get("GATEWAY_TEST_CRASH_AFTER_COMMIT") or None,
             extra_env=dict(env),
         )

@@ -2,8 +2,8 @@
 
 base.py        the Ledger (six repositories over one database) and the error tree
 ports.py       the repositories' contracts: Directory, Journal, Audit, Reports, Payments,
-               Webhooks
-directory.py, journal.py, audit.py, reports.py, payments.py, webhooks.py
+               Webhooks, Sessions
+directory.py, journal.py, audit.py, reports.py, payments.py, webhooks.py, sessions.py
                their one implementation, over either database
 logins.py, login_store.py
                customer-portal logins, invitations and failed log-ins (port, implementation)
@@ -24,6 +24,7 @@ from gateway.ledger.journal import MoneyStatements, SqlJournal
 from gateway.ledger.login_store import SqlLogins
 from gateway.ledger.payments import SqlPayments
 from gateway.ledger.reports import SqlReports
+from gateway.ledger.sessions import SqlSessions
 from gateway.ledger.webhooks import SqlWebhooks
 
 __all__ = ["Ledger", "open_ledger"]
@@ -53,6 +54,7 @@ async def open_ledger(database_url: str) -> Ledger:
         payments=SqlPayments(db),
         webhooks=SqlWebhooks(db),
         logins=SqlLogins(db),
+        sessions=SqlSessions(db),
     )
     await ledger.open()
     return ledger

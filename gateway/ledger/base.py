@@ -23,7 +23,15 @@ from dataclasses import dataclass
 
 from gateway.ledger.database import Database
 from gateway.ledger.logins import Logins
-from gateway.ledger.ports import Audit, Directory, Journal, Payments, Reports, Webhooks
+from gateway.ledger.ports import (
+    Audit,
+    Directory,
+    Journal,
+    Payments,
+    Reports,
+    Sessions,
+    Webhooks,
+)
 from gateway.records import ENTRY_KINDS, Entry
 
 
@@ -37,6 +45,7 @@ class Ledger:
     payments: Payments
     webhooks: Webhooks
     logins: Logins
+    sessions: Sessions
 
     async def open(self) -> None:
         """Connects and migrates (``open_ledger`` does it for you)."""

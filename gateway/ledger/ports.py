@@ -6,6 +6,7 @@
     Reports    usage pages, aggregates and the price book
     Payments   Stripe events, refund plans, billing profiles, auto top-up claims
     Webhooks   the outbox of operator alerts and their deliveries
+    Sessions   the web pages' browser sessions
 
 One implementation of each serves both databases (directory.py, journal.py, audit.py,
 reports.py, payments.py, webhooks.py); tests/ledger (test_webhooks.py for the outbox),
@@ -47,6 +48,7 @@ from gateway.records import (
     User,
     UserTotals,
     WebhookDelivery,
+    WebSession,
 )
 
 T = TypeVar("T")
@@ -388,3 +390,26 @@ class Webhooks(Protocol):
     async def list_deliveries(
         self, *, status: str | None, type: str | None, before: int | None, limit: int
     ) -> tuple[list[WebhookDelivery], bool]: ...
+
+
+class Sessions(Protocol):
+    """Browser sessions of the web pages (gateway/pages/sessions.py). Guarantees:
+
+    - ``create_session`` stores a session under its ``token_hash`` (a second session with
+      the same hash is an error: tokens are random) and deletes every expired one;
+    - ``get_session`` answers a session only until its ``expires_at``, else None;
+    - ``end_session`` deletes one session and answers whether it existed;
+    - ``end_sessions_of`` deletes every session of ``user_id`` except ``except_token_hash``
+      (the one signing out the others) and answers how many it ended. Operator sessions
+      (``user_id`` None) are never ended by it.
+    """
+
+    async def create_session(self, session: WebSession) -> None: ...
+
+    async def get_session(self, token_hash: str) -> WebSession | None: ...
+
+    async def end_session(self, token_hash: str) -> bool: ...
+
+    async def end_sessions_of(
+        self, user_id: str, *, except_token_hash: str | None = None
+    ) -> int: ...
