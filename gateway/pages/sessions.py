@@ -96,7 +96,9 @@ def _here(request: Request) -> str:
 
 
 def _to_login(request: Request, login: str) -> PageExit:
-    target = f"{login}?next={quote(_here(request), safe='')}"
+    # Only a page comes back after sign-in: a form posted without a session is not replayed
+    # (its target answers only POST).
+    target = f"{login}?next={quote(_here(request), safe='')}" if request.method == "GET" else login
     return PageExit(RedirectResponse(target, status_code=303))
 
 

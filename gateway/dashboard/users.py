@@ -1,0 +1,160 @@
+"""/dashboard/users: the users list (search, paging) and one user's page with its actions:
+credits added or the balance set (with a reason), keys revoked, limits, disable/enable.
+
+Each POST runs the admin action of the same name and answers 303 back to the user's page
+with a notice; a refused change re-renders the page with the action's error (and its status)
+and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gateway.dashboard.common import page, run
+from gateway.errors import GatewayError, NotFound
+from gateway.pages.forms import read_form
+from gateway.pages.sessions import check_csrf, require_operator
+from gateway.records import PERIODS
+
+PAGE = 25
+USAGE_PAGE = 20
+NOTICES = {
+    "credit": "Credit added.",
+    "balance": "Balance set.",
+    "revoked": "Key revoked.",
+    "disabled": "User disabled: their keys are refused.",
+    "enabled": "User enabled.",
+    "limits": "Limits saved.",
+}
+
+
+async def users(request: Request) -> Response:
+    await require_operator(request)
+    query = request.query_params.get("q", "")
+    cursor = request.query_params.get("cursor", "")
+    context: dict[str, Any] = {"q": query, "cursor": cursor, "users": [], "next_cursor": None}
+    try:
+        found = await run(
+            request, "list_users", params={"query": query, "cursor": cursor, "limit": str(PAGE)}
+        )
+    except GatewayError as exc:
+        return page(request, "users.html", {**context, "error": exc.message}, status=exc.status)
+    context.update(users=found["data"], next_cursor=found["next_cursor"])
+    return page(request, "users.html", context)
+
+
+async def user(request: Request) -> Response:
+    await require_operator(request)
+    notice = NOTICES.get(request.query_params.get("done", ""))
+    return await user_page(request, notice=notice)
+
+
+async def user_page(
+    request: Request, *, error: str | None = None, notice: str | None = None, status: int = 200
+) -> Response:
+    user_id = request.path_params["user_id"]
+    path = {"user_id": user_id}
+    cursor = request.query_params.get("cursor", "")
+    try:
+        shown = await run(request, "get_user", path)
+    except NotFound as exc:
+        return page(request, "missing.html", {"error": exc.message}, status=404)
+    keys = await run(request, "list_keys", path)
+    try:
+        usage = await run(request, "usage", path, {"limit": str(USAGE_PAGE), "cursor": cursor})
+    except GatewayError as exc:  # a cursor edited by hand
+        usage = {"data": [], "next_cursor": None}
+        error, status = error or exc.message, exc.status
+    context = {
+        "user": shown,
+        "keys": keys["data"],
+        "usage": usage["data"],
+        "next_cursor": usage["next_cursor"],
+        "cursor": cursor,
+        "periods": PERIODS,
+        "error": error,
+        "notice": notice,
+    }
+    return page(request, "user.html", context, status=status)
+
+
+async def _change(request: Request, name: str, params: dict[str, Any], done: str) -> Response:
+    """Runs the action ``name`` for the user of the path; 303 back, or the page with the
+    error."""
+    user_id = request.path_params["user_id"]
+    try:
+        await run(request, name, {"user_id": user_id}, params)
+    except GatewayError as exc:
+        return await user_page(request, error=exc.message, status=exc.status)
+    return RedirectResponse(f"/dashboard/users/{quote(user_id, safe='')}?done={done}", 303)
+
+
+async def add_credit(request: Request) -> Response:
+    await require_operator(request)
+    form = await read_form(request)
+    await check_csrf(request, form)
+    params = {"amount": form.get("amount", ""), "reason": form.get("reason") or None}
+    return await _change(request, "add_credit", params, "credit")
+
+
+async def set_balance(request: Request) -> Response:
+    await require_operator(request)
+    form = await read_form(request)
+    await check_csrf(request, form)
+    params = {"balance": form.get("balance", ""), "reason": form.get("reason") or None}
+    return await _change(request, "set_balance", params, "balance")
+
+
+async def set_status(request: Request) -> Response:
+    await require_operator(request)
+    form = await read_form(request)
+    await check_csrf(request, form)
+    disabled = form.get("disabled") == "true"
+    done = "disabled" if disabled else "enabled"
+    return await _change(request, "update_user", {"disabled": disabled}, done)
+
+
+def _count(text: str) -> int | str | None:
+    # Blank clears the limit; anything not a whole number goes on to the action's parser,
+    # whose message names the field.
+    if text == "":
+        return None
+    return int(text) if text.isdigit() else text
+
+
+async def set_limits(request: Request) -> Response:
+    await require_operator(request)
+    form = await read_form(request)
+    await check_csrf(request, form)
+    budget = None
+    if form.get("budget"):
+        budget = {
+            "amount": form["budget"],
+            "period": form.get("period") or "total",
+            "tz": form.get("tz") or "UTC",
+        }
+    limits = {
+        "budget": budget,
+        **{name: _count(form.get(name, "")) for name in ("rpm", "tpm", "max_concurrent")},
+    }
+    return await _change(request, "update_user", {"limits": limits}, "limits")
+
+
+async def revoke_key(request: Request) -> Response:
+    await require_operator(request)
+    form = await read_form(request)
+    await check_csrf(request, form)
+    user_id = request.path_params["user_id"]
+    key_id = request.path_params["key_id"]
+    try:
+        key = await run(request, "get_key", {"key_id": key_id})
+        if key["user_id"] != user_id:
+            raise NotFound(f"user {user_id} has no key {key_id}", code="key_not_found")
+        await run(request, "revoke_key", {"key_id": key_id})
+    except GatewayError as exc:
+        return await user_page(request, error=exc.message, status=exc.status)
+    return RedirectResponse(f"/dashboard/users/{quote(user_id, safe='')}?done=revoked", 303)

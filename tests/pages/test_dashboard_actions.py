@@ -1,0 +1,201 @@
+"""The dashboard's actions over HTTP, each checked against what the gateway then does: a
+revoked key stops working, a disabled user is refused, limits and balances are saved, bad
+input is shown on the page and changes nothing; users are searched and paged; an unmatched
+Stripe event is replayed once; prices are reloaded from models.yaml."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.billing.helpers import STRIPE_KEY, WEBHOOK_SECRET, deliver, event, ledger_rows, session
+from tests.pages.browsing import browser_client, csrf_of, operator
+from tests.support.gateway import GatewayFactory, RunningGateway, usd
+
+
+@pytest.fixture
+def dash(gw: RunningGateway) -> Iterator[httpx.Client]:
+    with browser_client(gw) as client:
+        yield operator(client)
+
+
+NO_LIMITS = {"budget": "", "period": "total", "rpm": "", "tpm": "", "max_concurrent": ""}
+
+
+def post(client: httpx.Client, page: str, action: str, **form: str) -> httpx.Response:
+    """Posts ``form`` to ``action`` with the CSRF token of ``page``, as the browser would."""
+    token = csrf_of(client.get(page).text)
+    return client.post(action, data={"csrf_token": token, **form})
+
+
+def call(gw: RunningGateway, key: str) -> None:
+    gw.client(key).chat.completions.create(
+        model="cheap", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
+
+
+def test_a_key_revoked_on_the_page_stops_working(gw: RunningGateway, dash: httpx.Client) -> None:
+    _, key = gw.user("1.00", user_id="alice")
+    call(gw, key)
+    [key_id] = re.findall(
+        r"/keys/(key_[A-Za-z0-9]+)/revoke", dash.get("/dashboard/users/alice").text
+    )
+    r = post(dash, "/dashboard/users/alice", f"/dashboard/users/alice/keys/{key_id}/revoke")
+    assert r.status_code == 303
+    assert dash.get(r.headers["location"]).text.count("revoked") >= 1
+    with pytest.raises(openai.AuthenticationError):
+        call(gw, key)
+    # A key is revoked only from its own user's page.
+    _, other = gw.user("1.00", user_id="bob")
+    [bobs] = re.findall(r"/keys/(key_[A-Za-z0-9]+)/revoke", dash.get("/dashboard/users/bob").text)
+    r = post(dash, "/dashboard/users/alice", f"/dashboard/users/alice/keys/{bobs}/revoke")
+    assert r.status_code == 404
+    assert "has no key" in r.text
+    call(gw, other)
+
+
+def test_a_user_disabled_on_the_page_is_refused_until_enabled(
+    gw: RunningGateway, dash: httpx.Client
+) -> None:
+    _, key = gw.user("1.00", user_id="alice")
+    r = post(dash, "/dashboard/users/alice", "/dashboard/users/alice/status", disabled="true")
+    assert r.status_code == 303
+    page = dash.get(r.headers["location"]).text
+    assert "User disabled" in page
+    assert "Enable user" in page
+    with pytest.raises(openai.APIStatusError):
+        call(gw, key)
+    post(dash, "/dashboard/users/alice", "/dashboard/users/alice/status", disabled="false")
+    call(gw, key)
+
+
+def test_limits_and_a_balance_set_on_the_page_are_the_users(
+    gw: RunningGateway, dash: httpx.Client
+) -> None:
+    gw.user("1.00", user_id="alice")
+    r = post(
+        dash, "/dashboard/users/alice", "/dashboard/users/alice/limits",
+        budget="2.50", period="day", tz="Europe/Paris", rpm="30", tpm="", max_concurrent="2",
+    )  # fmt: skip
+    assert r.status_code == 303
+    limits = gw.admin.get("/admin/users/alice").json()["limits"]
+    assert limits == {
+        "budget": {"amount": "2.50", "period": "day", "tz": "Europe/Paris"},
+        "rpm": 30,
+        "tpm": None,
+        "max_concurrent": 2,
+    }
+    r = post(
+        dash, "/dashboard/users/alice", "/dashboard/users/alice/balance",
+        balance="7.25", reason="migrated from the old system",
+    )  # fmt: skip
+    assert r.status_code == 303
+    assert gw.balance("alice") == usd("7.25")
+    [row] = ledger_rows(gw, "SELECT balance FROM users WHERE id = 'alice'")
+    assert row["balance"] == usd("7.25")
+    [audit] = ledger_rows(gw, "SELECT * FROM audit_log WHERE action = 'balance.set'")
+    assert audit["reason"] == "migrated from the old system"
+    assert audit["actor"] == "admin:dashboard"
+
+
+@pytest.mark.parametrize(
+    ("action", "form", "shown"),
+    [
+        ("credits", {"amount": "lots", "reason": "x"}, "not a decimal amount"),
+        ("credits", {"amount": "0.0000000001", "reason": "x"}, "decimal places"),
+        ("balance", {"balance": "", "reason": "x"}, "amount"),
+        ("limits", {**NO_LIMITS, "budget": "1", "period": "fortnight"}, "period"),
+        ("limits", {**NO_LIMITS, "rpm": "-3"}, "rpm"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_shown_on_the_page_and_changes_nothing(
+    gw: RunningGateway, dash: httpx.Client, action: str, form: dict[str, str], shown: str
+) -> None:
+    gw.user("1.00", user_id="alice")
+    before = ledger_rows(gw, "SELECT * FROM users WHERE id = 'alice'")
+    events = ledger_rows(gw, "SELECT * FROM audit_log")
+    r = post(dash, "/dashboard/users/alice", f"/dashboard/users/alice/{action}", **form)
+    assert r.status_code in (400, 422), r.text
+    assert 'role="alert"' in r.text
+    alert = r.text.split('role="alert">')[1].split("</p>")[0]
+    assert shown in alert.lower()
+    assert "User alice" in r.text  # the page itself, with the error on it
+    assert ledger_rows(gw, "SELECT * FROM users WHERE id = 'alice'") == before
+    assert ledger_rows(gw, "SELECT * FROM audit_log") == events
+
+
+def test_users_are_searched_and_paged_without_skips_or_repeats(
+    gw: RunningGateway, dash: httpx.Client
+) -> None:
+    for n in range(27):
+        gw.user("1.00", user_id=f"user-{n:02d}")
+    gw.user("1.00", user_id="zed")
+    first = dash.get("/dashboard/users").text
+    ids = re.findall(r'href="/dashboard/users/([^"]+)"', first)
+    assert len(ids) == 25
+    [more] = re.findall(r'href="(/dashboard/users\?q=&amp;cursor=[^"]+)"', first)
+    second = dash.get(more.replace("&amp;", "&")).text
+    ids += re.findall(r'href="/dashboard/users/([^"]+)"', second)
+    assert sorted(ids) == sorted([f"user-{n:02d}" for n in range(27)] + ["zed"])
+    assert "Next page" not in second
+    found = dash.get("/dashboard/users", params={"q": "USER-1"}).text
+    assert sorted(re.findall(r'href="/dashboard/users/([^"]+)"', found)) == [
+        f"user-{n}" for n in range(10, 20)
+    ]
+
+
+def test_an_unmatched_stripe_event_is_replayed_once_its_user_exists(
+    gateways: GatewayFactory,
+) -> None:
+    gw = gateways.start(STRIPE_API_KEY=STRIPE_KEY, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    paid = event("evt_later_1", "checkout.session.completed", session("later", subtotal=1000))
+    assert deliver(gw, paid).json()["status"] == "unmatched"
+    with browser_client(gw) as dash:
+        operator(dash)
+        page = dash.get("/dashboard/payments").text
+        assert "evt_later_1" in page
+        assert "no user &#39;later&#39;" in page
+        gw.admin.post("/admin/users", json={"id": "later"})
+        r = post(dash, "/dashboard/payments", "/dashboard/payments/evt_later_1/replay")
+        assert r.status_code == 200
+        assert "Event evt_later_1 replayed: credited (ledger entry 1)." in r.text
+        assert gw.balance("later") == usd("10.00")
+        # Credited now: nothing left to replay, and a second try moves nothing.
+        assert "evt_later_1" not in dash.get("/dashboard/payments").text
+        r = post(dash, "/dashboard/payments", "/dashboard/payments/evt_later_1/replay")
+        assert r.status_code == 404
+        assert gw.balance("later") == usd("10.00")
+
+
+def test_prices_are_reloaded_from_models_yaml(
+    gw: RunningGateway, gateways: GatewayFactory, dash: httpx.Client
+) -> None:
+    assert "0.10" in dash.get("/dashboard/prices").text
+    path = gateways.models_file()
+    path.write_text(path.read_text().replace('input: "0.10"', 'input: "0.20"'))
+    r = post(dash, "/dashboard/prices", "/dashboard/prices/reload", reason="new list")
+    assert r.status_code == 200
+    assert "1 price change(s)" in r.text
+    assert "0.20" in r.text
+    [row] = gw.admin.get("/admin/models").json()["data"][1:2]
+    assert row["price_per_1m_tokens"]["input"] == "0.20"
+    # An invalid file is refused on the page and the prices stay.
+    path.write_text("models: [")
+    r = post(dash, "/dashboard/prices", "/dashboard/prices/reload", reason="broken")
+    assert r.status_code >= 400
+    assert 'role="alert"' in r.text
+    assert "0.20" in r.text
+
+
+def test_a_usage_cursor_edited_by_hand_is_shown_as_an_error(
+    gw: RunningGateway, dash: httpx.Client
+) -> None:
+    gw.user("1.00", user_id="alice")
+    r = dash.get("/dashboard/users/alice", params={"cursor": "not-a-cursor"})
+    assert r.status_code == 400
+    assert 'role="alert"' in r.text
+    assert "User alice" in r.text
