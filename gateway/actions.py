@@ -28,6 +28,7 @@ from gateway import keys, reports, views
 from gateway.accounts import Accounts, BulkApplied
 from gateway.alerts import listing
 from gateway.errors import BadRequest
+from gateway.portal import invites
 from gateway.price_reload import price_rows, reload
 from gateway.records import ApiKey, Entry, User
 from gateway.views import Json
@@ -304,6 +305,20 @@ async def reload_models(ctx: ActionContext, path: Path, params: Params) -> Json:
     )
 
 
+# -- portal invitations -------------------------------------------------------------------
+
+
+async def create_invite(ctx: ActionContext, path: Path, params: Params) -> Json:
+    """The token is in this answer only; ``url`` is the sign-up link (a path with
+    ``--direct``, which does not know the gateway's public URL)."""
+    base = ctx.gateway.settings.public_url if ctx.gateway is not None else None
+    return await invites.create_invite(ctx.accounts.ledger, params, actor=ctx.actor, base_url=base)
+
+
+async def list_invites(ctx: ActionContext, path: Path, params: Params) -> Json:
+    return await invites.list_invites(ctx.accounts.ledger, params)
+
+
 ACTIONS: dict[str, Action] = {
     "create_user": Action("POST", "/admin/users", create_user, status=201),
     "list_users": Action("GET", "/admin/users", list_users),
@@ -329,4 +344,6 @@ ACTIONS: dict[str, Action] = {
     "webhook_deliveries": Action("GET", "/admin/webhooks/deliveries", webhook_deliveries),
     "list_models": Action("GET", "/admin/models", list_models),
     "reload_models": Action("POST", "/admin/models/reload", reload_models),
+    "create_invite": Action("POST", "/admin/invites", create_invite, status=201),
+    "list_invites": Action("GET", "/admin/invites", list_invites),
 }

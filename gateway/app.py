@@ -22,6 +22,7 @@ from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError, NotFound, error_body
 from gateway.pages.exits import PageExit, page_exit
 from gateway.pages.routes import page_routes
+from gateway.portal import routes as portal
 from gateway.proxy.count_tokens import CountTokens
 from gateway.proxy.governance import allows
 from gateway.proxy.pipeline import ProxyEndpoint
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> Gateway
             *payments.payment_routes(),
             *page_routes(),
             *dashboard.routes(),
+            *portal.routes(),
         ],
         lifespan=lifespan,
         exception_handlers={

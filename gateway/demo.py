@@ -1,11 +1,13 @@
 """`gateway serve --demo`: the built-in mock upstream, a demo user with $10 of credit, and what
-a new operator needs, printed once at start: the user's key, the admin key, and commands that
-run as printed from any terminal.
+a new operator needs, printed once at start: the user's key, the admin key, commands that
+run as printed from any terminal, and the customer portal's address with the demo user's
+email and password.
 
-Both keys are kept in 0600 files beside the SQLite database (``gateway.db.demo-key``,
-``gateway.db.demo-admin-key``), so every start on the same database prints the same keys and
-an exported ``GATEWAY_ADMIN_KEY`` keeps working across restarts. A ``GATEWAY_ADMIN_KEY`` set
-in the environment wins and is not printed.
+The keys and the portal password are kept in 0600 files beside the SQLite database
+(``gateway.db.demo-key``, ``gateway.db.demo-admin-key``, ``gateway.db.demo-portal-password``),
+so every start on the same database prints the same ones and an exported
+``GATEWAY_ADMIN_KEY`` keeps working across restarts. A ``GATEWAY_ADMIN_KEY`` set in the
+environment wins and is not printed.
 """
 
 from __future__ import annotations
@@ -28,14 +30,18 @@ from gateway.auth import hash_key
 from gateway.errors import Conflict
 from gateway.ledger import open_ledger
 from gateway.metering.store import MemoryStore
+from gateway.portal.accounts import PortalAccounts
+from gateway.portal.passwords import Passwords
 from gateway.serve import GracefulServer, load_catalog, uvicorn_config
 from gateway.settings import Settings
 
 DEMO_USER = "demo"
+DEMO_EMAIL = "demo@example.com"
 DEMO_CREDIT = "10.00"
 DEMO_MODEL = "demo"
 USER_KEY_FILE = ".demo-key"
 ADMIN_KEY_FILE = ".demo-admin-key"
+PORTAL_PASSWORD_FILE = ".demo-portal-password"
 
 
 def serve_demo(settings: Settings) -> None:
@@ -45,15 +51,19 @@ def serve_demo(settings: Settings) -> None:
         settings = settings.with_(
             admin_key=kept_secret(admin_file, lambda: "adm-" + secrets.token_urlsafe(24))
         )
+    base = f"http://{settings.host}:{settings.port}"
+    if not settings.extra_env.get("GATEWAY_PUBLIC_URL"):
+        settings = settings.with_(public_url=base)  # the portal's quick start shows it
     catalog = load_catalog(settings)
     model = catalog.models.get(DEMO_MODEL)
     if model is None:
         sys.exit(f"gateway: --demo needs a model named {DEMO_MODEL!r} in {settings.models_path}")
-    key = asyncio.run(_seed_demo(settings))
+    key, password = asyncio.run(_seed_demo(settings))
     upstream = urlparse(model.provider.base_url)
     text = banner(
-        base=f"http://{settings.host}:{settings.port}",
+        base=base,
         key=key,
+        portal_password=password,
         admin_key=settings.admin_key if admin_file else None,
         admin_file=admin_file,
         python=sys.executable,
@@ -85,30 +95,56 @@ def kept_secret(path: Path, make: Callable[[], str]) -> str:
     return fresh
 
 
-async def _seed_demo(settings: Settings) -> str:
-    """Creates the demo user once, and a demo key once (kept beside the database)."""
+async def _seed_demo(settings: Settings) -> tuple[str, str | None]:
+    """Creates the demo user once, a demo key once (kept beside the database) and the demo
+    user's portal login; answers the key and the portal password (None: the demo's email
+    belongs to another login)."""
     ledger = await open_ledger(settings.database_url)
     try:
         accounts = Accounts(ledger, MemoryStore(ledger.journal.balance))
         with contextlib.suppress(Conflict):
             await accounts.create_user(
                 user_id=DEMO_USER,
-                email="demo@example.com",
+                email=DEMO_EMAIL,
                 initial_credit=DEMO_CREDIT,
                 actor="demo",
             )
+        password = await _portal_login(settings, accounts)
         key_file = beside_db(settings, USER_KEY_FILE)
         if key_file.exists():
             saved = key_file.read_text().strip()
             found = await ledger.directory.find_key(hash_key(saved))
             if found and found[0].revoked_at is None:
-                return saved
+                return saved, password
         fresh, _ = await accounts.create_key(DEMO_USER, name="demo", actor="demo")
         key_file.write_text(fresh.key + "\n")
         os.chmod(key_file, 0o600)
-        return fresh.key
+        return fresh.key, password
     finally:
         await ledger.close()
+
+
+async def _portal_login(settings: Settings, accounts: Accounts) -> str | None:
+    """The demo user's portal password (kept beside the database): its login is created
+    once, and given the kept password again if it was changed or the file was lost."""
+    password = kept_secret(
+        beside_db(settings, PORTAL_PASSWORD_FILE), lambda: secrets.token_urlsafe(12)
+    )
+    portal = PortalAccounts(accounts.ledger, accounts.store, Passwords())
+    login = await accounts.ledger.logins.get_login(DEMO_USER)
+    if login is None:
+        try:
+            await portal.add_login(DEMO_USER, DEMO_EMAIL, password)
+        except Conflict:  # someone signed up as demo@example.com: no demo login
+            return None
+    elif not await portal.passwords.verify(login.password_hash, password):
+        await accounts.ledger.logins.set_password(
+            DEMO_USER,
+            password_hash=await portal.passwords.hash(password),
+            expected_hash=login.password_hash,
+            changed=True,
+        )
+    return password
 
 
 async def _run_with_mock(
@@ -141,6 +177,7 @@ def banner(
     admin_file: Path | None,
     python: str,
     has_openai: bool,
+    portal_password: str | None = None,
 ) -> str:
     """What the demo prints. The two command blocks are flush left, with absolute paths to this
     installation's python and `gateway`, so they run pasted as printed into any terminal (the
@@ -159,6 +196,17 @@ def banner(
         ""
         if has_openai
         else f"{py} -m pip install -q openai   # the snippet's client (the gateway needs none)\n"
+    )
+    portal = (
+        f"""
+  The customer portal, as the demo user sees it, in a browser:
+
+    {base}/portal/login
+    email:    {DEMO_EMAIL}
+    password: {portal_password}
+"""
+        if portal_password
+        else ""
     )
     return f"""
   Metering gateway demo at {base}
@@ -181,4 +229,4 @@ curl -s {base}/me -H "Authorization: Bearer {key}"
 
 {export}
 {cli} users show {DEMO_USER}
-"""
+{portal}"""

@@ -2,7 +2,8 @@
 
 ``export_query`` checks the parameters first (so a bad one is a 400 before any byte is sent):
 ``format`` csv (default) or jsonl; ``from``/``to`` as in the reports (``gateway.reports``:
-dates are whole local days of ``tz``, ``to`` included); ``user`` on the admin export.
+dates are whole local days of ``tz``, ``to`` included); ``model`` and ``key`` keep only those
+calls; ``user`` on the admin export.
 ``export_lines`` then reads the records oldest first in pages of ``PAGE`` rows, each page one
 keyset range scan that starts after the last row sent, and yields each page encoded: memory
 stays one page whatever the range. A record inserted while the export runs is never repeated
@@ -29,8 +30,8 @@ import orjson
 
 from gateway.errors import BadRequest
 from gateway.ledger.base import Ledger
-from gateway.records import Cursor, Period
-from gateway.reports import Params, period, zone
+from gateway.records import Cursor, Period, UsageFilter
+from gateway.reports import Params, period, usage_filter, zone
 from gateway.views import usage_view
 
 PAGE: Final = 1000
@@ -78,6 +79,7 @@ class ExportQuery:
     format: str
     period: Period
     user_id: str | None = None
+    only: UsageFilter | None = None  # its model and key narrow the rows
 
     @property
     def media_type(self) -> str:
@@ -96,7 +98,8 @@ def export_query(params: Params, *, user_id: str | None) -> ExportQuery:
         raise BadRequest(
             f"format must be one of {', '.join(FORMATS)}", param="format", code="invalid_parameter"
         )
-    return ExportQuery(format=fmt, period=period(params, zone(params)), user_id=user_id)
+    only = usage_filter(params)
+    return ExportQuery(format=fmt, period=period(params, zone(params)), user_id=user_id, only=only)
 
 
 async def export_lines(
@@ -108,7 +111,7 @@ async def export_lines(
     after: Cursor | None = None
     while True:
         records = await ledger.reports.usage_since(
-            user_id=query.user_id, period=query.period, after=after, limit=page
+            user_id=query.user_id, period=query.period, after=after, limit=page, only=query.only
         )
         if not records:
             return

@@ -241,6 +241,16 @@ class Period:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageFilter:
+    """Narrows a usage page or export: calls within ``period`` of ``model`` and ``key_id``
+    (None: any)."""
+
+    period: Period = Period()
+    model: str | None = None
+    key_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Totals:
     requests: int = 0
     prompt_tokens: int = 0
@@ -377,6 +387,36 @@ class WebhookDelivery:
     last_status: int | None = None
     last_error: str | None = None
     delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A user's customer-portal login (migration 0011): email and argon2id password hash.
+
+    ``email`` is as the user typed it; logins are unique by its case-folded form.
+    ``welcome_credit`` (nano-USD) is what sign-up granted, fixed then, so a grant retried
+    later posts the same amount under the same reference."""
+
+    user_id: str
+    email: str
+    password_hash: str = field(repr=False)
+    created_at: datetime
+    password_changed_at: datetime
+    welcome_credit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    """An operator's invitation to sign up to the portal (invite-only sign-up). Its token is
+    shown once and stored hashed; ``email``, when set, is the only address it admits."""
+
+    id: str
+    email: str | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    used_at: datetime | None = None
+    used_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

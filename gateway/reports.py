@@ -22,7 +22,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gateway.errors import BadRequest
 from gateway.ledger.base import Ledger
 from gateway.ledger.reports import GROUPS, days_between
-from gateway.records import Cursor, GroupTotals, ModelTotals, Period, Totals, UsageRecord, utcnow
+from gateway.records import (
+    Cursor,
+    GroupTotals,
+    ModelTotals,
+    Period,
+    Totals,
+    UsageFilter,
+    UsageRecord,
+    utcnow,
+)
 from gateway.views import audit_view, average_cost, period_view, share, totals_view, usage_view
 
 Params = Mapping[str, str]
@@ -112,18 +121,34 @@ def decode_cursor(raw: str) -> Cursor:
 # -- services ------------------------------------------------------------------------------
 
 
+def usage_filter(params: Params) -> UsageFilter | None:
+    """The ``from``/``to`` (in ``tz``), ``model`` and ``key`` a usage page or export asks
+    for; None when it asks for none."""
+    only = UsageFilter(
+        period(params, zone(params)), params.get("model") or None, params.get("key") or None
+    )
+    return None if only == UsageFilter() else only
+
+
 async def usage_page(ledger: Ledger, user_id: str, params: Params) -> dict[str, Any]:
     """Newest first. ``cursor`` (from ``next_cursor``) pages without skips or repeats even
-    while calls land; ``offset`` is kept for simple scripts."""
+    while calls land; ``offset`` is kept for simple scripts (without filters). ``from``,
+    ``to``, ``model`` and ``key`` narrow the rows (``usage_filter``)."""
     limit = int_param(params, "limit", 50, 1, 1000)
     raw_cursor = params.get("cursor")
-    if raw_cursor:
+    only = usage_filter(params)
+    if raw_cursor or only is not None:
         if params.get("offset"):
             raise BadRequest(
-                "use either cursor or offset, not both", param="offset", code="invalid_parameter"
+                "offset cannot be combined with cursor or filters: page with cursor",
+                param="offset",
+                code="invalid_parameter",
             )
         rows, more = await ledger.reports.list_usage_before(
-            user_id, cursor=decode_cursor(raw_cursor), limit=limit
+            user_id,
+            cursor=decode_cursor(raw_cursor) if raw_cursor else None,
+            limit=limit,
+            only=only,
         )
     else:
         offset = int_param(params, "offset", 0, 0, 10**9)
@@ -223,8 +248,11 @@ def _group_view(name: str, g: GroupTotals, money: str) -> dict[str, Any]:
     }
 
 
-async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None) -> dict[str, Any]:
-    """Per local day of ``tz``, newest first, zero days included; default the last 30 days."""
+async def revenue(
+    ledger: Ledger, params: Params, *, now: datetime | None = None, user_id: str | None = None
+) -> dict[str, Any]:
+    """Per local day of ``tz``, newest first, zero days included; default the last 30 days.
+    ``user_id``: that user's spend only (the portal's chart)."""
     tz = zone(params)
     p = period(params, tz)
     today = (now or utcnow()).astimezone(tz).date()
@@ -243,7 +271,7 @@ async def revenue(ledger: Ledger, params: Params, *, now: datetime | None = None
             code="invalid_parameter",
         )
     days = days_between(first, last, tz, clip=p)
-    total, rows = await ledger.reports.revenue_by_day(days)
+    total, rows = await ledger.reports.revenue_by_day(days, user_id=user_id)
     return {
         "data": [
             {

@@ -62,6 +62,8 @@ def _urls(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return urls
 
 
+PortalSignup = Literal["closed", "open", "invite"]
+PORTAL_SIGNUP: tuple[PortalSignup, ...] = ("closed", "open", "invite")
 UncappedCalls = Literal["fit", "refuse"]
 UNCAPPED_CALLS: tuple[UncappedCalls, ...] = ("fit", "refuse")
 
@@ -131,6 +133,10 @@ class Settings:
     alert_webhook_max_attempts: int = 12
     alert_webhook_poll: float = 5.0
     allow_volatile_redis: bool = False
+    # Customer portal (gateway.portal): who may sign up (closed, open, or invite: with an
+    # operator's invitation) and the credit each sign-up is granted once (nano-USD).
+    portal_signup: PortalSignup = "closed"
+    portal_welcome_credit: int = 0
     gateway_url: str = "http://127.0.0.1:8080"
     # How long a web page sign-in (portal or dashboard) lasts, in seconds (the cookie's Max-Age).
     session_lifetime: float = 7 * 86400.0
@@ -173,6 +179,10 @@ class Settings:
         cent = 10**7  # nano-USD; Stripe charges whole cents
         if checkout_min % cent or checkout_max % cent or checkout_min > checkout_max:
             raise SettingsError("GATEWAY_CHECKOUT_MIN/MAX must be whole cents, min <= max")
+        try:
+            welcome = parse_usd(env.get("GATEWAY_PORTAL_WELCOME_CREDIT") or "0", allow_zero=True)
+        except ValueError as exc:
+            raise SettingsError(f"GATEWAY_PORTAL_WELCOME_CREDIT: {exc}") from exc
         urls = _urls(env, "GATEWAY_ALERT_WEBHOOK_URLS")
         if urls and not env.get("GATEWAY_ALERT_WEBHOOK_SECRET"):
             raise SettingsError(
@@ -221,6 +231,8 @@ class Settings:
             alert_webhook_max_attempts=_int(env, "GATEWAY_ALERT_WEBHOOK_MAX_ATTEMPTS", 12, 1),
             alert_webhook_poll=_float(env, "GATEWAY_ALERT_WEBHOOK_POLL", 5.0),
             allow_volatile_redis=_flag(env, "GATEWAY_ALLOW_VOLATILE_REDIS"),
+            portal_signup=cast(PortalSignup, _choice(env, "GATEWAY_PORTAL_SIGNUP", PORTAL_SIGNUP)),
+            portal_welcome_credit=welcome,
             gateway_url=env.get("GATEWAY_URL") or "http://127.0.0.1:8080",
             session_lifetime=_float(env, "GATEWAY_SESSION_LIFETIME", 7 * 86400.0),
             crash_after_commit=env.get("GATEWAY_TEST_CRASH_AFTER_COMMIT") or None,

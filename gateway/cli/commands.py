@@ -220,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--type", help="e.g. balance.low, refund.shortfall")
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--cursor", help="next_cursor of the previous page")
+    invites = group("invites", "portal invitations (GATEWAY_PORTAL_SIGNUP=invite)")
+    c = _op(invites.add_parser("create", help="its link is shown once"), "create_invite")
+    c.add_argument("--email", help="admit only this address")
+    c.add_argument("--expires-days", dest="expires_in_days", type=int, help="1-365 (default 14)")
+    _op(invites.add_parser("list", help="invitations, newest first"), "list_invites")
     from gateway.cli.export import add_cli as add_export_cli
 
     add_export_cli(sub)  # gateway usage export [--user] [--format] [--from] [--to]

@@ -79,6 +79,10 @@ COLUMNS: dict[str, tuple[str, Columns]] = {
             ("reason", "reason"),
         ],
     ),
+    "list_invites": (
+        "data",
+        [("id", "id"), ("email", "email"), ("expires", "expires_at"), ("used by", "used_by")],
+    ),
     "webhook_deliveries": (
         "data",
         [

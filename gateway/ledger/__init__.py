@@ -5,6 +5,8 @@ ports.py       the repositories' contracts: Directory, Journal, Audit, Reports, 
                Webhooks, Sessions
 directory.py, journal.py, audit.py, reports.py, payments.py, webhooks.py, sessions.py
                their one implementation, over either database
+logins.py, login_store.py
+               customer-portal logins, invitations and failed log-ins (port, implementation)
 database.py    the database handle they run on, and the shared SQL notation
 sqlite.py, postgres.py
                the two databases, with the money statements that differ between them
@@ -19,6 +21,7 @@ from gateway.ledger.base import Ledger
 from gateway.ledger.database import Database
 from gateway.ledger.directory import SqlDirectory
 from gateway.ledger.journal import MoneyStatements, SqlJournal
+from gateway.ledger.login_store import SqlLogins
 from gateway.ledger.payments import SqlPayments
 from gateway.ledger.reports import SqlReports
 from gateway.ledger.sessions import SqlSessions
@@ -50,6 +53,7 @@ async def open_ledger(database_url: str) -> Ledger:
         reports=SqlReports(db),
         payments=SqlPayments(db),
         webhooks=SqlWebhooks(db),
+        logins=SqlLogins(db),
         sessions=SqlSessions(db),
     )
     await ledger.open()

@@ -12,7 +12,9 @@ Errors::
     ├── UnknownUser (also a LookupError)   no such user
     ├── DuplicateUser                      the user id exists
     ├── InsufficientFunds                  a non-usage debit beyond the balance
-    └── ReferenceConflict                  a reference already names another movement
+    ├── ReferenceConflict                  a reference already names another movement
+    ├── DuplicateEmail                     a portal login with this email exists (logins.py)
+    └── InviteRefused                      no usable portal invitation (logins.py)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.ledger.database import Database
+from gateway.ledger.logins import Logins
 from gateway.ledger.ports import (
     Audit,
     Directory,
@@ -41,6 +44,7 @@ class Ledger:
     reports: Reports
     payments: Payments
     webhooks: Webhooks
+    logins: Logins
     sessions: Sessions
 
     async def open(self) -> None:
@@ -73,6 +77,14 @@ class InsufficientFunds(LedgerError):
 
 class ReferenceConflict(LedgerError):
     """A reference already names a different movement (another user, kind or amount)."""
+
+
+class DuplicateEmail(LedgerError):
+    """A portal login with this email (in any case) exists, or the user has one already."""
+
+
+class InviteRefused(LedgerError):
+    """No usable invitation: unknown token, already used, expired, or for another address."""
 
 
 def check_kind(kind: str) -> None:

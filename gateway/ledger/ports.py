@@ -43,6 +43,7 @@ from gateway.records import (
     StripeEvent,
     TopupClaim,
     Totals,
+    UsageFilter,
     UsageRecord,
     User,
     UserTotals,
@@ -238,15 +239,22 @@ class Reports(Protocol):
         """Newest first."""
 
     async def list_usage_before(
-        self, user_id: str, *, cursor: Cursor | None, limit: int
+        self, user_id: str, *, cursor: Cursor | None, limit: int, only: UsageFilter | None = None
     ) -> tuple[list[UsageRecord], bool]:
-        """Newest first, strictly after ``cursor``."""
+        """Newest first, strictly after ``cursor``; ``only`` narrows the rows."""
 
     async def usage_since(
-        self, *, user_id: str | None, period: Period, after: Cursor | None, limit: int
+        self,
+        *,
+        user_id: str | None,
+        period: Period,
+        after: Cursor | None,
+        limit: int,
+        only: UsageFilter | None = None,
     ) -> list[UsageRecord]:
         """Oldest first, strictly after ``after``, at most ``limit``: the pages of an export
-        (a row inserted while paging is never repeated and never pushes one out)."""
+        (a row inserted while paging is never repeated and never pushes one out). ``only``'s
+        model and key narrow the rows (``period`` is the range)."""
 
     async def usage_totals(
         self, *, user_id: str | None, period: Period
@@ -262,8 +270,11 @@ class Reports(Protocol):
         counts in each of its tags, so the groups may sum past the total (which counts every
         call once)."""
 
-    async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
-        """One row per given day (zeros included), in the order given, and their total."""
+    async def revenue_by_day(
+        self, days: Sequence[Day], *, user_id: str | None = None
+    ) -> tuple[Totals, list[DayTotals]]:
+        """One row per given day (zeros included), in the order given, and their total;
+        ``user_id``: that user's calls only."""
 
     async def spend_since(self, *, scope: str, since: datetime) -> int:
         """Nano-USD of the usage recorded at or after ``since`` for a quota scope:

@@ -38,6 +38,7 @@ from gateway.records import (
     PriceChange,
     PriceRow,
     Totals,
+    UsageFilter,
     UsageRecord,
     UserTotals,
     utcnow,
@@ -68,26 +69,33 @@ class SqlReports:
         return [usage(r) for r in rows[:limit]], len(rows) > limit
 
     async def list_usage_before(
-        self, user_id: str, *, cursor: Cursor | None, limit: int
+        self, user_id: str, *, cursor: Cursor | None, limit: int, only: UsageFilter | None = None
     ) -> tuple[list[UsageRecord], bool]:
         p = Params()
-        where = f"WHERE user_id = {p(user_id)}"
+        where = _filtered(p, user_id, only or UsageFilter())
         if cursor is not None:
             # Row-value comparison matches the index order (created_at DESC, request_id DESC).
             after = f"({p(cursor.created_at)}, {p(cursor.request_id)})"
-            where += f" AND (created_at, request_id) < {after}"
+            where += f" AND (u.created_at, u.request_id) < {after}"
         limit_to = p(limit + 1)
         rows = await self._db.read(
-            f"SELECT {USAGE_COLUMNS} FROM usage_records {where} {NEWEST_FIRST} LIMIT {limit_to}",
+            f"SELECT {USAGE_COLUMNS} FROM usage_records u {where} "
+            f"ORDER BY u.created_at DESC, u.request_id DESC LIMIT {limit_to}",
             *p.values,
         )
         return [usage(r) for r in rows[:limit]], len(rows) > limit
 
     async def usage_since(
-        self, *, user_id: str | None, period: Period, after: Cursor | None, limit: int
+        self,
+        *,
+        user_id: str | None,
+        period: Period,
+        after: Cursor | None,
+        limit: int,
+        only: UsageFilter | None = None,
     ) -> list[UsageRecord]:
         p = Params()
-        where = _where(p, user_id, period)
+        where = _filtered(p, user_id, UsageFilter(period, *_model_key(only)))
         if after is not None:
             # Row-value comparison in index order: each page is one range scan that starts
             # where the last one ended, however many rows came before it.
@@ -163,10 +171,13 @@ class SqlReports:
         )
         return int(row["spent"]) if row else 0
 
-    async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
+    async def revenue_by_day(
+        self, days: Sequence[Day], *, user_id: str | None = None
+    ) -> tuple[Totals, list[DayTotals]]:
         if not days:
             return Totals(), []
         p = Params()
+        whose = f" AND u.user_id = {p(user_id)}" if user_id is not None else ""
         values = ", ".join(
             f"({p(i)}::int, {p(d.start)}::timestamptz, {p(d.end)}::timestamptz)"
             for i, d in enumerate(days)
@@ -174,7 +185,7 @@ class SqlReports:
         rows = await self._db.read(
             f"WITH days(i, lo, hi) AS (VALUES {values}), "
             f"g AS (SELECT d.i AS i, {AGGREGATES} FROM days d LEFT JOIN usage_records u "
-            "ON u.created_at >= d.lo AND u.created_at < d.hi GROUP BY d.i) "
+            f"ON u.created_at >= d.lo AND u.created_at < d.hi{whose} GROUP BY d.i) "
             f"SELECT -1 AS i, {TOTALS} FROM g UNION ALL SELECT i, {GROUPED} FROM g ORDER BY i",
             *p.values,
         )
@@ -245,6 +256,20 @@ def _where(p: Params, user_id: str | None, period: Period) -> str:
         ("u.created_at >=", period.start),
         ("u.created_at <", period.end),
     )
+
+
+def _filtered(p: Params, user_id: str | None, only: UsageFilter) -> str:
+    return p.where(
+        ("u.user_id =", user_id),
+        ("u.created_at >=", only.period.start),
+        ("u.created_at <", only.period.end),
+        ("u.model =", only.model),
+        ("u.key_id =", only.key_id),
+    )
+
+
+def _model_key(only: UsageFilter | None) -> tuple[str | None, str | None]:
+    return (only.model, only.key_id) if only is not None else (None, None)
 
 
 def usage(r: Row) -> UsageRecord:

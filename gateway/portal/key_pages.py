@@ -1,0 +1,166 @@
+"""The user's API keys: list, create (the key shown once, with a copy button), name, revoke
+and the per-key limits (budget, rpm, tpm, max_concurrent, models).
+
+The same services as /me/keys (gateway/keys.py, gateway/accounts.py) with the same checks,
+on the signed-in user's keys only: another user's key id is a 404 page.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gateway import keys
+from gateway.errors import GatewayError, NotFound
+from gateway.money import format_usd
+from gateway.portal.common import accounts, actor, failed, page, posted, signed_in
+from gateway.records import PERIODS, ApiKey, Limits, User, utcnow
+
+
+async def key_list(request: Request) -> Response:
+    _, user = await signed_in(request)
+    return page(request, "keys.html", await _list_context(request, user))
+
+
+async def _list_context(request: Request, user: User) -> dict[str, Any]:
+    listed = await accounts(request).ledger.directory.list_keys(user.id)
+    now = utcnow()
+    return {
+        "keys": [(k, key_state(k, now)) for k in listed],
+        "created": None,
+        "name": "",
+        "revoked": request.query_params.get("revoked"),
+    }
+
+
+async def create(request: Request) -> Response:
+    _, user = await signed_in(request)
+    form = await posted(request)
+    try:
+        params = key_params(form)
+        fresh, record = await keys.create_key(accounts(request), user.id, params, actor=actor(user))
+    except GatewayError as exc:
+        context = {**await _list_context(request, user), "name": form.get("name", "")}
+        return failed(request, "keys.html", context, exc)
+    # The key itself is in this answer only: the page is not stored (Cache-Control no-store)
+    # and there is no redirect that could carry it in a URL.
+    context = {**await _list_context(request, user), "created": (record, fresh.key)}
+    return page(request, "keys.html", context, status=201)
+
+
+def _missing(request: Request) -> Response:
+    # The same page whether the key is another user's or does not exist at all.
+    return page(request, "missing.html", {"what": "key"}, status=404)
+
+
+async def _own(request: Request, user: User) -> ApiKey:
+    return await keys.require_key(accounts(request), request.path_params["key_id"], user_id=user.id)
+
+
+async def detail(request: Request) -> Response:
+    _, user = await signed_in(request)
+    try:
+        key = await _own(request, user)
+    except NotFound:
+        return _missing(request)
+    return page(request, "key.html", await _detail_context(request, key))
+
+
+async def _detail_context(request: Request, key: ApiKey) -> dict[str, Any]:
+    found = await keys.limit_usage(accounts(request), key.user_id, f"k:{key.id}", key.limits)
+    usage = None
+    if found is not None:
+        counters, resets = found
+        usage = {
+            "spent": counters.spent,
+            "reserved": counters.reserved,
+            "requests": counters.requests,
+            "tokens": counters.tokens,
+            "in_flight": counters.in_flight,
+            "resets": resets,
+        }
+    return {
+        "key": key,
+        "usage": usage,
+        "form": settings_form(key),
+        "periods": PERIODS,
+        "saved": request.query_params.get("saved"),
+    }
+
+
+async def update(request: Request) -> Response:
+    _, user = await signed_in(request)
+    form = await posted(request)
+    try:
+        key = await _own(request, user)
+    except NotFound:
+        return _missing(request)
+    try:
+        params = key_params(form, with_limits=True)
+        await keys.update_key(accounts(request), key.id, params, actor=actor(user))
+    except GatewayError as exc:
+        context = {**await _detail_context(request, key), "form": {**settings_form(key), **form}}
+        return failed(request, "key.html", context, exc)
+    return RedirectResponse(f"/portal/keys/{key.id}?saved=1", status_code=303)
+
+
+async def revoke(request: Request) -> Response:
+    _, user = await signed_in(request)
+    await posted(request)
+    try:
+        key = await _own(request, user)
+    except NotFound:
+        return _missing(request)
+    await accounts(request).revoke_key(key.id, actor=actor(user))
+    return RedirectResponse(f"/portal/keys?revoked={key.id}", status_code=303)
+
+
+def key_state(key: ApiKey, now: datetime) -> str:
+    if key.revoked_at is not None:
+        return "revoked"
+    return "active" if key.usable(now) else "expired"
+
+
+def key_params(form: dict[str, str], *, with_limits: bool = False) -> dict[str, Any]:
+    """A key form as the API body it stands for (parsed and checked by gateway.keys): an
+    empty field clears its setting; counts are whole numbers; models comma-separated."""
+    params: dict[str, Any] = {"name": form.get("name") or None}
+    if not with_limits:
+        return params
+    budget = None
+    if form.get("budget"):
+        budget = {
+            "amount": form["budget"],
+            "period": form.get("period") or "month",
+            "tz": form.get("tz") or "UTC",
+        }
+    params["limits"] = {
+        "budget": budget,
+        **{name: _count(form.get(name, "")) for name in ("rpm", "tpm", "max_concurrent")},
+    }
+    models = [m.strip() for m in form.get("models", "").split(",") if m.strip()]
+    params["models"] = models or None
+    return params
+
+
+def _count(raw: str) -> int | str | None:
+    # A non-number goes through as text, so the API's own message names the field.
+    return int(raw) if raw.isdigit() else (raw or None)
+
+
+def settings_form(key: ApiKey) -> dict[str, str]:
+    """The key's settings as the form's field values."""
+    limits = key.limits or Limits()
+    return {
+        "name": key.name or "",
+        "budget": format_usd(limits.budget) if limits.budget is not None else "",
+        "period": limits.period if limits.budget is not None else "month",
+        "tz": limits.tz,
+        "rpm": str(limits.rpm or ""),
+        "tpm": str(limits.tpm or ""),
+        "max_concurrent": str(limits.max_concurrent or ""),
+        "models": ", ".join(key.models or ()),
+    }
