@@ -14,7 +14,8 @@ from gateway.catalog import Model, Provider
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest
 from gateway.inputs import MAX_TILES, NOTHING_HELD, Held, ImageRule, held_input
-from gateway.pricing import Price, quote, worst_case
+from gateway.pricing import Price, worst_case
+from gateway.quotes import quote
 from gateway.tokens import count_prompt, model_encoder
 
 CHAT, RESPONSES, COMPLETIONS = (

@@ -13,17 +13,9 @@ from hypothesis import strategies as st
 from gateway.catalog import Model, Provider
 from gateway.endpoints import ENDPOINTS, OUTPUT_CAP_FIELDS, Endpoint
 from gateway.errors import BadRequest
-from gateway.pricing import (
-    Output,
-    Price,
-    affordable_output,
-    exact_quote,
-    fit,
-    output_cap,
-    quote,
-    worst_case,
-)
+from gateway.pricing import Price, affordable_output, worst_case
 from gateway.proxy.admission import insufficient_message, write_cap
+from gateway.quotes import Output, exact_quote, fit, output_cap, quote
 from gateway.tokens import count_prompt, model_encoder
 
 PROVIDER = Provider("p", "http://upstream")

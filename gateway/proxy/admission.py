@@ -23,8 +23,8 @@ from gateway.errors import InsufficientCredit
 from gateway.metering.quota import Quota
 from gateway.metering.store import Admission, BalanceStore
 from gateway.money import format_usd
-from gateway.pricing import Output, Quote, exact_quote, first_slice, fit
 from gateway.proxy.governance import refusal_error
+from gateway.quotes import Output, Quote, exact_quote, first_slice, fit
 
 
 async def reserve(

@@ -30,9 +30,10 @@ from gateway import tokens
 from gateway.catalog import Model, Provider
 from gateway.deployments import Deployment
 from gateway.endpoints import Endpoint
-from gateway.pricing import Quote, Usage, cost
+from gateway.pricing import Usage, cost
 from gateway.proxy.attribution import NONE as NO_ATTRIBUTION
 from gateway.proxy.attribution import Attribution
+from gateway.quotes import Quote
 from gateway.records import UsageRecord
 from gateway.usage_dialects import NormalizedUsage, plausible_prompt, with_prompt
 

@@ -9,11 +9,11 @@ from typing import Any
 from gateway.catalog import Model
 from gateway.endpoints import Endpoint
 from gateway.listeners import Header
-from gateway.pricing import Quote
 from gateway.proxy.attribution import NONE as NO_ATTRIBUTION
 from gateway.proxy.attribution import Attribution
 from gateway.proxy.sse import StreamMeter
 from gateway.proxy.stream_hold import StreamHold
+from gateway.quotes import Quote
 from gateway.records import ApiKey
 from gateway.routing import Plan
 from gateway.usage_dialects import NormalizedUsage

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gateway import pricing
+from gateway import quotes
 from gateway.endpoints import Endpoint
 from gateway.errors import GatewayError, KeyBudgetExceeded
 from gateway.listeners import Header
@@ -106,7 +106,7 @@ async def admit(
     quotas = quotas_of(key, owner)
     # Every token covers at least one byte of the body, so the body length bounds the prompt
     # from above at no cost; tiktoken runs only when that bound does not fit the balance.
-    quote = pricing.quote(model, endpoint, payload, len(body))
+    quote = quotes.quote(model, endpoint, payload, len(body))
     stream = endpoint.streams and payload.get("stream") is True
     payload["model"] = model.upstream_model
     hide_usage = False

@@ -29,10 +29,11 @@ import orjson
 from gateway.endpoints import Endpoint
 from gateway.metering.quota import Quota
 from gateway.metering.store import Admission, BalanceStore
-from gateway.pricing import Price, Quote
+from gateway.pricing import Price
 from gateway.proxy.sse import payloads
 from gateway.proxy.stream_errors import CREDIT_EXHAUSTED, stream_error
 from gateway.proxy.usage import Piece, by_choice, output_pieces
+from gateway.quotes import Quote
 
 log = logging.getLogger("gateway.stream_hold")
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from gateway import tokens
 from gateway.catalog import Model, Provider
 from gateway.endpoints import ENDPOINTS
-from gateway.pricing import Output, Price, Quote, Tier, Usage, cost
+from gateway.pricing import Price, Tier, Usage, cost
 from gateway.proxy.billed import (
     COUNTED,
     OUTPUT_COUNTED,
@@ -22,6 +22,7 @@ from gateway.proxy.billed import (
     billed_usage,
     usage_record,
 )
+from gateway.quotes import Output, Quote
 from gateway.records import UsageRecord
 from gateway.usage_dialects import NormalizedUsage
 

@@ -25,10 +25,11 @@ from gateway import tokens
 from gateway.endpoints import ENDPOINTS
 from gateway.metering.store import MemoryStore
 from gateway.mock.runner import MockUpstreamThread
-from gateway.pricing import Output, Price, Quote, worst_case
+from gateway.pricing import Price, worst_case
 from gateway.proxy import stream_hold
 from gateway.proxy.stream_errors import CREDIT_EXHAUSTED, stream_error
 from gateway.proxy.stream_hold import StreamHold
+from gateway.quotes import Output, Quote
 from tests.support.gateway import GatewayFactory, RunningGateway, usd
 
 MODELS = """\
