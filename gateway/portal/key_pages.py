@@ -1,5 +1,6 @@
-"""The user's API keys: list, create (the key shown once, with a copy button), name, revoke
-and the per-key limits (budget, rpm, tpm, max_concurrent, models).
+"""The user's API keys: list, create (the key shown once, with a copy button, on the page the
+creation redirects to), name, revoke and the per-key limits (budget, rpm, tpm,
+max_concurrent, models).
 
 The same services as /me/keys (gateway/keys.py, gateway/accounts.py) with the same checks,
 on the signed-in user's keys only: another user's key id is a 404 page.
@@ -16,13 +17,30 @@ from starlette.responses import RedirectResponse, Response
 from gateway import keys
 from gateway.errors import GatewayError, NotFound
 from gateway.money import format_usd
+from gateway.pages.cookies import clear_cookie, set_cookie
 from gateway.portal.common import accounts, actor, failed, page, posted, signed_in
 from gateway.records import PERIODS, ApiKey, Limits, User, utcnow
+
+# The new key travels from the POST to the page that shows it in this cookie only (HttpOnly,
+# a minute, cleared by that page): the POST answers a redirect, so reloading the page never
+# sends the form again (a second key), and the key is never stored on the server in clear.
+NEW_KEY = "gateway_new_key"
+NEW_KEY_SECONDS = 60
 
 
 async def key_list(request: Request) -> Response:
     _, user = await signed_in(request)
-    return page(request, "keys.html", await _list_context(request, user))
+    context = await _list_context(request, user)
+    flashed = request.cookies.get(NEW_KEY, "")
+    key_id, _, key = flashed.partition(":")
+    if key and key_id == request.query_params.get("created"):
+        record = next((k for k, _ in context["keys"] if k.id == key_id), None)
+        if record is not None:
+            context["created"] = (record, key)
+    response = page(request, "keys.html", context)
+    if flashed:
+        clear_cookie(request, response, NEW_KEY)
+    return response
 
 
 async def _list_context(request: Request, user: User) -> dict[str, Any]:
@@ -45,10 +63,9 @@ async def create(request: Request) -> Response:
     except GatewayError as exc:
         context = {**await _list_context(request, user), "name": form.get("name", "")}
         return failed(request, "keys.html", context, exc)
-    # The key itself is in this answer only: the page is not stored (Cache-Control no-store)
-    # and there is no redirect that could carry it in a URL.
-    context = {**await _list_context(request, user), "created": (record, fresh.key)}
-    return page(request, "keys.html", context, status=201)
+    response = RedirectResponse(f"/portal/keys?created={record.id}", status_code=303)
+    set_cookie(request, response, NEW_KEY, f"{record.id}:{fresh.key}", NEW_KEY_SECONDS)
+    return response
 
 
 def _missing(request: Request) -> Response:

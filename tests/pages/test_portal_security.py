@@ -288,3 +288,16 @@ def test_a_revoked_key_stops_working(pgw: RunningGateway, browsers: Browsers) ->
         httpx.get(f"{pgw.base_url}/me", headers={"Authorization": f"Bearer {key}"}).status_code
         == 401
     )
+
+
+def test_reloading_the_new_key_page_creates_no_second_key_nor_shows_the_key_again(
+    pgw: RunningGateway, browsers: Browsers
+) -> None:
+    # The portal helper's note: reloading the page that showed a new key sent the form again.
+    alice = signed_up(browsers, pgw, "alice@example.com")
+    key_id, key = new_key(alice)
+    again = alice.get(f"/portal/keys?created={key_id}")  # a reload of the page shown
+    assert again.status_code == 200
+    assert key not in again.text
+    assert again.text.count('id="key-key_') == 1
+    assert "gateway_new_key" not in alice.cookies

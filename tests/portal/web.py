@@ -86,8 +86,9 @@ def user_id_of(gw: RunningGateway, email: str) -> str:
 
 def new_key(c: httpx.Client, name: str = "laptop") -> tuple[str, str]:
     """(key id, key) of a key created on the keys page."""
-    r = post_form(c, "/portal/keys", "/portal/keys", {"name": name})
-    assert r.status_code == 201, r.text
+    posted = post_form(c, "/portal/keys", "/portal/keys", {"name": name})
+    assert posted.status_code == 303, posted.text
+    r = c.get(posted.headers["location"])  # the key is shown on the page it redirects to
     key = re.search(r'id="new-key"[^>]*>([^<]+)<', r.text)
     key_id = re.findall(r'id="key-(key_[0-9a-f]+)"', r.text)
     assert key
