@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.errors import Unavailable
 from gateway.ledger.base import UnknownUser
@@ -151,7 +152,13 @@ class RedisStore:
         return self.layout.user(user_id)
 
     async def _call(self, name: str, keys: list[str], args: Iterable[Any]) -> Any:
-        return await self._scripts[name](keys=keys, args=list(args))
+        try:
+            return await self._scripts[name](keys=keys, args=list(args))
+        except (AttributeError, TypeError) as exc:
+            # redis-py (8.1, redis/redis-py#4287) leaks the transport's error when it writes on
+            # a connection the server closed (a killed or failed-over node): it is Redis being
+            # unreachable, so the caller answers 503 or queues, never 500.
+            raise RedisConnectionError(f"connection lost: {exc!r}") from exc
 
     async def _load(self, user_id: str) -> None:
         try:

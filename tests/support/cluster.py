@@ -146,16 +146,23 @@ class RedisClusterServers:
                 raise ServerError("replicas did not follow FLUSHALL")
             time.sleep(0.02)
 
-    def failover(self, master: RedisServer) -> RedisServer:
-        """A manual failover (``CLUSTER FAILOVER`` on ``master``'s replica): the replica takes
-        over once it has everything the master acknowledged. Returns the new master."""
+    def failover(self, master: RedisServer, *, kill: bool = False) -> RedisServer:
+        """``master``'s replica takes over; returns it. Manual (``CLUSTER FAILOVER`` on the
+        replica: it takes over once it has everything the master acknowledged), or ``kill``:
+        the master is SIGKILLed, the replica is elected after the node timeout, and the old
+        master is restarted (it rejoins as the new master's replica)."""
         replica = self.replica_of(master)
-        replica.command("CLUSTER", "FAILOVER")
+        if kill:
+            master.kill()
+        else:
+            replica.command("CLUSTER", "FAILOVER")
         deadline = time.monotonic() + 20
         while _info(replica, "replication").get("role") != "master":
             if time.monotonic() > deadline:
                 raise ServerError(f"replica on port {replica.port} did not take over")
             time.sleep(0.02)
+        if kill:
+            master.start()
         self.wait_healthy()
         return replica
 
