@@ -30,6 +30,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _shards(env: Mapping[str, str]) -> int:
+    shards = _int(env, "GATEWAY_REDIS_SHARDS", 0, 1)
+    if shards > 256:  # gateway.metering.layout.MAX_SHARDS
+        raise SettingsError(f"GATEWAY_REDIS_SHARDS must be <= 256, got {shards}")
+    return shards
+
+
 def _float(env: Mapping[str, str], name: str, default: float, *, zero: bool = False) -> float:
     # Durations only; never money. ``zero``: 0 is allowed (it turns the wait off).
     raw = env.get(name)
@@ -137,6 +144,9 @@ class Settings:
     # operator's invitation) and the credit each sign-up is granted once (nano-USD).
     portal_signup: PortalSignup = "closed"
     portal_welcome_credit: int = 0
+    # Usage stream shards (gateway/metering/layout.py); 0: 1 on one Redis, 16 on a cluster
+    # (GATEWAY_REDIS_URL=redis+cluster://...). Fixed for a deployment: see the README.
+    redis_shards: int = 0
     gateway_url: str = "http://127.0.0.1:8080"
     # How long a web page sign-in (portal or dashboard) lasts, in seconds (the cookie's Max-Age).
     session_lifetime: float = 7 * 86400.0
@@ -233,6 +243,7 @@ class Settings:
             allow_volatile_redis=_flag(env, "GATEWAY_ALLOW_VOLATILE_REDIS"),
             portal_signup=cast(PortalSignup, _choice(env, "GATEWAY_PORTAL_SIGNUP", PORTAL_SIGNUP)),
             portal_welcome_credit=welcome,
+            redis_shards=_shards(env),
             gateway_url=env.get("GATEWAY_URL") or "http://127.0.0.1:8080",
             session_lifetime=_float(env, "GATEWAY_SESSION_LIFETIME", 7 * 86400.0),
             crash_after_commit=env.get("GATEWAY_TEST_CRASH_AFTER_COMMIT") or None,

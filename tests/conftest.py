@@ -12,7 +12,7 @@ from hypothesis import settings
 from gateway.mock.runner import MockUpstreamThread
 from tests.support.gateway import GatewayFactory, RunningGateway
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.cluster"]
 
 # Property tests check what holds, never how fast: a loaded 2-core CI machine must not turn a
 # slow example into a failure (hypothesis' default deadline is 200 ms per example).

@@ -5,6 +5,9 @@ and (production) a reconciler.
     production  RedisStore   -> StreamWriter  -> Ledger.write_usage   (many processes)
                              +  Reconciler (Redis balances vs committed ledger credits)
 
+Production runs on one Redis or a Redis Cluster (``redis+cluster://``), with one StreamWriter
+per usage stream shard in every process (layout.py).
+
 Both spill what they cannot hand on to ``Settings.spill_folder()``.
 """
 
@@ -17,18 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.ledger.base import Ledger
+from gateway.metering.clients import DOWN, Client, is_cluster_url
+from gateway.metering.layout import Layout, LayoutMismatch
 from gateway.metering.outbox import OutboxWriter
 from gateway.metering.quota import Quota, since
 from gateway.metering.reconciler import Reconciler
 from gateway.metering.redis_store import RedisStore, connect
 from gateway.metering.store import BalanceStore, MemoryStore, SpendLoader
-from gateway.metering.stream_writer import StreamWriter
+from gateway.metering.stream_writer import StreamWriter, StreamWriters
 from gateway.metrics import Metrics
 from gateway.settings import Settings, SettingsError
 
@@ -37,6 +42,7 @@ log = logging.getLogger("gateway.metering")
 # What a Redis that holds balances must be set to: anything else can lose or evict a balance
 # (or a settlement marker) and so bill a call twice or not at all.
 DURABLE = {"appendonly": "yes", "maxmemory-policy": "noeviction"}
+CLUSTER_SHARDS = 16  # the default on a cluster: spread over the masters, 16 streams to read
 
 
 class Background(Protocol):
@@ -108,32 +114,44 @@ async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) ->
         except BaseException:
             await redis.aclose()
             raise
+    cluster = is_cluster_url(settings.redis_url)
+    layout = Layout(
+        shards=settings.redis_shards or (CLUSTER_SHARDS if cluster else 1), tagged=cluster
+    )
     store = RedisStore(
         redis,
         ledger.journal.balance,
+        layout=layout,
         spill_dir=spill,
         close_redis=True,
         spend_loader=_spend_loader(ledger),
     )
-    await store.open()
+    try:
+        await store.open()
+    except LayoutMismatch as exc:
+        await store.close()
+        raise SettingsError(str(exc)) from exc
     # Its own client: a blocking XREADGROUP must not hold a connection the hot path needs,
     # and its socket timeout must outlast the block.
-    writer = StreamWriter(
-        connect(settings.redis_url, socket_timeout=10.0),
-        ledger,
-        stream=store.stream,
+    streams = connect(settings.redis_url, socket_timeout=10.0)
+    writer = StreamWriters(
+        [
+            StreamWriter(
+                streams, ledger, stream=name, claim_idle_ms=int(settings.stream_claim_idle * 1000)
+            )
+            for name in store.streams
+        ],
         close_redis=True,
-        claim_idle_ms=int(settings.stream_claim_idle * 1000),
     )
-    with contextlib.suppress(RedisError):  # Redis down at start: the writer keeps trying
-        await writer.ensure_group()
+    with contextlib.suppress(*DOWN):  # Redis down at start: the writers keep trying
+        await writer.ensure_groups()
     reconciler = Reconciler(
         store, ledger.journal.entries_after, metrics=metrics, interval=settings.reconcile_interval
     )
     return Metering(store, writer, reconciler)
 
 
-async def check_durability(redis: Redis) -> None:
+async def check_durability(redis: Client) -> None:
     """Refuses a Redis whose settings can lose or evict balances.
 
     Balances live only in Redis between a settlement and its ledger write, and the settle
@@ -142,15 +160,31 @@ async def check_durability(redis: Redis) -> None:
     Raises ``SettingsError`` naming the setting and the opt-out
     (``GATEWAY_ALLOW_VOLATILE_REDIS=1``). An unreachable Redis is only logged: the gateway
     answers 503 until it is back, and the check cannot tell anything then."""
+    try:
+        if isinstance(redis, RedisCluster):
+            # Every node: a replica is a master after a failover.
+            await redis.initialize()
+            for node in redis.get_nodes():
+                await _check_node(redis, node)
+        else:
+            await _check_node(redis, None)
+    except (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError) as exc:
+        log.warning("Redis durability not checked (unreachable: %r)", exc)
+
+
+async def _check_node(redis: Client, node: Any) -> None:
     found: dict[str, str] = {}
+    where = "" if node is None else f" (cluster node {node.name})"
     try:
         for name in DURABLE:
             # Keys come back as bytes unless the client decodes responses.
-            reply: Any = await redis.config_get(name)
+            if node is None:
+                reply: Any = await redis.config_get(name)
+            else:
+                reply = await redis.config_get(name, target_nodes=node)
             found[name] = _text(reply.get(name) or reply.get(name.encode()) or "")
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        log.warning("Redis durability not checked (unreachable: %r)", exc)
-        return
+    except (RedisConnectionError, RedisTimeoutError):
+        raise
     except RedisError as exc:
         raise SettingsError(
             f"cannot read Redis settings ({exc}); make sure appendonly is yes and "
@@ -159,7 +193,7 @@ async def check_durability(redis: Redis) -> None:
     wrong = [f"{k} is {found[k]!r} (needs {v!r})" for k, v in DURABLE.items() if found[k] != v]
     if wrong:
         raise SettingsError(
-            "Redis can lose or evict balances: "
+            f"Redis can lose or evict balances{where}: "
             + "; ".join(wrong)
             + ". Fix redis.conf (or CONFIG SET), or set GATEWAY_ALLOW_VOLATILE_REDIS=1 to start"
             " anyway (balances may then be lost on a Redis restart or under memory pressure)"

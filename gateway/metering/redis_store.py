@@ -1,6 +1,8 @@
 """The BalanceStore on Redis (production mode): one Lua call admits, one Lua call settles.
 
-Keys (``prefix`` defaults to ``gw:``); the Lua files beside this module state each invariant:
+Keys (under ``<prefix>`` on a single Redis, ``<prefix>{<shard tag>}:`` when sharded: see
+layout.py; ``prefix`` defaults to ``gw:``); the Lua files beside this module state each
+invariant. Every script call touches one user's keys and their shard's stream: one hash slot.
 
     u:<uid>    hash  bal (nano-USD), res (sum of live reservations), lver (ledger version loaded)
     r:<uid>    hash  request id -> reserved amount
@@ -11,7 +13,8 @@ Keys (``prefix`` defaults to ``gw:``); the Lua files beside this module state ea
     s:<rid>    marker, 7 days: settle is idempotent per request id
     q:<scope>, qh:, qx:, qw:, qt:  one quota scope (k:<key id> | u:<user id>, see quota.py and
                admit.lua): counters, holds and their expiry, the 60 s log and its tokens
-    usage      stream of settled records (field ``r``), drained into the ledger by StreamWriter
+    usage      stream of settled records (field ``r``), one per shard, drained into the ledger
+               by a StreamWriter per shard in every process
 
 Operating requirements: Redis >= 6.2 (XAUTOCLAIM), ``appendonly yes`` and ``maxmemory-policy
 noeviction``. A balance evicted or lost while its usage still sits in the stream would be
@@ -36,14 +39,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.asyncio import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.errors import Unavailable
 from gateway.ledger.base import UnknownUser
+from gateway.metering.clients import DOWN, Client, connect
 from gateway.metering.codec import encode_record
+from gateway.metering.layout import Layout, LayoutMismatch, UserKeys
 from gateway.metering.quota import LimitRefusal, Quota, QuotaUsage
 from gateway.metering.spill import Credit, Journal, Pending, encode_pending
 from gateway.metering.store import Admission, Loader, SpendLoader, no_spend, scopes_of
@@ -56,28 +59,17 @@ SCRIPTS = ("admit", "settle", "load", "credit", "advance")
 MISS, ALREADY, SPEND_MISS, LIMITED = -1, 0, -2, 3
 
 
-def connect(url: str, *, socket_timeout: float = 2.0, max_connections: int = 256) -> Redis:
-    """A client that fails fast: one immediate retry (a pooled connection may predate a Redis
-    restart), then the error; the hot path must answer 503, not hang in backoff. The pool
-    blocks (bounded) when all connections are busy: a burst waits instead of failing."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=socket_timeout,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=2.0,
-        retry=Retry(NoBackoff(), 1),
-    )
-    return Redis.from_pool(pool)
+__all__ = ["RedisStore", "connect"]
 
 
 class RedisStore:
     def __init__(
         self,
-        redis: Redis,
+        redis: Client,
         loader: Loader,
         *,
         prefix: str = "gw:",
+        layout: Layout | None = None,
         spill_dir: Path | None = None,
         close_redis: bool = False,
         spend_loader: SpendLoader = no_spend,
@@ -85,8 +77,8 @@ class RedisStore:
         self._redis = redis
         self._loader = loader
         self._spend_loader = spend_loader
-        self._prefix = prefix
-        self.stream = f"{prefix}usage"
+        # A cluster needs tagged keys even with one shard; one Redis keeps the untagged layout.
+        self.layout = layout or Layout(prefix, tagged=isinstance(redis, RedisCluster))
         self._close_redis = close_redis
         folder = resources.files("gateway.metering")
         self._sources = {n: folder.joinpath(f"{n}.lua").read_text() for n in SCRIPTS}
@@ -104,12 +96,28 @@ class RedisStore:
     async def ping(self) -> None:
         try:
             await self._redis.ping()
-        except RedisError as exc:
+        except DOWN as exc:
             raise Unavailable("metering store unavailable") from exc
 
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """Every shard's usage stream."""
+        return self.layout.streams
+
+    @property
+    def stream(self) -> str:
+        """The usage stream of a one-shard layout (ValueError when sharded: see ``streams``)."""
+        if len(self.streams) != 1:
+            raise ValueError(f"{len(self.streams)} usage streams: use RedisStore.streams")
+        return self.streams[0]
+
     async def open(self) -> None:
-        """Preloads the scripts (best effort) and adopts spill files left by dead processes."""
-        with contextlib.suppress(RedisError):
+        """Checks the key layout, preloads the scripts (both skipped while Redis is down) and
+        adopts spill files left by dead processes.
+
+        Raises ``LayoutMismatch`` when Redis holds keys of another layout (layout.py)."""
+        with contextlib.suppress(*DOWN):
+            await self._check_layout()
             for source in self._sources.values():
                 await self._redis.script_load(source)
         if self._journal is not None:
@@ -119,12 +127,38 @@ class RedisStore:
                 self._retry.extend(adopted)
                 self._kick()
 
-    def _keys(self, user_id: str) -> list[str]:
-        p = self._prefix
-        return [f"{p}u:{user_id}", f"{p}r:{user_id}", f"{p}rx:{user_id}"]
+    async def _check_layout(self) -> None:
+        layout = self.layout
+        want = layout.description
+        if await self._redis.set(layout.marker_key, want, nx=True):
+            # First start with a marker: keys an older release left are untagged, one shard.
+            legacy = Layout(layout.prefix)
+            if want != legacy.description and await self._redis.exists(legacy.streams[0]):
+                await self._redis.delete(layout.marker_key)
+                raise LayoutMismatch(
+                    f"Redis holds usage in the unsharded layout ({legacy.streams[0]}) and this"
+                    f" process is configured for {want}; see README, Redis Cluster"
+                )
+            return
+        found = await self._redis.get(layout.marker_key)
+        have = found.decode() if isinstance(found, bytes) else str(found)
+        if have != want:
+            raise LayoutMismatch(
+                f"Redis metering keys are laid out as {have}, this process as {want}: changing"
+                " the shard count needs every stream drained first (README, Redis Cluster)"
+            )
+
+    def _user(self, user_id: str) -> UserKeys:
+        return self.layout.user(user_id)
 
     async def _call(self, name: str, keys: list[str], args: Iterable[Any]) -> Any:
-        return await self._scripts[name](keys=keys, args=list(args))
+        try:
+            return await self._scripts[name](keys=keys, args=list(args))
+        except (AttributeError, TypeError) as exc:
+            # redis-py (8.1, redis/redis-py#4287) leaks the transport's error when it writes on
+            # a connection the server closed (a killed or failed-over node): it is Redis being
+            # unreachable, so the caller answers 503 or queues, never 500.
+            raise RedisConnectionError(f"connection lost: {exc!r}") from exc
 
     async def _load(self, user_id: str) -> None:
         try:
@@ -133,13 +167,9 @@ class RedisStore:
             raise Unavailable("ledger unavailable: cannot load the balance") from exc
         if loaded is None:
             raise UnknownUser(user_id)
-        u, r, _ = self._keys(user_id)
-        p = self._prefix
-        await self._call("load", [u, r, f"{p}pc:{user_id}", f"{p}cv:{user_id}"], loaded)
-
-    def _quota_keys(self, scope: str) -> list[str]:
-        p = self._prefix
-        return [f"{p}{name}:{scope}" for name in ("q", "qh", "qx", "qw", "qt")]
+        k = self._user(user_id)
+        u, r, _ = k.holds
+        await self._call("load", [u, r, k.pending, k.credited], loaded)
 
     async def admit(
         self,
@@ -162,9 +192,10 @@ class RedisStore:
         quotas: tuple[Quota, ...] = (),
         tokens: int = 0,
     ) -> Admission:
-        keys = self._keys(user_id)
+        k = self._user(user_id)
+        keys = k.holds
         for q in quotas:
-            keys.extend(self._quota_keys(q.scope))
+            keys.extend(k.quota(q.scope))
         seeds = [""] * len(quotas)
         try:
             for _ in range(2 + len(quotas)):
@@ -197,7 +228,7 @@ class RedisStore:
                     )
                 else:
                     await self._load(user_id)
-        except RedisError as exc:
+        except DOWN as exc:
             raise Unavailable("metering store unavailable") from exc
         raise Unavailable("metering store unavailable: balance vanished while loading")
 
@@ -229,9 +260,10 @@ class RedisStore:
             return None
 
     async def _settle(self, record: UsageRecord) -> int | None:
-        keys = [*self._keys(record.user_id), f"{self._prefix}s:{record.request_id}", self.stream]
+        k = self._user(record.user_id)
+        keys = [*k.holds, k.marker(record.request_id), k.stream]
         for scope in scopes_of(record):
-            keys.extend(self._quota_keys(scope))
+            keys.extend(k.quota(scope))
         used = record.prompt_tokens + record.completion_tokens
         args = (record.request_id, -record.cost, encode_record(record), MARKER_TTL, used)
         for _ in range(2):
@@ -282,33 +314,35 @@ class RedisStore:
         item = Credit(user_id, delta, version)
         try:
             await self._credit(item)
-        except RedisError as exc:
+        except DOWN as exc:
             log.error("credit of %s v%d queued for retry: %r", user_id, version, exc)
             self._queue([item])
 
     async def _credit(self, c: Credit) -> int:
-        p = self._prefix
-        keys = [f"{p}u:{c.user_id}", f"{p}pc:{c.user_id}", f"{p}cv:{c.user_id}"]
+        k = self._user(c.user_id)
+        keys = [k.balance, k.pending, k.credited]
         return int(await self._call("credit", keys, (c.delta, c.version, PENDING_CREDIT_TTL)))
 
     # -- what the reconciler reads and writes -------------------------------------------
 
     async def cached_users(self) -> list[str]:
-        """Users whose balance Redis holds now (SCAN: never blocks Redis)."""
-        prefix = f"{self._prefix}u:"
+        """Users whose balance Redis holds now (SCAN, of every master of a cluster: never
+        blocks Redis)."""
         users: list[str] = []
-        async for key in self._redis.scan_iter(match=f"{prefix}*", count=1000):
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            users.append(name[len(prefix) :])
+        async for key in self._redis.scan_iter(match=self.layout.balance_pattern, count=1000):
+            user_id = self.layout.user_of(key.decode() if isinstance(key, bytes) else str(key))
+            if user_id is not None:
+                users.append(user_id)
         return users
 
     async def applied(self, user_id: str) -> tuple[int, set[int]] | None:
         """(lver, versions credited since the load) of a cached balance; None if not cached."""
-        p = self._prefix
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hget(f"{p}u:{user_id}", "lver")
-            pipe.smembers(f"{p}cv:{user_id}")
-            lver, members = await pipe.execute()
+        # Two reads, not one MULTI (redis-py's cluster MULTI fails on SMEMBERS' reply): a
+        # credit or load between them is harmless, since credit.lua is idempotent per version
+        # and advance.lua re-checks lver and cv in one atomic step.
+        k = self._user(user_id)
+        lver = await self._redis.hget(k.balance, "lver")
+        members = await self._redis.smembers(k.credited)
         if lver is None:
             return None
         return int(lver), {int(v) for v in members}
@@ -316,8 +350,8 @@ class RedisStore:
     async def advance(self, user_id: str, lver: int, new: int, credits: list[int]) -> bool:
         """Moves lver to ``new`` if still ``lver`` and every version in ``credits`` (all
         non-usage entries in (lver, new]) was applied; see advance.lua."""
-        p = self._prefix
-        keys = [f"{p}u:{user_id}", f"{p}cv:{user_id}"]
+        k = self._user(user_id)
+        keys = [k.balance, k.credited]
         return int(await self._call("advance", keys, (lver, new, *credits))) == 1
 
     async def snapshot(self, user_id: str) -> tuple[int, int] | None:

@@ -15,6 +15,9 @@ process runs one ``StreamWriter`` in the group ``gw-writers``. Guarantees:
 
 Because acknowledged entries are deleted, the stream length is exactly the backlog: entries
 pending in the group plus entries not yet delivered.
+
+A sharded layout (layout.py) has one stream per shard: ``StreamWriters`` runs one writer per
+stream in every process, each with its own group, so every process reads every shard.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from gateway.ledger.base import Ledger
+from gateway.metering.clients import DOWN, Client
 from gateway.metering.codec import decode_record, encode_record, process_name
 from gateway.records import UsageRecord
 
@@ -40,7 +43,7 @@ StreamEntry = tuple[Any, Any]  # (entry id, fields) as redis-py returns them
 class StreamWriter:
     def __init__(
         self,
-        redis: Redis,
+        redis: Client,
         ledger: Ledger,
         *,
         stream: str = "gw:usage",
@@ -92,7 +95,7 @@ class StreamWriter:
         try:
             await self.ensure_group()
             await self._refresh_backlog()
-        except RedisError as exc:  # Redis down at start: the loop keeps trying
+        except DOWN as exc:  # Redis down at start: the loop keeps trying
             self.last_error = f"{type(exc).__name__}: {exc}"
         self._task = asyncio.create_task(self._run(), name="usage-stream-writer")
 
@@ -150,7 +153,7 @@ class StreamWriter:
                 with contextlib.suppress(Exception):
                     await self._refresh_backlog()
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    with contextlib.suppress(RedisError):
+                    with contextlib.suppress(*DOWN):
                         await self.ensure_group()  # Redis lost the group (or was flushed)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
@@ -319,3 +322,41 @@ def _field(fields: Any) -> Any:
     if not fields:
         return None
     return fields.get(b"r", fields.get("r"))
+
+
+class StreamWriters:
+    """One ``StreamWriter`` per usage stream (shard), started and stopped together; closes
+    the client they share after the last one stopped, when ``close_redis``."""
+
+    def __init__(self, writers: Sequence[StreamWriter], *, close_redis: bool = False) -> None:
+        self.writers = tuple(writers)
+        self._redis = self.writers[0]._redis
+        self._close_redis = close_redis
+
+    @property
+    def backlog(self) -> int:
+        return sum(w.backlog for w in self.writers)
+
+    @property
+    def written(self) -> int:
+        return sum(w.written for w in self.writers)
+
+    @property
+    def last_error(self) -> str | None:
+        return next((w.last_error for w in self.writers if w.last_error), None)
+
+    async def ensure_groups(self) -> None:
+        for writer in self.writers:
+            await writer.ensure_group()
+
+    async def start(self) -> None:
+        for writer in self.writers:
+            await writer.start()
+
+    async def stop(self) -> None:
+        """Stops and drains every shard at once (each bounded as ``StreamWriter.stop``)."""
+        try:
+            await asyncio.gather(*(w.stop() for w in self.writers))
+        finally:
+            if self._close_redis:
+                await self._redis.aclose()

@@ -2,9 +2,10 @@
 kind of credit and debit entry never counts one twice or loses one, a replay moves nothing,
 and the reconciler repairs what a crash between the ledger commit and the store apply left.
 
-Runs on the embedded pair (SQLite + in-process store) and the production pair (PostgreSQL +
-Redis, private servers started by the suite). Each interleaving is forced, not hoped for:
-the store's loader is held between its ledger read and its use.
+Runs on the embedded pair (SQLite + in-process store) and the production pairs (PostgreSQL +
+Redis, PostgreSQL + a Redis Cluster in a sharded layout; private servers started by the
+suite). Each interleaving is forced, not hoped for: the store's loader is held between its
+ledger read and its use.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import pytest
 
 from gateway.ledger import open_ledger
 from gateway.ledger.base import Ledger
+from gateway.metering.layout import Layout
 from gateway.metering.reconciler import Reconciler
 from gateway.metering.redis_store import RedisStore, connect
 from gateway.metering.store import BalanceStore, MemoryStore
 from gateway.metrics import Metrics
 from gateway.postings import Postings, apply
 from gateway.records import Entry
+from tests.metering.test_store_contract import CLUSTER_LAYOUT
 
 START = 10_000_000  # nano-USD granted at creation
 MOVE = 3_000_000
@@ -73,7 +76,20 @@ class Books:
         return durable[0]
 
 
-@pytest.fixture(params=["embedded", pytest.param("production", marks=pytest.mark.production)])
+PRODUCTION = [
+    pytest.param("production", marks=pytest.mark.production),
+    pytest.param("cluster", marks=pytest.mark.production),
+]
+
+
+def production_redis(request: pytest.FixtureRequest) -> tuple[str, Layout | None]:
+    """(URL, layout) of the Redis a ``production`` or ``cluster`` parameter runs on."""
+    if request.param == "cluster":
+        return request.getfixturevalue("cluster_url"), CLUSTER_LAYOUT
+    return request.getfixturevalue("redis_url"), None
+
+
+@pytest.fixture(params=["embedded", *PRODUCTION])
 def books(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Callable[[], contextlib.AbstractAsyncContextManager[Books]]:
@@ -86,9 +102,10 @@ def books(
             await ledger.close()
             return
         ledger = await open_ledger(request.getfixturevalue("pg_dsn"))
-        redis = connect(request.getfixturevalue("redis_url"))
+        url, layout = production_redis(request)
+        redis = connect(url)
         loader = HeldLoader(ledger)
-        store = RedisStore(redis, loader)
+        store = RedisStore(redis, loader, layout=layout)
         await store.open()
         try:
             yield Books(ledger, store, loader, store)
@@ -238,14 +255,18 @@ async def _posted(b: Books, move: Commit, uid: str, ref: str) -> None:
     await apply(b.store, await move(b, uid, ref))
 
 
-@pytest.mark.production
+@pytest.fixture(params=PRODUCTION)
+def production(request: pytest.FixtureRequest) -> tuple[str, Layout | None]:
+    return production_redis(request)
+
+
 def test_reconciler_applies_a_committed_entry_the_store_never_got(
-    pg_dsn: str, redis_url: str
+    pg_dsn: str, production: tuple[str, Layout | None]
 ) -> None:
     async def main() -> None:
         ledger = await open_ledger(pg_dsn)
-        redis = connect(redis_url)
-        store = RedisStore(redis, ledger.journal.balance)
+        redis = connect(production[0])
+        store = RedisStore(redis, ledger.journal.balance, layout=production[1])
         metrics = Metrics()
         reconciler = Reconciler(store, ledger.journal.entries_after, metrics=metrics)
         b = Books(ledger, store, HeldLoader(ledger), store)

@@ -13,7 +13,7 @@ import pytest
 from gateway.metering.quota import Quota
 from gateway.metering.redis_store import RedisStore, connect
 from gateway.metering.store import BalanceStore, MemoryStore
-from tests.metering.test_store_contract import UID, FakeLedger
+from tests.metering.test_store_contract import CLUSTER_LAYOUT, UID, FakeLedger
 from tests.support.records import usage_record
 
 KEY = Quota("k:k1")  # usage_record's key
@@ -21,7 +21,7 @@ USER = Quota(f"u:{UID}")
 Factory = Callable[[dict[str, int]], contextlib.AbstractAsyncContextManager[BalanceStore]]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def stores(request: pytest.FixtureRequest) -> Factory:
     """A store over alice's 1,000,000 nano-USD whose ledger spend per scope (and period) is
     ``spent``."""
@@ -37,8 +37,10 @@ def stores(request: pytest.FixtureRequest) -> Factory:
         if request.param == "memory":
             yield MemoryStore(ledger.load, spend_loader=spend)
             return
-        redis = connect(request.getfixturevalue("redis_url"))
-        store = RedisStore(redis, ledger.load, spend_loader=spend)
+        cluster = request.param == "cluster"
+        redis = connect(request.getfixturevalue("cluster_url" if cluster else "redis_url"))
+        layout = CLUSTER_LAYOUT if cluster else None
+        store = RedisStore(redis, ledger.load, spend_loader=spend, layout=layout)
         await store.open()
         try:
             yield store

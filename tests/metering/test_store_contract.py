@@ -17,6 +17,7 @@ import pytest
 
 from gateway.errors import Unavailable
 from gateway.ledger.base import UnknownUser
+from gateway.metering.layout import Layout
 from gateway.metering.redis_store import RedisStore, connect
 from gateway.metering.store import BalanceStore, MemoryStore
 from gateway.records import UsageRecord
@@ -76,15 +77,15 @@ def memory_factory(ledger: FakeLedger) -> contextlib.AbstractAsyncContextManager
     return make()
 
 
-def redis_factory(url: str) -> Factory:
+def redis_factory(url: str, layout: Layout | None = None) -> Factory:
     @contextlib.asynccontextmanager
     async def make(ledger: FakeLedger) -> AsyncIterator[Harness]:
         redis = connect(url)
-        store = RedisStore(redis, ledger.load)
+        store = RedisStore(redis, ledger.load, layout=layout)
         await store.open()
 
         async def settled() -> int:
-            return int(await redis.xlen(store.stream))
+            return sum([int(await redis.xlen(stream)) for stream in store.streams])
 
         try:
             yield Harness(store, settled)
@@ -95,10 +96,17 @@ def redis_factory(url: str) -> Factory:
     return make
 
 
-@pytest.fixture(params=["memory", "redis"])
+# A Redis Cluster (3 masters + 3 replicas) in a sharded layout: the cluster refuses any
+# script whose keys span two slots.
+CLUSTER_LAYOUT = Layout(shards=4, tagged=True)
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def stores(request: pytest.FixtureRequest) -> Factory:
     if request.param == "memory":
         return memory_factory
+    if request.param == "cluster":
+        return redis_factory(request.getfixturevalue("cluster_url"), CLUSTER_LAYOUT)
     return redis_factory(request.getfixturevalue("redis_url"))
 
 
