@@ -45,6 +45,7 @@ from gateway.errors import Unavailable
 from gateway.ledger.base import UnknownUser
 from gateway.metering.codec import encode_record
 from gateway.metering.quota import LimitRefusal, Quota, QuotaUsage
+from gateway.metering.script_batch import ScriptBatcher
 from gateway.metering.spill import Credit, Journal, Pending, encode_pending
 from gateway.metering.store import Admission, Loader, SpendLoader, no_spend, scopes_of
 from gateway.records import UsageRecord
@@ -90,7 +91,7 @@ class RedisStore:
         self._close_redis = close_redis
         folder = resources.files("gateway.metering")
         self._sources = {n: folder.joinpath(f"{n}.lua").read_text() for n in SCRIPTS}
-        self._scripts = {n: redis.register_script(src) for n, src in self._sources.items()}
+        self._scripts = ScriptBatcher(redis, self._sources)
         self._journal = Journal(spill_dir) if spill_dir is not None else None
         self._retry: deque[Pending] = deque()
         self._retrier: asyncio.Task[None] | None = None
@@ -124,7 +125,7 @@ class RedisStore:
         return [f"{p}u:{user_id}", f"{p}r:{user_id}", f"{p}rx:{user_id}"]
 
     async def _call(self, name: str, keys: list[str], args: Iterable[Any]) -> Any:
-        return await self._scripts[name](keys=keys, args=list(args))
+        return await self._scripts.call(name, keys, list(args))
 
     async def _load(self, user_id: str) -> None:
         try:
