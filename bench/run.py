@@ -44,6 +44,9 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import speed  # noqa: E402  (bench/speed.py: the summary against the floor)
+
 REPO = BENCH.parent
 LUA = BENCH / "post.lua"
 RESULTS = BENCH / "results"
@@ -588,6 +591,29 @@ def start_passthrough(
     return child
 
 
+def start_floor(tmp: Path, upstream: Upstream, models: dict[str, str], cpus: str | None) -> Child:
+    """bench/floor.py: a bare ASGI callable on uvicorn + aiohttp, the floor of the stack."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "FLOOR_ROUTES": json.dumps({models[r]: upstream.url(r) for r in upstream.bases}),
+        "FLOOR_MODEL": UPSTREAM_MODEL,
+    }
+    child = Child(
+        "floor",
+        [sys.executable, str(BENCH / "floor.py"), str(port)],
+        tmp / "floor.log",
+        env=env,
+        cwd=tmp,
+        cpus=cpus,
+    )
+    child.port = port  # type: ignore[attr-defined]
+    if not wait_port(port, child.proc, 30):
+        child.stop()
+        raise RuntimeError("did not start: " + tail(tmp / "floor.log"))
+    return child
+
+
 # -- the gateway under test ------------------------------------------------------------------
 
 
@@ -876,6 +902,27 @@ def stream_probe(target: Target, route: str, calls: int) -> dict:
     if target.gateway is not None:
         target.gateway.calls += res["calls"] + res["bad"] + min(50, calls // 4 + 1)
     return {"target": target.name, "route": route, **res}
+
+
+def hold(targets: list[Target], tmp: Path) -> None:
+    """Print how to drive every target with wrk by hand, then wait for ^C (--hold)."""
+    print("\nEverything is up. Drive it with wrk yourself, for example:\n")
+    for t in targets:
+        env = f"BENCH_BODY={t.bodies['json']} BENCH_OUT=/tmp/wrk-{t.name}.json"
+        if t.key:
+            env += f" BENCH_KEY={t.key}"
+        print(f"# {t.name}")
+        for conns in (1, 8):
+            print(f"{env} wrk -t1 -c{conns} -d10s --timeout 10s -s {LUA} {t.url('json')}")
+        print()
+    print("CPU per call: read utime+stime of the pids below from /proc/<pid>/stat (and their")
+    print("children) before and after, divide by the calls wrk reports.")
+    for t in targets:
+        print(f"  {t.name}: pids {t.pids} servers {t.server_pids}")
+    print(f"\nwork dir {tmp}; ^C stops everything.")
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
 
 
 # -- production mode (private PostgreSQL + Redis from tests/support/servers.py) --------------
@@ -1277,26 +1324,29 @@ def render(res: dict[str, Any]) -> str:
         f"CPU pinning: {res['pinning'] or 'none'}.",
         "",
     ]
+    if res.get("speed_summary"):
+        out += [speed.render(res)]
     direct = {r["connections"]: r for r in res["throughput"] if r["target"] == "direct"}
-    out += [
-        "Non-streamed chat completion (wrk, "
-        f"{res['plan']['measure_s']} s per cell after {res['plan']['warmup_s']} s warm-up):",
-        "",
-        "| target | conns | calls/s | p50 ms | p99 ms | added p50 ms | gateway CPU µs/call "
-        "| errors | other load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in res["throughput"]:
-        d = direct.get(r["connections"])
-        added = r["p50_ms"] - d["p50_ms"] if d and r["target"] != "direct" else None
-        cpu = r["cpu_us_per_call"]
-        if r.get("servers_cpu_us_per_call") is not None:
-            cpu = f"{_f(cpu, 0)} (+{_f(r['servers_cpu_us_per_call'], 0)} PG/Redis)"
-        out.append(
-            f"| {r['target']} | {r['connections']} | {_f(r['calls_per_s'], 0)} | "
-            f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | {_f(added, 3)} | "
-            f"{_f(cpu, 0)} | {r['errors']} | {_f(r.get('other_load_cores'), 2)} |"
-        )
+    if res["throughput"]:
+        out += [
+            "Non-streamed chat completion (wrk, "
+            f"{res['plan']['measure_s']} s per cell after {res['plan']['warmup_s']} s warm-up):",
+            "",
+            "| target | conns | calls/s | p50 ms | p99 ms | added p50 ms | gateway CPU µs/call "
+            "| errors | other load |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in res["throughput"]:
+            d = direct.get(r["connections"])
+            added = r["p50_ms"] - d["p50_ms"] if d and r["target"] != "direct" else None
+            cpu = r["cpu_us_per_call"]
+            if r.get("servers_cpu_us_per_call") is not None:
+                cpu = f"{_f(cpu, 0)} (+{_f(r['servers_cpu_us_per_call'], 0)} PG/Redis)"
+            out.append(
+                f"| {r['target']} | {r['connections']} | {_f(r['calls_per_s'], 0)} | "
+                f"{_f(r['p50_ms'], 3)} | {_f(r['p99_ms'], 3)} | {_f(added, 3)} | "
+                f"{_f(cpu, 0)} | {r['errors']} | {_f(r.get('other_load_cores'), 2)} |"
+            )
     if res.get("long_prompt"):
         dlong = {r["connections"]: r for r in res["long_prompt"] if r["target"] == "direct"}
         out += [
@@ -1489,11 +1539,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--phases",
-        default="throughput,long,stream,soak,hooks",
-        help="comma list of phases to run (default: all of throughput,long,stream,soak,hooks)",
+        default="speed,throughput,long,stream,soak,hooks",
+        help="comma list of phases (default: speed,throughput,long,stream,soak,hooks)",
     )
     ap.add_argument("--conns", help="comma list of connection counts (default 1,8,64)")
     ap.add_argument("--seconds", type=int, help="seconds per measured cell (default 10; 3 quick)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds of the speed phase (floor vs gateways at 1 and 8 conns)",
+    )
+    ap.add_argument(
+        "--hold",
+        action="store_true",
+        help="start everything, print the URLs, keys and wrk commands, and wait for ^C",
+    )
+    ap.add_argument(
+        "--passthrough",
+        action="store_true",
+        help="also the Starlette pass-through (bench/passthrough.py) in the other phases",
+    )
     ap.add_argument(
         "--no-passthrough",
         action="store_true",
@@ -1519,7 +1585,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds:
         plan.measure_s = plan.stream_load_s = args.seconds
     full_run = (
-        phases >= {"throughput", "long", "stream", "soak", "hooks"}
+        phases >= {"speed", "throughput", "long", "stream", "soak", "hooks"}
         and GATEWAY_SRC == REPO
         and not args.conns
         and not args.seconds
@@ -1540,6 +1606,7 @@ def main(argv: list[str] | None = None) -> int:
         "budget_targets": BUDGET,
         "notes": [],
         "pinning": (f"gateway cpu{cpus_gw}, rest cpu{cpus_rest}" if cpus_gw else None),
+        "speed": [],
         "throughput": [],
         "long_prompt": [],
         "stream_probe": [],
@@ -1641,7 +1708,23 @@ def main(argv: list[str] | None = None) -> int:
         res["memory"]["embedded"] = {"idle": idle}
         log(f"embedded gateway ready at {gw.base} (pid {gw.pid}, idle RSS {idle['rss_mb']} MB)")
         targets = [direct]
-        if not args.no_passthrough:
+        floor = None
+        try:
+            fl = start_floor(tmp, upstream, gw_models, cpus_gw)
+            children.append(fl)
+            OUR_PIDS.append(fl.pid)
+            floor = Target(
+                "floor",
+                f"http://{HOST}:{fl.port}",
+                "",
+                gw_paths,
+                emb.bodies,
+                pids=[fl.pid],
+            )
+            targets.append(floor)
+        except Exception as exc:
+            res["notes"].append(f"floor not measured: {exc}")
+        if args.passthrough and not args.no_passthrough:
             try:
                 pt = start_passthrough(tmp, upstream, gw_models, cpus_gw)
                 children.append(pt)
@@ -1700,7 +1783,26 @@ def main(argv: list[str] | None = None) -> int:
         elif not args.production:
             res["production_note"] = "not requested (use --production)"
 
+        if args.hold:
+            hold(targets, tmp)
+            return 0
+
         if not args.profile_only:
+            # 0. speed against the floor: direct, floor, gateways at 1 and 8 connections,
+            # interleaved, in rounds (ratios are taken within a round)
+            speed_targets = targets
+            for rnd in range(args.rounds if "speed" in phases else 0):
+                for conns in (1, 8):
+                    for t in speed_targets:
+                        wrk(wrk_exe, t, "json", conns, plan.warmup_s, tmp, cpus=cpus_rest)
+                        r = wrk(wrk_exe, t, "json", conns, plan.measure_s, tmp, cpus=cpus_rest)
+                        r["round"] = rnd
+                        res["speed"].append(r)
+                        log(
+                            f"round {rnd} {t.name:10s} c={conns} {r['calls_per_s']:>8,.0f} "
+                            f"calls/s p50 {r['p50_ms']:.3f} ms cpu/call "
+                            f"{speed.total_cpu(r)} µs other {r['other_load_cores']}"
+                        )
             # 1. non-streamed calls/s and latency, targets interleaved per concurrency
             for conns in plan.concurrency if "throughput" in phases else ():
                 for t in targets:
@@ -1861,6 +1963,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
     res["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     res["budget"] = evaluate_budget(res)
+    res["speed_summary"] = speed.summarize(res["speed"])
+    res["speed_targets"] = speed.evaluate(res["speed_summary"], res["memory"])
     RESULTS.mkdir(exist_ok=True)
     result_file = RESULTS / f"{stamp}-{mode.replace('+', '-')}.json"
     result_file.write_text(json.dumps(res, indent=2) + "\n")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from gateway.endpoints import Endpoint, EndpointKind
@@ -34,7 +34,7 @@ TOKENS_PER_IMAGE = 1_000
 
 
 class Encoder(Protocol):
-    def encode_ordinary(self, text: str) -> list[int]: ...
+    def encode_ordinary(self, text: str) -> Sequence[int]: ...
 
 
 class _Estimate:
@@ -44,6 +44,18 @@ class _Estimate:
         n = -(-len(text.encode("utf-8")) // 3)
         return [0] * n
 
+
+class _Utf8Bytes:
+    """Counts a text's UTF-8 bytes as its tokens: a BPE token is a non-empty run of those
+    bytes, so this is never below any encoding's count (an upper bound at no tokenizing)."""
+
+    name = "utf8-bytes"
+
+    def encode_ordinary(self, text: str) -> bytes:
+        return text.encode("utf-8", "surrogatepass")
+
+
+UTF8_BYTES: Encoder = _Utf8Bytes()
 
 _lock = threading.Lock()
 _encoders: dict[str, Encoder] = {}
@@ -253,6 +265,14 @@ def prompt_bound(endpoint: Endpoint, payload: dict[str, Any], body_bytes: int) -
         + TOKENS_PER_MESSAGE * (len(messages) + 1)
         + (TOKENS_PER_IMAGE * images)
     )
+
+
+def text_bound(endpoint: Endpoint, payload: dict[str, Any]) -> int:
+    """An upper bound on ``count_prompt`` less its media allowance (the prompt's text tokens),
+    tighter than ``prompt_bound``: the same walk as ``count_prompt`` with every text counted
+    as its UTF-8 bytes, so JSON syntax and escapes are left out. A few µs, no tokenizing."""
+    media = media_parts(endpoint, payload) * TOKENS_PER_IMAGE
+    return max(count_prompt(UTF8_BYTES, endpoint, payload) - media, 0)
 
 
 def _count_inputs(enc: Encoder, value: Any) -> int:

@@ -130,6 +130,8 @@ def test_the_free_prompt_bound_is_never_below_the_exact_count(payload: dict[str,
     for body in (orjson.dumps(payload), orjson.dumps(payload).replace(b",", b", ")):
         exact = tokens.count_prompt(enc, CHAT, payload)
         assert tokens.prompt_bound(CHAT, payload, len(body)) >= exact
+    media = tokens.media_parts(CHAT, payload) * tokens.TOKENS_PER_IMAGE
+    assert tokens.text_bound(CHAT, payload) >= max(exact - media, 0)
 
 
 def test_a_long_text_is_estimated_from_samples_close_to_its_count() -> None:

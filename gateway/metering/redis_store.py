@@ -48,6 +48,7 @@ from gateway.metering.clients import DOWN, Client, connect
 from gateway.metering.codec import encode_record
 from gateway.metering.layout import Layout, LayoutMismatch, UserKeys
 from gateway.metering.quota import LimitRefusal, Quota, QuotaUsage
+from gateway.metering.script_batch import ScriptBatcher
 from gateway.metering.spill import Credit, Journal, Pending, encode_pending
 from gateway.metering.store import Admission, Loader, SpendLoader, no_spend, scopes_of
 from gateway.records import UsageRecord
@@ -83,6 +84,11 @@ class RedisStore:
         folder = resources.files("gateway.metering")
         self._sources = {n: folder.joinpath(f"{n}.lua").read_text() for n in SCRIPTS}
         self._scripts = {n: redis.register_script(src) for n, src in self._sources.items()}
+        # One Redis: calls made in one loop turn share a pipeline. A cluster routes each call to
+        # its slot's master itself (a pipeline there would span nodes and failovers).
+        self._batcher = (
+            None if isinstance(redis, RedisCluster) else ScriptBatcher(redis, self._sources)
+        )
         self._journal = Journal(spill_dir) if spill_dir is not None else None
         self._retry: deque[Pending] = deque()
         self._retrier: asyncio.Task[None] | None = None
@@ -153,6 +159,8 @@ class RedisStore:
 
     async def _call(self, name: str, keys: list[str], args: Iterable[Any]) -> Any:
         try:
+            if self._batcher is not None:
+                return await self._batcher.call(name, keys, list(args))
             return await self._scripts[name](keys=keys, args=list(args))
         except (AttributeError, TypeError) as exc:
             # redis-py (8.1, redis/redis-py#4287) leaks the transport's error when it writes on

@@ -156,10 +156,18 @@ class LocalCounts:
         self._texts = texts
         self.searches = searches
         self._prompt: LocalPrompt | None = None
+        self._bound: int | None = None
 
     @property
     def prompt_bound(self) -> int:
-        return self._quote.prompt_tokens
+        # The quote's bound counts the whole body's bytes (JSON syntax included); the text's
+        # own bytes are a bound about half as high on a short chat, which is what lets an
+        # honest report be judged plausible without running the tokenizer on every call.
+        if self._bound is None:
+            self._bound = min(
+                self._quote.prompt_tokens, tokens.text_bound(self._endpoint, self._payload)
+            )
+        return self._bound
 
     def prompt(self) -> LocalPrompt:
         if self._prompt is None:

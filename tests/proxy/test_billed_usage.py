@@ -297,3 +297,47 @@ def test_each_choice_is_counted_on_its_own() -> None:
     local = LocalCounts(CHAT_MODEL, CHAT, {}, Quote(0, 0, 0, Output(10)), lambda: ["ab cd", "ef"])
     enc = tokens.model_encoder("gpt-4", None)
     assert local.output() == tokens.count_text(enc, "ab cd") + tokens.count_text(enc, "ef")
+
+
+def test_an_honest_report_of_a_short_chat_is_billed_without_running_the_tokenizer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import orjson
+
+    payload = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Say hello in one short sentence."},
+        ],
+        "max_tokens": 64,
+    }
+    exact = tokens.count_prompt(tokens.model_encoder("gpt-4", None), CHAT, payload)
+    body_bound = tokens.prompt_bound(CHAT, payload, len(orjson.dumps(payload)))
+    reported = NormalizedUsage(prompt_tokens=exact, output_tokens=9)
+    # The body's bytes alone cannot vouch for this report: the text's bytes can.
+    assert exact * 4 < body_bound
+    assert body_bound - exact > 8
+    assert exact <= tokens.text_bound(CHAT, payload) <= exact * 4
+    encoders: list[object] = []
+    real = tokens.count_text
+
+    def counting(enc: tokens.Encoder, text: str) -> int:
+        encoders.append(enc)
+        return real(enc, text)
+
+    monkeypatch.setattr(tokens, "count_text", counting)
+    local = LocalCounts(
+        CHAT_MODEL, CHAT, payload, Quote(0, body_bound, body_bound, Output(64)), list
+    )
+    billed = billed_usage(reported, local, produces_output=True, complete=True)
+    assert (billed.usage.prompt_tokens, billed.source) == (exact, UPSTREAM)
+    assert encoders
+    assert all(e is tokens.UTF8_BYTES for e in encoders)
+    # A report a quarter below the text's bytes is still judged on the real count.
+    low = NormalizedUsage(prompt_tokens=1, output_tokens=9)
+    local = LocalCounts(
+        CHAT_MODEL, CHAT, payload, Quote(0, body_bound, body_bound, Output(64)), list
+    )
+    billed = billed_usage(low, local, produces_output=True, complete=True)
+    assert (billed.usage.prompt_tokens, billed.source) == (exact, PROMPT_COUNTED)
