@@ -13,6 +13,7 @@ def routes() -> list[BaseRoute]:
         Route("/dashboard/login", signin.login_form, methods=["GET"]),
         Route("/dashboard/login", signin.login, methods=["POST"]),
         Route("/dashboard/logout", signin.logout, methods=["POST"]),
+        Route("/dashboard/logout-everywhere", signin.logout_everywhere, methods=["POST"]),
         Route("/dashboard", overview.overview, methods=["GET"]),
         Route("/dashboard/users", users.users, methods=["GET"]),
         Route("/dashboard/users/{user_id}", users.user, methods=["GET"]),
