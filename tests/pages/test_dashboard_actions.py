@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.billing.helpers import STRIPE_KEY, WEBHOOK_SECRET, deliver, event, ledger_rows, session
-from tests.pages.browsing import browser_client, csrf_of, operator
+from tests.pages.browsing import FORM_ID, browser_client, csrf_of, form_id_of, operator
 from tests.support.gateway import GatewayFactory, RunningGateway, usd
 
 
@@ -27,9 +27,13 @@ NO_LIMITS = {"budget": "", "period": "total", "rpm": "", "tpm": "", "max_concurr
 
 
 def post(client: httpx.Client, page: str, action: str, **form: str) -> httpx.Response:
-    """Posts ``form`` to ``action`` with the CSRF token of ``page``, as the browser would."""
-    token = csrf_of(client.get(page).text)
-    return client.post(action, data={"csrf_token": token, **form})
+    """Posts ``form`` to ``action`` with the CSRF token (and the money forms' one-time id) of
+    ``page``, as the browser would."""
+    html = client.get(page).text
+    hidden = {"csrf_token": csrf_of(html)}
+    if FORM_ID.search(html):
+        hidden["form_id"] = form_id_of(html)
+    return client.post(action, data={**hidden, **form})
 
 
 def call(gw: RunningGateway, key: str) -> None:
@@ -199,3 +203,67 @@ def test_a_usage_cursor_edited_by_hand_is_shown_as_an_error(
     assert r.status_code == 400
     assert 'role="alert"' in r.text
     assert "User alice" in r.text
+
+
+@pytest.mark.parametrize(
+    ("action", "field", "value", "expected"),
+    [("credits", "amount", "2.50", "3.50"), ("balance", "balance", "7.00", "7.00")],
+)
+def test_a_money_form_posted_twice_applies_once(
+    gw: RunningGateway, dash: httpx.Client, action: str, field: str, value: str, expected: str
+) -> None:
+    gw.user("1.00", user_id="alice")
+    html = dash.get("/dashboard/users/alice").text
+    form = {"csrf_token": csrf_of(html), "form_id": form_id_of(html), "reason": "once"}
+    first = dash.post(f"/dashboard/users/alice/{action}", data={**form, field: value})
+    assert first.status_code == 303
+    if action == "balance":
+        gw.user("1.00", user_id="bob")  # anything may happen between the two posts
+        post(
+            dash, "/dashboard/users/alice", "/dashboard/users/alice/credits", amount="1", reason="x"
+        )
+        expected = "8.00"
+    again = dash.post(f"/dashboard/users/alice/{action}", data={**form, field: value})
+    assert again.status_code == 303
+    assert again.headers["location"].endswith("?done=already")
+    assert "Already applied" in dash.get(again.headers["location"]).text
+    assert gw.balance("alice") == usd(expected)
+    kind = "grant" if action == "credits" else "adjustment"
+    rows = ledger_rows(
+        gw, "SELECT * FROM ledger_entries WHERE user_id = 'alice' AND reason = 'once'"
+    )
+    assert [r["kind"] for r in rows] == [kind]
+    # The same rendered form with another amount is refused, not applied.
+    other = dash.post(f"/dashboard/users/alice/{action}", data={**form, field: "99"})
+    assert other.status_code == 409
+    assert "already used" in other.text
+    assert gw.balance("alice") == usd(expected)
+    # A fresh page is a fresh form.
+    assert form_id_of(dash.get("/dashboard/users/alice").text) != form["form_id"]
+
+
+def test_a_money_form_without_its_one_time_id_is_refused(
+    gw: RunningGateway, dash: httpx.Client
+) -> None:
+    gw.user("1.00", user_id="alice")
+    token = csrf_of(dash.get("/dashboard/users/alice").text)
+    r = dash.post(
+        "/dashboard/users/alice/credits", data={"csrf_token": token, "amount": "5", "reason": "x"}
+    )
+    assert r.status_code == 400
+    assert "reload the page" in r.text
+    assert gw.balance("alice") == usd("1.00")
+
+
+def test_the_admin_api_takes_an_idempotency_reference(gw: RunningGateway) -> None:
+    gw.user("1.00", user_id="alice")
+    body = {"amount": "2.00", "reason": "retry-safe", "reference": "order-2024-0001"}
+    first = gw.admin.post("/admin/users/alice/credits", json=body).json()
+    again = gw.admin.post("/admin/users/alice/credits", json=body).json()
+    assert (first["duplicate"], again["duplicate"]) == (False, True)
+    assert again["entry"] == first["entry"]
+    assert first["entry"]["reference"] == "admin:ref:order-2024-0001"
+    assert gw.balance("alice") == usd("3.00")
+    bad = gw.admin.post("/admin/users/alice/credits", json={**body, "reference": "no spaces!"})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["param"] == "reference"

@@ -16,7 +16,7 @@ from gateway.ledger import open_ledger
 from gateway.pages.sessions import operator_token_hash
 from gateway.records import WebSession, utcnow
 from tests.billing.helpers import ledger_rows
-from tests.pages.browsing import browser_client, csrf_of, operator, sign_in
+from tests.pages.browsing import browser_client, csrf_of, form_id_of, operator, sign_in
 from tests.support.gateway import ADMIN_KEY, GatewayFactory, RunningGateway, usd
 
 Clients = Callable[..., httpx.Client]
@@ -48,7 +48,8 @@ def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing(
 ) -> None:
     uid, _ = gw.user("1.00", user_id="alice")
     browser = operator(new_client())
-    token = csrf_of(browser.get(f"/dashboard/users/{uid}").text)
+    html = browser.get(f"/dashboard/users/{uid}").text
+    token, form_id = csrf_of(html), form_id_of(html)
     other = operator(new_client())
     theirs = csrf_of(other.get(f"/dashboard/users/{uid}").text)
     assert theirs != token
@@ -62,7 +63,8 @@ def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing(
     assert gw.balance(uid) == usd("1.00")
     assert ledger_rows(gw, "SELECT * FROM audit_log WHERE action = 'credits.add'") == []
     r = browser.post(
-        f"/dashboard/users/{uid}/credits", data={"csrf_token": token, "amount": "2", "reason": "ok"}
+        f"/dashboard/users/{uid}/credits",
+        data={"csrf_token": token, "form_id": form_id, "amount": "2", "reason": "ok"},
     )
     assert r.status_code == 303
     assert gw.balance(uid) == usd("3.00")
