@@ -321,6 +321,9 @@ class Payments(Protocol):
     ) -> tuple[list[StripeEvent], bool]:
         """Newest first; ``status`` filters when given."""
 
+    async def get_stripe_event(self, event_id: str) -> StripeEvent | None:
+        """The stored event and its outcome, or None for an id never claimed."""
+
     async def find_stripe_credit(self, payment_intent: str) -> tuple[str, int] | None:
         """(user_id, credited nano-USD) of the credited payment behind a PaymentIntent."""
 
