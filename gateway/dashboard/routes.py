@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from gateway.dashboard import operations, overview, signin, users
+from gateway.dashboard import operations, overview, payments, signin, users
 
 
 def routes() -> list[BaseRoute]:
@@ -25,8 +25,8 @@ def routes() -> list[BaseRoute]:
             "/dashboard/users/{user_id}/keys/{key_id}/revoke", users.revoke_key, methods=["POST"]
         ),
         Route("/dashboard/audit", operations.audit, methods=["GET"]),
-        Route("/dashboard/payments", operations.payments, methods=["GET"]),
-        Route("/dashboard/payments/{event_id}/replay", operations.replay, methods=["POST"]),
+        Route("/dashboard/payments", payments.payments, methods=["GET"]),
+        Route("/dashboard/payments/{event_id}/replay", payments.replay, methods=["POST"]),
         Route("/dashboard/prices", operations.prices, methods=["GET"]),
         Route("/dashboard/prices/reload", operations.reload_prices, methods=["POST"]),
     ]

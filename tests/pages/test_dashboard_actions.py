@@ -175,6 +175,27 @@ def test_an_unmatched_stripe_event_is_replayed_once_its_user_exists(
         assert gw.balance("later") == usd("10.00")
 
 
+def test_a_payment_in_another_currency_is_shown_with_what_to_do_and_no_replay(
+    gateways: GatewayFactory,
+) -> None:
+    gw = gateways.start(STRIPE_API_KEY=STRIPE_KEY, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    gw.user("0", user_id="carol")
+    paid = event("evt_eur_1", "checkout.session.completed", session("carol", currency="eur"))
+    assert deliver(gw, paid).json()["status"] == "foreign_currency"
+    with browser_client(gw) as dash:
+        operator(dash)
+        page = dash.get("/dashboard/payments").text
+        section = page.split('id="foreign_currency"')[1].split("</section>")[0]
+        assert "evt_eur_1" in section
+        assert "Paid in another currency, not credited (1)" in section
+        assert "refund the payment in Stripe" in section
+        assert 'href="/dashboard/users/carol"' in section
+        assert "/replay" not in section
+        r = post(dash, "/dashboard/payments", "/dashboard/payments/evt_eur_1/replay")
+        assert r.status_code == 404
+    assert gw.balance("carol") == 0
+
+
 def test_prices_are_reloaded_from_models_yaml(
     gw: RunningGateway, gateways: GatewayFactory, dash: httpx.Client
 ) -> None:
