@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from gateway.dashboard import operations, overview, payments, signin, users
+from gateway.dashboard import audit, overview, payments, prices, signin, users
 
 
 def routes() -> list[BaseRoute]:
@@ -24,9 +24,9 @@ def routes() -> list[BaseRoute]:
         Route(
             "/dashboard/users/{user_id}/keys/{key_id}/revoke", users.revoke_key, methods=["POST"]
         ),
-        Route("/dashboard/audit", operations.audit, methods=["GET"]),
+        Route("/dashboard/audit", audit.audit, methods=["GET"]),
         Route("/dashboard/payments", payments.payments, methods=["GET"]),
         Route("/dashboard/payments/{event_id}/replay", payments.replay, methods=["POST"]),
-        Route("/dashboard/prices", operations.prices, methods=["GET"]),
-        Route("/dashboard/prices/reload", operations.reload_prices, methods=["POST"]),
+        Route("/dashboard/prices", prices.prices, methods=["GET"]),
+        Route("/dashboard/prices/reload", prices.reload_prices, methods=["POST"]),
     ]

@@ -9,6 +9,10 @@ The money forms (add credit, set balance) carry a one-time ``form_id`` made when
 rendered; it becomes the operation's idempotency reference, so the same rendered form posted
 twice (a double click, a resubmission, a replayed request) moves money once and the second
 post says it was already applied.
+
+Revoking a key and disabling a user ask first: the page's script asks in the browser and
+sends ``confirm=yes``; a post without it (no script) is answered with a confirm page whose
+button sends it.
 """
 
 from __future__ import annotations
@@ -144,11 +148,38 @@ async def set_balance(request: Request) -> Response:
     return await _change(request, "set_balance", params, "balance")
 
 
+def _confirm(
+    request: Request, *, title: str, message: str, button: str, fields: dict[str, str]
+) -> Response:
+    """The page that asks before a change that cannot be taken back quietly; its form posts
+    ``fields`` again to this same address with ``confirm=yes``."""
+    back = f"/dashboard/users/{quote(request.path_params['user_id'], safe='')}"
+    context = {
+        "title": title,
+        "message": message,
+        "button": button,
+        "fields": fields,
+        "action": request.url.path,
+        "back": back,
+    }
+    return page(request, "confirm.html", context)
+
+
 async def set_status(request: Request) -> Response:
     await require_operator(request)
     form = await read_form(request)
     await check_csrf(request, form)
     disabled = form.get("disabled") == "true"
+    user_id = request.path_params["user_id"]
+    if disabled and form.get("confirm") != "yes":
+        return _confirm(
+            request,
+            title=f"Disable user {user_id}?",
+            message="Every key of theirs is refused at once; their balance is kept. You can "
+            "enable them again later.",
+            button="Disable user",
+            fields={"disabled": "true"},
+        )
     done = "disabled" if disabled else "enabled"
     return await _change(request, "update_user", {"disabled": disabled}, done)
 
@@ -189,6 +220,15 @@ async def revoke_key(request: Request) -> Response:
         key = await run(request, "get_key", {"key_id": key_id})
         if key["user_id"] != user_id:
             raise NotFound(f"user {user_id} has no key {key_id}", code="key_not_found")
+        if form.get("confirm") != "yes":
+            return _confirm(
+                request,
+                title=f"Revoke key {key['prefix']}…?",
+                message=f"Key {key['prefix']}… ({key['name'] or key_id}) of user {user_id} "
+                "is refused at once, for good: its callers need a new key.",
+                button="Revoke key",
+                fields={},
+            )
         await run(request, "revoke_key", {"key_id": key_id})
     except GatewayError as exc:
         return await user_page(request, error=exc.message, status=exc.status)

@@ -48,7 +48,18 @@ def test_a_key_revoked_on_the_page_stops_working(gw: RunningGateway, dash: httpx
     [key_id] = re.findall(
         r"/keys/(key_[A-Za-z0-9]+)/revoke", dash.get("/dashboard/users/alice").text
     )
+    # Asked first (the page without its script): a confirm page, nothing revoked yet.
     r = post(dash, "/dashboard/users/alice", f"/dashboard/users/alice/keys/{key_id}/revoke")
+    assert r.status_code == 200
+    assert "Revoke key sk-" in r.text
+    assert 'name="confirm" value="yes"' in r.text
+    call(gw, key)
+    r = post(
+        dash,
+        "/dashboard/users/alice",
+        f"/dashboard/users/alice/keys/{key_id}/revoke",
+        confirm="yes",
+    )
     assert r.status_code == 303
     assert dash.get(r.headers["location"]).text.count("revoked") >= 1
     with pytest.raises(openai.AuthenticationError):
@@ -67,6 +78,16 @@ def test_a_user_disabled_on_the_page_is_refused_until_enabled(
 ) -> None:
     _, key = gw.user("1.00", user_id="alice")
     r = post(dash, "/dashboard/users/alice", "/dashboard/users/alice/status", disabled="true")
+    assert r.status_code == 200
+    assert "Disable user alice?" in r.text
+    call(gw, key)  # not yet
+    r = post(
+        dash,
+        "/dashboard/users/alice",
+        "/dashboard/users/alice/status",
+        disabled="true",
+        confirm="yes",
+    )
     assert r.status_code == 303
     page = dash.get(r.headers["location"]).text
     assert "User disabled" in page
