@@ -5,13 +5,18 @@ Stripe event is replayed once; prices are reloaded from models.yaml."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import openai
+import orjson
 import pytest
 
+from gateway.ledger import open_ledger
+from gateway.records import StripeEvent, utcnow
 from tests.billing.helpers import STRIPE_KEY, WEBHOOK_SECRET, deliver, event, ledger_rows, session
 from tests.pages.browsing import FORM_ID, browser_client, csrf_of, form_id_of, operator
 from tests.support.gateway import GatewayFactory, RunningGateway, usd
@@ -309,3 +314,48 @@ def test_the_admin_api_takes_an_idempotency_reference(gw: RunningGateway) -> Non
     bad = gw.admin.post("/admin/users/alice/credits", json={**body, "reference": "no spaces!"})
     assert bad.status_code == 422
     assert bad.json()["error"]["param"] == "reference"
+
+
+def test_an_event_stuck_in_processing_is_shown_after_ten_minutes_and_replayed_once(
+    gateways: GatewayFactory,
+) -> None:
+    gw = gateways.start(STRIPE_API_KEY=STRIPE_KEY, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    gw.user("0", user_id="dave")
+    payloads = {
+        eid: orjson.dumps(
+            event(eid, "checkout.session.completed", session("dave", session_id=f"cs_{eid}"))
+        ).decode()
+        for eid in ("evt_stuck", "evt_busy")
+    }
+
+    async def crash_midway() -> None:
+        # What a delivery that died after claiming the event leaves behind.
+        ledger = await open_ledger(gw.settings.database_url)
+        try:
+            for eid, payload in payloads.items():
+                await ledger.payments.claim_stripe_event(
+                    StripeEvent(eid, "checkout.session.completed", "processing", payload)
+                )
+            await ledger.database.execute(
+                "UPDATE stripe_events SET updated_at = $1 WHERE event_id = $2",
+                utcnow() - timedelta(hours=1),
+                "evt_stuck",
+            )
+        finally:
+            await ledger.close()
+
+    asyncio.run(crash_midway())
+    with browser_client(gw) as dash:
+        operator(dash)
+        section = dash.get("/dashboard/payments").text.split('id="processing"')[1]
+        section = section.split("</section>")[0]
+        assert "evt_stuck" in section
+        assert "evt_busy" not in section  # a delivery may be working on it right now
+        r = post(dash, "/dashboard/payments", "/dashboard/payments/evt_busy/replay")
+        assert r.status_code == 404
+        r = post(dash, "/dashboard/payments", "/dashboard/payments/evt_stuck/replay")
+        assert r.status_code == 200
+        assert "Event evt_stuck replayed: credited" in r.text
+        r = post(dash, "/dashboard/payments", "/dashboard/payments/evt_stuck/replay")
+        assert r.status_code == 404
+    assert gw.balance("dave") == usd("10.00")
