@@ -14,13 +14,21 @@ from typing import Any
 
 from gateway.auth import Authenticator, NewKey, new_key
 from gateway.errors import Conflict, GatewayError, NotFound, Unprocessable
-from gateway.ledger.base import DuplicateUser, InsufficientFunds, Ledger, UnknownUser
+from gateway.ledger.base import (
+    DuplicateUser,
+    InsufficientFunds,
+    Ledger,
+    ReferenceConflict,
+    UnknownUser,
+)
 from gateway.metering.store import BalanceStore
 from gateway.money import format_usd, parse_amount
 from gateway.postings import Postings
 from gateway.records import ApiKey, AuditEvent, Entry, User
 
 USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
+# A caller's own idempotency reference (an API client's, a dashboard form's one-time id).
+REFERENCE = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
 MAX_BULK = 1000
 
 
@@ -126,6 +134,9 @@ class Accounts:
         actor: str,
         reference: str | None = None,
     ) -> Entry:
+        """A ``grant`` of ``value`` USD. With a ``reference`` (see ``own_reference``) a second
+        credit of the same reference moves nothing and answers the first entry (``created``
+        False); the same reference for another user or amount raises Conflict."""
         return await self._grant(
             user_id,
             parse_amount(value),
@@ -148,6 +159,8 @@ class Accounts:
         entry = await self._post(
             user_id, kind="grant", delta=credit, reference=reference, reason=reason, actor=actor
         )
+        if not entry.created:
+            return entry  # a replay: the first credit was audited, nothing moved now
         await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
@@ -165,9 +178,18 @@ class Accounts:
         return entry
 
     async def set_balance(
-        self, user_id: str, value: object, *, reason: str | None, actor: str
+        self,
+        user_id: str,
+        value: object,
+        *,
+        reason: str | None,
+        actor: str,
+        reference: str | None = None,
     ) -> Entry:
         """Sets the durable balance by one ``adjustment`` entry for the difference.
+
+        With a ``reference``, a second call of the same reference moves nothing (even if the
+        balance moved since) and answers the first entry (``created`` False).
 
         The difference is computed by the ledger inside its transaction (no settlement can
         land between reading and writing it) and then applied to the balance store as a delta:
@@ -175,13 +197,21 @@ class Accounts:
         yet flushed are still billed after the new balance, never lost or counted twice.
         """
         target = parse_amount(value, param="balance", allow_zero=True)
-        reference = f"admin:{secrets.token_hex(8)}"
+        reference = reference or f"admin:{secrets.token_hex(8)}"
         try:
             entry = await Postings(self.ledger.journal, self.store).set_balance(
                 user_id, balance=target, reference=reference, reason=reason, actor=actor
             )
         except UnknownUser as exc:
             raise NotFound(f"no user {user_id!r}", code="user_not_found") from exc
+        except ReferenceConflict as exc:
+            raise _reused(reference) from exc
+        if not entry.created:
+            # The ledger cannot tell (the amount depended on the balance then): the first set
+            # aimed elsewhere when it left another balance behind.
+            if entry.balance_after != target:
+                raise _reused(reference)
+            return entry
         await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
@@ -262,6 +292,31 @@ class Accounts:
             raise Unprocessable(
                 "the balance cannot cover this debit", code="insufficient_balance"
             ) from exc
+        except ReferenceConflict as exc:
+            raise _reused(reference) from exc
+
+
+def own_reference(value: object) -> str | None:
+    """A caller's idempotency reference (8-100 of A-Z a-z 0-9 _.:-) as the ledger reference
+    ``admin:ref:<it>`` (apart from every reference the gateway makes itself); None when not
+    given. Raises Unprocessable for anything else."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not REFERENCE.match(value):
+        raise Unprocessable(
+            "reference must be 8 to 100 letters, digits or _.:-",
+            param="reference",
+            code="invalid_reference",
+        )
+    return f"admin:ref:{value}"
+
+
+def _reused(reference: str) -> Conflict:
+    return Conflict(
+        f"reference {reference!r} was already used for another change; nothing changed",
+        param="reference",
+        code="reference_reused",
+    )
 
 
 def _user_ids(value: object) -> list[str]:

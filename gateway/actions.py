@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway import keys, reports, views
-from gateway.accounts import Accounts, BulkApplied
+from gateway.accounts import Accounts, BulkApplied, own_reference
 from gateway.alerts import listing
 from gateway.errors import BadRequest
 from gateway.portal import invites
@@ -166,6 +166,7 @@ async def add_credit(ctx: ActionContext, path: Path, params: Params) -> Json:
         params.get("amount"),
         reason=optional_str(params, "reason"),
         actor=ctx.actor,
+        reference=own_reference(params.get("reference")),
     )
     return await _money_view(ctx, path["user_id"], entry)
 
@@ -176,6 +177,7 @@ async def set_balance(ctx: ActionContext, path: Path, params: Params) -> Json:
         params.get("balance"),
         reason=optional_str(params, "reason"),
         actor=ctx.actor,
+        reference=own_reference(params.get("reference")),
     )
     return await _money_view(ctx, path["user_id"], entry)
 

@@ -19,6 +19,7 @@ from gateway.key_settings import key_changes, merged_limits, user_changes
 from gateway.ledger.base import UnknownUser
 from gateway.metering.quota import QuotaUsage, period_bounds, quota
 from gateway.records import ApiKey, AuditEvent, Limits, User, utcnow
+from gateway.views import limits_view
 
 MAX_GRACE = 30 * 24 * 3600
 
@@ -75,7 +76,7 @@ async def update_key(
             actor=actor,
             action="key.update",
             target=k.user_id,
-            details={"key_id": key_id, "fields": sorted(changes)},
+            details={"key_id": key_id, "fields": sorted(changes), "new": audited(changes)},
         ),
     )
     if updated is None:
@@ -137,7 +138,10 @@ async def update_user(
         user_id,
         changes,
         audit=lambda u: AuditEvent(
-            actor=actor, action="user.update", target=user_id, details={"fields": sorted(changes)}
+            actor=actor,
+            action="user.update",
+            target=user_id,
+            details={"fields": sorted(changes), "new": audited(changes)},
         ),
     )
     if updated is None:
@@ -145,6 +149,22 @@ async def update_user(
     if accounts.auth is not None:
         accounts.auth.forget(user_id=user_id)
     return updated
+
+
+def audited(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The new values of a change as its audit event keeps them (JSON: limits as the API
+    shows them, times in ISO 8601), so the log says what a change set, not only which
+    fields: ``{"disabled": true}``, ``{"limits": {"rpm": 30, ...}}``."""
+    shown: dict[str, Any] = {}
+    for name, value in changes.items():
+        if isinstance(value, Limits):
+            value = limits_view(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, tuple):
+            value = list(value)
+        shown[name] = value
+    return shown
 
 
 async def limit_usage(

@@ -136,8 +136,9 @@ def entry_view(entry: Entry) -> Json:
 
 def money_view(entry: Entry, user: Json) -> Json:
     """What a credit or balance change answers: the entry and the user (a ``user_view``)
-    after it."""
-    return {"entry": entry_view(entry), "user": user}
+    after it; ``duplicate`` when the change's reference had been applied before (the first
+    entry, nothing moved now)."""
+    return {"entry": entry_view(entry), "user": user, "duplicate": not entry.created}
 
 
 def bulk_view(results: list[Json]) -> Json:

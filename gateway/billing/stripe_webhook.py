@@ -89,7 +89,10 @@ async def process(
         return record, False  # an event type we do not use: acknowledged, not stored
     seen = await billing.ledger.payments.claim_stripe_event(record)
     if seen is not None and seen not in RETRYABLE:
-        return replace(record, status=seen), True
+        # Answered as the first time (user, amount, detail...): a redelivery or a replay of
+        # a settled event reads the same as its first outcome, plus ``duplicate``.
+        stored = await billing.ledger.payments.get_stripe_event(record.event_id)
+        return (stored or replace(record, status=seen)), True
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     try:

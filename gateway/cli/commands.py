@@ -152,12 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = _op(credits.add_parser("add", help="add credit (a grant entry)"), "add_credit")
     c.add_argument("amount", help="USD, e.g. 25.00")
     c.add_argument("--reason")
+    c.add_argument("--reference", help=REFERENCE_HELP)
     c = _op(
         credits.add_parser("set", help="set the balance (one adjustment entry for the difference)"),
         "set_balance",
     )
     c.add_argument("balance", help="USD, e.g. 0 or 12.50")
     c.add_argument("--reason")
+    c.add_argument("--reference", help=REFERENCE_HELP)
     c = _op(
         credits.add_parser(
             "bulk",
@@ -345,6 +347,9 @@ def _models_check(args: argparse.Namespace, settings: Settings) -> None:
 
 # Options that steer the CLI itself rather than name a parameter of the action.
 _CLI_ONLY = {"command", "run", "op_action", "op_path", "direct", "url", "json", "file"}
+
+
+REFERENCE_HELP = "your idempotency reference (8-100 of A-Za-z0-9_.:-): run twice, applies once"
 
 
 def params_of(args: argparse.Namespace) -> dict[str, Any]:

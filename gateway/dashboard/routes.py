@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from gateway.dashboard import operations, overview, signin, users
+from gateway.dashboard import audit, overview, payments, prices, signin, users
 
 
 def routes() -> list[BaseRoute]:
@@ -13,6 +13,7 @@ def routes() -> list[BaseRoute]:
         Route("/dashboard/login", signin.login_form, methods=["GET"]),
         Route("/dashboard/login", signin.login, methods=["POST"]),
         Route("/dashboard/logout", signin.logout, methods=["POST"]),
+        Route("/dashboard/logout-everywhere", signin.logout_everywhere, methods=["POST"]),
         Route("/dashboard", overview.overview, methods=["GET"]),
         Route("/dashboard/users", users.users, methods=["GET"]),
         Route("/dashboard/users/{user_id}", users.user, methods=["GET"]),
@@ -23,9 +24,9 @@ def routes() -> list[BaseRoute]:
         Route(
             "/dashboard/users/{user_id}/keys/{key_id}/revoke", users.revoke_key, methods=["POST"]
         ),
-        Route("/dashboard/audit", operations.audit, methods=["GET"]),
-        Route("/dashboard/payments", operations.payments, methods=["GET"]),
-        Route("/dashboard/payments/{event_id}/replay", operations.replay, methods=["POST"]),
-        Route("/dashboard/prices", operations.prices, methods=["GET"]),
-        Route("/dashboard/prices/reload", operations.reload_prices, methods=["POST"]),
+        Route("/dashboard/audit", audit.audit, methods=["GET"]),
+        Route("/dashboard/payments", payments.payments, methods=["GET"]),
+        Route("/dashboard/payments/{event_id}/replay", payments.replay, methods=["POST"]),
+        Route("/dashboard/prices", prices.prices, methods=["GET"]),
+        Route("/dashboard/prices/reload", prices.reload_prices, methods=["POST"]),
     ]

@@ -1,8 +1,10 @@
-"""Operator sign-in with the admin key, and sign-out.
+"""Operator sign-in with the admin key, sign-out, and sign-out everywhere.
 
 A right key opens an operator session (``user_id`` None) under a new token; the key itself is
 kept nowhere (not in the session row, not in the cookie). Failures are limited per client
 (gateway/pages/attempts.py): after 5 in 15 minutes the form answers 429 until they age out.
+Operator sessions are bound to the admin key (sessions.operator_token_hash): a new
+GATEWAY_ADMIN_KEY ends them all, and so does "Sign out everywhere" without changing the key.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import math
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway.dashboard.common import page
+from gateway.dashboard.common import ACTOR, page
 from gateway.pages import attempts, sessions
 from gateway.pages.forms import read_form
+from gateway.records import AuditEvent
 from gateway.web import services_of
 
 HOME = "/dashboard"
@@ -72,6 +75,24 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     form = await read_form(request)
     await sessions.check_csrf(request, form)
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    await sessions.end_current_session(request, response)
+    return response
+
+
+async def logout_everywhere(request: Request) -> Response:
+    """Ends every operator session, this browser's too (e.g. a laptop left signed in);
+    users' portal sessions stay. Recorded in the audit log as ``dashboard.sign_out_all``."""
+    await sessions.require_operator(request)
+    form = await read_form(request)
+    await sessions.check_csrf(request, form)
+    ledger = services_of(request).ledger
+    ended = await ledger.sessions.end_operator_sessions()
+    await ledger.audit.record_audit(
+        AuditEvent(
+            actor=ACTOR, action="dashboard.sign_out_all", target=None, details={"sessions": ended}
+        )
+    )
     response = RedirectResponse("/dashboard/login", status_code=303)
     await sessions.end_current_session(request, response)
     return response

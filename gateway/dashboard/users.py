@@ -4,10 +4,20 @@ credits added or the balance set (with a reason), keys revoked, limits, disable/
 Each POST runs the admin action of the same name and answers 303 back to the user's page
 with a notice; a refused change re-renders the page with the action's error (and its status)
 and changes nothing.
+
+The money forms (add credit, set balance) carry a one-time ``form_id`` made when the page is
+rendered; it becomes the operation's idempotency reference, so the same rendered form posted
+twice (a double click, a resubmission, a replayed request) moves money once and the second
+post says it was already applied.
+
+Revoking a key and disabling a user ask first: the page's script asks in the browser and
+sends ``confirm=yes``; a post without it (no script) is answered with a confirm page whose
+button sends it.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.dashboard.common import page, run
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.pages.forms import read_form
 from gateway.pages.sessions import check_csrf, require_operator
 from gateway.records import PERIODS
@@ -29,6 +39,7 @@ NOTICES = {
     "disabled": "User disabled: their keys are refused.",
     "enabled": "User enabled.",
     "limits": "Limits saved.",
+    "already": "Already applied: this form had been submitted before, so nothing changed now.",
 }
 
 
@@ -78,6 +89,7 @@ async def user_page(
         "periods": PERIODS,
         "error": error,
         "notice": notice,
+        "form_id": secrets.token_urlsafe(16),
     }
     return page(request, "user.html", context, status=status)
 
@@ -87,17 +99,36 @@ async def _change(request: Request, name: str, params: dict[str, Any], done: str
     error."""
     user_id = request.path_params["user_id"]
     try:
-        await run(request, name, {"user_id": user_id}, params)
+        answer = await run(request, name, {"user_id": user_id}, params)
     except GatewayError as exc:
         return await user_page(request, error=exc.message, status=exc.status)
+    if answer.get("duplicate"):
+        done = "already"
     return RedirectResponse(f"/dashboard/users/{quote(user_id, safe='')}?done={done}", 303)
+
+
+def _reference(form: dict[str, str], what: str) -> str:
+    """The money form's idempotency reference: its one-time ``form_id`` and what it does (the
+    page's two money forms share one id). Raises BadRequest without one."""
+    form_id = form.get("form_id", "")
+    if not 16 <= len(form_id) <= 64:
+        raise BadRequest("this form is out of date: reload the page and try again")
+    return f"dashboard:{form_id}:{what}"
 
 
 async def add_credit(request: Request) -> Response:
     await require_operator(request)
     form = await read_form(request)
     await check_csrf(request, form)
-    params = {"amount": form.get("amount", ""), "reason": form.get("reason") or None}
+    try:
+        reference = _reference(form, "credit")
+    except BadRequest as exc:
+        return await user_page(request, error=exc.message, status=exc.status)
+    params = {
+        "amount": form.get("amount", ""),
+        "reason": form.get("reason") or None,
+        "reference": reference,
+    }
     return await _change(request, "add_credit", params, "credit")
 
 
@@ -105,8 +136,33 @@ async def set_balance(request: Request) -> Response:
     await require_operator(request)
     form = await read_form(request)
     await check_csrf(request, form)
-    params = {"balance": form.get("balance", ""), "reason": form.get("reason") or None}
+    try:
+        reference = _reference(form, "balance")
+    except BadRequest as exc:
+        return await user_page(request, error=exc.message, status=exc.status)
+    params = {
+        "balance": form.get("balance", ""),
+        "reason": form.get("reason") or None,
+        "reference": reference,
+    }
     return await _change(request, "set_balance", params, "balance")
+
+
+def _confirm(
+    request: Request, *, title: str, message: str, button: str, fields: dict[str, str]
+) -> Response:
+    """The page that asks before a change that cannot be taken back quietly; its form posts
+    ``fields`` again to this same address with ``confirm=yes``."""
+    back = f"/dashboard/users/{quote(request.path_params['user_id'], safe='')}"
+    context = {
+        "title": title,
+        "message": message,
+        "button": button,
+        "fields": fields,
+        "action": request.url.path,
+        "back": back,
+    }
+    return page(request, "confirm.html", context)
 
 
 async def set_status(request: Request) -> Response:
@@ -114,6 +170,16 @@ async def set_status(request: Request) -> Response:
     form = await read_form(request)
     await check_csrf(request, form)
     disabled = form.get("disabled") == "true"
+    user_id = request.path_params["user_id"]
+    if disabled and form.get("confirm") != "yes":
+        return _confirm(
+            request,
+            title=f"Disable user {user_id}?",
+            message="Every key of theirs is refused at once; their balance is kept. You can "
+            "enable them again later.",
+            button="Disable user",
+            fields={"disabled": "true"},
+        )
     done = "disabled" if disabled else "enabled"
     return await _change(request, "update_user", {"disabled": disabled}, done)
 
@@ -154,6 +220,15 @@ async def revoke_key(request: Request) -> Response:
         key = await run(request, "get_key", {"key_id": key_id})
         if key["user_id"] != user_id:
             raise NotFound(f"user {user_id} has no key {key_id}", code="key_not_found")
+        if form.get("confirm") != "yes":
+            return _confirm(
+                request,
+                title=f"Revoke key {key['prefix']}…?",
+                message=f"Key {key['prefix']}… ({key['name'] or key_id}) of user {user_id} "
+                "is refused at once, for good: its callers need a new key.",
+                button="Revoke key",
+                fields={},
+            )
         await run(request, "revoke_key", {"key_id": key_id})
     except GatewayError as exc:
         return await user_page(request, error=exc.message, status=exc.status)

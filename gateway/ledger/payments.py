@@ -112,6 +112,10 @@ class SqlPayments:
         )
         return [stripe_event(r) for r in rows[:limit]], len(rows) > limit
 
+    async def get_stripe_event(self, event_id: str) -> StripeEvent | None:
+        row = await self._db.fetchrow("SELECT * FROM stripe_events WHERE event_id = $1", event_id)
+        return None if row is None else stripe_event(row)
+
     async def find_stripe_credit(self, payment_intent: str) -> tuple[str, int] | None:
         row = await self._db.fetchrow(
             "SELECT user_id, amount FROM stripe_events WHERE payment_intent = $1"

@@ -321,6 +321,9 @@ class Payments(Protocol):
     ) -> tuple[list[StripeEvent], bool]:
         """Newest first; ``status`` filters when given."""
 
+    async def get_stripe_event(self, event_id: str) -> StripeEvent | None:
+        """The stored event and its outcome, or None for an id never claimed."""
+
     async def find_stripe_credit(self, payment_intent: str) -> tuple[str, int] | None:
         """(user_id, credited nano-USD) of the credited payment behind a PaymentIntent."""
 
@@ -403,7 +406,9 @@ class Sessions(Protocol):
     - ``end_session`` deletes one session and answers whether it existed;
     - ``end_sessions_of`` deletes every session of ``user_id`` except ``except_token_hash``
       (the one signing out the others) and answers how many it ended. Operator sessions
-      (``user_id`` None) are never ended by it.
+      (``user_id`` None) are never ended by it;
+    - ``end_operator_sessions`` deletes every operator session (``user_id`` None) and answers
+      how many it ended; users' sessions stay.
     """
 
     async def create_session(self, session: WebSession) -> None: ...
@@ -415,3 +420,5 @@ class Sessions(Protocol):
     async def end_sessions_of(
         self, user_id: str, *, except_token_hash: str | None = None
     ) -> int: ...
+
+    async def end_operator_sessions(self) -> int: ...

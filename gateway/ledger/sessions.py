@@ -54,6 +54,12 @@ class SqlSessions:
         )
         return len(rows)
 
+    async def end_operator_sessions(self) -> int:
+        rows = await self._db.fetch(
+            "DELETE FROM web_sessions WHERE user_id IS NULL RETURNING token_hash"
+        )
+        return len(rows)
+
 
 def _session(r: Row) -> WebSession:
     return WebSession(

@@ -4,6 +4,11 @@ tooltip (<title>) naming its label and amount.
 
 Amounts are nano-USD ints, shown with ``format_usd`` (exact). Colours come from site.css
 (classes ``chart``, ``bar``, ``bar-N``, ``axis``), so the page's theme applies.
+
+The SVG scales with the page and its text with it: site.css caps the chart's width (text of
+``FONT`` units stays near 14 px on a desktop) and on a phone sets a larger font in viewBox
+units (near 12 px on screen) while every other x label (class ``alt``) is hidden, so labels
+neither shrink to 7 px nor collide. The margins below leave room for that larger font.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from markupsafe import Markup, escape
 from gateway.money import format_usd
 
 WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 8, 8, 24, 36
+LEFT, RIGHT, TOP, BOTTOM = 8, 8, 32, 40
 MAX_LABELS = 8  # x-axis labels shown at most; every bar keeps its tooltip
 _ids = itertools.count(1)
 
@@ -53,8 +58,8 @@ def stacked_bar_chart(
         f'<title id="{chart_id}-t">{escape(title)}</title>',
         f'<desc id="{chart_id}-d">{len(points)} bars, total {escape(_amount(total, unit))},'
         f" highest {escape(_amount(max(totals, default=0), unit))}</desc>",
-        f'<text class="axis" x="{LEFT}" y="14">max {escape(_amount(max(totals, default=0), unit))}'
-        "</text>",
+        f'<text class="axis" x="{LEFT}" y="{TOP - 8}">max'
+        f" {escape(_amount(max(totals, default=0), unit))}</text>",
         f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}"'
         f' y2="{TOP + plot_h}"/>',
     ]
@@ -73,8 +78,9 @@ def stacked_bar_chart(
                 f' height="{h:.1f}"><title>{escape(tip)}</title></rect>'
             )
         if i % step == 0:
+            alt = " alt" if (i // step) % 2 else ""
             out.append(
-                f'<text class="axis" x="{x + bar_w / 2:.1f}" y="{HEIGHT - BOTTOM + 16}"'
+                f'<text class="axis{alt}" x="{x + bar_w / 2:.1f}" y="{HEIGHT - BOTTOM + 24}"'
                 f' text-anchor="middle">{escape(label)}</text>'
             )
     out.append("</svg>")

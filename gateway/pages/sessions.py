@@ -4,7 +4,10 @@ The ``gateway_session`` cookie holds a random token; the database holds only its
 a copy of the table signs nobody in. ``start_session`` always issues a NEW token (and ends
 the browser's old session), so a token planted before sign-in is worthless after it (session
 fixation). Operator sessions have ``user_id`` None: the admin key they were opened with is
-stored nowhere, neither in the session nor in the cookie.
+stored nowhere, neither in the session nor in the cookie. They are stored under
+``operator_token_hash`` instead, which the admin key in force keys: after the key is rotated
+(GATEWAY_ADMIN_KEY changed, the gateway restarted) no operator session opened with the old one
+is found any more.
 
 Every POST form carries ``csrf_token``; ``check_csrf`` compares it (in constant time) with
 the session's token, or with the ``gateway_csrf`` cookie before sign-in (cookies.py).
@@ -36,16 +39,46 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def operator_token_hash(token: str, admin_key: str) -> str:
+    """The hash (hex) an operator session is keyed by: HMAC-SHA256 of the token under the
+    SHA-256 of the admin key in force when it was opened. Neither the token nor the key can
+    be read back from it, and another admin key finds none of the old key's sessions."""
+    fingerprint = hashlib.sha256(admin_key.encode()).digest()
+    return hmac.new(fingerprint, token.encode(), hashlib.sha256).hexdigest()
+
+
+def _hashes(request: Request, token: str) -> list[str]:
+    # Every hash this token's session can be stored under: a user's, an operator's.
+    admin_key = services_of(request).settings.admin_key
+    plain = [token_hash(token)]
+    return plain if admin_key is None else [*plain, operator_token_hash(token, admin_key)]
+
+
+async def _lookup(request: Request, token: str) -> WebSession | None:
+    sessions = services_of(request).ledger.sessions
+    user_hash, *operator_hash = _hashes(request, token)
+    found = await sessions.get_session(user_hash)
+    if found is not None:
+        # An operator session under the plain hash predates the binding to the admin key:
+        # nothing says which key opened it, so it signs nobody in.
+        return found if found.user_id is not None else None
+    for hashed in operator_hash:
+        found = await sessions.get_session(hashed)
+        if found is not None and found.user_id is None:
+            return found
+    return None
+
+
 async def current_session(request: Request) -> WebSession | None:
-    """The live session of the request's cookie, or None (no cookie, unknown or expired).
-    Read once per request."""
+    """The live session of the request's cookie, or None (no cookie, unknown or expired, an
+    operator session opened with another admin key). Read once per request."""
     known = getattr(request.state, "web_session", _UNSET)
     if known is not _UNSET:
         return known  # type: ignore[return-value]
     token = request.cookies.get(cookies.SESSION)
     session = None
     if token and len(token) <= 200:
-        session = await services_of(request).ledger.sessions.get_session(token_hash(token))
+        session = await _lookup(request, token)
     request.state.web_session = session
     return session
 
@@ -56,12 +89,19 @@ async def start_session(request: Request, response: Response, *, user_id: str | 
     services = services_of(request)
     old = request.cookies.get(cookies.SESSION)
     if old and len(old) <= 200:
-        await services.ledger.sessions.end_session(token_hash(old))
+        for hashed in _hashes(request, old):
+            await services.ledger.sessions.end_session(hashed)
     token = cookies.new_token()
     now = utcnow()
     lifetime = services.settings.session_lifetime
+    if user_id is not None:
+        hashed = token_hash(token)
+    elif services.settings.admin_key is not None:
+        hashed = operator_token_hash(token, services.settings.admin_key)
+    else:
+        raise ValueError("an operator session needs GATEWAY_ADMIN_KEY")
     session = WebSession(
-        token_hash=token_hash(token),
+        token_hash=hashed,
         user_id=user_id,
         csrf_token=cookies.new_token(),
         created_at=now,
@@ -77,7 +117,8 @@ async def end_current_session(request: Request, response: Response) -> None:
     """Signs the browser out: its session deleted, the cookie cleared."""
     token = request.cookies.get(cookies.SESSION)
     if token and len(token) <= 200:
-        await services_of(request).ledger.sessions.end_session(token_hash(token))
+        for hashed in _hashes(request, token):
+            await services_of(request).ledger.sessions.end_session(hashed)
     cookies.clear_cookie(request, response, cookies.SESSION)
     request.state.web_session = None
 

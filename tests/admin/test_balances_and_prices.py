@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from gateway import catalog as catalog_mod
-from gateway.accounts import Accounts, BulkApplied, BulkFailed
-from gateway.errors import NotFound, Unprocessable
+from gateway.accounts import Accounts, BulkApplied, BulkFailed, own_reference
+from gateway.errors import Conflict, NotFound, Unprocessable
 from gateway.ledger.base import Ledger
 from gateway.metering.store import MemoryStore
 from gateway.price_reload import price_rows, record_prices, reload
@@ -98,6 +98,48 @@ def test_set_balance_refuses_bad_amounts_and_unknown_users(make_ledger: MakeLedg
         assert await books_balance(ledger, "u") == USD
         await a.set_balance("u", "0", reason="close", actor="t")
         assert await books_balance(ledger, "u") == 0
+
+    run(make_ledger, scenario)
+
+
+def test_a_credit_or_balance_set_with_the_callers_reference_applies_once(
+    make_ledger: MakeLedger,
+) -> None:
+    async def scenario(a: Accounts, ledger: Ledger) -> None:
+        await a.create_user(user_id="u", email=None, initial_credit="1.00", actor="t")
+        await a.create_user(user_id="v", email=None, initial_credit=None, actor="t")
+        ref = own_reference("form-0001:credit")
+        assert ref == "admin:ref:form-0001:credit"
+        first = await a.add_credit("u", "2.00", reason="r", actor="t", reference=ref)
+        again = await a.add_credit("u", "2.00", reason="r", actor="t", reference=ref)
+        assert (first.created, again.created) == (True, False)
+        assert again.id == first.id
+        assert await books_balance(ledger, "u") == 3 * USD
+        assert await a.store.snapshot("u") == (3 * USD, 0)
+        # The same reference for another amount or user moves nothing and says why.
+        for user, amount in (("u", "5.00"), ("v", "2.00")):
+            with pytest.raises(Conflict, match="already used"):
+                await a.add_credit(user, amount, reason="r", actor="t", reference=ref)
+        bal = own_reference("form-0001:balance")
+        set_first = await a.set_balance("u", "10.00", reason="r", actor="t", reference=bal)
+        await a.add_credit("u", "1.00", reason="later", actor="t")
+        set_again = await a.set_balance("u", "10.00", reason="r", actor="t", reference=bal)
+        assert (set_first.created, set_again.created) == (True, False)
+        assert await books_balance(ledger, "u") == 11 * USD  # not set back to 10
+        with pytest.raises(Conflict, match="already used"):
+            await a.set_balance("u", "4.00", reason="r", actor="t", reference=bal)
+        assert await books_balance(ledger, "u") == 11 * USD
+        credits, _ = await ledger.audit.list_audit(
+            target="u", action="credits.add", limit=10, offset=0
+        )
+        sets, _ = await ledger.audit.list_audit(
+            target="u", action="balance.set", limit=10, offset=0
+        )
+        assert (len(credits), len(sets)) == (2, 1)  # replays audit nothing
+        for bad in ("short", "has space in it", "x" * 101, 12345678):
+            with pytest.raises(Unprocessable):
+                own_reference(bad)
+        assert own_reference(None) is None
 
     run(make_ledger, scenario)
 

@@ -82,6 +82,15 @@ def saved_event(tmp_path: Path, uid: str, event_id: str = "evt_saved") -> Path:
     return path
 
 
+def same_answer(duplicate: dict[str, object], first: dict[str, object]) -> bool:
+    """Whether a duplicate's answer says what the first one did (the stored row adds the
+    times the first answer was given before)."""
+    times = ("created_at", "updated_at", "duplicate")
+    return {k: v for k, v in duplicate.items() if k not in times} == {
+        k: v for k, v in first.items() if k not in times
+    }
+
+
 def test_replay_through_the_running_gateway_credits_once(
     bgw: RunningGateway,
     tmp_path: Path,
@@ -92,6 +101,9 @@ def test_replay_through_the_running_gateway_credits_once(
     again = asyncio.run(replay_http(bgw.settings, payload, url=bgw.base_url))
     assert (first["status"], first["duplicate"]) == ("credited", False)
     assert (again["status"], again["duplicate"]) == ("credited", True)
+    # The same answer as the first time (the README's promise), not nulls.
+    assert same_answer(again, first)
+    assert (again["user_id"], again["amount"], again["currency"]) == (uid, "10.00", "usd")
     assert bgw.balance(uid) == usd("10.00")
 
 
@@ -150,4 +162,5 @@ def test_replay_prints_the_same_answer_through_the_gateway_and_direct(
         "credited",
         True,
     )
+    assert same_answer(direct, via_api)
     assert bgw.balance(uid) == usd("10.00")

@@ -14,11 +14,19 @@ from tests.billing.helpers import ledger_rows as billing_rows
 from tests.support.gateway import ADMIN_KEY, RunningGateway
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+FORM_ID = re.compile(r'name="form_id" value="([^"]+)"')
 
 
 def csrf_of(html: str) -> str:
     found = CSRF.search(html)
     assert found, "the page has no form with a csrf_token"
+    return found.group(1)
+
+
+def form_id_of(html: str) -> str:
+    """The one-time id of the page's money forms (their idempotency reference)."""
+    found = FORM_ID.search(html)
+    assert found, "the page has no money form"
     return found.group(1)
 
 

@@ -97,7 +97,7 @@ def test_every_page_renders_for_the_screenshots_on_a_desktop_and_a_phone(
     expect(page.locator("tbody")).to_contain_text("cheap")
     screenshot(page, "dashboard-prices")
     page.goto(f"{gw.base_url}/dashboard/payments")
-    expect(page.get_by_role("heading", name="Unmatched (0)")).to_be_visible()
+    expect(page.get_by_role("heading", name="Paid, no user to credit (0)")).to_be_visible()
     screenshot(page, "dashboard-payments")
 
     sign_in_page(phone, gw)

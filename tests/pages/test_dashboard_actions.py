@@ -5,15 +5,20 @@ Stripe event is replayed once; prices are reloaded from models.yaml."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import openai
+import orjson
 import pytest
 
+from gateway.ledger import open_ledger
+from gateway.records import StripeEvent, utcnow
 from tests.billing.helpers import STRIPE_KEY, WEBHOOK_SECRET, deliver, event, ledger_rows, session
-from tests.pages.browsing import browser_client, csrf_of, operator
+from tests.pages.browsing import FORM_ID, browser_client, csrf_of, form_id_of, operator
 from tests.support.gateway import GatewayFactory, RunningGateway, usd
 
 
@@ -27,9 +32,13 @@ NO_LIMITS = {"budget": "", "period": "total", "rpm": "", "tpm": "", "max_concurr
 
 
 def post(client: httpx.Client, page: str, action: str, **form: str) -> httpx.Response:
-    """Posts ``form`` to ``action`` with the CSRF token of ``page``, as the browser would."""
-    token = csrf_of(client.get(page).text)
-    return client.post(action, data={"csrf_token": token, **form})
+    """Posts ``form`` to ``action`` with the CSRF token (and the money forms' one-time id) of
+    ``page``, as the browser would."""
+    html = client.get(page).text
+    hidden = {"csrf_token": csrf_of(html)}
+    if FORM_ID.search(html):
+        hidden["form_id"] = form_id_of(html)
+    return client.post(action, data={**hidden, **form})
 
 
 def call(gw: RunningGateway, key: str) -> None:
@@ -44,7 +53,18 @@ def test_a_key_revoked_on_the_page_stops_working(gw: RunningGateway, dash: httpx
     [key_id] = re.findall(
         r"/keys/(key_[A-Za-z0-9]+)/revoke", dash.get("/dashboard/users/alice").text
     )
+    # Asked first (the page without its script): a confirm page, nothing revoked yet.
     r = post(dash, "/dashboard/users/alice", f"/dashboard/users/alice/keys/{key_id}/revoke")
+    assert r.status_code == 200
+    assert "Revoke key sk-" in r.text
+    assert 'name="confirm" value="yes"' in r.text
+    call(gw, key)
+    r = post(
+        dash,
+        "/dashboard/users/alice",
+        f"/dashboard/users/alice/keys/{key_id}/revoke",
+        confirm="yes",
+    )
     assert r.status_code == 303
     assert dash.get(r.headers["location"]).text.count("revoked") >= 1
     with pytest.raises(openai.AuthenticationError):
@@ -63,6 +83,16 @@ def test_a_user_disabled_on_the_page_is_refused_until_enabled(
 ) -> None:
     _, key = gw.user("1.00", user_id="alice")
     r = post(dash, "/dashboard/users/alice", "/dashboard/users/alice/status", disabled="true")
+    assert r.status_code == 200
+    assert "Disable user alice?" in r.text
+    call(gw, key)  # not yet
+    r = post(
+        dash,
+        "/dashboard/users/alice",
+        "/dashboard/users/alice/status",
+        disabled="true",
+        confirm="yes",
+    )
     assert r.status_code == 303
     page = dash.get(r.headers["location"]).text
     assert "User disabled" in page
@@ -171,6 +201,27 @@ def test_an_unmatched_stripe_event_is_replayed_once_its_user_exists(
         assert gw.balance("later") == usd("10.00")
 
 
+def test_a_payment_in_another_currency_is_shown_with_what_to_do_and_no_replay(
+    gateways: GatewayFactory,
+) -> None:
+    gw = gateways.start(STRIPE_API_KEY=STRIPE_KEY, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    gw.user("0", user_id="carol")
+    paid = event("evt_eur_1", "checkout.session.completed", session("carol", currency="eur"))
+    assert deliver(gw, paid).json()["status"] == "foreign_currency"
+    with browser_client(gw) as dash:
+        operator(dash)
+        page = dash.get("/dashboard/payments").text
+        section = page.split('id="foreign_currency"')[1].split("</section>")[0]
+        assert "evt_eur_1" in section
+        assert "Paid in another currency, not credited (1)" in section
+        assert "refund the payment in Stripe" in section
+        assert 'href="/dashboard/users/carol"' in section
+        assert "/replay" not in section
+        r = post(dash, "/dashboard/payments", "/dashboard/payments/evt_eur_1/replay")
+        assert r.status_code == 404
+    assert gw.balance("carol") == 0
+
+
 def test_prices_are_reloaded_from_models_yaml(
     gw: RunningGateway, gateways: GatewayFactory, dash: httpx.Client
 ) -> None:
@@ -199,3 +250,112 @@ def test_a_usage_cursor_edited_by_hand_is_shown_as_an_error(
     assert r.status_code == 400
     assert 'role="alert"' in r.text
     assert "User alice" in r.text
+
+
+@pytest.mark.parametrize(
+    ("action", "field", "value", "expected"),
+    [("credits", "amount", "2.50", "3.50"), ("balance", "balance", "7.00", "7.00")],
+)
+def test_a_money_form_posted_twice_applies_once(
+    gw: RunningGateway, dash: httpx.Client, action: str, field: str, value: str, expected: str
+) -> None:
+    gw.user("1.00", user_id="alice")
+    html = dash.get("/dashboard/users/alice").text
+    form = {"csrf_token": csrf_of(html), "form_id": form_id_of(html), "reason": "once"}
+    first = dash.post(f"/dashboard/users/alice/{action}", data={**form, field: value})
+    assert first.status_code == 303
+    if action == "balance":
+        gw.user("1.00", user_id="bob")  # anything may happen between the two posts
+        post(
+            dash, "/dashboard/users/alice", "/dashboard/users/alice/credits", amount="1", reason="x"
+        )
+        expected = "8.00"
+    again = dash.post(f"/dashboard/users/alice/{action}", data={**form, field: value})
+    assert again.status_code == 303
+    assert again.headers["location"].endswith("?done=already")
+    assert "Already applied" in dash.get(again.headers["location"]).text
+    assert gw.balance("alice") == usd(expected)
+    kind = "grant" if action == "credits" else "adjustment"
+    rows = ledger_rows(
+        gw, "SELECT * FROM ledger_entries WHERE user_id = 'alice' AND reason = 'once'"
+    )
+    assert [r["kind"] for r in rows] == [kind]
+    # The same rendered form with another amount is refused, not applied.
+    other = dash.post(f"/dashboard/users/alice/{action}", data={**form, field: "99"})
+    assert other.status_code == 409
+    assert "already used" in other.text
+    assert gw.balance("alice") == usd(expected)
+    # A fresh page is a fresh form.
+    assert form_id_of(dash.get("/dashboard/users/alice").text) != form["form_id"]
+
+
+def test_a_money_form_without_its_one_time_id_is_refused(
+    gw: RunningGateway, dash: httpx.Client
+) -> None:
+    gw.user("1.00", user_id="alice")
+    token = csrf_of(dash.get("/dashboard/users/alice").text)
+    r = dash.post(
+        "/dashboard/users/alice/credits", data={"csrf_token": token, "amount": "5", "reason": "x"}
+    )
+    assert r.status_code == 400
+    assert "reload the page" in r.text
+    assert gw.balance("alice") == usd("1.00")
+
+
+def test_the_admin_api_takes_an_idempotency_reference(gw: RunningGateway) -> None:
+    gw.user("1.00", user_id="alice")
+    body = {"amount": "2.00", "reason": "retry-safe", "reference": "order-2024-0001"}
+    first = gw.admin.post("/admin/users/alice/credits", json=body).json()
+    again = gw.admin.post("/admin/users/alice/credits", json=body).json()
+    assert (first["duplicate"], again["duplicate"]) == (False, True)
+    assert again["entry"] == first["entry"]
+    assert first["entry"]["reference"] == "admin:ref:order-2024-0001"
+    assert gw.balance("alice") == usd("3.00")
+    bad = gw.admin.post("/admin/users/alice/credits", json={**body, "reference": "no spaces!"})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["param"] == "reference"
+
+
+def test_an_event_stuck_in_processing_is_shown_after_ten_minutes_and_replayed_once(
+    gateways: GatewayFactory,
+) -> None:
+    gw = gateways.start(STRIPE_API_KEY=STRIPE_KEY, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    gw.user("0", user_id="dave")
+    payloads = {
+        eid: orjson.dumps(
+            event(eid, "checkout.session.completed", session("dave", session_id=f"cs_{eid}"))
+        ).decode()
+        for eid in ("evt_stuck", "evt_busy")
+    }
+
+    async def crash_midway() -> None:
+        # What a delivery that died after claiming the event leaves behind.
+        ledger = await open_ledger(gw.settings.database_url)
+        try:
+            for eid, payload in payloads.items():
+                await ledger.payments.claim_stripe_event(
+                    StripeEvent(eid, "checkout.session.completed", "processing", payload)
+                )
+            await ledger.database.execute(
+                "UPDATE stripe_events SET updated_at = $1 WHERE event_id = $2",
+                utcnow() - timedelta(hours=1),
+                "evt_stuck",
+            )
+        finally:
+            await ledger.close()
+
+    asyncio.run(crash_midway())
+    with browser_client(gw) as dash:
+        operator(dash)
+        section = dash.get("/dashboard/payments").text.split('id="processing"')[1]
+        section = section.split("</section>")[0]
+        assert "evt_stuck" in section
+        assert "evt_busy" not in section  # a delivery may be working on it right now
+        r = post(dash, "/dashboard/payments", "/dashboard/payments/evt_busy/replay")
+        assert r.status_code == 404
+        r = post(dash, "/dashboard/payments", "/dashboard/payments/evt_stuck/replay")
+        assert r.status_code == 200
+        assert "Event evt_stuck replayed: credited" in r.text
+        r = post(dash, "/dashboard/payments", "/dashboard/payments/evt_stuck/replay")
+        assert r.status_code == 404
+    assert gw.balance("dave") == usd("10.00")

@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from gateway.ledger import open_ledger
+from gateway.pages.sessions import operator_token_hash
 from gateway.records import WebSession, utcnow
 from tests.billing.helpers import ledger_rows
-from tests.pages.browsing import browser_client, csrf_of, operator, sign_in
+from tests.pages.browsing import browser_client, csrf_of, form_id_of, operator, sign_in
 from tests.support.gateway import ADMIN_KEY, GatewayFactory, RunningGateway, usd
 
 Clients = Callable[..., httpx.Client]
@@ -47,7 +48,8 @@ def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing(
 ) -> None:
     uid, _ = gw.user("1.00", user_id="alice")
     browser = operator(new_client())
-    token = csrf_of(browser.get(f"/dashboard/users/{uid}").text)
+    html = browser.get(f"/dashboard/users/{uid}").text
+    token, form_id = csrf_of(html), form_id_of(html)
     other = operator(new_client())
     theirs = csrf_of(other.get(f"/dashboard/users/{uid}").text)
     assert theirs != token
@@ -61,7 +63,8 @@ def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing(
     assert gw.balance(uid) == usd("1.00")
     assert ledger_rows(gw, "SELECT * FROM audit_log WHERE action = 'credits.add'") == []
     r = browser.post(
-        f"/dashboard/users/{uid}/credits", data={"csrf_token": token, "amount": "2", "reason": "ok"}
+        f"/dashboard/users/{uid}/credits",
+        data={"csrf_token": token, "form_id": form_id, "amount": "2", "reason": "ok"},
     )
     assert r.status_code == 303
     assert gw.balance(uid) == usd("3.00")
@@ -99,20 +102,18 @@ def test_a_session_token_planted_before_sign_in_is_not_the_one_after(
     assert browser.get("/dashboard").status_code == 200
 
 
-def test_a_portal_users_session_is_refused_on_every_dashboard_page(
-    gw: RunningGateway, new_client: Clients
-) -> None:
-    uid, _ = gw.user("1.00", user_id="alice")
-    token = "a-user-session-token-0123456789abcdef"
+def plant(gw: RunningGateway, token: str, user_id: str | None, *, hashed: str = "") -> None:
+    """Stores a session for ``token`` straight in the database (its SHA-256 unless
+    ``hashed``), as the code before this one or another writer would have."""
 
-    async def plant() -> None:
+    async def write() -> None:
         ledger = await open_ledger(gw.settings.database_url)
         try:
             now = utcnow()
             await ledger.sessions.create_session(
                 WebSession(
-                    token_hash=hashlib.sha256(token.encode()).hexdigest(),
-                    user_id=uid,
+                    token_hash=hashed or hashlib.sha256(token.encode()).hexdigest(),
+                    user_id=user_id,
                     csrf_token="user-csrf",
                     created_at=now,
                     expires_at=now.replace(year=now.year + 1),
@@ -121,7 +122,15 @@ def test_a_portal_users_session_is_refused_on_every_dashboard_page(
         finally:
             await ledger.close()
 
-    asyncio.run(plant())
+    asyncio.run(write())
+
+
+def test_a_portal_users_session_is_refused_on_every_dashboard_page(
+    gw: RunningGateway, new_client: Clients
+) -> None:
+    uid, _ = gw.user("1.00", user_id="alice")
+    token = "a-user-session-token-0123456789abcdef"
+    plant(gw, token, uid)
     user = new_client()
     user.cookies.set("gateway_session", token, domain="127.0.0.1")
     pages = ["", "/users", f"/users/{uid}", "/audit", "/payments", "/prices"]
@@ -150,7 +159,9 @@ def test_the_session_cookie_is_httponly_lax_and_holds_no_admin_key(
     token = r.cookies["gateway_session"]
     assert token != ADMIN_KEY
     [row] = ledger_rows(gw, "SELECT * FROM web_sessions")
-    assert row["token_hash"] == hashlib.sha256(token.encode()).hexdigest()
+    # Keyed by the admin key in force (so rotating the key ends it), which is stored nowhere.
+    assert row["token_hash"] == operator_token_hash(token, ADMIN_KEY)
+    assert row["token_hash"] != hashlib.sha256(token.encode()).hexdigest()
     assert row["user_id"] is None
     assert token not in str(row)
     assert ADMIN_KEY not in str(row)
@@ -252,3 +263,70 @@ def test_without_a_session_a_page_asks_for_sign_in_and_a_form_changes_nothing(
     assert r.status_code == 303
     assert r.headers["location"] == "/dashboard/login"
     assert gw.balance("alice") == usd("1.00")
+
+
+def test_rotating_the_admin_key_ends_every_operator_session(gateways: GatewayFactory) -> None:
+    old = gateways.start()
+    old.user("1.00", user_id="alice")
+    with browser_client(old) as browser:
+        operator(browser)
+        token = browser.cookies["gateway_session"]
+        csrf = csrf_of(browser.get("/dashboard/users/alice").text)
+    old.stop()
+    rotated = gateways.start(GATEWAY_ADMIN_KEY="a-brand-new-admin-key")
+    with browser_client(rotated) as stale:
+        stale.cookies.set("gateway_session", token, domain="127.0.0.1")
+        r = stale.get("/dashboard/users")
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/dashboard/login")
+        r = stale.post(
+            "/dashboard/users/alice/credits",
+            data={"csrf_token": csrf, "amount": "100", "reason": "old session"},
+        )
+        assert r.status_code == 303
+        assert r.headers["location"] == "/dashboard/login"
+        # The new key signs in; the old one no longer does.
+        assert sign_in(stale, "a-brand-new-admin-key").status_code == 303
+        assert stale.get("/dashboard/users").status_code == 200
+    with browser_client(rotated) as again:
+        assert sign_in(again).status_code == 401
+    [row] = ledger_rows(rotated, "SELECT balance FROM users WHERE id = 'alice'")
+    assert row["balance"] == usd("1.00")
+
+
+def test_an_operator_session_stored_without_the_key_binding_signs_nobody_in(
+    gw: RunningGateway, new_client: Clients
+) -> None:
+    # What a session opened before sessions were bound to the admin key looks like.
+    token = "an-operator-session-token-0123456789"
+    plant(gw, token, None)
+    old = new_client()
+    old.cookies.set("gateway_session", token, domain="127.0.0.1")
+    assert old.get("/dashboard").status_code == 303
+    # Bound to the key in force, the same token is an operator's.
+    plant(gw, "bound-" + token, None, hashed=operator_token_hash("bound-" + token, ADMIN_KEY))
+    bound = new_client()
+    bound.cookies.set("gateway_session", "bound-" + token, domain="127.0.0.1")
+    assert bound.get("/dashboard").status_code == 200
+
+
+def test_sign_out_everywhere_ends_every_operator_session_and_no_users(
+    gw: RunningGateway, new_client: Clients
+) -> None:
+    uid, _ = gw.user("1.00", user_id="alice")
+    plant(gw, "a-user-session-token-0123456789abcdef", uid)
+    laptop, phone = operator(new_client()), operator(new_client())
+    page = phone.get("/dashboard")
+    assert "Sign out everywhere" in page.text
+    r = phone.post("/dashboard/logout-everywhere", data={"csrf_token": "forged"})
+    assert r.status_code == 403
+    assert laptop.get("/dashboard").status_code == 200
+    r = phone.post("/dashboard/logout-everywhere", data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 303
+    assert r.headers["location"] == "/dashboard/login"
+    assert laptop.get("/dashboard").status_code == 303
+    assert phone.get("/dashboard").status_code == 303
+    [left] = ledger_rows(gw, "SELECT user_id FROM web_sessions")
+    assert left["user_id"] == uid
+    [event] = ledger_rows(gw, "SELECT * FROM audit_log WHERE action = 'dashboard.sign_out_all'")
+    assert event["actor"] == "admin:dashboard"

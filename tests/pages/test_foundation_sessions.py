@@ -1,5 +1,6 @@
 """The ``Sessions`` port on SQLite and PostgreSQL: stored by token hash, answered until they
-expire, ended one at a time or all of a user's but one; expired rows are cleared."""
+expire, ended one at a time, all of a user's but one, or all the operator's; expired rows are
+cleared."""
 
 from __future__ import annotations
 
@@ -94,5 +95,21 @@ def test_a_session_of_an_unknown_user_is_refused(contract: Contract) -> None:
         with pytest.raises(Exception, match=r"(?i)foreign key"):
             await books.ledger.sessions.create_session(session("x", "ghost"))
         assert await books.ledger.sessions.get_session("x") is None
+
+    contract.run(scenario)
+
+
+def test_ending_the_operator_sessions_keeps_every_users(contract: Contract) -> None:
+    async def scenario(books: Books) -> None:
+        sessions = books.ledger.sessions
+        await books.user("alice")
+        await sessions.create_session(session("a1", "alice"))
+        await sessions.create_session(session("op1", None))
+        await sessions.create_session(session("op2", None))
+        assert await sessions.end_operator_sessions() == 2
+        assert await sessions.get_session("op1") is None
+        assert await sessions.get_session("op2") is None
+        assert await sessions.get_session("a1") is not None
+        assert await sessions.end_operator_sessions() == 0
 
     contract.run(scenario)
