@@ -137,6 +137,9 @@ class Settings:
     # operator's invitation) and the credit each sign-up is granted once (nano-USD).
     portal_signup: PortalSignup = "closed"
     portal_welcome_credit: int = 0
+    # Open sign-ups accepted per client address per window (seconds); 0: no limit.
+    portal_signup_limit: int = 5
+    portal_signup_window: float = 86400.0
     gateway_url: str = "http://127.0.0.1:8080"
     # How long a web page sign-in (portal or dashboard) lasts, in seconds (the cookie's Max-Age).
     session_lifetime: float = 7 * 86400.0
@@ -233,6 +236,8 @@ class Settings:
             allow_volatile_redis=_flag(env, "GATEWAY_ALLOW_VOLATILE_REDIS"),
             portal_signup=cast(PortalSignup, _choice(env, "GATEWAY_PORTAL_SIGNUP", PORTAL_SIGNUP)),
             portal_welcome_credit=welcome,
+            portal_signup_limit=_int(env, "GATEWAY_PORTAL_SIGNUP_LIMIT", 5, 0),
+            portal_signup_window=_float(env, "GATEWAY_PORTAL_SIGNUP_WINDOW", 86400.0),
             gateway_url=env.get("GATEWAY_URL") or "http://127.0.0.1:8080",
             session_lifetime=_float(env, "GATEWAY_SESSION_LIFETIME", 7 * 86400.0),
             crash_after_commit=env.get("GATEWAY_TEST_CRASH_AFTER_COMMIT") or None,
