@@ -23,6 +23,7 @@ def routes() -> list[BaseRoute]:
         Route(
             "/dashboard/users/{user_id}/keys/{key_id}/revoke", users.revoke_key, methods=["POST"]
         ),
+        Route("/dashboard/users/{user_id}/login-link", users.login_link, methods=["POST"]),
         Route("/dashboard/audit", operations.audit, methods=["GET"]),
         Route("/dashboard/payments", operations.payments, methods=["GET"]),
         Route("/dashboard/payments/{event_id}/replay", operations.replay, methods=["POST"]),

@@ -194,3 +194,28 @@ def test_cli_makes_login_links_through_the_api_and_direct(
     assert httpx.get(f"{gw.base_url}{direct['url']}").status_code == 200
     stale = httpx.get(f"{gw.base_url}/portal/set-password", params={"token": via_api["token"]})
     assert stale.status_code == 403
+
+
+def test_the_dashboard_makes_a_login_link_on_the_users_page(
+    gateways: GatewayFactory, browsers: Browsers
+) -> None:
+    gw = gateways.start(GATEWAY_PUBLIC_URL="https://gw.example.com")
+    uid, _ = gw.user()
+    operator = browsers(gw)
+    opened = operator.get("/dashboard/login")
+    signed = operator.post(
+        "/dashboard/login", data={"csrf_token": csrf_of(opened.text), "admin_key": ADMIN_KEY}
+    )
+    assert signed.status_code == 303, signed.text
+    user_page = operator.get(f"/dashboard/users/{uid}")
+    made = operator.post(
+        f"/dashboard/users/{uid}/login-link", data={"csrf_token": csrf_of(user_page.text)}
+    )
+    assert made.status_code == 200, made.text
+    found = re.search(
+        r"https://gw\.example\.com(/portal/set-password\?token=lnk-[\w-]+)", made.text
+    )
+    assert found, made.text
+    assert "gives them a portal login" in made.text
+    assert browsers(gw).get(found.group(1)).status_code == 200
+    assert found.group(0) not in operator.get(f"/dashboard/users/{uid}").text  # shown once
