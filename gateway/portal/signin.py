@@ -24,6 +24,7 @@ from gateway.portal.common import (
     posted,
     signed_in,
 )
+from gateway.records import LoginLink
 from gateway.web import services_of
 
 SIGNUP_FIELDS = {"email": "email", "password": "password", "confirm": "confirm"}
@@ -141,18 +142,17 @@ async def set_password_form(request: Request) -> Response:
         link = await login_links.open_link(ledger, token)
     except GatewayError as exc:
         return failed(request, "set_password.html", {"token": ""}, exc)
-    return page(request, "set_password.html", await _link_context(request, token, link.user_id))
+    return page(request, "set_password.html", await _link_context(request, token, link))
 
 
 async def _link_context(
-    request: Request, token: str, user_id: str, email: str | None = None
+    request: Request, token: str, link: LoginLink, email: str | None = None
 ) -> dict[str, object]:
     ledger = services_of(request).ledger
-    login = await ledger.logins.get_login(user_id)
+    login = await ledger.logins.get_login(link.user_id)
     if email is None:
-        user = await ledger.directory.get_user(user_id)
-        email = login.email if login else (user.email if user else None)
-    return {"token": token, "user_id": user_id, "email": email or "", "has_login": bool(login)}
+        email = await login_links.prefill(ledger, link)
+    return {"token": token, "user_id": link.user_id, "email": email or "", "has_login": bool(login)}
 
 
 async def set_password(request: Request) -> Response:
@@ -174,7 +174,7 @@ async def set_password(request: Request) -> Response:
             portal_accounts(request), token, form.get("email"), form.get("password")
         )
     except GatewayError as exc:
-        context = await _link_context(request, token, link.user_id, form.get("email", ""))
+        context = await _link_context(request, token, link, form.get("email", ""))
         if exc.code == "link_refused":
             context = {"token": ""}
         return failed(request, "set_password.html", context, exc, fields=SIGNUP_FIELDS)
