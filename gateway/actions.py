@@ -28,7 +28,7 @@ from gateway import keys, reports, views
 from gateway.accounts import Accounts, BulkApplied, own_reference
 from gateway.alerts import listing
 from gateway.errors import BadRequest
-from gateway.portal import invites
+from gateway.portal import invites, login_links
 from gateway.price_reload import price_rows, reload
 from gateway.records import ApiKey, Entry, User
 from gateway.views import Json
@@ -321,6 +321,16 @@ async def list_invites(ctx: ActionContext, path: Path, params: Params) -> Json:
     return await invites.list_invites(ctx.accounts.ledger, params)
 
 
+async def login_link(ctx: ActionContext, path: Path, params: Params) -> Json:
+    """A one-time link for the user to set their portal email and password (a first login, or
+    a reset), in every sign-up mode; the token is in this answer only (``url`` is a path with
+    ``--direct``)."""
+    base = ctx.gateway.settings.public_url if ctx.gateway is not None else None
+    return await login_links.create_login_link(
+        ctx.accounts.ledger, path["user_id"], params, actor=ctx.actor, base_url=base
+    )
+
+
 ACTIONS: dict[str, Action] = {
     "create_user": Action("POST", "/admin/users", create_user, status=201),
     "list_users": Action("GET", "/admin/users", list_users),
@@ -348,4 +358,5 @@ ACTIONS: dict[str, Action] = {
     "reload_models": Action("POST", "/admin/models/reload", reload_models),
     "create_invite": Action("POST", "/admin/invites", create_invite, status=201),
     "list_invites": Action("GET", "/admin/invites", list_invites),
+    "login_link": Action("POST", "/admin/users/{user_id}/login-link", login_link, status=201),
 }

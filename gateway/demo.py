@@ -7,7 +7,8 @@ The keys and the portal password are kept in 0600 files beside the SQLite databa
 (``gateway.db.demo-key``, ``gateway.db.demo-admin-key``, ``gateway.db.demo-portal-password``),
 so every start on the same database prints the same ones and an exported
 ``GATEWAY_ADMIN_KEY`` keeps working across restarts. A ``GATEWAY_ADMIN_KEY`` set in the
-environment wins and is not printed.
+environment wins and is not printed. A portal password the demo user changed is theirs: the
+banner says so and prints a one-time link to set a new one instead.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.errors import Conflict
 from gateway.ledger import open_ledger
 from gateway.metering.store import MemoryStore
 from gateway.portal.accounts import PortalAccounts
+from gateway.portal.login_links import create_login_link
 from gateway.portal.passwords import Passwords
 from gateway.serve import GracefulServer, load_catalog, uvicorn_config
 from gateway.settings import Settings
@@ -58,12 +60,13 @@ def serve_demo(settings: Settings) -> None:
     model = catalog.models.get(DEMO_MODEL)
     if model is None:
         sys.exit(f"gateway: --demo needs a model named {DEMO_MODEL!r} in {settings.models_path}")
-    key, password = asyncio.run(_seed_demo(settings))
+    key, (password, link) = asyncio.run(_seed_demo(settings))
     upstream = urlparse(model.provider.base_url)
     text = banner(
         base=base,
         key=key,
         portal_password=password,
+        portal_link=link,
         admin_key=settings.admin_key if admin_file else None,
         admin_file=admin_file,
         python=sys.executable,
@@ -95,10 +98,9 @@ def kept_secret(path: Path, make: Callable[[], str]) -> str:
     return fresh
 
 
-async def _seed_demo(settings: Settings) -> tuple[str, str | None]:
+async def _seed_demo(settings: Settings) -> tuple[str, tuple[str | None, str | None]]:
     """Creates the demo user once, a demo key once (kept beside the database) and the demo
-    user's portal login; answers the key and the portal password (None: the demo's email
-    belongs to another login)."""
+    user's portal login; answers the key and ``_portal_login``'s (password, link)."""
     ledger = await open_ledger(settings.database_url)
     try:
         accounts = Accounts(ledger, MemoryStore(ledger.journal.balance))
@@ -124,27 +126,28 @@ async def _seed_demo(settings: Settings) -> tuple[str, str | None]:
         await ledger.close()
 
 
-async def _portal_login(settings: Settings, accounts: Accounts) -> str | None:
-    """The demo user's portal password (kept beside the database): its login is created
-    once, and given the kept password again if it was changed or the file was lost."""
-    password = kept_secret(
-        beside_db(settings, PORTAL_PASSWORD_FILE), lambda: secrets.token_urlsafe(12)
-    )
+async def _portal_login(settings: Settings, accounts: Accounts) -> tuple[str | None, str | None]:
+    """The demo user's portal password (kept beside the database) and, when the user has
+    changed it since (or the file is lost), a login link to set a new one instead: a restart
+    never undoes a password the user chose. The login is created once; (None, None): the
+    demo's email belongs to another login."""
+    kept = beside_db(settings, PORTAL_PASSWORD_FILE)
     portal = PortalAccounts(accounts.ledger, accounts.store, Passwords())
     login = await accounts.ledger.logins.get_login(DEMO_USER)
     if login is None:
+        password = kept_secret(kept, lambda: secrets.token_urlsafe(12))
         try:
             await portal.add_login(DEMO_USER, DEMO_EMAIL, password)
         except Conflict:  # someone signed up as demo@example.com: no demo login
-            return None
-    elif not await portal.passwords.verify(login.password_hash, password):
-        await accounts.ledger.logins.set_password(
-            DEMO_USER,
-            password_hash=await portal.passwords.hash(password),
-            expected_hash=login.password_hash,
-            changed=True,
-        )
-    return password
+            return None, None
+        return password, None
+    saved = kept.read_text().strip() if kept.exists() else ""
+    if saved and await portal.passwords.verify(login.password_hash, saved):
+        return saved, None
+    made = await create_login_link(
+        accounts.ledger, DEMO_USER, {}, actor="demo", base_url=settings.public_url
+    )
+    return None, str(made["url"])
 
 
 async def _run_with_mock(
@@ -178,6 +181,7 @@ def banner(
     python: str,
     has_openai: bool,
     portal_password: str | None = None,
+    portal_link: str | None = None,
 ) -> str:
     """What the demo prints. The two command blocks are flush left, with absolute paths to this
     installation's python and `gateway`, so they run pasted as printed into any terminal (the
@@ -197,17 +201,21 @@ def banner(
         if has_openai
         else f"{py} -m pip install -q openai   # the snippet's client (the gateway needs none)\n"
     )
-    portal = (
-        f"""
+    portal = ""
+    if portal_password or portal_link:
+        secret = (
+            portal_password
+            if portal_password
+            else "(changed in the portal since the first start: kept as you set it)\n"
+            f"    forgot it? set a new one (this link works once): {portal_link}"
+        )
+        portal = f"""
   The customer portal, as the demo user sees it, in a browser:
 
     {base}/portal/login
     email:    {DEMO_EMAIL}
-    password: {portal_password}
+    password: {secret}
 """
-        if portal_password
-        else ""
-    )
     return f"""
   Metering gateway demo at {base}
     demo user: {DEMO_USER} (${DEMO_CREDIT} of credit)     model: {DEMO_MODEL} (mock upstream)

@@ -420,6 +420,20 @@ class Invite:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginLink:
+    """An operator's one-time link for a user to set their portal email and password
+    (migration 0015): a first login for an existing user, or a password reset. Its token is
+    shown once and stored hashed; ``used_at`` is set when it is used or replaced."""
+
+    id: str
+    user_id: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WebSession:
     """A signed-in browser (gateway/pages/sessions.py). The cookie holds a random token; only
     its SHA-256 (``token_hash``, hex) is stored. ``user_id`` None: the operator, signed in with

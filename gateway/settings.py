@@ -147,6 +147,9 @@ class Settings:
     # Usage stream shards (gateway/metering/layout.py); 0: 1 on one Redis, 16 on a cluster
     # (GATEWAY_REDIS_URL=redis+cluster://...). Fixed for a deployment: see the README.
     redis_shards: int = 0
+    # Open sign-ups accepted per client address per window (seconds); 0: no limit.
+    portal_signup_limit: int = 5
+    portal_signup_window: float = 86400.0
     gateway_url: str = "http://127.0.0.1:8080"
     # How long a web page sign-in (portal or dashboard) lasts, in seconds (the cookie's Max-Age).
     session_lifetime: float = 7 * 86400.0
@@ -244,6 +247,8 @@ class Settings:
             portal_signup=cast(PortalSignup, _choice(env, "GATEWAY_PORTAL_SIGNUP", PORTAL_SIGNUP)),
             portal_welcome_credit=welcome,
             redis_shards=_shards(env),
+            portal_signup_limit=_int(env, "GATEWAY_PORTAL_SIGNUP_LIMIT", 5, 0),
+            portal_signup_window=_float(env, "GATEWAY_PORTAL_SIGNUP_WINDOW", 86400.0),
             gateway_url=env.get("GATEWAY_URL") or "http://127.0.0.1:8080",
             session_lifetime=_float(env, "GATEWAY_SESSION_LIFETIME", 7 * 86400.0),
             crash_after_commit=env.get("GATEWAY_TEST_CRASH_AFTER_COMMIT") or None,

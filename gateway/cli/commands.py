@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--cursor", help="next_cursor of the previous page")
 
+    help_ = "a one-time link to set the user's portal email and password (shown once)"
+    c = _op(users.add_parser("login-link", help=help_), "login_link")
+    c.add_argument("--expires-hours", dest="expires_in_hours", type=int, help="1-720 (72)")
     c = _op(users.add_parser("update", help="email, disabled, limits, models"), "update_user")
     c.add_argument("--email")
     c.add_argument("--disabled", choices=["true", "false"])

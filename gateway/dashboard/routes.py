@@ -24,6 +24,7 @@ def routes() -> list[BaseRoute]:
         Route(
             "/dashboard/users/{user_id}/keys/{key_id}/revoke", users.revoke_key, methods=["POST"]
         ),
+        Route("/dashboard/users/{user_id}/login-link", users.login_link, methods=["POST"]),
         Route("/dashboard/audit", audit.audit, methods=["GET"]),
         Route("/dashboard/payments", payments.payments, methods=["GET"]),
         Route("/dashboard/payments/{event_id}/replay", payments.replay, methods=["POST"]),

@@ -1,5 +1,6 @@
 """/dashboard/users: the users list (search, paging) and one user's page with its actions:
-credits added or the balance set (with a reason), keys revoked, limits, disable/enable.
+credits added or the balance set (with a reason), keys revoked, limits, disable/enable, and
+a portal login link (shown once, on the page the POST answers).
 
 Each POST runs the admin action of the same name and answers 303 back to the user's page
 with a notice; a refused change re-renders the page with the action's error (and its status)
@@ -233,3 +234,21 @@ async def revoke_key(request: Request) -> Response:
     except GatewayError as exc:
         return await user_page(request, error=exc.message, status=exc.status)
     return RedirectResponse(f"/dashboard/users/{quote(user_id, safe='')}?done=revoked", 303)
+
+
+async def login_link(request: Request) -> Response:
+    """A one-time link for the user to set their portal email and password (the
+    ``login_link`` action): shown on the page this POST answers, never again."""
+    await require_operator(request)
+    form = await read_form(request)
+    await check_csrf(request, form)
+    try:
+        made = await run(request, "login_link", {"user_id": request.path_params["user_id"]})
+    except GatewayError as exc:
+        return await user_page(request, error=exc.message, status=exc.status)
+    what = "resets their password" if made["has_login"] else "gives them a portal login"
+    notice = (
+        f"Send this link to the user; it {what}, works once and expires "
+        f"{made['expires_at'][:16].replace('T', ' ')} UTC: {made['url']}"
+    )
+    return await user_page(request, notice=notice)

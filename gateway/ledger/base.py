@@ -14,7 +14,8 @@ Errors::
     ├── InsufficientFunds                  a non-usage debit beyond the balance
     ├── ReferenceConflict                  a reference already names another movement
     ├── DuplicateEmail                     a portal login with this email exists (logins.py)
-    └── InviteRefused                      no usable portal invitation (logins.py)
+    ├── InviteRefused                      no usable portal invitation (logins.py)
+    └── LinkRefused                        no usable portal login link (logins.py)
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ class DuplicateEmail(LedgerError):
 
 class InviteRefused(LedgerError):
     """No usable invitation: unknown token, already used, expired, or for another address."""
+
+
+class LinkRefused(LedgerError):
+    """No usable login link: unknown token, already used or replaced, or expired."""
 
 
 def check_kind(kind: str) -> None:

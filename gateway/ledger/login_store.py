@@ -6,12 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.ledger.audit import write_audit
-from gateway.ledger.base import DuplicateEmail, DuplicateUser, InviteRefused, UnknownUser
+from gateway.ledger.base import (
+    DuplicateEmail,
+    DuplicateUser,
+    InviteRefused,
+    LinkRefused,
+    UnknownUser,
+)
 from gateway.ledger.database import Database, Row
 from gateway.ledger.directory import INSERT_USER
 from gateway.ledger.directory import user as user_of
 from gateway.ledger.ports import Audited
-from gateway.records import Invite, Login, User, utcnow
+from gateway.records import Invite, Login, LoginLink, User, utcnow
 
 # No row: the address (or the user) has a login already; the unique keys decide, so two
 # concurrent sign-ups with one address cannot both succeed.
@@ -26,6 +32,18 @@ USE_INVITE = (
     "UPDATE portal_invites SET used_at = $2, used_by = $3 WHERE token_hash = $1"
     " AND used_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
     " AND (email_key IS NULL OR email_key = $4) RETURNING id"
+)
+# The link is taken by the first transaction to update its row (as USE_INVITE).
+USE_LINK = (
+    "UPDATE portal_login_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL"
+    " AND expires_at > $2 RETURNING user_id"
+)
+# A login set through a link keeps what sign-up fixed (created_at, welcome_credit); no row:
+# another user's login has the address.
+PUT_LOGIN = (
+    "INSERT INTO portal_logins (user_id, email, email_key, password_hash, welcome_credit,"
+    " created_at, password_changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    " ON CONFLICT DO NOTHING RETURNING *"
 )
 LOCK_UNTIL = (
     "INSERT INTO login_lockouts (scope, lock_ends_at) VALUES ($1, $2) ON CONFLICT (scope)"
@@ -139,8 +157,88 @@ class SqlLogins:
         )
         return [invite_of(r) for r in rows[:limit]], len(rows) > limit
 
+    async def create_login_link(
+        self,
+        *,
+        link_id: str,
+        token_hash: str,
+        user_id: str,
+        created_by: str,
+        expires_at: datetime,
+        audit: Audited[LoginLink] | None = None,
+    ) -> LoginLink:
+        now = utcnow()
+        async with self._db.transaction() as tx:
+            if await tx.fetchrow("SELECT id FROM users WHERE id = $1", user_id) is None:
+                raise UnknownUser(user_id)
+            await tx.execute(
+                "UPDATE portal_login_links SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL",
+                user_id,
+                now,
+            )
+            row = await tx.fetchrow(
+                "INSERT INTO portal_login_links (id, token_hash, user_id, created_by, created_at,"
+                " expires_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                link_id,
+                token_hash,
+                user_id,
+                created_by,
+                now,
+                expires_at,
+            )
+            assert row is not None
+            link = link_of(row)
+            if audit is not None:
+                await write_audit(tx, audit(link))
+        return link
+
+    async def find_login_link(self, token_hash: str, *, now: datetime) -> LoginLink | None:
+        row = await self._db.fetchrow(
+            "SELECT * FROM portal_login_links WHERE token_hash = $1 AND used_at IS NULL"
+            " AND expires_at > $2",
+            token_hash,
+            now,
+        )
+        return link_of(row) if row else None
+
+    async def use_login_link(
+        self,
+        token_hash: str,
+        *,
+        email: str,
+        email_key: str,
+        password_hash: str,
+        audit: Audited[Login] | None = None,
+    ) -> Login:
+        now = utcnow()
+        async with self._db.transaction() as tx:
+            used = await tx.fetchrow(USE_LINK, token_hash, now)
+            if used is None:
+                raise LinkRefused("this login link is unknown, used, replaced or expired")
+            user_id = used["user_id"]
+            old = await tx.fetchrow(
+                "DELETE FROM portal_logins WHERE user_id = $1 RETURNING *", user_id
+            )
+            row = await tx.fetchrow(
+                PUT_LOGIN,
+                user_id,
+                email,
+                email_key,
+                password_hash,
+                int(old["welcome_credit"]) if old else 0,
+                old["created_at"] if old else now,
+                now,
+            )
+            if row is None:  # rolls the link and the old login back
+                raise DuplicateEmail(email)
+            login = login_of(row)
+            if audit is not None:
+                await write_audit(tx, audit(login))
+        return login
+
     async def count_failure(self, scope: str, *, at: datetime, since: datetime) -> int:
         async with self._db.transaction() as tx:
+            await tx.lock(f"throttle:{scope}")
             await tx.execute(
                 "DELETE FROM login_failures WHERE scope = $1 AND created_at < $2", scope, since
             )
@@ -185,6 +283,17 @@ def login_of(r: Row) -> Login:
         created_at=r["created_at"],
         password_changed_at=r["password_changed_at"],
         welcome_credit=int(r["welcome_credit"]),
+    )
+
+
+def link_of(r: Row) -> LoginLink:
+    return LoginLink(
+        id=r["id"],
+        user_id=r["user_id"],
+        created_by=r["created_by"],
+        created_at=r["created_at"],
+        expires_at=r["expires_at"],
+        used_at=r["used_at"],
     )
 
 

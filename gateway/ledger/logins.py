@@ -10,10 +10,16 @@ The contract; its one implementation for both databases is login_store.py. Guara
   taken address leaves no user behind.
 - ``set_password`` is a compare-and-set on the stored hash, so a rehash racing a password
   change never puts the old password back.
-- Failed log-ins are counted per scope; ``count_failure`` forgets the scope's failures older
-  than ``since`` as it goes, so the table holds one window of rows per scope at most.
+- A login link (``create_login_link``) is the only live one of its user: making it ends the
+  user's older unused links. ``use_login_link`` consumes the link and sets the user's login
+  (created, or its email and password replaced; ``welcome_credit`` kept, never granted anew)
+  in one transaction: a link works once, and an email taken by another login leaves the link
+  unused and the login as it was.
+- Failed log-ins (and sign-ups, gateway/portal/throttle.py) are counted per scope;
+  ``count_failure`` forgets the scope's failures older than ``since`` as it goes, so the
+  table holds one window of rows per scope at most.
 
-Errors (base.py): ``DuplicateEmail``, ``InviteRefused``, and the Directory's
+Errors (base.py): ``DuplicateEmail``, ``InviteRefused``, ``LinkRefused``, and the Directory's
 ``DuplicateUser`` / ``UnknownUser``. Passwords never reach the ledger, only their hashes.
 """
 
@@ -24,7 +30,7 @@ from datetime import datetime
 from typing import Protocol
 
 from gateway.ledger.ports import Audited
-from gateway.records import Invite, Login, User
+from gateway.records import Invite, Login, LoginLink, User
 
 
 class Logins(Protocol):
@@ -77,9 +83,40 @@ class Logins(Protocol):
     async def list_invites(self, *, limit: int, offset: int) -> tuple[list[Invite], bool]:
         """Newest first."""
 
+    async def create_login_link(
+        self,
+        *,
+        link_id: str,
+        token_hash: str,
+        user_id: str,
+        created_by: str,
+        expires_at: datetime,
+        audit: Audited[LoginLink] | None = None,
+    ) -> LoginLink:
+        """A new link for ``user_id``; the user's older unused links stop working. Raises
+        ``UnknownUser``."""
+
+    async def find_login_link(self, token_hash: str, *, now: datetime) -> LoginLink | None:
+        """The link, when it is unused and not expired at ``now``."""
+
+    async def use_login_link(
+        self,
+        token_hash: str,
+        *,
+        email: str,
+        email_key: str,
+        password_hash: str,
+        audit: Audited[Login] | None = None,
+    ) -> Login:
+        """Consumes the link and sets its user's login (created, or email and password
+        replaced; ``password_changed_at`` moves). Raises ``LinkRefused`` (unknown, used,
+        replaced or expired), ``DuplicateEmail`` (another user's login has the address); each
+        changes nothing."""
+
     async def count_failure(self, scope: str, *, at: datetime, since: datetime) -> int:
-        """Records a failed log-in in ``scope`` at ``at``; answers the scope's failures at or
-        after ``since`` (this one included)."""
+        """Records a failure (a failed log-in, a sign-up) in ``scope`` at ``at``; answers the
+        scope's failures at or after ``since`` (this one included). Serialised per scope, so
+        concurrent calls each see the others: a limit cannot be overshot by a burst."""
 
     async def lock(self, scope: str, *, until: datetime) -> None:
         """Locks ``scope`` until ``until`` (an existing later lock is kept)."""

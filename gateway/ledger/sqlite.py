@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -88,6 +89,7 @@ class SqliteDatabase:
     def _connect(self) -> None:
         if not self._memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_owner_only(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.row_factory = _row
@@ -167,6 +169,15 @@ class _SqliteTransaction:
 
     async def lock(self, name: str) -> None:
         """BEGIN IMMEDIATE already excludes every other write transaction."""
+
+
+def _create_owner_only(path: str) -> None:
+    """Creates a missing database file readable by its owner only (0600, like the key files
+    beside it): it holds every balance, and the hashes of keys and passwords. SQLite gives
+    the -wal and -shm files it makes the database file's mode. An existing file keeps the
+    mode its operator gave it."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -7,7 +7,7 @@ Stateless but for its settings; the pages (and the demo) call it. Errors are the
     Conflict       email_taken, password_changed (a concurrent change won)
     Unprocessable  invalid_email, invalid_password
     Unauthorized   invalid_credentials (wrong email or password: never says which)
-    RateLimited    too many failed log-ins (throttle.py)
+    RateLimited    too many failed log-ins, too many sign-ups from one address (throttle.py)
 
 The welcome credit is a ``grant`` posted through the one money path (gateway/postings.py)
 with the reference ``welcome:<user id>`` and the amount fixed at sign-up in the login, so it
@@ -27,24 +27,40 @@ from gateway.errors import Conflict, Forbidden, NotFound, Unauthorized, Unproces
 from gateway.ledger.base import DuplicateEmail, DuplicateUser, InviteRefused, Ledger, UnknownUser
 from gateway.metering.store import BalanceStore
 from gateway.portal.passwords import Passwords, check_password
-from gateway.portal.throttle import Throttle
+from gateway.portal.throttle import SignupLimit, Throttle
 from gateway.postings import Postings
 from gateway.records import AuditEvent, Entry, Login, User, utcnow
 
 SIGNUP_MODES = ("closed", "open", "invite")
 ACTOR = "portal"
 MAX_EMAIL = 254
-# Deliberately loose (one @, a dot in the domain, no spaces): the address is proven only by
-# mail, which the gateway does not send; this catches typos, not liars.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_LOCAL = 64
+# Syntax only: the address is proven only by mail, which the gateway does not send, so this
+# catches typos and markup, not liars. One @; a local part of letters, digits and
+# ``.!#$%&*+/=?^_{|}~-`` (no quotes, angle brackets, spaces or control characters) without
+# a leading, trailing or doubled dot; a domain of dot-separated labels of letters, digits
+# and inner hyphens, ending in a label of two letters or more (or a punycode one). Letters
+# may be any script's.
+_LOCAL = re.compile(r"^[\w!#$%&*+/=?^{|}~-]+(?:\.[\w!#$%&*+/=?^{|}~-]+)*$")
+_DOMAIN = re.compile(r"^(?:[^\W_](?:[\w-]*[^\W_])?\.)+(?:[^\W\d_]{2,}|xn--[^\W_][\w-]*)$")
 
 
 def check_email(value: object, *, param: str = "email") -> tuple[str, str]:
     """(the address as typed, stripped; its case-folded key), or 422 ``invalid_email``."""
     email = value.strip() if isinstance(value, str) else ""
-    if not email or len(email) > MAX_EMAIL or not _EMAIL.match(email):
+    local, at, domain = email.rpartition("@")
+    if (
+        not at
+        or len(email) > MAX_EMAIL
+        or len(local) > MAX_LOCAL
+        or not _LOCAL.fullmatch(local)
+        or not _DOMAIN.fullmatch(domain)
+    ):
         raise Unprocessable(
-            "enter an email address such as ada@example.com", param=param, code="invalid_email"
+            "this is not an email address: write it as name@example.com, without spaces, "
+            "quotes or angle brackets",
+            param=param,
+            code="invalid_email",
         )
     return email, email.casefold()
 
@@ -67,25 +83,38 @@ class PortalAccounts:
     signup: str = "closed"
     welcome_credit: int = 0  # nano-USD
     throttle: Throttle = field(default_factory=Throttle)
+    signups: SignupLimit = field(default_factory=SignupLimit)
 
-    async def sign_up(self, email: object, password: object, *, invite: str | None = None) -> User:
+    async def sign_up(
+        self,
+        email: object,
+        password: object,
+        *,
+        invite: str | None = None,
+        address: str | None = None,
+    ) -> User:
         """A new user with a login, granted the welcome credit. The invitation (``invite``
-        mode) is consumed in the same transaction as the account. Raises as the module says;
-        a refusal creates nothing."""
+        mode) is consumed in the same transaction as the account. Open sign-ups are counted
+        per client ``address`` (``signups``): every well-formed attempt counts, taken
+        addresses included, so neither credit farming nor probing for accounts goes faster
+        than the limit. Raises as the module says; a refusal creates nothing."""
         if self.signup not in ("open", "invite"):
             raise Forbidden(
                 "sign-up is closed: ask the operator for an account", code="signup_closed"
             )
         if self.signup == "invite" and not invite:
             raise Forbidden("sign-up needs an invitation", code="invite_required")
-        address, key = check_email(email)
+        typed, key = check_email(email)
         secret = check_password(password)
+        if self.signup == "open":
+            # Invited sign-ups need no limit: each needs a token only the operator hands out.
+            await self.signups.admit(self.ledger.logins, address, now=utcnow())
         user_id = "user_" + secrets.token_hex(6)
         welcome = self.welcome_credit
         try:
             _, login = await self.ledger.logins.create_account(
                 user_id=user_id,
-                email=address,
+                email=typed,
                 email_key=key,
                 password_hash=await self.passwords.hash(secret),
                 welcome_credit=welcome,
@@ -100,8 +129,14 @@ class PortalAccounts:
                 ),
             )
         except DuplicateEmail as exc:
+            # Said plainly (log-in never says it): without mail to prove an address, a neutral
+            # answer would leave its owner unsure whether they have an account. ``signups``
+            # bounds how fast anyone can ask.
             raise Conflict(
-                "an account with this email exists: log in instead", code="email_taken"
+                "an account with this email exists: log in instead (forgot the password? the "
+                "operator can give you a link to set a new one)",
+                param="email",
+                code="email_taken",
             ) from exc
         except InviteRefused as exc:
             raise Forbidden(
@@ -164,7 +199,11 @@ class PortalAccounts:
         given = current if isinstance(current, str) else ""
         if not await self.passwords.verify(login.password_hash, given[:1024]):
             await self.throttle.failed(self.ledger.logins, key, None, now=now)
-            raise Unauthorized("the current password is wrong", code="invalid_credentials")
+            raise Unauthorized(
+                "the current password is wrong",
+                param="current_password",
+                code="invalid_credentials",
+            )
         changed = await self.ledger.logins.set_password(
             user_id,
             password_hash=await self.passwords.hash(secret),

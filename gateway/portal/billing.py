@@ -69,7 +69,7 @@ async def checkout(request: Request) -> Response:
         )
     except GatewayError as exc:
         context = await _context(request, user, amount=form.get("amount", ""))
-        return failed(request, "billing.html", context, exc)
+        return failed(request, "billing.html", context, exc, fields={"amount": "amount"})
     return RedirectResponse(str(session["url"]), status_code=303)
 
 
@@ -89,7 +89,8 @@ async def auto_topup(request: Request) -> Response:
     except GatewayError as exc:
         topup = {"threshold": form.get("threshold", ""), "amount": form.get("amount", "")}
         context = await _context(request, user, topup=topup)
-        return failed(request, "billing.html", context, exc)
+        fields = {"threshold": "threshold", "amount": "topup-amount"}
+        return failed(request, "billing.html", context, exc, fields=fields)
     return RedirectResponse("/portal/billing?saved=1", status_code=303)
 
 

@@ -21,6 +21,7 @@ from gateway.pages.forms import read_form
 from gateway.pages.templating import render
 from gateway.portal.accounts import PortalAccounts
 from gateway.portal.passwords import Passwords
+from gateway.portal.throttle import SignupLimit
 from gateway.records import User, WebSession
 from gateway.web import services_of
 
@@ -58,6 +59,9 @@ def portal_accounts(request: Request) -> PortalAccounts:
         passwords,
         signup=services.settings.portal_signup,
         welcome_credit=services.settings.portal_welcome_credit,
+        signups=SignupLimit(
+            services.settings.portal_signup_limit, services.settings.portal_signup_window
+        ),
     )
 
 
@@ -81,15 +85,31 @@ async def posted(request: Request) -> dict[str, str]:
 def page(
     request: Request, name: str, context: Mapping[str, Any], *, status: int = 200
 ) -> HTMLResponse:
-    """Renders portal/<name> with the navigation."""
-    return render(request, f"portal/{name}", {"nav": NAV, **context}, status=status)
+    """Renders portal/<name> with the navigation. ``invalid`` (a field's id) and
+    ``field_error`` (its message) are None unless ``failed`` sets them (portal/fields.html
+    shows them beside the field)."""
+    return render(
+        request,
+        f"portal/{name}",
+        {"nav": NAV, "invalid": None, "field_error": None, **context},
+        status=status,
+    )
 
 
 def failed(
-    request: Request, name: str, context: Mapping[str, Any], exc: GatewayError
+    request: Request,
+    name: str,
+    context: Mapping[str, Any],
+    exc: GatewayError,
+    *,
+    fields: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
-    """The page again with the refusal's message, under the refusal's status."""
-    response = page(request, name, {**context, "error": exc.message}, status=exc.status)
+    """The page again with the refusal's message, under the refusal's status: beside the
+    field when ``fields`` maps the refusal's ``param`` to a field id of the page, else at the
+    top."""
+    field = (fields or {}).get(exc.param or "")
+    shown = {"invalid": field, "field_error": exc.message} if field else {"error": exc.message}
+    response = page(request, name, {**context, **shown}, status=exc.status)
     for header, value in exc.headers:
         response.headers[header.decode()] = value.decode()
     return response

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway import keys
-from gateway.errors import GatewayError, NotFound
-from gateway.money import format_usd
+from gateway.errors import GatewayError, NotFound, Unprocessable
+from gateway.money import format_usd, parse_usd
 from gateway.pages.cookies import clear_cookie, set_cookie
 from gateway.portal.common import accounts, actor, failed, page, posted, signed_in
 from gateway.records import PERIODS, ApiKey, Limits, User, utcnow
@@ -62,7 +63,7 @@ async def create(request: Request) -> Response:
         fresh, record = await keys.create_key(accounts(request), user.id, params, actor=actor(user))
     except GatewayError as exc:
         context = {**await _list_context(request, user), "name": form.get("name", "")}
-        return failed(request, "keys.html", context, exc)
+        return failed(request, "keys.html", context, exc, fields=KEY_FIELDS)
     response = RedirectResponse(f"/portal/keys?created={record.id}", status_code=303)
     set_cookie(request, response, NEW_KEY, f"{record.id}:{fresh.key}", NEW_KEY_SECONDS)
     return response
@@ -120,7 +121,7 @@ async def update(request: Request) -> Response:
         await keys.update_key(accounts(request), key.id, params, actor=actor(user))
     except GatewayError as exc:
         context = {**await _detail_context(request, key), "form": {**settings_form(key), **form}}
-        return failed(request, "key.html", context, exc)
+        return failed(request, "key.html", context, exc, fields=KEY_FIELDS)
     return RedirectResponse(f"/portal/keys/{key.id}?saved=1", status_code=303)
 
 
@@ -141,12 +142,58 @@ def key_state(key: ApiKey, now: datetime) -> str:
     return "active" if key.usable(now) else "expired"
 
 
+# The key form's fields: a refusal naming one is shown beside it (the service's own
+# parameter names map to the same fields).
+KEY_FIELDS = {
+    "name": "name",
+    "budget": "budget",
+    "limits.budget.amount": "budget",
+    "tz": "tz",
+    "rpm": "rpm",
+    "tpm": "tpm",
+    "max_concurrent": "max_concurrent",
+    "models": "models",
+}
+COUNT_LABELS = {
+    "rpm": "Requests per minute",
+    "tpm": "Tokens per minute",
+    "max_concurrent": "Calls at once",
+}
+
+
+def check_key_form(form: dict[str, str]) -> None:
+    """The key form's fields in plain words, before the API's checks (which name its JSON
+    fields): 422 naming the field."""
+    for name, label in COUNT_LABELS.items():
+        raw = form.get(name, "")
+        if raw and (not raw.isdigit() or int(raw) < 1):
+            raise Unprocessable(
+                f"{label}: enter a whole number above 0, or leave it empty for no limit",
+                param=name,
+            )
+    if form.get("budget"):
+        try:
+            parse_usd(form["budget"], allow_zero=True)
+        except ValueError as exc:
+            raise Unprocessable(
+                "Budget: enter an amount in dollars such as 25.00, or leave it empty for none",
+                param="budget",
+            ) from exc
+        try:
+            ZoneInfo(form.get("tz") or "UTC")
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise Unprocessable(
+                "Time zone: enter a zone name such as UTC or Europe/Paris", param="tz"
+            ) from exc
+
+
 def key_params(form: dict[str, str], *, with_limits: bool = False) -> dict[str, Any]:
     """A key form as the API body it stands for (parsed and checked by gateway.keys): an
     empty field clears its setting; counts are whole numbers; models comma-separated."""
     params: dict[str, Any] = {"name": form.get("name") or None}
     if not with_limits:
         return params
+    check_key_form(form)
     budget = None
     if form.get("budget"):
         budget = {

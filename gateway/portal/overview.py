@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 from starlette.requests import Request
@@ -9,17 +10,24 @@ from starlette.responses import Response
 
 from gateway import provider_keys
 from gateway.portal.common import accounts, page, signed_in
-from gateway.records import User
+from gateway.records import ApiKey, User
 from gateway.web import services_of
 
 # A model for the snippets when the catalog offers none of the kind.
 OPENAI_EXAMPLE = "gpt-4o-mini"
 ANTHROPIC_EXAMPLE = "claude-sonnet-4-5"
+NOTICES = {
+    "welcome": "Welcome! Your account is ready.",
+    "login_set": "Your email and password are set, and you are signed in.",
+}
 
 
 def low_balance_level(available: int, *, warn: int, critical: int) -> str | None:
-    """``critical`` / ``warning`` when ``available`` (nano-USD) is below that threshold (the
-    same GATEWAY_LOW_BALANCE_* levels the gateway signals on calls), else None."""
+    """``empty`` when nothing is available (every call is refused), ``critical`` /
+    ``warning`` when ``available`` (nano-USD) is below that threshold (the same
+    GATEWAY_LOW_BALANCE_* levels the gateway signals on calls), else None."""
+    if available <= 0:
+        return "empty"
     if available < critical:
         return "critical"
     if available < warn:
@@ -37,7 +45,7 @@ async def overview(request: Request) -> Response:
     )
     keys = await services.ledger.directory.list_keys(user.id)
     recent, _ = await services.ledger.reports.list_usage_before(user.id, cursor=None, limit=5)
-    notice = "Welcome! Your account is ready." if request.query_params.get("welcome") else None
+    notice = NOTICES.get(next((n for n in NOTICES if request.query_params.get(n)), ""))
     return page(
         request,
         "overview.html",
@@ -52,9 +60,15 @@ async def overview(request: Request) -> Response:
             else settings.low_balance_warn,
             "active_keys": sum(1 for k in keys if k.revoked_at is None),
             "recent": recent,
+            "key_names": key_names(keys),
             "notice": notice,
         },
     )
+
+
+def key_names(keys: Sequence[ApiKey]) -> dict[str, str]:
+    """Key id -> what the usage tables show for it: its name, else its prefix."""
+    return {k.id: k.name or f"{k.prefix}…" for k in keys}
 
 
 def example_models(request: Request, user: User) -> tuple[str, str]:

@@ -17,6 +17,8 @@ def routes() -> list[BaseRoute]:
         Route("/portal/login", signin.login_form, methods=["GET"]),
         Route("/portal/login", signin.login, methods=["POST"]),
         Route("/portal/logout", signin.logout, methods=["POST"]),
+        Route("/portal/set-password", signin.set_password_form, methods=["GET"]),
+        Route("/portal/set-password", signin.set_password, methods=["POST"]),
         Route("/portal/account", signin.account, methods=["GET"]),
         Route("/portal/account/password", signin.change_password, methods=["POST"]),
         Route("/portal/keys", key_pages.key_list, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""Sign up, log in, log out and the password change, as pages.
+"""Sign up, log in, log out, the password change and the operator's login link, as pages.
 
 Signing in (after a sign-up or a log-in) always opens a new session under a new token
 (``sessions.start_session``), so a session token planted before sign-in is worthless. A
@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.errors import GatewayError, Unprocessable
 from gateway.money import format_usd
 from gateway.pages import sessions
+from gateway.portal import login_links
 from gateway.portal.common import (
     HOME,
     client_address,
@@ -23,7 +24,15 @@ from gateway.portal.common import (
     posted,
     signed_in,
 )
+from gateway.records import LoginLink
 from gateway.web import services_of
+
+SIGNUP_FIELDS = {"email": "email", "password": "password", "confirm": "confirm"}
+ACCOUNT_FIELDS = {
+    "current_password": "current_password",
+    "new_password": "new_password",
+    "confirm": "confirm",
+}
 
 
 async def signup_form(request: Request) -> Response:
@@ -47,12 +56,17 @@ async def signup(request: Request) -> Response:
     context = _signup_context(request, invite=form.get("invite", ""), email=form.get("email", ""))
     try:
         if form.get("password", "") != form.get("confirm", ""):
-            raise Unprocessable("the two passwords differ", param="confirm")
+            raise Unprocessable(
+                "the two passwords differ: type the same one twice", param="confirm"
+            )
         user = await portal_accounts(request).sign_up(
-            form.get("email"), form.get("password"), invite=form.get("invite") or None
+            form.get("email"),
+            form.get("password"),
+            invite=form.get("invite") or None,
+            address=client_address(request),
         )
     except GatewayError as exc:
-        return failed(request, "signup.html", context, exc)
+        return failed(request, "signup.html", context, exc, fields=SIGNUP_FIELDS)
     response = RedirectResponse(f"{HOME}?welcome=1", status_code=303)
     await sessions.start_session(request, response, user_id=user.id)
     return response
@@ -104,14 +118,66 @@ async def change_password(request: Request) -> Response:
     ledger = services_of(request).ledger
     try:
         if form.get("new_password", "") != form.get("confirm", ""):
-            raise Unprocessable("the two new passwords differ", param="confirm")
+            raise Unprocessable(
+                "the two new passwords differ: type the same one twice", param="confirm"
+            )
         login = await portal_accounts(request).change_password(
             user.id, form.get("current_password"), form.get("new_password")
         )
     except GatewayError as exc:
         unchanged = await ledger.logins.get_login(user.id)
-        return failed(request, "account.html", {"user": user, "login": unchanged}, exc)
+        context = {"user": user, "login": unchanged}
+        return failed(request, "account.html", context, exc, fields=ACCOUNT_FIELDS)
     # Whoever else holds a session (a stolen cookie, a forgotten browser) is signed out.
     await ledger.sessions.end_sessions_of(user.id, except_token_hash=session.token_hash)
     notice = "Password changed. Every other sign-in of this account was ended."
     return page(request, "account.html", {"user": user, "login": login, "notice": notice})
+
+
+async def set_password_form(request: Request) -> Response:
+    """The page of an operator's login link (login_links.py): email prefilled."""
+    token = request.query_params.get("token", "")
+    ledger = services_of(request).ledger
+    try:
+        link = await login_links.open_link(ledger, token)
+    except GatewayError as exc:
+        return failed(request, "set_password.html", {"token": ""}, exc)
+    return page(request, "set_password.html", await _link_context(request, token, link))
+
+
+async def _link_context(
+    request: Request, token: str, link: LoginLink, email: str | None = None
+) -> dict[str, object]:
+    ledger = services_of(request).ledger
+    login = await ledger.logins.get_login(link.user_id)
+    if email is None:
+        email = await login_links.prefill(ledger, link)
+    return {"token": token, "user_id": link.user_id, "email": email or "", "has_login": bool(login)}
+
+
+async def set_password(request: Request) -> Response:
+    """Sets the login through the link, then signs this browser in (every other session of
+    the user was ended)."""
+    form = await posted(request)
+    token = form.get("token", "")
+    ledger = services_of(request).ledger
+    try:
+        link = await login_links.open_link(ledger, token)
+    except GatewayError as exc:
+        return failed(request, "set_password.html", {"token": ""}, exc)
+    try:
+        if form.get("password", "") != form.get("confirm", ""):
+            raise Unprocessable(
+                "the two passwords differ: type the same one twice", param="confirm"
+            )
+        login = await login_links.use_link(
+            portal_accounts(request), token, form.get("email"), form.get("password")
+        )
+    except GatewayError as exc:
+        context = await _link_context(request, token, link, form.get("email", ""))
+        if exc.code == "link_refused":
+            context = {"token": ""}
+        return failed(request, "set_password.html", context, exc, fields=SIGNUP_FIELDS)
+    response = RedirectResponse(f"{HOME}?login_set=1", status_code=303)
+    await sessions.start_session(request, response, user_id=login.user_id)
+    return response

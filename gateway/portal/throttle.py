@@ -7,6 +7,11 @@ times within ``window`` seconds; the failure that reaches the limit locks the sc
 ledger database, so every gateway process shares them. A successful log-in clears its
 email's counter, never the address's: an attacker holding one account cannot reset the
 count of their guesses at others.
+
+``SignupLimit`` bounds open sign-ups per client address the same way (scope
+``signup:<address>``, the same tables): ``limit`` accepted sign-up forms per ``window``
+seconds; the one that reaches the limit locks the address for a whole window. It is what
+stands between a welcome credit and a script that makes up addresses.
 """
 
 from __future__ import annotations
@@ -56,3 +61,38 @@ class Throttle:
 
     async def succeeded(self, logins: Logins, email_key: str) -> None:
         await logins.clear_failures(f"email:{email_key}")
+
+
+@dataclass(frozen=True)
+class SignupLimit:
+    limit: int = 5
+    window: float = 86400.0
+
+    async def admit(self, logins: Logins, address: str | None, *, now: datetime) -> None:
+        """Counts one sign-up from ``address``; raises ``RateLimited`` (429 with retry-after)
+        when the address is locked or over its limit. ``limit`` 0 or no address: no limit."""
+        if self.limit <= 0 or not address:
+            return
+        scope = f"signup:{address}"
+        ends = await logins.lock_ends([scope], now=now)
+        if ends is None:
+            since = now - timedelta(seconds=self.window)
+            count = await logins.count_failure(scope, at=now, since=since)
+            if count >= self.limit:
+                await logins.lock(scope, until=now + timedelta(seconds=self.window))
+            if count <= self.limit:
+                return
+            ends = now + timedelta(seconds=self.window)
+        wait = max(1, math.ceil((ends - now).total_seconds()))
+        raise RateLimited(
+            f"too many sign-ups from your network: try again in {_hours(wait)}, or ask the "
+            "operator for an account",
+            type_="requests",
+            headers=((b"retry-after", str(wait).encode()),),
+        )
+
+
+def _hours(seconds: int) -> str:
+    if seconds < 3600:
+        return f"{math.ceil(seconds / 60)} minute(s)"
+    return f"{math.ceil(seconds / 3600)} hour(s)"

@@ -21,6 +21,7 @@ from gateway.exports import export_lines, export_query
 from gateway.money import parse_usd
 from gateway.pages.charts import bar_chart
 from gateway.portal.common import failed, page, signed_in
+from gateway.portal.overview import key_names
 from gateway.records import Period, utcnow
 from gateway.web import services_of
 
@@ -35,7 +36,14 @@ def _asked(request: Request) -> dict[str, str]:
 
 def _empty(asked: dict[str, str], *, keys: list[Any] | None = None) -> dict[str, Any]:
     """A usage page's context before (or without) its rows and charts."""
-    return {"asked": asked, "keys": keys or [], "rows": [], "models": [], "query": {}}
+    return {
+        "asked": asked,
+        "keys": keys or [],
+        "key_names": key_names(keys or []),
+        "rows": [],
+        "models": [],
+        "query": {},
+    }
 
 
 async def usage(request: Request) -> Response:

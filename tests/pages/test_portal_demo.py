@@ -1,6 +1,7 @@
 """`gateway serve --demo` prints how to open the portal as the demo user, and it works: the
 printed email and password sign in (in Chromium) and the overview shows the demo's credit.
-A restart prints the same password."""
+A restart prints the same password; once the user changed it in the portal, a restart keeps
+their password (it used to put the printed one back) and prints a one-time link instead."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.support.readme import ROOT
 from tests.support.waiting import wait_until
 
 MOCK_URL = "http://127.0.0.1:9009/v1"
+CHOSEN = "the user's own password"
 
 
 def start(cwd: Path, port: int, out: Path) -> subprocess.Popen[bytes]:
@@ -90,5 +92,44 @@ def test_the_demo_prints_a_portal_sign_in_that_works(tmp_path: Path, page: Page)
     again = start(tmp_path, port, tmp_path / "second.out")
     try:
         assert printed(tmp_path / "second.out", "password") == password
+        sign_in(page, base, email, password)
+        page.goto(f"{base}/portal/account")
+        page.get_by_label("Current password").fill(password)
+        page.get_by_label("New password (8 characters or more)").fill(CHOSEN)
+        page.get_by_label("New password again").fill(CHOSEN)
+        page.get_by_role("button", name="Change password").click()
+        expect(page.get_by_text("Password changed.")).to_be_visible()
     finally:
         stop(again)
+    third = start(tmp_path, port, tmp_path / "third.out")
+    try:
+        banner = (tmp_path / "third.out").read_text()
+        assert "password: (changed in the portal since the first start" in banner
+        assert password not in banner
+        link = banner.split("this link works once): ", 1)[1].split()[0]
+        assert link.startswith(f"{base}/portal/set-password?token=")
+        sign_in(page, base, email, CHOSEN)  # the restart left the user's password alone
+        page.context.clear_cookies()
+        page.goto(link)
+        expect(page.get_by_label("Email")).to_have_value(email)
+        page.get_by_label("New password (8 characters or more)").fill(password)
+        page.get_by_label("New password again").fill(password)
+        page.get_by_role("button", name="Save and sign in").click()
+        page.wait_for_url(f"{base}/portal?login_set=1")
+    finally:
+        stop(third)
+    # Set back to the kept password through the link: the next start prints it again.
+    fourth = start(tmp_path, port, tmp_path / "fourth.out")
+    try:
+        assert printed(tmp_path / "fourth.out", "password") == password
+    finally:
+        stop(fourth)
+
+
+def sign_in(page: Page, base: str, email: str, password: str) -> None:
+    page.context.clear_cookies()  # signed out, whatever came before
+    page.goto(f"{base}/portal/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/portal")

@@ -71,3 +71,19 @@ def test_cli_creates_invitations_through_the_api_and_direct(
     table = capsys.readouterr().out
     assert via_api["id"] in table
     assert "a@example.com" in table
+
+
+def test_an_invitation_for_an_existing_users_email_is_refused_naming_the_login_link(
+    gateways: GatewayFactory,
+) -> None:
+    gw = gateways.start(GATEWAY_PORTAL_SIGNUP="invite")
+    made = gw.admin.post(
+        "/admin/users", json={"id": "carol", "email": "carol@example.com", "initial_credit": "10"}
+    )
+    assert made.status_code == 201, made.text
+    refused = gw.admin.post("/admin/invites", json={"email": "Carol@example.com"})
+    assert refused.status_code == 409
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == ("email_has_user", "email")
+    assert "gateway users login-link carol" in error["message"]
+    assert gw.admin.get("/admin/invites").json()["data"] == []
