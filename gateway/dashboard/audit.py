@@ -32,6 +32,8 @@ ACTIONS = (
     "key.revoke",
     "key.rotate",
     "invite.create",
+    "login_link.create",
+    "login.set",
     "price.set",
     "price.change",
     "price.remove",
