@@ -27,6 +27,7 @@ from gateway.ledger.ports import (
     Payments,
     Reports,
     Sessions,
+    UsageStorage,
     Webhooks,
 )
 from gateway.records import ENTRY_KINDS, Entry
@@ -42,6 +43,7 @@ class Ledger:
     payments: Payments
     webhooks: Webhooks
     sessions: Sessions
+    usage_storage: UsageStorage
 
     async def open(self) -> None:
         """Connects and migrates (``open_ledger`` does it for you)."""

@@ -1,26 +1,26 @@
 """Reports (the ``Reports`` port): usage pages, aggregates and the price book, written once.
 
-The database aggregates. Each report is one SELECT whose total row is summed from its groups
-in the same statement, so both come from one snapshot and one scan. Day buckets are computed
-here, in Python, from the caller's time zone (zoneinfo), so both databases group rows by
-exactly the same instants; they arrive as UTC ``[start, end)`` pairs joined as a VALUES table,
-each day one range scan of the covering index ``usage_records_time`` (migration 0003). Reads
-go through ``Database.read``: on SQLite a read-only connection beside the writer thread, so
-a report over many rows never delays a settlement. PostgreSQL sums bigints as ``numeric``, so
-no total can overflow.
+The database aggregates. Each report is one SELECT (one snapshot) whose total row is summed
+from its groups in the same statement. The aggregates read the rollups (rollups.py: whole
+UTC days and hours) and only the sub-hour edges of a period from the usage rows, so a report
+over a year costs about what one over a day does. Day buckets of a revenue report are computed
+here, in Python, from the caller's time zone (zoneinfo), so both databases group by exactly
+the same instants. Reads go through ``Database.read``: on SQLite a read-only connection
+beside the writer thread, so a report never delays a settlement. PostgreSQL sums bigints as
+``numeric``, so no total can overflow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.ledger.audit import write_audit
 from gateway.ledger.database import Database, Row
 from gateway.ledger.price_book import UPSERT_PRICE, diff_prices, price, tiers_json
+from gateway.ledger.rollups import SUMS, Column, gathered, parts_table
 from gateway.ledger.sql import (
-    AGGREGATES,
     GROUPED,
     TOTALS,
     USAGE_COLUMNS,
@@ -43,9 +43,14 @@ from gateway.records import (
     utcnow,
 )
 
-# The column each attribution breakdown groups by (``tag``: json_each of the tags, see
-# usage_groups); ``model`` is usage_totals' own breakdown.
-GROUP_COLUMNS = {"key": "u.key_id", "end_user": "u.end_user", "session": "u.session_id"}
+# The column each attribution breakdown groups by in the rows ('' for none, as in the rollups;
+# ``tag``: json_each of the tags, see usage_groups); ``model`` is usage_totals' own breakdown.
+GROUP_COLUMNS = {
+    "key": "coalesce(u.key_id, '')",
+    "end_user": "coalesce(u.end_user, '')",
+    "session": "coalesce(u.session_id, '')",
+    "tag": "coalesce(t.key, '')",
+}
 GROUPS = ("model", "key", "tag", "end_user", "session")
 # The order of the newest-first index usage_records_user_time.
 NEWEST_FIRST = "ORDER BY created_at DESC, request_id DESC"
@@ -106,9 +111,16 @@ class SqlReports:
         self, *, user_id: str | None, period: Period
     ) -> tuple[Totals, list[ModelTotals]]:
         p = Params()
+        parts = parts_table(p, [period])
+        if parts is None:
+            return Totals(), []
+        columns = (
+            Column("provider", "r.provider", "u.provider"),
+            Column("model", "r.grp", "u.model"),
+        )
         rows = await self._db.read(
-            f"WITH g AS (SELECT u.provider AS provider, u.model AS model, {AGGREGATES} "
-            f"FROM usage_records u {_where(p, user_id, period)} GROUP BY u.provider, u.model) "
+            f"WITH {parts}, s AS ({gathered(p, dim='model', columns=columns, user_id=user_id)}), "
+            f"g AS (SELECT provider, model, {SUMS} FROM s GROUP BY provider, model) "
             f"SELECT 1 AS grp, NULL AS provider, NULL AS model, {TOTALS} FROM g "
             f"UNION ALL SELECT 0, provider, model, {GROUPED} FROM g "
             "ORDER BY grp DESC, cost DESC, provider, model",
@@ -123,28 +135,26 @@ class SqlReports:
         self, *, user_id: str | None, period: Period, group_by: str, limit: int
     ) -> tuple[Totals, list[GroupTotals], bool]:
         p = Params()
+        parts = parts_table(p, [period])
+        if parts is None:
+            return Totals(), [], False
+        column = [Column("grp_key", "r.grp", GROUP_COLUMNS[group_by])]
+        groups = gathered(p, dim=group_by, columns=column, user_id=user_id, tags=group_by == "tag")
         if group_by == "tag":
-            # A call counts in each of its tags' groups (untagged calls: the NULL group), so
-            # the total is summed from the records themselves, in the same statement.
-            total = f"SELECT 1 AS grp, NULL AS grp_key, {AGGREGATES} FROM usage_records u "
-            total += _where(p, user_id, period)
-            groups = (
-                f"SELECT 0 AS grp, t.key AS grp_key, {AGGREGATES} FROM usage_records u "
-                f"LEFT JOIN json_each(u.tags) t ON true {_where(p, user_id, period)} "
-                "GROUP BY t.key"
-            )
-            sql = f"{total} UNION ALL {groups}"
+            # A call counts in each of its tags' groups (untagged calls: the none group), so
+            # the total is summed from each call once (the key dimension), in the same
+            # statement.
+            calls = gathered(p, dim="key", columns=(), user_id=user_id)
+            total = f"SELECT 1 AS grp, NULL AS grp_key, {SUMS} FROM ({calls}) c"
         else:
-            column = GROUP_COLUMNS[group_by]
-            sql = (
-                f"WITH g AS (SELECT {column} AS grp_key, {AGGREGATES} FROM usage_records u "
-                f"{_where(p, user_id, period)} GROUP BY {column}) "
-                f"SELECT 1 AS grp, NULL AS grp_key, {TOTALS} FROM g "
-                f"UNION ALL SELECT 0, grp_key, {GROUPED} FROM g"
-            )
-        # NULLs (calls without the attribute) sort last in both databases.
+            total = f"SELECT 1 AS grp, NULL AS grp_key, {TOTALS} FROM g"
+        # '' is the rollups' "none": the group of calls without the attribute, shown as NULL.
+        # NULLs sort last in both databases.
         rows = await self._db.read(
-            f"SELECT * FROM ({sql}) x "
+            f"WITH {parts}, s AS ({groups}), "
+            f"g AS (SELECT grp_key, {SUMS} FROM s GROUP BY grp_key) "
+            f"SELECT * FROM ({total} UNION ALL "
+            f"SELECT 0, NULLIF(grp_key, ''), {GROUPED} FROM g) x "
             "ORDER BY grp DESC, cost DESC, grp_key IS NULL, grp_key "
             f"LIMIT {p(limit + 2)}",
             *p.values,
@@ -154,42 +164,43 @@ class SqlReports:
 
     async def spend_since(self, *, scope: str, since: datetime) -> int:
         kind, _, ident = scope.partition(":")
-        column = "key_id" if kind == "k" else "user_id"
+        p = Params()
+        parts = parts_table(p, [Period(start=since)])
+        if parts is None:
+            return 0
+        if kind == "k":
+            calls = gathered(p, dim="key", columns=(), grp=ident)
+        else:
+            calls = gathered(p, dim="key", columns=(), user_id=ident)
         row = await self._db.fetchrow(
-            f"SELECT COALESCE(SUM(cost), 0) AS spent FROM usage_records"
-            f" WHERE {column} = $1 AND created_at >= $2",
-            ident,
-            since,
+            f"WITH {parts} SELECT COALESCE(SUM(cost), 0) AS spent FROM ({calls}) c", *p.values
         )
         return int(row["spent"]) if row else 0
 
     async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
-        if not days:
-            return Totals(), []
         p = Params()
-        values = ", ".join(
-            f"({p(i)}::int, {p(d.start)}::timestamptz, {p(d.end)}::timestamptz)"
-            for i, d in enumerate(days)
-        )
+        parts = parts_table(p, [Period(start=d.start, end=d.end) for d in days])
+        if parts is None:
+            return Totals(), [DayTotals(day=d, totals=Totals()) for d in days]
+        calls = gathered(p, dim="total", columns=(Column("i", "p.i", "p.i"),))
         rows = await self._db.read(
-            f"WITH days(i, lo, hi) AS (VALUES {values}), "
-            f"g AS (SELECT d.i AS i, {AGGREGATES} FROM days d LEFT JOIN usage_records u "
-            "ON u.created_at >= d.lo AND u.created_at < d.hi GROUP BY d.i) "
-            f"SELECT -1 AS i, {TOTALS} FROM g UNION ALL SELECT i, {GROUPED} FROM g ORDER BY i",
-            *p.values,
+            f"WITH {parts}, s AS ({calls}) SELECT i, {SUMS} FROM s GROUP BY i", *p.values
         )
-        return totals_of(rows[0]), [
-            DayTotals(day=days[r["i"]], totals=totals_of(r)) for r in rows[1:]
-        ]
+        found = {r["i"]: totals_of(r) for r in rows}
+        per_day = [DayTotals(day=d, totals=found.get(i, Totals())) for i, d in enumerate(days)]
+        return _sum(t.totals for t in per_day), per_day
 
     async def top_users(
         self, *, period: Period, limit: int
     ) -> tuple[Totals, list[UserTotals], bool]:
         p = Params()
-        where = _where(p, None, period)
+        parts = parts_table(p, [period])
+        if parts is None:
+            return Totals(), [], False
+        calls = gathered(p, dim="key", columns=(Column("user_id", "r.user_id", "u.user_id"),))
         rows = await self._db.read(
-            f"WITH g AS (SELECT u.user_id AS user_id, {AGGREGATES} FROM usage_records u "
-            f"{where} GROUP BY u.user_id) "
+            f"WITH {parts}, s AS ({calls}), "
+            f"g AS (SELECT user_id, {SUMS} FROM s GROUP BY user_id) "
             f"SELECT 1 AS grp, NULL AS user_id, {TOTALS} FROM g "
             f"UNION ALL SELECT 0, user_id, {GROUPED} FROM g "
             f"ORDER BY grp DESC, cost DESC, user_id LIMIT {p(limit + 2)}",
@@ -245,6 +256,20 @@ def _where(p: Params, user_id: str | None, period: Period) -> str:
         ("u.created_at >=", period.start),
         ("u.created_at <", period.end),
     )
+
+
+def _sum(totals: Iterable[Totals]) -> Totals:
+    out = Totals()
+    for t in totals:
+        out = Totals(
+            requests=out.requests + t.requests,
+            prompt_tokens=out.prompt_tokens + t.prompt_tokens,
+            completion_tokens=out.completion_tokens + t.completion_tokens,
+            cached_tokens=out.cached_tokens + t.cached_tokens,
+            reasoning_tokens=out.reasoning_tokens + t.reasoning_tokens,
+            cost=out.cost + t.cost,
+        )
+    return out
 
 
 def usage(r: Row) -> UsageRecord:
