@@ -52,7 +52,7 @@ GROUP_COLUMNS = {
     "tag": "coalesce(t.key, '')",
 }
 GROUPS = ("model", "key", "tag", "end_user", "session")
-# The order of the newest-first index usage_records_user_time.
+# The order of the usage pages, newest first (index usage_records_user_time).
 NEWEST_FIRST = "ORDER BY created_at DESC, request_id DESC"
 
 
@@ -78,9 +78,12 @@ class SqlReports:
         p = Params()
         where = f"WHERE user_id = {p(user_id)}"
         if cursor is not None:
-            # Row-value comparison matches the index order (created_at DESC, request_id DESC).
-            after = f"({p(cursor.created_at)}, {p(cursor.request_id)})"
-            where += f" AND (created_at, request_id) < {after}"
+            # Row-value comparison in the page order (created_at DESC, request_id DESC); the
+            # plain bound on created_at lets an index on (user_id, created_at) start there
+            # (PostgreSQL's usage_records_user_time, migration 0013).
+            at = p(cursor.created_at)
+            where += f" AND created_at <= {at} AND (created_at, request_id) < ({at}, "
+            where += f"{p(cursor.request_id)})"
         limit_to = p(limit + 1)
         rows = await self._db.read(
             f"SELECT {USAGE_COLUMNS} FROM usage_records {where} {NEWEST_FIRST} LIMIT {limit_to}",
@@ -96,8 +99,10 @@ class SqlReports:
         if after is not None:
             # Row-value comparison in index order: each page is one range scan that starts
             # where the last one ended, however many rows came before it.
+            at = p(after.created_at)
             keyset = (
-                f"(u.created_at, u.request_id) > ({p(after.created_at)}, {p(after.request_id)})"
+                f"u.created_at >= {at} AND (u.created_at, u.request_id) > "
+                f"({at}, {p(after.request_id)})"
             )
             where = f"{where} AND {keyset}" if where else f"WHERE {keyset}"
         rows = await self._db.read(

@@ -10,18 +10,23 @@ import random
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from gateway.ledger import open_ledger
 from gateway.ledger.base import Ledger
+from gateway.ledger.partitions import shift
 from gateway.ledger.postgres import PostgresDatabase
 from gateway.ledger.rollups import KEY, MEASURES, deltas
 from gateway.ledger.schema import migrations
 from gateway.ledger.sql import USAGE_FIELDS, usage_values
 from gateway.ledger.sqlite import adapt, parse_ts
-from gateway.records import Period, UsageRecord
+from gateway.records import Period, UsageRecord, utcnow
+from gateway.services import build, shutdown
+from gateway.settings import Settings, SettingsError
 from gateway.usage_retention import UsageRetention, horizon
 from tests.ledger.books import USD, Books, Contract, contended, usage
 
@@ -269,3 +274,61 @@ def test_sqlite_bucket_text_is_the_timestamp_format() -> None:
     assert parse_ts(adapt([at])[0][:13] + ":00:00.000000") == at.replace(
         minute=0, second=0, microsecond=0
     )
+
+
+# -- the setting and the gateway's start ------------------------------------------------------
+
+
+def test_the_retention_setting_is_a_number_of_months() -> None:
+    assert Settings.from_env({}).usage_retention_months is None
+    assert Settings.from_env({"GATEWAY_USAGE_RETENTION_MONTHS": "0"}).usage_retention_months is None
+    assert Settings.from_env({"GATEWAY_USAGE_RETENTION_MONTHS": "13"}).usage_retention_months == 13
+    for bad in ("-1", "a year"):
+        with pytest.raises(SettingsError, match="GATEWAY_USAGE_RETENTION_MONTHS"):
+            Settings.from_env({"GATEWAY_USAGE_RETENTION_MONTHS": bad})
+
+
+def test_a_gateway_starting_drops_the_months_past_its_retention(
+    contract: Contract, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        ledger = await open_ledger(contract.url)
+        now = utcnow()
+        try:
+            await ledger.directory.create_user(user_id="alice", email=None)
+            await ledger.journal.post_entry("alice", kind="grant", amount=USD, reference="g")
+            old = usage("old", "alice", 100, shift(now, -3))
+            kept = usage("kept", "alice", 100, shift(now, -1))
+            await ledger.journal.write_usage([old, kept])
+        finally:
+            await ledger.close()
+        models = tmp_path / "models.yaml"
+        models.write_text(MODELS)
+        settings = Settings.from_env(
+            {
+                "GATEWAY_DATABASE_URL": contract.url,
+                "GATEWAY_MODELS": str(models),
+                "GATEWAY_USAGE_RETENTION_MONTHS": "2",
+                "GATEWAY_SPILL_DIR": str(tmp_path / "spill"),
+            }
+        )
+        services = await build(settings)
+        try:
+            rows, _ = await services.ledger.reports.list_usage("alice", limit=10, offset=0)
+            assert [r.request_id for r in rows] == ["kept"]
+            assert await services.ledger.journal.balance("alice") == (USD - 200, 3)
+        finally:
+            await shutdown(services)
+
+    asyncio.run(main())
+
+
+MODELS = """\
+providers:
+  p: {base_url: http://127.0.0.1:9/v1}
+models:
+  chat:
+    provider: p
+    price: {input: "1.00", output: "1.00"}
+    max_output_tokens: 10
+"""

@@ -60,7 +60,9 @@ CREATE TABLE usage_records (
     PRIMARY KEY (request_id, created_at),
     CONSTRAINT usage_records_user_fk FOREIGN KEY (user_id) REFERENCES users(id)
 ) PARTITION BY RANGE (created_at);
-CREATE INDEX usage_records_user_time ON usage_records(user_id, created_at DESC, request_id DESC);
+-- Without request_id: ties on created_at are rare, and a page sorts them by request id as it
+-- reads (incremental sort), for a third of the index's size.
+CREATE INDEX usage_records_user_time ON usage_records(user_id, created_at DESC);
 CREATE INDEX usage_records_time ON usage_records(created_at);
 
 -- Creates the partition of the month holding ``month`` (UTC) unless it exists; true when it
