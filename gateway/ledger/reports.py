@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from gateway.ledger.audit import write_audit
 from gateway.ledger.database import Database, Row
 from gateway.ledger.price_book import UPSERT_PRICE, diff_prices, price, tiers_json
-from gateway.ledger.rollups import SUMS, Column, gathered, parts_table
+from gateway.ledger.rollups import SUMS, Column, gathered
 from gateway.ledger.sql import (
     GROUPED,
     TOTALS,
@@ -116,16 +116,16 @@ class SqlReports:
         self, *, user_id: str | None, period: Period
     ) -> tuple[Totals, list[ModelTotals]]:
         p = Params()
-        parts = parts_table(p, [period])
-        if parts is None:
-            return Totals(), []
         columns = (
             Column("provider", "r.provider", "u.provider"),
             Column("model", "r.grp", "u.model"),
         )
+        calls = gathered(p, [period], dim="model", columns=columns, user_id=user_id)
+        if calls is None:
+            return Totals(), []
         rows = await self._db.read(
-            f"WITH {parts}, s AS ({gathered(p, dim='model', columns=columns, user_id=user_id)}), "
-            f"g AS (SELECT provider, model, {SUMS} FROM s GROUP BY provider, model) "
+            f"WITH g AS (SELECT provider, model, {SUMS} FROM ({calls}) s"
+            " GROUP BY provider, model) "
             f"SELECT 1 AS grp, NULL AS provider, NULL AS model, {TOTALS} FROM g "
             f"UNION ALL SELECT 0, provider, model, {GROUPED} FROM g "
             "ORDER BY grp DESC, cost DESC, provider, model",
@@ -140,24 +140,24 @@ class SqlReports:
         self, *, user_id: str | None, period: Period, group_by: str, limit: int
     ) -> tuple[Totals, list[GroupTotals], bool]:
         p = Params()
-        parts = parts_table(p, [period])
-        if parts is None:
-            return Totals(), [], False
         column = [Column("grp_key", "r.grp", GROUP_COLUMNS[group_by])]
-        groups = gathered(p, dim=group_by, columns=column, user_id=user_id, tags=group_by == "tag")
+        groups = gathered(
+            p, [period], dim=group_by, columns=column, user_id=user_id, tags=group_by == "tag"
+        )
+        if groups is None:
+            return Totals(), [], False
         if group_by == "tag":
             # A call counts in each of its tags' groups (untagged calls: the none group), so
             # the total is summed from each call once (the key dimension), in the same
             # statement.
-            calls = gathered(p, dim="key", columns=(), user_id=user_id)
+            calls = gathered(p, [period], dim="key", user_id=user_id)
             total = f"SELECT 1 AS grp, NULL AS grp_key, {SUMS} FROM ({calls}) c"
         else:
             total = f"SELECT 1 AS grp, NULL AS grp_key, {TOTALS} FROM g"
         # '' is the rollups' "none": the group of calls without the attribute, shown as NULL.
         # NULLs sort last in both databases.
         rows = await self._db.read(
-            f"WITH {parts}, s AS ({groups}), "
-            f"g AS (SELECT grp_key, {SUMS} FROM s GROUP BY grp_key) "
+            f"WITH g AS (SELECT grp_key, {SUMS} FROM ({groups}) s GROUP BY grp_key) "
             f"SELECT * FROM ({total} UNION ALL "
             f"SELECT 0, NULLIF(grp_key, ''), {GROUPED} FROM g) x "
             "ORDER BY grp DESC, cost DESC, grp_key IS NULL, grp_key "
@@ -170,28 +170,25 @@ class SqlReports:
     async def spend_since(self, *, scope: str, since: datetime) -> int:
         kind, _, ident = scope.partition(":")
         p = Params()
-        parts = parts_table(p, [Period(start=since)])
-        if parts is None:
-            return 0
         if kind == "k":
-            calls = gathered(p, dim="key", columns=(), grp=ident)
+            calls = gathered(p, [Period(start=since)], dim="key", grp=ident)
         else:
-            calls = gathered(p, dim="key", columns=(), user_id=ident)
+            calls = gathered(p, [Period(start=since)], dim="key", user_id=ident)
+        if calls is None:
+            return 0
         row = await self._db.fetchrow(
-            f"WITH {parts} SELECT COALESCE(SUM(cost), 0) AS spent FROM ({calls}) c", *p.values
+            f"SELECT COALESCE(SUM(cost), 0) AS spent FROM ({calls}) c", *p.values
         )
         return int(row["spent"]) if row else 0
 
     async def revenue_by_day(self, days: Sequence[Day]) -> tuple[Totals, list[DayTotals]]:
         p = Params()
-        parts = parts_table(p, [Period(start=d.start, end=d.end) for d in days])
-        if parts is None:
-            return Totals(), [DayTotals(day=d, totals=Totals()) for d in days]
-        calls = gathered(p, dim="total", columns=(Column("i", "p.i", "p.i"),))
-        rows = await self._db.read(
-            f"WITH {parts}, s AS ({calls}) SELECT i, {SUMS} FROM s GROUP BY i", *p.values
-        )
-        found = {r["i"]: totals_of(r) for r in rows}
+        periods = [Period(start=d.start, end=d.end) for d in days]
+        calls = gathered(p, periods, dim="total", label="i")
+        found: dict[int, Totals] = {}
+        if calls is not None:
+            rows = await self._db.read(f"SELECT i, {SUMS} FROM ({calls}) s GROUP BY i", *p.values)
+            found = {r["i"]: totals_of(r) for r in rows}
         per_day = [DayTotals(day=d, totals=found.get(i, Totals())) for i, d in enumerate(days)]
         return _sum(t.totals for t in per_day), per_day
 
@@ -199,13 +196,12 @@ class SqlReports:
         self, *, period: Period, limit: int
     ) -> tuple[Totals, list[UserTotals], bool]:
         p = Params()
-        parts = parts_table(p, [period])
-        if parts is None:
+        column = (Column("user_id", "r.user_id", "u.user_id"),)
+        calls = gathered(p, [period], dim="key", columns=column)
+        if calls is None:
             return Totals(), [], False
-        calls = gathered(p, dim="key", columns=(Column("user_id", "r.user_id", "u.user_id"),))
         rows = await self._db.read(
-            f"WITH {parts}, s AS ({calls}), "
-            f"g AS (SELECT user_id, {SUMS} FROM s GROUP BY user_id) "
+            f"WITH g AS (SELECT user_id, {SUMS} FROM ({calls}) s GROUP BY user_id) "
             f"SELECT 1 AS grp, NULL AS user_id, {TOTALS} FROM g "
             f"UNION ALL SELECT 0, user_id, {GROUPED} FROM g "
             f"ORDER BY grp DESC, cost DESC, user_id LIMIT {p(limit + 2)}",

@@ -138,18 +138,6 @@ def _ceil(at: datetime, grain: str) -> datetime:
     return start if start == at else start + (DAY if grain == "day" else HOUR)
 
 
-def parts_table(p: Params, periods: Sequence[Period]) -> str | None:
-    """``parts(i, src, lo, hi)``: the parts of each period, ``i`` its position; None when
-    every period is empty."""
-    values = [
-        f"({p(i)}::int, {p(part.source)}::text, {p(part.lo)}::timestamptz, "
-        f"{p(part.hi)}::timestamptz)"
-        for i, period in enumerate(periods)
-        for part in split(period)
-    ]
-    return f"parts(i, src, lo, hi) AS (VALUES {', '.join(values)})" if values else None
-
-
 @dataclass(frozen=True, slots=True)
 class Column:
     """A group column of a report: its name, read from the rollups and from the rows."""
@@ -161,42 +149,64 @@ class Column:
 
 def gathered(
     p: Params,
+    periods: Sequence[Period],
     *,
     dim: str,
-    columns: Sequence[Column],
+    columns: Sequence[Column] = (),
+    label: str | None = None,
     user_id: str | None = None,
     grp: str | None = None,
     tags: bool = False,
-) -> str:
-    """A SELECT of ``columns`` and the six measures over the table ``parts``: the rollup rows
-    of ``dim`` in its bucket parts, and the usage rows (aliased ``u``) in its row parts, one
-    per record (one per tag with ``tags``: ``t.key``). ``user_id`` and ``grp`` filter."""
-    rolled_where = (
-        f"r.dim = {p(dim)} AND r.grain = p.src AND r.bucket_at >= p.lo AND r.bucket_at < p.hi"
-    )
-    counted_where = "p.src = 'rows' AND u.created_at >= p.lo AND u.created_at < p.hi"
-    if user_id is not None:
-        who = p(user_id)
-        rolled_where += f" AND r.user_id = {who}"
-        counted_where += f" AND u.user_id = {who}"
-    if grp is not None:
-        # Only the key dimension is filtered by group: spend per key.
-        value = p(grp)
-        rolled_where += f" AND r.grp = {value}"
-        counted_where += f" AND u.key_id = {value}"
-    rolled = ", ".join([f"{c.rolled} AS {c.name}" for c in columns] + [f"r.{m}" for m in MEASURES])
-    counted = ", ".join(
-        [f"{c.counted} AS {c.name}" for c in columns]
-        + ["1", "u.prompt_tokens", "u.completion_tokens", "u.cached_tokens"]
-        + ["u.reasoning_tokens", "u.cost"]
-    )
+) -> str | None:
+    """A SELECT of ``columns`` and the six measures over ``periods``: per part of each period
+    (``split``), the rollup rows of ``dim`` in its buckets, or the usage rows (aliased ``u``)
+    in it, one per record (one per tag with ``tags``: ``t.key``). ``label`` names a column
+    holding the position of the period a row belongs to. ``user_id`` and ``grp`` (a key id)
+    filter. None when every period is empty.
+
+    One UNION ALL branch per part, each a range scan of its own: a join of the rollups with a
+    table of parts would let PostgreSQL hash-join a whole dimension instead.
+    """
+    # Each value is a parameter once, named when a branch first uses it (PostgreSQL cannot
+    # type a parameter no branch uses).
+    named: dict[str, str] = {}
+
+    def param(name: str, value: object) -> str:
+        if name not in named:
+            named[name] = p(value)
+        return named[name]
+
     rows = "usage_records u LEFT JOIN json_each(u.tags) t ON true" if tags else "usage_records u"
-    # CROSS JOIN: SQLite then loops over the few parts and range-scans the index per part
-    # (PostgreSQL plans it as the inner join it is).
-    return (
-        f"SELECT {rolled} FROM parts p CROSS JOIN usage_rollups r WHERE {rolled_where} "
-        f"UNION ALL SELECT {counted} FROM parts p CROSS JOIN {rows} WHERE {counted_where}"
-    )
+    branches = []
+    for i, period in enumerate(periods):
+        at = [f"{p(i)}::int AS {label}"] if label else []
+        for part in split(period):
+            lo, hi = p(part.lo), p(part.hi)
+            if part.source == "rows":
+                select = at + [f"{c.counted} AS {c.name}" for c in columns] + list(_COUNTED)
+                where = f"u.created_at >= {lo} AND u.created_at < {hi}"
+                if user_id is not None:
+                    where += f" AND u.user_id = {param('user', user_id)}"
+                if grp is not None:
+                    where += f" AND u.key_id = {param('grp', grp)}"
+                branches.append(f"SELECT {', '.join(select)} FROM {rows} WHERE {where}")
+            else:
+                select = at + [f"{c.rolled} AS {c.name}" for c in columns] + list(_ROLLED)
+                where = (
+                    f"r.dim = {param('dim', dim)} AND r.grain = {param(part.source, part.source)}"
+                )
+                where += f" AND r.bucket_at >= {lo} AND r.bucket_at < {hi}"
+                if user_id is not None:
+                    where += f" AND r.user_id = {param('user', user_id)}"
+                if grp is not None:
+                    where += f" AND r.grp = {param('grp', grp)}"
+                branches.append(f"SELECT {', '.join(select)} FROM usage_rollups r WHERE {where}")
+    return " UNION ALL ".join(branches) if branches else None
+
+
+_ROLLED = tuple(f"r.{m}" for m in MEASURES)
+# The first branch of a UNION names its columns, in both databases: every branch names them.
+_COUNTED = ("1 AS requests", *(f"u.{m} AS {m}" for m in MEASURES[1:]))
 
 
 SUMS = ", ".join(f"sum({m}) AS {m}" for m in MEASURES)
