@@ -113,6 +113,7 @@ async def seed_sqlite(ledger: Ledger, count: int) -> None:
         lo = (START + timedelta(days=day - 1)).date().isoformat()
         hi = (START + timedelta(days=day)).date().isoformat()
         await db.tx(functools.partial(_run, SQLITE_ROLLUPS, (lo, hi)))
+        await db.tx(functools.partial(_run, SQLITE_QUARTERS, (lo, hi)))
     await db.execute("ANALYZE")
 
 
@@ -154,6 +155,17 @@ INSERT INTO usage_rollups
 SELECT dim, grain, b, user_id, grp, provider, count(*), sum(p), sum(c), sum(ca), sum(r),
        sum(cost)
 FROM d GROUP BY dim, grain, b, user_id, grp, provider
+"""
+SQLITE_QUARTERS = """
+INSERT INTO usage_rollups
+SELECT 'total', 'quarter',
+       substr(created_at, 1, 14)
+           || printf('%02d', cast(substr(created_at, 15, 2) AS INTEGER) / 15 * 15)
+           || ':00.000000',
+       '', '', '', count(*), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens),
+       sum(reasoning_tokens), sum(cost)
+FROM usage_records WHERE created_at >= ?1 AND created_at < ?2
+GROUP BY 3
 """
 
 POSTGRES_ROWS = """
@@ -198,6 +210,16 @@ CROSS JOIN LATERAL (
 WHERE u.created_at >= $1 AND u.created_at < $2
 GROUP BY 1, 2, 3, 4, 5, 6
 """
+POSTGRES_QUARTERS = """
+INSERT INTO usage_rollups
+SELECT 'total', 'quarter',
+       date_trunc('hour', created_at, 'UTC')
+           + floor(extract(minute FROM created_at AT TIME ZONE 'UTC') / 15) * interval '15 min',
+       '', '', '', count(*), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens),
+       sum(reasoning_tokens), sum(cost)
+FROM usage_records WHERE created_at >= $1 AND created_at < $2
+GROUP BY 3
+"""
 
 
 async def seed_postgres(ledger: Ledger, count: int) -> None:
@@ -219,6 +241,7 @@ async def seed_postgres(ledger: Ledger, count: int) -> None:
         for day in range(DAYS + 1):
             lo_at = START.replace(hour=0) + timedelta(days=day)
             await conn.execute(POSTGRES_ROLLUPS, lo_at, lo_at + timedelta(days=1))
+            await conn.execute(POSTGRES_QUARTERS, lo_at, lo_at + timedelta(days=1))
         # What autovacuum does to an insert-only table soon enough (PostgreSQL 13+): the
         # visibility map it sets makes the index scans of the usage pages index-only.
         await conn.execute("VACUUM ANALYZE usage_records")

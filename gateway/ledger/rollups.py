@@ -1,14 +1,17 @@
 """Usage rollups: the sums the reports read instead of the usage rows.
 
 ``usage_rollups`` (migration 0013) holds, per bucket (a UTC hour or day) and dimension, the six
-sums every report shows. The writers add a batch's deltas (``deltas``) in the transaction that
-inserts its records, so a bucket always equals the sum of its rows.
+sums every report shows; the ``total`` dimension has quarter-hour buckets too. The writers
+add a batch's deltas (``deltas``) in the transaction that inserts its records, so a bucket
+always equals the sum of its rows.
 
 A report over ``[start, end)`` reads each part of the period from the coarsest source that
 covers it exactly (``split``): whole UTC days from the day buckets, whole hours around them
 from the hour buckets, and the sub-hour edges from the rows themselves. Local days of a time
 zone on a whole-hour offset are whole hours, so a report by local day reads no row at all;
-a half-hour zone (Asia/Kolkata) reads half an hour of rows at each end of each day.
+revenue per day reads quarter hours at the edges, so it reads no row in any zone (every
+offset in use is a multiple of 15 minutes), where a breakdown of a half-hour zone's days
+(Asia/Kolkata) reads the half hour at each end from the rows.
 
 Dimensions (``dim``) and the group value each keeps in ``grp`` ('' for "none"):
 ``total`` (no user, no group), ``model`` (with ``provider``), ``key``, ``end_user``,
@@ -60,8 +63,11 @@ Delta = tuple[str, str, datetime, str, str, str, int, int, int, int, int, int]
 
 
 def bucket(at: datetime, grain: str) -> datetime:
-    """The start of the UTC hour or day holding ``at``."""
-    at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    """The start of the UTC quarter hour, hour or day holding ``at``."""
+    at = at.astimezone(UTC).replace(second=0, microsecond=0)
+    if grain == "quarter":
+        return at.replace(minute=at.minute - at.minute % 15)
+    at = at.replace(minute=0)
     return at.replace(hour=0) if grain == "day" else at
 
 
@@ -91,10 +97,19 @@ def deltas(records: Iterable[UsageRecord]) -> list[Delta]:
         for grain in GRAINS:
             start = bucket(r.created_at, grain)
             for dim, user_id, grp, provider in _dims(r):
-                row = sums.setdefault((dim, grain, start, user_id, grp, provider), [0] * 6)
-                for i, value in enumerate(measures):
-                    row[i] += value
+                _add(sums, (dim, grain, start, user_id, grp, provider), measures)
+        _add(sums, ("total", "quarter", bucket(r.created_at, "quarter"), "", "", ""), measures)
     return sorted((*key, *row) for key, row in sums.items())  # type: ignore[misc]
+
+
+def _add(
+    sums: dict[tuple[str, str, datetime, str, str, str], list[int]],
+    key: tuple[str, str, datetime, str, str, str],
+    measures: tuple[int, ...],
+) -> None:
+    row = sums.setdefault(key, [0] * 6)
+    for i, value in enumerate(measures):
+        row[i] += value
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -102,15 +117,34 @@ def deltas(records: Iterable[UsageRecord]) -> list[Delta]:
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """``[lo, hi)`` read from ``source``: ``day`` or ``hour`` buckets, or ``rows``."""
+    """``[lo, hi)`` read from ``source``: ``day``, ``hour`` or ``quarter`` buckets, or ``rows``."""
 
     source: str
     lo: datetime
     hi: datetime
 
 
-def split(period: Period) -> list[Part]:
-    """``period`` as disjoint parts that tile it, each read from the coarsest exact source."""
+def split(period: Period, *, quarters: bool = False) -> list[Part]:
+    """``period`` as disjoint parts that tile it, each read from the coarsest exact source;
+    with ``quarters`` (the ``total`` dimension) whole quarter hours at the edges too."""
+    parts = _split(period)
+    if not quarters:
+        return parts
+    out = []
+    for part in parts:
+        q0, q1 = _ceil(part.lo, "quarter"), bucket(part.hi, "quarter")
+        if part.source != "rows" or q0 >= q1:
+            out.append(part)
+            continue
+        if part.lo < q0:
+            out.append(Part("rows", part.lo, q0))
+        out.append(Part("quarter", q0, q1))
+        if q1 < part.hi:
+            out.append(Part("rows", q1, part.hi))
+    return out
+
+
+def _split(period: Period) -> list[Part]:
     lo = period.start or EARLIEST
     hi = period.end or LATEST
     if lo >= hi:
@@ -135,7 +169,10 @@ def split(period: Period) -> list[Part]:
 
 def _ceil(at: datetime, grain: str) -> datetime:
     start = bucket(at, grain)
-    return start if start == at else start + (DAY if grain == "day" else HOUR)
+    return start if start == at else start + _LENGTH[grain]
+
+
+_LENGTH = {"day": DAY, "hour": HOUR, "quarter": timedelta(minutes=15)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +217,7 @@ def gathered(
     branches = []
     for i, period in enumerate(periods):
         at = [f"{p(i)}::int AS {label}"] if label else []
-        for part in split(period):
+        for part in split(period, quarters=dim == "total"):
             lo, hi = p(part.lo), p(part.hi)
             if part.source == "rows":
                 select = at + [f"{c.counted} AS {c.name}" for c in columns] + list(_COUNTED)

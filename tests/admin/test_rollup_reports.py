@@ -237,3 +237,10 @@ def test_local_days_of_whole_hour_zones_read_no_row() -> None:
     for zone in ("Europe/Paris", "America/New_York", "UTC"):
         for d in days_between(date(2025, 3, 1), date(2025, 4, 30), ZoneInfo(zone)):
             assert all(p.source != "rows" for p in split(Period(d.start, d.end))), (zone, d)
+
+
+def test_revenue_days_of_every_zone_read_no_row() -> None:
+    for zone in ZONES:
+        for d in days_between(date(2025, 3, 1), date(2025, 4, 30), ZoneInfo(zone)):
+            parts = split(Period(d.start, d.end), quarters=True)
+            assert all(p.source != "rows" for p in parts), (zone, d)

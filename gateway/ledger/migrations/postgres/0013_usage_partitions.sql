@@ -120,7 +120,8 @@ FROM usage_records_unpartitioned;
 
 DROP TABLE usage_records_unpartitioned;
 
--- The sums of the usage records per bucket (an hour or a UTC day, grain 'hour' | 'day') and
+-- The sums of the usage records per bucket (an hour or a UTC day, grain 'hour' | 'day'; and
+-- quarter hours, 'quarter', for the total) and
 -- dimension, written in the transaction that inserts the records (gateway/ledger/rollups.py),
 -- so every bucket equals the sum of its rows exactly. dim and grp:
 --   total     one row per bucket, user_id '' (revenue per day)
@@ -163,3 +164,14 @@ CROSS JOIN LATERAL (
     FROM (SELECT 1) one LEFT JOIN json_each(u.tags) t ON true
 ) d(dim, user_id, grp, provider)
 GROUP BY 1, 2, 3, 4, 5, 6;
+
+-- Revenue per local day also reads quarter-hour totals: every time zone offset in use is a
+-- multiple of 15 minutes, so no day of any zone reads a usage row.
+INSERT INTO usage_rollups
+SELECT 'total', 'quarter',
+       date_trunc('hour', created_at, 'UTC')
+           + floor(extract(minute FROM created_at AT TIME ZONE 'UTC') / 15) * interval '15 min',
+       '', '', '', count(*), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens),
+       sum(reasoning_tokens), sum(cost)
+FROM usage_records
+GROUP BY 3;

@@ -52,4 +52,14 @@ d AS (
 INSERT INTO usage_rollups
 SELECT dim, grain, bucket_at, user_id, grp, provider,
        count(*), sum(p), sum(c), sum(ca), sum(r), sum(cost)
-FROM d GROUP BY dim, grain, bucket_at, user_id, grp, provider
+FROM d GROUP BY dim, grain, bucket_at, user_id, grp, provider;
+-- Quarter-hour totals for revenue per local day (PostgreSQL's 0013 says why).
+INSERT INTO usage_rollups
+SELECT 'total', 'quarter',
+       substr(created_at, 1, 14)
+           || printf('%02d', cast(substr(created_at, 15, 2) AS INTEGER) / 15 * 15)
+           || ':00.000000',
+       '', '', '', count(*), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens),
+       sum(reasoning_tokens), sum(cost)
+FROM usage_records
+GROUP BY 3
