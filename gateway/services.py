@@ -26,6 +26,7 @@ from gateway.records import Entry
 from gateway.routing import Policy, Router
 from gateway.settings import Settings
 from gateway.upstream import Upstreams
+from gateway.usage_retention import UsageRetention
 
 log = logging.getLogger("gateway")
 
@@ -44,6 +45,8 @@ class Services:
     # Operator alert webhooks: the outbox writer and its sender (gateway.alerts).
     alerts: Alerts
     alert_sender: Sender
+    # The usage rows' months: added ahead, dropped past GATEWAY_USAGE_RETENTION_MONTHS.
+    retention: UsageRetention
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
@@ -111,6 +114,7 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
         router=Router(Policy.from_settings(settings), metrics),
         alerts=alerts,
         alert_sender=Sender(alerts, ledger.webhooks, Schedule.from_settings(settings)),
+        retention=UsageRetention(ledger.usage_storage, settings.usage_retention_months),
         on_settled=(
             metrics.settled,
             LowBalanceSignal(settings.low_balance_warn, settings.low_balance_critical, alerts),
@@ -122,12 +126,14 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
         postings.after_commit = _crash_after(settings.crash_after_commit)
     await metering.start()
     await services.alert_sender.start()
+    await services.retention.start()
     return services
 
 
 async def shutdown(services: Services) -> None:
     await services.drain(services.settings.shutdown_grace)
     await services.billing.close()
+    await services.retention.stop()
     await services.alert_sender.stop()  # after billing: its last alerts reach the outbox
     await services.metering.stop()
     await services.upstreams.close()

@@ -153,6 +153,9 @@ class Settings:
     gateway_url: str = "http://127.0.0.1:8080"
     # How long a web page sign-in (portal or dashboard) lasts, in seconds (the cookie's Max-Age).
     session_lifetime: float = 7 * 86400.0
+    # Usage rows of the current UTC month and this many before it are kept; older months are
+    # dropped at startup and daily (gateway/usage_retention.py). None: kept forever.
+    usage_retention_months: int | None = None
     # Test hook only: the process exits between the ledger commit and the balance-store apply
     # of a posting whose reference starts with this (tests/production proves the repair).
     crash_after_commit: str | None = None
@@ -251,6 +254,7 @@ class Settings:
             portal_signup_window=_float(env, "GATEWAY_PORTAL_SIGNUP_WINDOW", 86400.0),
             gateway_url=env.get("GATEWAY_URL") or "http://127.0.0.1:8080",
             session_lifetime=_float(env, "GATEWAY_SESSION_LIFETIME", 7 * 86400.0),
+            usage_retention_months=_int(env, "GATEWAY_USAGE_RETENTION_MONTHS", 0) or None,
             crash_after_commit=env.get("GATEWAY_TEST_CRASH_AFTER_COMMIT") or None,
             extra_env=dict(env),
         )

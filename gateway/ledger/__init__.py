@@ -10,6 +10,9 @@ logins.py, login_store.py
 database.py    the database handle they run on, and the shared SQL notation
 sqlite.py, postgres.py
                the two databases, with the money statements that differ between them
+partitions.py, retention.py
+               the usage rows' months (PostgreSQL partitions; SQLite deletes)
+rollups.py     the usage sums the reports read, written with the rows
 sql.py, schema.py, migrations/
                statement building blocks; the schema
 """
@@ -23,6 +26,7 @@ from gateway.ledger.directory import SqlDirectory
 from gateway.ledger.journal import MoneyStatements, SqlJournal
 from gateway.ledger.login_store import SqlLogins
 from gateway.ledger.payments import SqlPayments
+from gateway.ledger.ports import UsageStorage
 from gateway.ledger.reports import SqlReports
 from gateway.ledger.sessions import SqlSessions
 from gateway.ledger.webhooks import SqlWebhooks
@@ -35,16 +39,20 @@ async def open_ledger(database_url: str) -> Ledger:
     connected and migrated. Close it with ``await ledger.close()``."""
     db: Database
     money: MoneyStatements
+    storage: UsageStorage
     if database_url.startswith("sqlite:///"):
+        from gateway.ledger.retention import SqliteUsageStorage
         from gateway.ledger.sqlite import SqliteDatabase, SqliteMoney
 
         sqlite = SqliteDatabase(database_url.removeprefix("sqlite:///"))
-        db, money = sqlite, SqliteMoney(sqlite)
+        db, money, storage = sqlite, SqliteMoney(sqlite), SqliteUsageStorage(sqlite)
     else:
+        from gateway.ledger.partitions import PostgresUsageStorage
         from gateway.ledger.postgres import PostgresDatabase, PostgresMoney
 
         postgres = PostgresDatabase(database_url)
         db, money = postgres, PostgresMoney(postgres)
+        storage = PostgresUsageStorage(postgres)
     ledger = Ledger(
         database=db,
         directory=SqlDirectory(db),
@@ -55,6 +63,7 @@ async def open_ledger(database_url: str) -> Ledger:
         webhooks=SqlWebhooks(db),
         logins=SqlLogins(db),
         sessions=SqlSessions(db),
+        usage_storage=storage,
     )
     await ledger.open()
     return ledger

@@ -31,6 +31,7 @@ from gateway.ledger.ports import (
     Payments,
     Reports,
     Sessions,
+    UsageStorage,
     Webhooks,
 )
 from gateway.records import ENTRY_KINDS, Entry
@@ -47,6 +48,7 @@ class Ledger:
     webhooks: Webhooks
     logins: Logins
     sessions: Sessions
+    usage_storage: UsageStorage
 
     async def open(self) -> None:
         """Connects and migrates (``open_ledger`` does it for you)."""

@@ -7,6 +7,7 @@
     Payments   Stripe events, refund plans, billing profiles, auto top-up claims
     Webhooks   the outbox of operator alerts and their deliveries
     Sessions   the web pages' browser sessions
+    UsageStorage  the usage rows' months: partitions ahead, retention
 
 One implementation of each serves both databases (directory.py, journal.py, audit.py,
 reports.py, payments.py, webhooks.py); tests/ledger (test_webhooks.py for the outbox),
@@ -422,3 +423,24 @@ class Sessions(Protocol):
     ) -> int: ...
 
     async def end_operator_sessions(self) -> int: ...
+
+
+class UsageStorage(Protocol):
+    """Where the usage rows live over time (PostgreSQL: one partition per UTC month,
+    partitions.py; SQLite: one table, retention.py). Guarantees:
+
+    - ``write_usage`` never fails for want of storage for a record's month, prepared or not;
+    - ``drop_before`` removes only usage rows (never ledger entries, never rollups), so the
+      balances stay sums of their entries and the reports keep their totals (to the hour:
+      a report's sub-hour edges are read from the rows). A charged record replayed after its
+      row was dropped is still never recorded or debited twice (its ledger reference stays).
+    """
+
+    async def prepare(self, now: datetime) -> list[str]:
+        """Adds the storage of ``now``'s month and the next one ahead of time; answers the
+        months it added (``YYYY-MM``)."""
+
+    async def drop_before(self, month: datetime) -> list[str]:
+        """Removes the usage rows created before ``month`` (the first instant of a UTC
+        month): PostgreSQL drops those months' partitions whole, SQLite deletes the rows.
+        Answers the months removed (``YYYY-MM``)."""

@@ -3,7 +3,7 @@
 Every transaction runs in READ COMMITTED. Money for one user moves only while that user's row
 is locked (``SELECT ... FOR UPDATE``, or the ``UPDATE`` itself), so movements of one user
 serialise across processes and hosts, and ledger entry ids grow in the order the balance moved.
-Where one statement locks several users (``WRITE_USAGE``) it locks them in id order, so two
+Where a transaction locks several users (``LOCK_USERS``) it locks them in id order, so two
 batches can never deadlock over lock order.
 """
 
@@ -18,6 +18,8 @@ import asyncpg
 
 from gateway.ledger.base import UnknownUser
 from gateway.ledger.database import Row, Transaction
+from gateway.ledger.partitions import Months, missing_partition
+from gateway.ledger.rollups import UPSERT_UNNEST, deltas
 from gateway.ledger.schema import migrations
 from gateway.ledger.sql import USAGE_COLUMNS, usage_values
 from gateway.records import UsageRecord
@@ -26,7 +28,6 @@ from gateway.records import UsageRecord
 _MIGRATION_LOCK = 0x6761_7465_7761_7931
 # Constraint names from migrations/postgres/0001_init.sql.
 _REFERENCE_KEY = "ledger_entries_reference_key"
-_USAGE_USER_FK = "usage_records_user_fk"
 # The detail of a key violation: 'Key (user_id)=(u1) is not present in table "users".'
 _KEY_DETAIL = re.compile(r"^Key \((?:user_)?id\)=\((.*)\) ")
 
@@ -140,16 +141,21 @@ SELECT $1, $2, $3, moved.balance, moved.version, $4, $5, $6 FROM moved
 RETURNING *
 """
 
+# Locks the users of a batch in id order (so two batches never deadlock over lock order), in
+# a statement of its own: WRITE_USAGE then runs on a snapshot taken after the locks, and sees
+# every record of these users committed before.
+LOCK_USERS = "SELECT id FROM users WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+
 WRITE_USAGE = f"""
 -- Invariant, per user after commit: balance = SUM(ledger_entries.amount), version = the
--- number of entries, every usage row is recorded and debited at most once, and in id order
+-- number of entries, every request id is recorded and debited at most once, and in id order
 -- each entry's balance_after is the previous one's plus its amount and its user_version the
--- previous one's plus one. Only the rows this statement actually inserted (ON CONFLICT DO
--- NOTHING ... RETURNING) are debited and get an entry, so a replayed or overlapping batch
--- never moves money twice. The batch's users are locked first, in id order: a concurrent
--- batch for the same users waits for our commit, then finds our rows as conflicts (conflict
--- checks see committed rows, whatever the statement's snapshot) and debits from the balance
--- and version we left (UPDATE re-reads the newest row version).
+-- previous one's plus one. Only the rows this statement actually inserted are debited and get
+-- an entry, so a replayed or overlapping batch never moves money twice. The batch's users
+-- are locked (LOCK_USERS, same transaction): a request id belongs to one user, so no other
+-- batch can record it until we commit, and the NOT EXISTS below sees every record of it
+-- committed before, in any month's partition (the primary key is per created_at: migration
+-- 0013). The ledger reference outlives the partitions the retention drops.
 WITH batch AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -161,18 +167,15 @@ WITH batch AS (
         $33::bigint[]
     ) WITH ORDINALITY AS b({USAGE_COLUMNS}, position)
 ),
-locked AS (
-    SELECT id FROM users WHERE id IN (SELECT user_id FROM batch) ORDER BY id FOR UPDATE
-),
 inserted AS (
     INSERT INTO usage_records ({USAGE_COLUMNS})
-    SELECT {USAGE_COLUMNS} FROM batch
-    -- An InitPlan runs once before the first row: every lock is held before any insert.
-    WHERE (SELECT count(*) FROM locked) >= 0
-    -- Same key order in every batch (no deadlock on the primary key); within a batch the
-    -- first occurrence of a request id wins, as it would record by record.
+    SELECT {USAGE_COLUMNS} FROM batch b
+    WHERE NOT EXISTS (SELECT 1 FROM usage_records x WHERE x.request_id = b.request_id)
+      AND NOT EXISTS (
+          SELECT 1 FROM ledger_entries e WHERE e.reference = 'usage:' || b.request_id)
+    -- Same key order in every batch (no deadlock on the primary key).
     ORDER BY request_id, position
-    ON CONFLICT (request_id) DO NOTHING
+    ON CONFLICT (request_id, created_at) DO NOTHING
     RETURNING request_id, user_id, cost, created_at
 ),
 charged AS (
@@ -209,6 +212,7 @@ class PostgresMoney:
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        self._partitions = Months(db)
 
     async def lock_user(self, tx: Transaction, user_id: str) -> int | None:
         row = await tx.fetchrow("SELECT balance FROM users WHERE id = $1 FOR UPDATE", user_id)
@@ -236,17 +240,38 @@ class PostgresMoney:
         )
 
     async def write_usage(self, records: Sequence[UsageRecord]) -> list[str]:
-        if not records:
+        fresh: dict[str, UsageRecord] = {}
+        for r in records:
+            fresh.setdefault(r.request_id, r)  # within a batch the first copy wins
+        if not fresh:
             return []
-        columns = [list(c) for c in zip(*(usage_values(r) for r in records), strict=True)]
+        await self._partitions.cover(fresh.values())
         try:
-            rows = await self._db.fetch(WRITE_USAGE, *columns)
-        except asyncpg.ForeignKeyViolationError as exc:
-            if exc.constraint_name != _USAGE_USER_FK:
+            written = await self._write(fresh)
+        except asyncpg.CheckViolationError as exc:
+            if not missing_partition(exc):
                 raise
+            # A month dropped by another process's retention, or added and dropped since we
+            # looked: look again and retry once.
+            self._partitions.forget()
+            await self._partitions.cover(fresh.values())
+            written = await self._write(fresh)
+        return written
+
+    async def _write(self, fresh: dict[str, UsageRecord]) -> list[str]:
+        batch = list(fresh.values())
+        columns = [list(c) for c in zip(*(usage_values(r) for r in batch), strict=True)]
+        try:
+            async with self._db.transaction() as tx:
+                await tx.execute(LOCK_USERS, sorted({r.user_id for r in batch}))
+                rows = await tx.fetch(WRITE_USAGE, *columns)
+                written = {r["request_id"] for r in rows}
+                added = deltas(r for r in batch if r.request_id in written)
+                if added:
+                    await tx.execute(UPSERT_UNNEST, *(list(c) for c in zip(*added, strict=True)))
+        except asyncpg.ForeignKeyViolationError as exc:
             match = _KEY_DETAIL.match(getattr(exc, "detail", None) or "")
-            raise UnknownUser(match.group(1) if match else str(exc)) from exc
-        first_seen: dict[str, int] = {}
-        for position, record in enumerate(records):
-            first_seen.setdefault(record.request_id, position)
-        return sorted((r["request_id"] for r in rows), key=first_seen.__getitem__)
+            if match is None:
+                raise
+            raise UnknownUser(match.group(1)) from exc
+        return [r for r in fresh if r in written]

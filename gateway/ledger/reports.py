@@ -1,26 +1,26 @@
 """Reports (the ``Reports`` port): usage pages, aggregates and the price book, written once.
 
-The database aggregates. Each report is one SELECT whose total row is summed from its groups
-in the same statement, so both come from one snapshot and one scan. Day buckets are computed
-here, in Python, from the caller's time zone (zoneinfo), so both databases group rows by
-exactly the same instants; they arrive as UTC ``[start, end)`` pairs joined as a VALUES table,
-each day one range scan of the covering index ``usage_records_time`` (migration 0003). Reads
-go through ``Database.read``: on SQLite a read-only connection beside the writer thread, so
-a report over many rows never delays a settlement. PostgreSQL sums bigints as ``numeric``, so
-no total can overflow.
+The database aggregates. Each report is one SELECT (one snapshot) whose total row is summed
+from its groups in the same statement. The aggregates read the rollups (rollups.py: whole
+UTC days and hours) and only the sub-hour edges of a period from the usage rows, so a report
+over a year costs about what one over a day does. Day buckets of a revenue report are computed
+here, in Python, from the caller's time zone (zoneinfo), so both databases group by exactly
+the same instants. Reads go through ``Database.read``: on SQLite a read-only connection
+beside the writer thread, so a report never delays a settlement. PostgreSQL sums bigints as
+``numeric``, so no total can overflow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.ledger.audit import write_audit
 from gateway.ledger.database import Database, Row
 from gateway.ledger.price_book import UPSERT_PRICE, diff_prices, price, tiers_json
+from gateway.ledger.rollups import SUMS, Column, gathered
 from gateway.ledger.sql import (
-    AGGREGATES,
     GROUPED,
     TOTALS,
     USAGE_COLUMNS,
@@ -44,11 +44,16 @@ from gateway.records import (
     utcnow,
 )
 
-# The column each attribution breakdown groups by (``tag``: json_each of the tags, see
-# usage_groups); ``model`` is usage_totals' own breakdown.
-GROUP_COLUMNS = {"key": "u.key_id", "end_user": "u.end_user", "session": "u.session_id"}
+# The column each attribution breakdown groups by in the rows ('' for none, as in the rollups;
+# ``tag``: json_each of the tags, see usage_groups); ``model`` is usage_totals' own breakdown.
+GROUP_COLUMNS = {
+    "key": "coalesce(u.key_id, '')",
+    "end_user": "coalesce(u.end_user, '')",
+    "session": "coalesce(u.session_id, '')",
+    "tag": "coalesce(t.key, '')",
+}
 GROUPS = ("model", "key", "tag", "end_user", "session")
-# The order of the newest-first index usage_records_user_time.
+# The order of the usage pages, newest first (index usage_records_user_time).
 NEWEST_FIRST = "ORDER BY created_at DESC, request_id DESC"
 
 
@@ -74,9 +79,12 @@ class SqlReports:
         p = Params()
         where = _filtered(p, user_id, only or UsageFilter())
         if cursor is not None:
-            # Row-value comparison matches the index order (created_at DESC, request_id DESC).
-            after = f"({p(cursor.created_at)}, {p(cursor.request_id)})"
-            where += f" AND (u.created_at, u.request_id) < {after}"
+            # Row-value comparison in the page order (created_at DESC, request_id DESC); the
+            # plain bound on created_at lets an index on (user_id, created_at) start there
+            # (PostgreSQL's usage_records_user_time, migration 0013).
+            at = p(cursor.created_at)
+            where += f" AND u.created_at <= {at} AND (u.created_at, u.request_id) < ({at}, "
+            where += f"{p(cursor.request_id)})"
         limit_to = p(limit + 1)
         rows = await self._db.read(
             f"SELECT {USAGE_COLUMNS} FROM usage_records u {where} "
@@ -99,8 +107,10 @@ class SqlReports:
         if after is not None:
             # Row-value comparison in index order: each page is one range scan that starts
             # where the last one ended, however many rows came before it.
+            at = p(after.created_at)
             keyset = (
-                f"(u.created_at, u.request_id) > ({p(after.created_at)}, {p(after.request_id)})"
+                f"u.created_at >= {at} AND (u.created_at, u.request_id) > "
+                f"({at}, {p(after.request_id)})"
             )
             where = f"{where} AND {keyset}" if where else f"WHERE {keyset}"
         rows = await self._db.read(
@@ -114,9 +124,16 @@ class SqlReports:
         self, *, user_id: str | None, period: Period
     ) -> tuple[Totals, list[ModelTotals]]:
         p = Params()
+        columns = (
+            Column("provider", "r.provider", "u.provider"),
+            Column("model", "r.grp", "u.model"),
+        )
+        calls = gathered(p, [period], dim="model", columns=columns, user_id=user_id)
+        if calls is None:
+            return Totals(), []
         rows = await self._db.read(
-            f"WITH g AS (SELECT u.provider AS provider, u.model AS model, {AGGREGATES} "
-            f"FROM usage_records u {_where(p, user_id, period)} GROUP BY u.provider, u.model) "
+            f"WITH g AS (SELECT provider, model, {SUMS} FROM ({calls}) s"
+            " GROUP BY provider, model) "
             f"SELECT 1 AS grp, NULL AS provider, NULL AS model, {TOTALS} FROM g "
             f"UNION ALL SELECT 0, provider, model, {GROUPED} FROM g "
             "ORDER BY grp DESC, cost DESC, provider, model",
@@ -131,28 +148,26 @@ class SqlReports:
         self, *, user_id: str | None, period: Period, group_by: str, limit: int
     ) -> tuple[Totals, list[GroupTotals], bool]:
         p = Params()
+        column = [Column("grp_key", "r.grp", GROUP_COLUMNS[group_by])]
+        groups = gathered(
+            p, [period], dim=group_by, columns=column, user_id=user_id, tags=group_by == "tag"
+        )
+        if groups is None:
+            return Totals(), [], False
         if group_by == "tag":
-            # A call counts in each of its tags' groups (untagged calls: the NULL group), so
-            # the total is summed from the records themselves, in the same statement.
-            total = f"SELECT 1 AS grp, NULL AS grp_key, {AGGREGATES} FROM usage_records u "
-            total += _where(p, user_id, period)
-            groups = (
-                f"SELECT 0 AS grp, t.key AS grp_key, {AGGREGATES} FROM usage_records u "
-                f"LEFT JOIN json_each(u.tags) t ON true {_where(p, user_id, period)} "
-                "GROUP BY t.key"
-            )
-            sql = f"{total} UNION ALL {groups}"
+            # A call counts in each of its tags' groups (untagged calls: the none group), so
+            # the total is summed from each call once (the key dimension), in the same
+            # statement.
+            calls = gathered(p, [period], dim="key", user_id=user_id)
+            total = f"SELECT 1 AS grp, NULL AS grp_key, {SUMS} FROM ({calls}) c"
         else:
-            column = GROUP_COLUMNS[group_by]
-            sql = (
-                f"WITH g AS (SELECT {column} AS grp_key, {AGGREGATES} FROM usage_records u "
-                f"{_where(p, user_id, period)} GROUP BY {column}) "
-                f"SELECT 1 AS grp, NULL AS grp_key, {TOTALS} FROM g "
-                f"UNION ALL SELECT 0, grp_key, {GROUPED} FROM g"
-            )
-        # NULLs (calls without the attribute) sort last in both databases.
+            total = f"SELECT 1 AS grp, NULL AS grp_key, {TOTALS} FROM g"
+        # '' is the rollups' "none": the group of calls without the attribute, shown as NULL.
+        # NULLs sort last in both databases.
         rows = await self._db.read(
-            f"SELECT * FROM ({sql}) x "
+            f"WITH g AS (SELECT grp_key, {SUMS} FROM ({groups}) s GROUP BY grp_key) "
+            f"SELECT * FROM ({total} UNION ALL "
+            f"SELECT 0, NULLIF(grp_key, ''), {GROUPED} FROM g) x "
             "ORDER BY grp DESC, cost DESC, grp_key IS NULL, grp_key "
             f"LIMIT {p(limit + 2)}",
             *p.values,
@@ -162,45 +177,43 @@ class SqlReports:
 
     async def spend_since(self, *, scope: str, since: datetime) -> int:
         kind, _, ident = scope.partition(":")
-        column = "key_id" if kind == "k" else "user_id"
+        p = Params()
+        if kind == "k":
+            calls = gathered(p, [Period(start=since)], dim="key", grp=ident)
+        else:
+            calls = gathered(p, [Period(start=since)], dim="key", user_id=ident)
+        if calls is None:
+            return 0
         row = await self._db.fetchrow(
-            f"SELECT COALESCE(SUM(cost), 0) AS spent FROM usage_records"
-            f" WHERE {column} = $1 AND created_at >= $2",
-            ident,
-            since,
+            f"SELECT COALESCE(SUM(cost), 0) AS spent FROM ({calls}) c", *p.values
         )
         return int(row["spent"]) if row else 0
 
     async def revenue_by_day(
         self, days: Sequence[Day], *, user_id: str | None = None
     ) -> tuple[Totals, list[DayTotals]]:
-        if not days:
-            return Totals(), []
         p = Params()
-        whose = f" AND u.user_id = {p(user_id)}" if user_id is not None else ""
-        values = ", ".join(
-            f"({p(i)}::int, {p(d.start)}::timestamptz, {p(d.end)}::timestamptz)"
-            for i, d in enumerate(days)
-        )
-        rows = await self._db.read(
-            f"WITH days(i, lo, hi) AS (VALUES {values}), "
-            f"g AS (SELECT d.i AS i, {AGGREGATES} FROM days d LEFT JOIN usage_records u "
-            f"ON u.created_at >= d.lo AND u.created_at < d.hi{whose} GROUP BY d.i) "
-            f"SELECT -1 AS i, {TOTALS} FROM g UNION ALL SELECT i, {GROUPED} FROM g ORDER BY i",
-            *p.values,
-        )
-        return totals_of(rows[0]), [
-            DayTotals(day=days[r["i"]], totals=totals_of(r)) for r in rows[1:]
-        ]
+        periods = [Period(start=d.start, end=d.end) for d in days]
+        # One user's days come from the per-key rollups, which carry the user.
+        dim = "total" if user_id is None else "key"
+        calls = gathered(p, periods, dim=dim, label="i", user_id=user_id)
+        found: dict[int, Totals] = {}
+        if calls is not None:
+            rows = await self._db.read(f"SELECT i, {SUMS} FROM ({calls}) s GROUP BY i", *p.values)
+            found = {r["i"]: totals_of(r) for r in rows}
+        per_day = [DayTotals(day=d, totals=found.get(i, Totals())) for i, d in enumerate(days)]
+        return _sum(t.totals for t in per_day), per_day
 
     async def top_users(
         self, *, period: Period, limit: int
     ) -> tuple[Totals, list[UserTotals], bool]:
         p = Params()
-        where = _where(p, None, period)
+        column = (Column("user_id", "r.user_id", "u.user_id"),)
+        calls = gathered(p, [period], dim="key", columns=column)
+        if calls is None:
+            return Totals(), [], False
         rows = await self._db.read(
-            f"WITH g AS (SELECT u.user_id AS user_id, {AGGREGATES} FROM usage_records u "
-            f"{where} GROUP BY u.user_id) "
+            f"WITH g AS (SELECT user_id, {SUMS} FROM ({calls}) s GROUP BY user_id) "
             f"SELECT 1 AS grp, NULL AS user_id, {TOTALS} FROM g "
             f"UNION ALL SELECT 0, user_id, {GROUPED} FROM g "
             f"ORDER BY grp DESC, cost DESC, user_id LIMIT {p(limit + 2)}",
@@ -270,6 +283,20 @@ def _filtered(p: Params, user_id: str | None, only: UsageFilter) -> str:
 
 def _model_key(only: UsageFilter | None) -> tuple[str | None, str | None]:
     return (only.model, only.key_id) if only is not None else (None, None)
+
+
+def _sum(totals: Iterable[Totals]) -> Totals:
+    out = Totals()
+    for t in totals:
+        out = Totals(
+            requests=out.requests + t.requests,
+            prompt_tokens=out.prompt_tokens + t.prompt_tokens,
+            completion_tokens=out.completion_tokens + t.completion_tokens,
+            cached_tokens=out.cached_tokens + t.cached_tokens,
+            reasoning_tokens=out.reasoning_tokens + t.reasoning_tokens,
+            cost=out.cost + t.cost,
+        )
+    return out
 
 
 def usage(r: Row) -> UsageRecord:

@@ -16,17 +16,9 @@ USAGE_FIELDS = tuple(f.name for f in fields(UsageRecord))
 USAGE_COLUMNS = ", ".join(USAGE_FIELDS)
 _TAGS = USAGE_FIELDS.index("tags")
 
-# The six aggregates every report shares, over usage_records aliased ``u``. ``count(u.cost)``
-# rather than count(*) so an empty day of a LEFT JOIN counts 0, and rather than the request id
-# so the covering indexes of migration 0003 answer without reading the table. SUM of an empty
-# set is NULL in both databases; totals_of turns it into 0.
-AGGREGATES = (
-    "count(u.cost) AS requests, sum(u.prompt_tokens) AS prompt_tokens, "
-    "sum(u.completion_tokens) AS completion_tokens, sum(u.cached_tokens) AS cached_tokens, "
-    "sum(u.reasoning_tokens) AS reasoning_tokens, sum(u.cost) AS cost"
-)
-# The same six columns of a grouped CTE ``g``, and their sums: a report's total row is summed
-# from its groups in the same statement, so one scan gives both and they always agree.
+# The six sums every report shows, as columns of a grouped CTE ``g``, and their sums: a
+# report's total row is summed from its groups in the same statement, so they always agree.
+# SUM of an empty set is NULL in both databases; totals_of turns it into 0.
 GROUPED = "requests, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost"
 TOTALS = (
     "sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, "

@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from gateway.ledger.base import UnknownUser
 from gateway.ledger.database import Row, Transaction
+from gateway.ledger.rollups import UPSERT_ROW, deltas
 from gateway.ledger.schema import migrations
 from gateway.ledger.sql import USAGE_COLUMNS, USAGE_FIELDS, usage_values
 from gateway.records import UsageRecord, utcnow
@@ -295,8 +296,9 @@ class SqliteMoney:
 def _write_usage(c: sqlite3.Connection, records: Sequence[UsageRecord]) -> list[str]:
     # Set-based, in one IMMEDIATE transaction (no other writer can interleave): find the rows
     # not yet recorded, insert them, debit their users once each and write their entries with
-    # running balances and versions. Invariant: per user balance == sum(entries) and version
-    # == number of entries; a request id is debited at most once however often it is replayed.
+    # running balances and versions, and add them to the rollups. Invariant: per user balance
+    # == sum(entries) and version == number of entries; a request id is debited at most once
+    # however often it is replayed; every rollup bucket == the sum of its rows.
     fresh: dict[str, UsageRecord] = {}
     for r in records:
         fresh.setdefault(r.request_id, r)  # within a batch the first copy wins
@@ -308,6 +310,12 @@ def _write_usage(c: sqlite3.Connection, records: Sequence[UsageRecord]) -> list[
             f"SELECT request_id FROM usage_records WHERE request_id IN ({marks})", chunk
         ):
             del fresh[row["request_id"]]  # a replay: already recorded and debited once
+        # A charged record whose row the retention deleted: its debit outlives it.
+        for row in c.execute(
+            f"SELECT reference FROM ledger_entries WHERE reference IN ({marks})",
+            [f"usage:{i}" for i in chunk],
+        ):
+            fresh.pop(row["reference"].removeprefix("usage:"), None)
     if not fresh:
         return []
     users = sorted({r.user_id for r in fresh.values()})
@@ -320,6 +328,7 @@ def _write_usage(c: sqlite3.Connection, records: Sequence[UsageRecord]) -> list[
     if missing:
         raise UnknownUser(missing[0])  # the whole batch is refused, as in PostgreSQL
     c.executemany(_INSERT_USAGE, [adapt(usage_values(r)) for r in fresh.values()])
+    c.executemany(UPSERT_ROW, [adapt(d) for d in deltas(fresh.values())])
     entries = []
     now = ts(utcnow())
     for r in fresh.values():

@@ -1,0 +1,249 @@
+"""Usage rollups: the sums the reports read instead of the usage rows.
+
+``usage_rollups`` (migration 0013) holds, per bucket (a UTC hour or day) and dimension, the six
+sums every report shows; the ``total`` dimension has quarter-hour buckets too. The writers
+add a batch's deltas (``deltas``) in the transaction that inserts its records, so a bucket
+always equals the sum of its rows.
+
+A report over ``[start, end)`` reads each part of the period from the coarsest source that
+covers it exactly (``split``): whole UTC days from the day buckets, whole hours around them
+from the hour buckets, and the sub-hour edges from the rows themselves. Local days of a time
+zone on a whole-hour offset are whole hours, so a report by local day reads no row at all;
+revenue per day reads quarter hours at the edges, so it reads no row in any zone (every
+offset in use is a multiple of 15 minutes), where a breakdown of a half-hour zone's days
+(Asia/Kolkata) reads the half hour at each end from the rows.
+
+Dimensions (``dim``) and the group value each keeps in ``grp`` ('' for "none"):
+``total`` (no user, no group), ``model`` (with ``provider``), ``key``, ``end_user``,
+``session``, ``tag`` (a call counts once in each of its tags, '' when it has none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from gateway.ledger.sql import Params
+from gateway.records import Period, UsageRecord
+
+GRAINS = ("hour", "day")
+MEASURES = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost",
+)
+KEY = ("dim", "grain", "bucket_at", "user_id", "grp", "provider")
+# An open side of a period: far enough to hold every record, aligned on a day.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+_COLUMNS = ", ".join(KEY + MEASURES)
+_ADD = ", ".join(f"{m} = usage_rollups.{m} + excluded.{m}" for m in MEASURES)
+_ON_CONFLICT = f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {_ADD}"
+# PostgreSQL: one statement for a whole batch of deltas, as column arrays.
+UPSERT_UNNEST = (
+    f"INSERT INTO usage_rollups ({_COLUMNS}) SELECT * FROM unnest("
+    "$1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], "
+    "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]"
+    f") {_ON_CONFLICT}"
+)
+# SQLite: one row per execution (executemany).
+UPSERT_ROW = (
+    f"INSERT INTO usage_rollups ({_COLUMNS}) VALUES ({', '.join('?' * len(KEY + MEASURES))}) "
+    f"{_ON_CONFLICT}"
+)
+
+Delta = tuple[str, str, datetime, str, str, str, int, int, int, int, int, int]
+
+
+def bucket(at: datetime, grain: str) -> datetime:
+    """The start of the UTC quarter hour, hour or day holding ``at``."""
+    at = at.astimezone(UTC).replace(second=0, microsecond=0)
+    if grain == "quarter":
+        return at.replace(minute=at.minute - at.minute % 15)
+    at = at.replace(minute=0)
+    return at.replace(hour=0) if grain == "day" else at
+
+
+def _dims(r: UsageRecord) -> Iterable[tuple[str, str, str, str]]:
+    yield "total", "", "", ""
+    yield "model", r.user_id, r.model, r.provider
+    yield "key", r.user_id, r.key_id or "", ""
+    yield "end_user", r.user_id, r.end_user or "", ""
+    yield "session", r.user_id, r.session_id or "", ""
+    for tag in r.tags or ("",):
+        yield "tag", r.user_id, tag, ""
+
+
+def deltas(records: Iterable[UsageRecord]) -> list[Delta]:
+    """What ``records`` (each inserted once) add to the rollups, one delta per rollup row, in
+    key order: every writer locks the shared ``total`` rows in the same order."""
+    sums: dict[tuple[str, str, datetime, str, str, str], list[int]] = {}
+    for r in records:
+        measures = (
+            1,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cached_tokens,
+            r.reasoning_tokens,
+            r.cost,
+        )
+        for grain in GRAINS:
+            start = bucket(r.created_at, grain)
+            for dim, user_id, grp, provider in _dims(r):
+                _add(sums, (dim, grain, start, user_id, grp, provider), measures)
+        _add(sums, ("total", "quarter", bucket(r.created_at, "quarter"), "", "", ""), measures)
+    return sorted((*key, *row) for key, row in sums.items())  # type: ignore[misc]
+
+
+def _add(
+    sums: dict[tuple[str, str, datetime, str, str, str], list[int]],
+    key: tuple[str, str, datetime, str, str, str],
+    measures: tuple[int, ...],
+) -> None:
+    row = sums.setdefault(key, [0] * 6)
+    for i, value in enumerate(measures):
+        row[i] += value
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """``[lo, hi)`` read from ``source``: ``day``, ``hour`` or ``quarter`` buckets, or ``rows``."""
+
+    source: str
+    lo: datetime
+    hi: datetime
+
+
+def split(period: Period, *, quarters: bool = False) -> list[Part]:
+    """``period`` as disjoint parts that tile it, each read from the coarsest exact source;
+    with ``quarters`` (the ``total`` dimension) whole quarter hours at the edges too."""
+    parts = _split(period)
+    if not quarters:
+        return parts
+    out = []
+    for part in parts:
+        q0, q1 = _ceil(part.lo, "quarter"), bucket(part.hi, "quarter")
+        if part.source != "rows" or q0 >= q1:
+            out.append(part)
+            continue
+        if part.lo < q0:
+            out.append(Part("rows", part.lo, q0))
+        out.append(Part("quarter", q0, q1))
+        if q1 < part.hi:
+            out.append(Part("rows", q1, part.hi))
+    return out
+
+
+def _split(period: Period) -> list[Part]:
+    lo = period.start or EARLIEST
+    hi = period.end or LATEST
+    if lo >= hi:
+        return []
+    h0, h1 = _ceil(lo, "hour"), bucket(hi, "hour")
+    if h0 >= h1:  # no whole hour inside
+        return [Part("rows", lo, hi)]
+    out = [Part("rows", lo, h0)] if lo < h0 else []
+    d0, d1 = _ceil(h0, "day"), bucket(h1, "day")
+    if d0 < d1:
+        if h0 < d0:
+            out.append(Part("hour", h0, d0))
+        out.append(Part("day", d0, d1))
+        if d1 < h1:
+            out.append(Part("hour", d1, h1))
+    else:
+        out.append(Part("hour", h0, h1))
+    if h1 < hi:
+        out.append(Part("rows", h1, hi))
+    return out
+
+
+def _ceil(at: datetime, grain: str) -> datetime:
+    start = bucket(at, grain)
+    return start if start == at else start + _LENGTH[grain]
+
+
+_LENGTH = {"day": DAY, "hour": HOUR, "quarter": timedelta(minutes=15)}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A group column of a report: its name, read from the rollups and from the rows."""
+
+    name: str
+    rolled: str
+    counted: str
+
+
+def gathered(
+    p: Params,
+    periods: Sequence[Period],
+    *,
+    dim: str,
+    columns: Sequence[Column] = (),
+    label: str | None = None,
+    user_id: str | None = None,
+    grp: str | None = None,
+    tags: bool = False,
+) -> str | None:
+    """A SELECT of ``columns`` and the six measures over ``periods``: per part of each period
+    (``split``), the rollup rows of ``dim`` in its buckets, or the usage rows (aliased ``u``)
+    in it, one per record (one per tag with ``tags``: ``t.key``). ``label`` names a column
+    holding the position of the period a row belongs to. ``user_id`` and ``grp`` (a key id)
+    filter. None when every period is empty.
+
+    One UNION ALL branch per part, each a range scan of its own: a join of the rollups with a
+    table of parts would let PostgreSQL hash-join a whole dimension instead.
+    """
+    # Each value is a parameter once, named when a branch first uses it (PostgreSQL cannot
+    # type a parameter no branch uses).
+    named: dict[str, str] = {}
+
+    def param(name: str, value: object) -> str:
+        if name not in named:
+            named[name] = p(value)
+        return named[name]
+
+    rows = "usage_records u LEFT JOIN json_each(u.tags) t ON true" if tags else "usage_records u"
+    branches = []
+    for i, period in enumerate(periods):
+        at = [f"{p(i)}::int AS {label}"] if label else []
+        for part in split(period, quarters=dim == "total"):
+            lo, hi = p(part.lo), p(part.hi)
+            if part.source == "rows":
+                select = at + [f"{c.counted} AS {c.name}" for c in columns] + list(_COUNTED)
+                where = f"u.created_at >= {lo} AND u.created_at < {hi}"
+                if user_id is not None:
+                    where += f" AND u.user_id = {param('user', user_id)}"
+                if grp is not None:
+                    where += f" AND u.key_id = {param('grp', grp)}"
+                branches.append(f"SELECT {', '.join(select)} FROM {rows} WHERE {where}")
+            else:
+                select = at + [f"{c.rolled} AS {c.name}" for c in columns] + list(_ROLLED)
+                where = (
+                    f"r.dim = {param('dim', dim)} AND r.grain = {param(part.source, part.source)}"
+                )
+                where += f" AND r.bucket_at >= {lo} AND r.bucket_at < {hi}"
+                if user_id is not None:
+                    where += f" AND r.user_id = {param('user', user_id)}"
+                if grp is not None:
+                    where += f" AND r.grp = {param('grp', grp)}"
+                branches.append(f"SELECT {', '.join(select)} FROM usage_rollups r WHERE {where}")
+    return " UNION ALL ".join(branches) if branches else None
+
+
+_ROLLED = tuple(f"r.{m}" for m in MEASURES)
+# The first branch of a UNION names its columns, in both databases: every branch names them.
+_COUNTED = ("1 AS requests", *(f"u.{m} AS {m}" for m in MEASURES[1:]))
+
+
+SUMS = ", ".join(f"sum({m}) AS {m}" for m in MEASURES)
