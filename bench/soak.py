@@ -111,22 +111,18 @@ def fault(stack: Stack, action: str) -> float:
 
 
 class RssSampler:
-    """RSS of each gateway generation: first sample ``warmup`` s after it started, and last."""
+    """RSS of each gateway generation: sampled from ``warmup`` s after it answered /healthz."""
 
     def __init__(self, gateways: list[Gateway], warmup: float) -> None:
         self.gateways, self.warmup = gateways, warmup
-        self.born: dict[tuple[str, int], float] = {}
         self.samples: dict[tuple[str, int], list[float]] = {}
 
     def sample(self) -> None:
         now = time.monotonic()
         for gw in self.gateways:
-            if not gw.alive():
-                continue
-            key = (gw.name, gw.generation)
-            born = self.born.setdefault(key, now)
-            if now - born >= self.warmup:
-                self.samples.setdefault(key, []).append(rss_mb(gw.pid))
+            generation, ready_at = gw.ready
+            if gw.alive() and generation == gw.generation and now - ready_at >= self.warmup:
+                self.samples.setdefault((gw.name, generation), []).append(rss_mb(gw.pid))
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -217,6 +213,7 @@ async def soak(args: argparse.Namespace, stack: Stack, users: list[str],
         facts = {
             "traffic_s": traffic_s,
             "traffic": summary(traffic.calls),
+            "peak": traffic.peak,
             "faults": faults,
             "payments": len(money.payments),
             "deliveries": money.deliveries,
@@ -250,7 +247,8 @@ def report(args: argparse.Namespace, checks: list[Check], facts: dict[str, Any])
         "",
         f"soak summary: {facts['traffic_s']:.0f} s of traffic against 2 gateway processes "
         f"(PostgreSQL + Redis), {args.users} users, seed {args.seed}",
-        f"  calls: {t['calls']:,} ({t['calls'] / facts['traffic_s']:.1f}/s)",
+        f"  calls: {t['calls']:,} ({t['calls'] / facts['traffic_s']:.1f}/s, at most "
+        f"{facts['peak']} open at once)",
         "  by status: " + ", ".join(f"{k}: {v}" for k, v in sorted(t["status"].items())),
         "  by outcome: " + ", ".join(f"{k}: {v}" for k, v in sorted(t["outcome"].items())),
         "  faults: " + "; ".join(facts["faults"]),

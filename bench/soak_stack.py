@@ -117,6 +117,7 @@ class Gateway:
     generation: int = 0
     killed_at: dict[int, float] = field(default_factory=dict)  # generation -> monotonic time
     cpu_before: float = 0.0  # CPU of earlier generations, seconds
+    ready: tuple[int, float] = (0, 0.0)  # (generation, monotonic time) of the last /healthz 200
 
     @property
     def base(self) -> str:
@@ -155,6 +156,7 @@ class Gateway:
                 raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                    self.ready = (self.generation, time.monotonic())
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name}: /healthz not ready:\n{self.log_tail()}")

@@ -123,16 +123,21 @@ class Traffic:
         self.rate, self.rng = rate, random.Random(seed)
         self.slots = asyncio.Semaphore(in_flight)
         self.calls: list[Call] = []
+        self.peak = 0  # most calls open at once
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        # Arrivals on an absolute schedule, so time spent in the loop does not lower the rate.
+        due = time.monotonic()
         while not stop.is_set():
             await self.slots.acquire()
             task = asyncio.create_task(self._one())
             self._tasks.add(task)
+            self.peak = max(self.peak, len(self._tasks))
             task.add_done_callback(self._tasks.discard)
             task.add_done_callback(lambda _: self.slots.release())
-            await asyncio.sleep(self.rng.expovariate(self.rate))
+            due += self.rng.expovariate(self.rate)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
         if self._tasks:
             await asyncio.wait(self._tasks)
 
