@@ -167,10 +167,11 @@ def check_credits(ledger: Ledger, credits: Sequence[Credit]) -> Check:
         if e["kind"] == "grant" and (e["reason"] or "").startswith("soak ")
     )
     problems = []
-    landed = 0
+    landed: Counter[str] = Counter()
     for c in credits:
         n = grants.pop((c.reason, c.user), 0)
-        landed += n if c.outcome == "unknown" else 0
+        if c.outcome == "unknown" and n:
+            landed[f"answered {c.status}" if c.status else "unanswered"] += 1
         allowed = {"applied": (1,), "refused": (0,), "unknown": (0, 1)}[c.outcome]
         if n not in allowed:
             problems.append(f"{c.reason} for {c.user} ({c.outcome}) applied {n} times")
@@ -179,7 +180,8 @@ def check_credits(ledger: Ledger, credits: Sequence[Credit]) -> Check:
     detail = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
     if outcomes["unknown"]:
         # Answered 5xx or not at all (PostgreSQL restarting): committed or not, never twice.
-        detail += f" ({landed} of the unknown landed)"
+        how = ", ".join(f"{n} {k}" for k, n in sorted(landed.items()))
+        detail += f" ({sum(landed.values())} of the unknown landed{': ' + how if how else ''})"
     return Check("admin credits applied once each", not problems, detail, problems)
 
 

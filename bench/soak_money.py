@@ -34,6 +34,7 @@ class Credit:
     user: str
     nanos: int
     outcome: str = "unknown"  # applied | refused (answered 4xx: nothing may exist) | unknown
+    status: int = 0  # the HTTP answer's status; 0: none came
 
 
 def _event(event_id: str, kind: str, payment: Payment, paid: str) -> dict[str, Any]:
@@ -167,6 +168,8 @@ class Money:
                 )
             except httpx.HTTPError:
                 return
+            for c in credits:
+                c.status = answer.status_code
             if answer.status_code in (200, 201):
                 results = {r["user_id"]: r for r in answer.json().get("data", [])}
                 for c in credits:
@@ -187,6 +190,7 @@ class Money:
             )
         except httpx.HTTPError:
             return
+        credit.status = answer.status_code
         if answer.status_code in (200, 201):
             credit.outcome = "applied"
         elif 400 <= answer.status_code < 500:
