@@ -220,6 +220,8 @@ async def soak(args: argparse.Namespace, stack: Stack, users: list[str],
             "duplicates": money.duplicates,
             "retried": money.retried,
             "credits": len(money.credits),
+            "credit_retries": money.credit_retries,
+            "credit_duplicates": money.credit_duplicates,
             "cpu": {g.name: g.cpu() for g in stack.gateways},
             "logs": log_facts(stack),
         }
@@ -254,7 +256,8 @@ def report(args: argparse.Namespace, checks: list[Check], facts: dict[str, Any])
         "  faults: " + "; ".join(facts["faults"]),
         f"  stripe: {facts['payments']} payments, {facts['deliveries']} deliveries "
         f"({facts['duplicates']} answered duplicate, {facts['retried']} retried after a failure)",
-        f"  admin credits: {facts['credits']}",
+        f"  admin credits: {facts['credits']} ({facts['credit_retries']} sent again with their "
+        f"reference, {facts['credit_duplicates']} of those answered duplicate)",
         "  gateway logs: " + ", ".join(f"{k}: {v}" for k, v in facts["logs"].items()),
         "  gateway CPU: " + ", ".join(f"{k} {v:.1f} s" for k, v in facts["cpu"].items()),
         "checks:",

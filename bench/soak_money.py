@@ -78,6 +78,8 @@ class Money:
         self.payments: list[Payment] = []
         self.credits: list[Credit] = []
         self.deliveries = self.duplicates = self.retried = 0
+        self.credit_retries = self.credit_duplicates = 0  # admin credits sent again, and how
+        # many of the answers that settled one said it had already applied
         self._undelivered: list[dict[str, Any]] = []  # events not yet answered 200
         self._delivered: list[dict[str, Any]] = []  # events answered 200, for replays
         self._tasks: set[asyncio.Task[None]] = set()
@@ -181,20 +183,31 @@ class Money:
             return
         credit = Credit(f"soak credit {n}", self.rng.choice(self.users), 250_000_000)
         self.credits.append(credit)
-        try:
-            answer = await self.client.post(
-                f"{gw.base}/admin/users/{credit.user}/credits",
-                json={"amount": "0.25", "reason": credit.reason},
-                headers=ADMIN,
-                timeout=20,
-            )
-        except httpx.HTTPError:
-            return
-        credit.status = answer.status_code
-        if answer.status_code in (200, 201):
-            credit.outcome = "applied"
-        elif 400 <= answer.status_code < 500:
-            credit.outcome = "refused"
+        # An idempotency reference (README, Admin API): a credit answered 5xx or not at all is
+        # sent again with it, as an operator would, until one answer says it applied.
+        body = {"amount": "0.25", "reason": credit.reason, "reference": f"soak-credit-{n}"}
+        for attempt in range(10):
+            gw = self.gateways[(n + attempt) % len(self.gateways)]
+            try:
+                answer = await self.client.post(
+                    f"{gw.base}/admin/users/{credit.user}/credits",
+                    json=body,
+                    headers=ADMIN,
+                    timeout=20,
+                )
+            except httpx.HTTPError:
+                await asyncio.sleep(1.0)
+                continue
+            credit.status = answer.status_code
+            if answer.status_code in (200, 201):
+                credit.outcome = "applied"
+                self.credit_retries += attempt
+                self.credit_duplicates += bool(answer.json().get("duplicate"))
+                return
+            if 400 <= answer.status_code < 500:
+                credit.outcome = "refused"
+                return
+            await asyncio.sleep(1.0)
 
     # -- the loop -------------------------------------------------------------------------
 
