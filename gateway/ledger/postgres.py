@@ -146,16 +146,26 @@ RETURNING *
 # every record of these users committed before.
 LOCK_USERS = "SELECT id FROM users WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 
+# The request ids of a batch already recorded in any month's partition (the primary key is per
+# created_at: migration 0013), or already debited: the ledger reference outlives the partitions
+# the retention drops. Run after LOCK_USERS, on a snapshot that sees every record of those
+# users committed before. Correlated subqueries with LIMIT stay one index probe per id,
+# however large the tables (as NOT EXISTS the planner may hash a whole table instead).
+RECORDED = """
+SELECT b.request_id FROM unnest($1::text[]) AS b(request_id)
+WHERE (SELECT 1 FROM usage_records x WHERE x.request_id = b.request_id LIMIT 1) IS NOT NULL
+   OR (SELECT 1 FROM ledger_entries e WHERE e.reference = 'usage:' || b.request_id
+       LIMIT 1) IS NOT NULL
+"""
+
 WRITE_USAGE = f"""
 -- Invariant, per user after commit: balance = SUM(ledger_entries.amount), version = the
 -- number of entries, every request id is recorded and debited at most once, and in id order
 -- each entry's balance_after is the previous one's plus its amount and its user_version the
 -- previous one's plus one. Only the rows this statement actually inserted are debited and get
--- an entry, so a replayed or overlapping batch never moves money twice. The batch's users
--- are locked (LOCK_USERS, same transaction): a request id belongs to one user, so no other
--- batch can record it until we commit, and the NOT EXISTS below sees every record of it
--- committed before, in any month's partition (the primary key is per created_at: migration
--- 0013). The ledger reference outlives the partitions the retention drops.
+-- an entry. It is given only records of no committed request (RECORDED, in the same
+-- transaction, after LOCK_USERS): a request id belongs to one user, so no other batch can
+-- record it until we commit.
 WITH batch AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -170,9 +180,6 @@ WITH batch AS (
 inserted AS (
     INSERT INTO usage_records ({USAGE_COLUMNS})
     SELECT {USAGE_COLUMNS} FROM batch b
-    WHERE NOT EXISTS (SELECT 1 FROM usage_records x WHERE x.request_id = b.request_id)
-      AND NOT EXISTS (
-          SELECT 1 FROM ledger_entries e WHERE e.reference = 'usage:' || b.request_id)
     -- Same key order in every batch (no deadlock on the primary key).
     ORDER BY request_id, position
     ON CONFLICT (request_id, created_at) DO NOTHING
@@ -259,11 +266,14 @@ class PostgresMoney:
         return written
 
     async def _write(self, fresh: dict[str, UsageRecord]) -> list[str]:
-        batch = list(fresh.values())
-        columns = [list(c) for c in zip(*(usage_values(r) for r in batch), strict=True)]
         try:
             async with self._db.transaction() as tx:
-                await tx.execute(LOCK_USERS, sorted({r.user_id for r in batch}))
+                await tx.execute(LOCK_USERS, sorted({r.user_id for r in fresh.values()}))
+                seen = {r["request_id"] for r in await tx.fetch(RECORDED, list(fresh))}
+                batch = [r for r in fresh.values() if r.request_id not in seen]
+                if not batch:
+                    return []
+                columns = [list(c) for c in zip(*(usage_values(r) for r in batch), strict=True)]
                 rows = await tx.fetch(WRITE_USAGE, *columns)
                 written = {r["request_id"] for r in rows}
                 added = deltas(r for r in batch if r.request_id in written)

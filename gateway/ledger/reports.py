@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from gateway.ledger.audit import write_audit
 from gateway.ledger.database import Database, Row
 from gateway.ledger.price_book import UPSERT_PRICE, diff_prices, price, tiers_json
-from gateway.ledger.rollups import SUMS, Column, gathered
+from gateway.ledger.rollups import SUMS, Rolled, gathered
 from gateway.ledger.sql import (
     GROUPED,
     TOTALS,
@@ -123,11 +123,13 @@ class SqlReports:
         self, *, user_id: str | None, period: Period
     ) -> tuple[Totals, list[ModelTotals]]:
         p = Params()
-        columns = (
-            Column("provider", "r.provider", "u.provider"),
-            Column("model", "r.grp", "u.model"),
+        calls = gathered(
+            p,
+            [period],
+            rolled=[Rolled("call", ("r.provider", "r.model"))],
+            columns=[("provider", "u.provider"), ("model", "u.model")],
+            user_id=user_id,
         )
-        calls = gathered(p, [period], dim="model", columns=columns, user_id=user_id)
         if calls is None:
             return Totals(), []
         rows = await self._db.read(
@@ -147,24 +149,40 @@ class SqlReports:
         self, *, user_id: str | None, period: Period, group_by: str, limit: int
     ) -> tuple[Totals, list[GroupTotals], bool]:
         p = Params()
-        column = [Column("grp_key", "r.grp", GROUP_COLUMNS[group_by])]
+        if group_by == "key":
+            rolled = [Rolled("call", ("r.key_id",))]
+        else:
+            # The calls without the attribute: all calls less those with it (a tagged call
+            # once, however many tags it has).
+            without = "tagged" if group_by == "tag" else group_by
+            rolled = [
+                Rolled(group_by, ("r.grp",)),
+                Rolled("call", ("''",)),
+                Rolled(without, ("''",), negate=True),
+            ]
         groups = gathered(
-            p, [period], dim=group_by, columns=column, user_id=user_id, tags=group_by == "tag"
+            p,
+            [period],
+            rolled=rolled,
+            columns=[("grp_key", GROUP_COLUMNS[group_by])],
+            user_id=user_id,
+            tags=group_by == "tag",
         )
         if groups is None:
             return Totals(), [], False
         if group_by == "tag":
             # A call counts in each of its tags' groups (untagged calls: the none group), so
-            # the total is summed from each call once (the key dimension), in the same
-            # statement.
-            calls = gathered(p, [period], dim="key", user_id=user_id)
+            # the total is summed from each call once, in the same statement.
+            calls = gathered(p, [period], rolled=[Rolled("call")], user_id=user_id)
             total = f"SELECT 1 AS grp, NULL AS grp_key, {SUMS} FROM ({calls}) c"
         else:
             total = f"SELECT 1 AS grp, NULL AS grp_key, {TOTALS} FROM g"
         # '' is the rollups' "none": the group of calls without the attribute, shown as NULL.
         # NULLs sort last in both databases.
         rows = await self._db.read(
-            f"WITH g AS (SELECT grp_key, {SUMS} FROM ({groups}) s GROUP BY grp_key) "
+            # A none group whose calls all have the attribute nets to zero: not a group.
+            f"WITH g AS (SELECT grp_key, {SUMS} FROM ({groups}) s GROUP BY grp_key"
+            " HAVING sum(requests) > 0) "
             f"SELECT * FROM ({total} UNION ALL "
             f"SELECT 0, NULLIF(grp_key, ''), {GROUPED} FROM g) x "
             "ORDER BY grp DESC, cost DESC, grp_key IS NULL, grp_key "
@@ -178,9 +196,9 @@ class SqlReports:
         kind, _, ident = scope.partition(":")
         p = Params()
         if kind == "k":
-            calls = gathered(p, [Period(start=since)], dim="key", grp=ident)
+            calls = gathered(p, [Period(start=since)], rolled=[Rolled("call")], key_id=ident)
         else:
-            calls = gathered(p, [Period(start=since)], dim="key", user_id=ident)
+            calls = gathered(p, [Period(start=since)], rolled=[Rolled("call")], user_id=ident)
         if calls is None:
             return 0
         row = await self._db.fetchrow(
@@ -193,9 +211,9 @@ class SqlReports:
     ) -> tuple[Totals, list[DayTotals]]:
         p = Params()
         periods = [Period(start=d.start, end=d.end) for d in days]
-        # One user's days come from the per-key rollups, which carry the user.
-        dim = "total" if user_id is None else "key"
-        calls = gathered(p, periods, dim=dim, label="i", user_id=user_id)
+        # One user's days come from the per-call rollups, which carry the user.
+        dim = "total" if user_id is None else "call"
+        calls = gathered(p, periods, rolled=[Rolled(dim)], label="i", user_id=user_id)
         found: dict[int, Totals] = {}
         if calls is not None:
             rows = await self._db.read(f"SELECT i, {SUMS} FROM ({calls}) s GROUP BY i", *p.values)
@@ -207,8 +225,12 @@ class SqlReports:
         self, *, period: Period, limit: int
     ) -> tuple[Totals, list[UserTotals], bool]:
         p = Params()
-        column = (Column("user_id", "r.user_id", "u.user_id"),)
-        calls = gathered(p, [period], dim="key", columns=column)
+        calls = gathered(
+            p,
+            [period],
+            rolled=[Rolled("call", ("r.user_id",))],
+            columns=[("user_id", "u.user_id")],
+        )
         if calls is None:
             return Totals(), [], False
         rows = await self._db.read(

@@ -1,21 +1,29 @@
 """Usage rollups: the sums the reports read instead of the usage rows.
 
-``usage_rollups`` (migration 0013) holds, per bucket (a UTC hour or day) and dimension, the six
-sums every report shows; the ``total`` dimension has quarter-hour buckets too. The writers
-add a batch's deltas (``deltas``) in the transaction that inserts its records, so a bucket
-always equals the sum of its rows.
+``usage_rollups`` (migration 0016) holds, per bucket (a UTC hour or day) and dimension, the six
+sums every report shows. The writers add a batch's deltas (``deltas``) in the transaction that
+inserts its records, so a bucket always equals the sum of its rows.
 
 A report over ``[start, end)`` reads each part of the period from the coarsest source that
 covers it exactly (``split``): whole UTC days from the day buckets, whole hours around them
 from the hour buckets, and the sub-hour edges from the rows themselves. Local days of a time
 zone on a whole-hour offset are whole hours, so a report by local day reads no row at all;
-revenue per day reads quarter hours at the edges, so it reads no row in any zone (every
+revenue per day reads quarter-hour totals at the edges, so it reads no row in any zone (every
 offset in use is a multiple of 15 minutes), where a breakdown of a half-hour zone's days
 (Asia/Kolkata) reads the half hour at each end from the rows.
 
-Dimensions (``dim``) and the group value each keeps in ``grp`` ('' for "none"):
-``total`` (no user, no group), ``model`` (with ``provider``), ``key``, ``end_user``,
-``session``, ``tag`` (a call counts once in each of its tags, '' when it has none).
+Dimensions (``dim``); a column a dimension does not use holds '':
+
+``total``     one row per bucket (no user), also per quarter hour: revenue per day
+``call``      per user, key ('' without one), provider and model: every call once
+``end_user``, ``session``
+              per user and value (``grp``), only the calls that have one
+``tag``       per user and tag, once per tag of a call
+``tagged``    per user, the calls with at least one tag, once
+
+So a settlement writes two rows per call (its ``call`` hour and day) plus two per attribute
+it has, and the shared totals once per batch. The calls without an attribute (a breakdown's
+none group) are the ``call`` sums less the attribute's (less ``tagged`` for tags).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ MEASURES = (
     "reasoning_tokens",
     "cost",
 )
-KEY = ("dim", "grain", "bucket_at", "user_id", "grp", "provider")
+KEY = ("dim", "grain", "bucket_at", "user_id", "key_id", "provider", "model", "grp")
 # An open side of a period: far enough to hold every record, aligned on a day.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -51,7 +59,8 @@ _ON_CONFLICT = f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {_ADD}"
 UPSERT_UNNEST = (
     f"INSERT INTO usage_rollups ({_COLUMNS}) SELECT * FROM unnest("
     "$1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], "
-    "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]"
+    "$7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
+    "$13::bigint[], $14::bigint[]"
     f") {_ON_CONFLICT}"
 )
 # SQLite: one row per execution (executemany).
@@ -60,7 +69,8 @@ UPSERT_ROW = (
     f"{_ON_CONFLICT}"
 )
 
-Delta = tuple[str, str, datetime, str, str, str, int, int, int, int, int, int]
+Key = tuple[str, str, datetime, str, str, str, str, str]
+Delta = tuple[str, str, datetime, str, str, str, str, str, int, int, int, int, int, int]
 
 
 def bucket(at: datetime, grain: str) -> datetime:
@@ -72,21 +82,27 @@ def bucket(at: datetime, grain: str) -> datetime:
     return at.replace(hour=0) if grain == "day" else at
 
 
-def _dims(r: UsageRecord) -> Iterable[tuple[str, str, str, str]]:
-    yield "total", "", "", ""
-    yield "model", r.user_id, r.model, r.provider
-    yield "key", r.user_id, r.key_id or "", ""
-    yield "end_user", r.user_id, r.end_user or "", ""
-    yield "session", r.user_id, r.session_id or "", ""
-    for tag in r.tags or ("",):
-        yield "tag", r.user_id, tag, ""
+def _dims(r: UsageRecord) -> Iterable[tuple[str, str, str, str, str, str]]:
+    """(dim, user_id, key_id, provider, model, grp) of every user row ``r`` adds to."""
+    yield "call", r.user_id, r.key_id or "", r.provider, r.model, ""
+    if r.end_user:
+        yield "end_user", r.user_id, "", "", "", r.end_user
+    if r.session_id:
+        yield "session", r.user_id, "", "", "", r.session_id
+    if r.tags:
+        yield "tagged", r.user_id, "", "", "", ""
+        for tag in r.tags:
+            yield "tag", r.user_id, "", "", "", tag
 
 
 def deltas(records: Iterable[UsageRecord]) -> list[Delta]:
     """What ``records`` (each inserted once) add to the rollups, one delta per rollup row, in
     key order: every writer locks the shared ``total`` rows in the same order."""
-    sums: dict[tuple[str, str, datetime, str, str, str], list[int]] = {}
+    sums: dict[Key, list[int]] = {}
     for r in records:
+        at = r.created_at if r.created_at.tzinfo is UTC else r.created_at.astimezone(UTC)
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        day = hour.replace(hour=0)
         measures = (
             1,
             r.prompt_tokens,
@@ -95,22 +111,25 @@ def deltas(records: Iterable[UsageRecord]) -> list[Delta]:
             r.reasoning_tokens,
             r.cost,
         )
-        for grain in GRAINS:
-            start = bucket(r.created_at, grain)
-            for dim, user_id, grp, provider in _dims(r):
-                _add(sums, (dim, grain, start, user_id, grp, provider), measures)
-        _add(sums, ("total", "quarter", bucket(r.created_at, "quarter"), "", "", ""), measures)
+        keys: list[Key] = [
+            ("total", "quarter", hour.replace(minute=at.minute - at.minute % 15), *_NONE),
+            ("total", "hour", hour, *_NONE),
+            ("total", "day", day, *_NONE),
+        ]
+        for dim, user_id, key_id, provider, model, grp in _dims(r):
+            keys.append((dim, "hour", hour, user_id, key_id, provider, model, grp))
+            keys.append((dim, "day", day, user_id, key_id, provider, model, grp))
+        for key in keys:
+            row = sums.get(key)
+            if row is None:
+                sums[key] = list(measures)
+            else:
+                for i, value in enumerate(measures):
+                    row[i] += value
     return sorted((*key, *row) for key, row in sums.items())  # type: ignore[misc]
 
 
-def _add(
-    sums: dict[tuple[str, str, datetime, str, str, str], list[int]],
-    key: tuple[str, str, datetime, str, str, str],
-    measures: tuple[int, ...],
-) -> None:
-    row = sums.setdefault(key, [0] * 6)
-    for i, value in enumerate(measures):
-        row[i] += value
+_NONE = ("", "", "", "", "")
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -177,33 +196,34 @@ _LENGTH = {"day": DAY, "hour": HOUR, "quarter": timedelta(minutes=15)}
 
 
 @dataclass(frozen=True, slots=True)
-class Column:
-    """A group column of a report: its name, read from the rollups and from the rows."""
+class Rolled:
+    """Rollup rows of ``dim`` in a report: ``values`` for its columns, in order, read from
+    the rollup row ``r``; ``negate``: subtracted (the none group of an attribute)."""
 
-    name: str
-    rolled: str
-    counted: str
+    dim: str
+    values: tuple[str, ...] = ()
+    negate: bool = False
 
 
 def gathered(
     p: Params,
     periods: Sequence[Period],
     *,
-    dim: str,
-    columns: Sequence[Column] = (),
+    rolled: Sequence[Rolled],
+    columns: Sequence[tuple[str, str]] = (),
     label: str | None = None,
     user_id: str | None = None,
-    grp: str | None = None,
+    key_id: str | None = None,
     tags: bool = False,
 ) -> str | None:
     """A SELECT of ``columns`` and the six measures over ``periods``: per part of each period
-    (``split``), the rollup rows of ``dim`` in its buckets, or the usage rows (aliased ``u``)
-    in it, one per record (one per tag with ``tags``: ``t.key``). ``label`` names a column
-    holding the position of the period a row belongs to. ``user_id`` and ``grp`` (a key id)
-    filter. None when every period is empty.
+    (``split``), the ``rolled`` rollup rows in its buckets, or the usage rows (aliased ``u``)
+    in it, one per record (one per tag with ``tags``: ``t.key``). ``columns`` are (name, the
+    value read from a row); ``label`` names a column holding the position of the period a row
+    belongs to. ``user_id`` and ``key_id`` filter. None when every period is empty.
 
-    One UNION ALL branch per part, each a range scan of its own: a join of the rollups with a
-    table of parts would let PostgreSQL hash-join a whole dimension instead.
+    One UNION ALL branch per part and source, each a range scan of its own: a join of the
+    rollups with a table of parts would let PostgreSQL hash-join a whole dimension instead.
     """
     # Each value is a parameter once, named when a branch first uses it (PostgreSQL cannot
     # type a parameter no branch uses).
@@ -215,34 +235,39 @@ def gathered(
         return named[name]
 
     rows = "usage_records u LEFT JOIN json_each(u.tags) t ON true" if tags else "usage_records u"
+    names = [name for name, _ in columns]
+    quarters = all(r.dim == "total" for r in rolled)
     branches = []
     for i, period in enumerate(periods):
         at = [f"{p(i)}::int AS {label}"] if label else []
-        for part in split(period, quarters=dim == "total"):
+        for part in split(period, quarters=quarters):
             lo, hi = p(part.lo), p(part.hi)
             if part.source == "rows":
-                select = at + [f"{c.counted} AS {c.name}" for c in columns] + list(_COUNTED)
+                select = at + [f"{value} AS {name}" for name, value in columns] + list(_COUNTED)
                 where = f"u.created_at >= {lo} AND u.created_at < {hi}"
                 if user_id is not None:
                     where += f" AND u.user_id = {param('user', user_id)}"
-                if grp is not None:
-                    where += f" AND u.key_id = {param('grp', grp)}"
+                if key_id is not None:
+                    where += f" AND u.key_id = {param('key', key_id)}"
                 branches.append(f"SELECT {', '.join(select)} FROM {rows} WHERE {where}")
-            else:
-                select = at + [f"{c.rolled} AS {c.name}" for c in columns] + list(_ROLLED)
-                where = (
-                    f"r.dim = {param('dim', dim)} AND r.grain = {param(part.source, part.source)}"
-                )
+                continue
+            for source in rolled:
+                measures = _NEGATED if source.negate else _ROLLED
+                values = [f"{v} AS {n}" for n, v in zip(names, source.values, strict=True)]
+                select = at + values + list(measures)
+                where = f"r.dim = {param(source.dim, source.dim)}"
+                where += f" AND r.grain = {param(part.source, part.source)}"
                 where += f" AND r.bucket_at >= {lo} AND r.bucket_at < {hi}"
                 if user_id is not None:
                     where += f" AND r.user_id = {param('user', user_id)}"
-                if grp is not None:
-                    where += f" AND r.grp = {param('grp', grp)}"
+                if key_id is not None:
+                    where += f" AND r.key_id = {param('key', key_id)}"
                 branches.append(f"SELECT {', '.join(select)} FROM usage_rollups r WHERE {where}")
     return " UNION ALL ".join(branches) if branches else None
 
 
-_ROLLED = tuple(f"r.{m}" for m in MEASURES)
+_ROLLED = tuple(f"r.{m} AS {m}" for m in MEASURES)
+_NEGATED = tuple(f"-r.{m} AS {m}" for m in MEASURES)
 # The first branch of a UNION names its columns, in both databases: every branch names them.
 _COUNTED = ("1 AS requests", *(f"u.{m} AS {m}" for m in MEASURES[1:]))
 

@@ -1,6 +1,6 @@
 -- Usage at scale (README "Usage storage"): usage_records partitioned by month of created_at,
--- daily and hourly rollups that the reports read instead of the rows, and old months
--- dropped whole by the retention setting (gateway/ledger/partitions.py).
+-- old months dropped whole by the retention setting (gateway/ledger/partitions.py); the
+-- rollups the reports read instead of the rows: 0016.
 --
 -- One usage record per request id. A partitioned table's unique indexes must contain the
 -- partition key, so the primary key is (request_id, created_at): a replayed record (the same
@@ -119,59 +119,3 @@ SELECT
 FROM usage_records_unpartitioned;
 
 DROP TABLE usage_records_unpartitioned;
-
--- The sums of the usage records per bucket (an hour or a UTC day, grain 'hour' | 'day'; and
--- quarter hours, 'quarter', for the total) and
--- dimension, written in the transaction that inserts the records (gateway/ledger/rollups.py),
--- so every bucket equals the sum of its rows exactly. dim and grp:
---   total     one row per bucket, user_id '' (revenue per day)
---   model     grp the model, provider its provider
---   key       grp the key id (top users, spend per key and user, totals with a tag report)
---   end_user, session, tag
---             grp the value; a call with several tags counts once in each
--- '' stands for "none" (a call without a key, end user, session or tag): no real value is
--- empty (gateway/proxy/attribution.py drops empty ones). The retention never drops rollups.
-CREATE TABLE usage_rollups (
-    dim               text NOT NULL,
-    grain             text NOT NULL,
-    bucket_at         timestamptz NOT NULL,
-    user_id           text NOT NULL,
-    grp               text NOT NULL,
-    provider          text NOT NULL,
-    requests          bigint NOT NULL,
-    prompt_tokens     bigint NOT NULL,
-    completion_tokens bigint NOT NULL,
-    cached_tokens     bigint NOT NULL,
-    reasoning_tokens  bigint NOT NULL,
-    cost              bigint NOT NULL,
-    PRIMARY KEY (dim, grain, bucket_at, user_id, grp, provider)
-);
-
-INSERT INTO usage_rollups
-SELECT d.dim, g.grain, date_trunc(g.grain, u.created_at, 'UTC'), d.user_id, d.grp, d.provider,
-       count(*), sum(u.prompt_tokens), sum(u.completion_tokens), sum(u.cached_tokens),
-       sum(u.reasoning_tokens), sum(u.cost)
-FROM usage_records u
-CROSS JOIN (VALUES ('hour'), ('day')) g(grain)
-CROSS JOIN LATERAL (
-    VALUES ('total', '', '', ''),
-           ('model', u.user_id, u.model, u.provider),
-           ('key', u.user_id, coalesce(u.key_id, ''), ''),
-           ('end_user', u.user_id, coalesce(u.end_user, ''), ''),
-           ('session', u.user_id, coalesce(u.session_id, ''), '')
-    UNION ALL
-    SELECT 'tag', u.user_id, coalesce(t.key, ''), ''
-    FROM (SELECT 1) one LEFT JOIN json_each(u.tags) t ON true
-) d(dim, user_id, grp, provider)
-GROUP BY 1, 2, 3, 4, 5, 6;
-
--- Revenue per local day also reads quarter-hour totals: every time zone offset in use is a
--- multiple of 15 minutes, so no day of any zone reads a usage row.
-INSERT INTO usage_rollups
-SELECT 'total', 'quarter',
-       date_trunc('hour', created_at, 'UTC')
-           + floor(extract(minute FROM created_at AT TIME ZONE 'UTC') / 15) * interval '15 min',
-       '', '', '', count(*), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens),
-       sum(reasoning_tokens), sum(cost)
-FROM usage_records
-GROUP BY 3;
