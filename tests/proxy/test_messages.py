@@ -333,13 +333,17 @@ def test_a_client_gone_mid_stream_is_billed_what_was_produced(agw, gateways):
 
 def test_concurrent_calls_of_one_user_never_overspend(agw):
     # Each call reserves its worst case (body-length prompt + 1000 output tokens at $15/1M =
-    # $0.015 and a little): $0.05 covers a few at a time, never all 12.
+    # $0.015 and a little): $0.05 covers a few at a time, never all 12. The upstream answers
+    # after a second, so the calls overlap even on a loaded machine (served one after the
+    # other, all 12 would fit).
     uid, key = agw.user("0.05")
     claude = client(agw, key)
 
     def one(_: int) -> str:
         try:
-            claude.messages.create(model="claude", max_tokens=1000, messages=user_says(PROMPT))
+            claude.messages.create(
+                model="claude", max_tokens=1000, messages=user_says(f"{PROMPT} [[mock:delay=1]]")
+            )
         except anthropic.APIStatusError as exc:
             return f"refused {exc.status_code}"
         return "ok"
