@@ -30,7 +30,7 @@ import orjson
 
 from gateway.errors import BadRequest
 from gateway.ledger.base import Ledger
-from gateway.records import Cursor, Period, UsageFilter
+from gateway.report_records import Cursor, Period, UsageFilter
 from gateway.reports import Params, period, usage_filter, zone
 from gateway.views import usage_view
 

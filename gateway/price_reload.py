@@ -31,7 +31,8 @@ from gateway.catalog import Catalog, CatalogError
 from gateway.errors import Unprocessable
 from gateway.ledger.base import Ledger
 from gateway.pricing import Tier
-from gateway.records import AuditEvent, PriceChange, PriceRow, PriceTier
+from gateway.records import AuditEvent
+from gateway.report_records import PriceChange, PriceRow, PriceTier
 
 if TYPE_CHECKING:
     from gateway.services import Services

@@ -22,16 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gateway.errors import BadRequest
 from gateway.ledger.base import Ledger
 from gateway.ledger.reports import GROUPS, days_between
-from gateway.records import (
-    Cursor,
-    GroupTotals,
-    ModelTotals,
-    Period,
-    Totals,
-    UsageFilter,
-    UsageRecord,
-    utcnow,
-)
+from gateway.records import UsageRecord, utcnow
+from gateway.report_records import Cursor, GroupTotals, ModelTotals, Period, Totals, UsageFilter
 from gateway.views import audit_view, average_cost, period_view, share, totals_view, usage_view
 
 Params = Mapping[str, str]

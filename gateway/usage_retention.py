@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 
 from gateway.ledger.partitions import month_of, shift
-from gateway.ledger.ports import UsageStorage
+from gateway.ledger.support_ports import UsageStorage
 from gateway.records import utcnow
 
 log = logging.getLogger("gateway")

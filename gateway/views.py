@@ -18,14 +18,11 @@ from gateway.records import (
     BillingProfile,
     Entry,
     Limits,
-    Period,
-    PriceChange,
-    PriceRow,
     StripeEvent,
-    Totals,
     UsageRecord,
     User,
 )
+from gateway.report_records import Period, PriceChange, PriceRow, Totals
 
 Json = dict[str, Any]
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway.alerts.events import AlertEvent, new_event_id
-from gateway.ledger.ports import Webhooks
+from gateway.ledger.support_ports import Webhooks
 from gateway.records import Alert, utcnow
 
 log = logging.getLogger("gateway.alerts")

@@ -25,7 +25,7 @@ import httpx
 
 from gateway.alerts import signature
 from gateway.alerts.outbox import Alerts
-from gateway.ledger.ports import Webhooks
+from gateway.ledger.support_ports import Webhooks
 from gateway.records import WebhookDelivery, utcnow
 from gateway.settings import Settings
 

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from gateway.actions import ACTIONS
+from gateway.cli import processes
 from gateway.settings import Settings, SettingsError
 
 
@@ -73,15 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int, default=1, help="processes (needs PostgreSQL and Redis)")
-    p.set_defaults(run=_serve)
+    p.set_defaults(run=processes.serve)
 
     p = sub.add_parser("migrate", help="apply database migrations and exit")
-    p.set_defaults(run=_migrate)
+    p.set_defaults(run=processes.migrate)
 
     p = sub.add_parser("mock-upstream", help="run the built-in fake OpenAI server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9009)
-    p.set_defaults(run=_mock)
+    p.set_defaults(run=processes.mock)
 
     def group(name: str, help_: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
         return sub.add_parser(name, help=help_).add_subparsers(
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = group("models", "models.yaml and the prices in force")
     c = models.add_parser("check", help="validate a models file (local; no gateway needed)")
     c.add_argument("path", nargs="?")
-    c.set_defaults(run=_models_check)
+    c.set_defaults(run=processes.models_check)
     _op(
         models.add_parser(
             "list",
@@ -297,55 +298,6 @@ def _grouped(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument("--limit", type=int, help="at most this many groups (default 100)")
     return parser
-
-
-def _serve(args: argparse.Namespace, settings: Settings) -> None:
-    from gateway import demo, serve
-
-    changes: dict[str, Any] = {}
-    if args.host:
-        changes["host"] = args.host
-    if args.port:
-        changes["port"] = args.port
-    settings = settings.with_(**changes) if changes else settings
-    if args.demo:
-        demo.serve_demo(settings)
-    else:
-        serve.serve(settings, workers=args.workers)
-
-
-def _migrate(args: argparse.Namespace, settings: Settings) -> None:
-    from gateway.ledger import open_ledger
-
-    async def run() -> None:
-        ledger = await open_ledger(settings.database_url)
-        await ledger.close()
-
-    asyncio.run(run())
-    print("migrations applied")
-
-
-def _mock(args: argparse.Namespace, settings: Settings) -> None:
-    from gateway.mock import runner as mock_runner
-
-    print(f"mock upstream on http://{args.host}:{args.port}/v1", flush=True)
-    mock_runner.main(args.host, args.port)
-
-
-def _models_check(args: argparse.Namespace, settings: Settings) -> None:
-    from gateway import catalog
-
-    path = Path(args.path) if args.path else settings.models_path
-    try:
-        loaded = catalog.load(path, settings.extra_env)
-    except catalog.CatalogError as exc:
-        sys.exit(f"gateway: {exc}")
-    missing = sorted(
-        {p.api_key_env for p in loaded.providers.values() if p.api_key_env and not p.api_key}
-    )
-    print(f"{path}: {len(loaded.models)} models, {len(loaded.providers)} providers: ok")
-    for name in missing:
-        print(f"  note: {name} is not set; calls to its provider will fail")
 
 
 # Options that steer the CLI itself rather than name a parameter of the action.

@@ -26,9 +26,9 @@ from gateway.ledger.directory import SqlDirectory
 from gateway.ledger.journal import MoneyStatements, SqlJournal
 from gateway.ledger.login_store import SqlLogins
 from gateway.ledger.payments import SqlPayments
-from gateway.ledger.ports import UsageStorage
 from gateway.ledger.reports import SqlReports
 from gateway.ledger.sessions import SqlSessions
+from gateway.ledger.support_ports import UsageStorage
 from gateway.ledger.webhooks import SqlWebhooks
 
 __all__ = ["Ledger", "open_ledger"]

@@ -24,16 +24,8 @@ from dataclasses import dataclass
 
 from gateway.ledger.database import Database
 from gateway.ledger.logins import Logins
-from gateway.ledger.ports import (
-    Audit,
-    Directory,
-    Journal,
-    Payments,
-    Reports,
-    Sessions,
-    UsageStorage,
-    Webhooks,
-)
+from gateway.ledger.ports import Audit, Directory, Journal, Payments, Reports
+from gateway.ledger.support_ports import Sessions, UsageStorage, Webhooks
 from gateway.records import ENTRY_KINDS, Entry
 
 

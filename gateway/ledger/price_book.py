@@ -10,7 +10,8 @@ from typing import Any
 
 from gateway.ledger.database import Row
 from gateway.money import format_usd
-from gateway.records import AuditEvent, PriceChange, PriceRow, PriceTier
+from gateway.records import AuditEvent
+from gateway.report_records import PriceChange, PriceRow, PriceTier
 
 PRICE_COLUMNS = (
     "model",

@@ -28,7 +28,8 @@ from gateway.ledger.sql import (
     totals_of,
     usage_of,
 )
-from gateway.records import (
+from gateway.records import UsageRecord, utcnow
+from gateway.report_records import (
     Cursor,
     Day,
     DayTotals,
@@ -39,9 +40,7 @@ from gateway.records import (
     PriceRow,
     Totals,
     UsageFilter,
-    UsageRecord,
     UserTotals,
-    utcnow,
 )
 
 # The column each attribution breakdown groups by in the rows ('' for none, as in the rollups;

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.ledger.sql import Params
-from gateway.records import Period, UsageRecord
+from gateway.records import UsageRecord
+from gateway.report_records import Period
 
 GRAINS = ("hour", "day")
 MEASURES = (

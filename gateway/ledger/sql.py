@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 
 from gateway.ledger.database import Row
-from gateway.records import Totals, UsageRecord
+from gateway.records import UsageRecord
+from gateway.report_records import Totals
 
 # usage_records columns in UsageRecord order (a column added later does not break the reads).
 USAGE_FIELDS = tuple(f.name for f in fields(UsageRecord))

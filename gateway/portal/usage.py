@@ -22,7 +22,8 @@ from gateway.money import parse_usd
 from gateway.pages.charts import bar_chart
 from gateway.portal.common import failed, page, signed_in
 from gateway.portal.overview import key_names
-from gateway.records import Period, utcnow
+from gateway.records import utcnow
+from gateway.report_records import Period
 from gateway.web import services_of
 
 FILTERS = ("from", "to", "model", "key")

@@ -17,7 +17,8 @@ import pytest
 from gateway.ledger.base import Ledger
 from gateway.ledger.reports import days_between
 from gateway.ledger.rollups import Part, split
-from gateway.records import Period, Totals, UsageRecord
+from gateway.records import UsageRecord
+from gateway.report_records import Period, Totals
 from tests.admin.test_reports_contract import MakeLedger, run
 from tests.ledger.books import usage
 

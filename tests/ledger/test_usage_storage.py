@@ -24,7 +24,8 @@ from gateway.ledger.rollups import KEY, MEASURES, deltas
 from gateway.ledger.schema import migrations
 from gateway.ledger.sql import USAGE_FIELDS, usage_values
 from gateway.ledger.sqlite import adapt, parse_ts
-from gateway.records import Period, UsageRecord, utcnow
+from gateway.records import UsageRecord, utcnow
+from gateway.report_records import Period
 from gateway.services import build, shutdown
 from gateway.settings import Settings, SettingsError
 from gateway.usage_retention import UsageRetention, horizon

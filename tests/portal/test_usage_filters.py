@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from gateway import reports
 from gateway.exports import export_lines, export_query
 from gateway.ledger.reports import days_between
-from gateway.records import Cursor, Period, UsageFilter
+from gateway.report_records import Cursor, Period, UsageFilter
 from tests.ledger.books import T0, USD, Books, Contract, usage
 
 HOUR = timedelta(hours=1)
