@@ -103,7 +103,9 @@ def check_usage_money(ledger: Ledger) -> Check:
 def check_records(ledger: Ledger, calls: Sequence[Call], gateways: dict[str, Gateway]) -> Check:
     records = {r["request_id"]: r for r in ledger.records}
     seen_ids = {c.request_id for c in calls if c.request_id}
-    problems = []
+    # Partitioned by month, the table's key includes the time: one id could be stored twice.
+    twice = Counter(r["request_id"] for r in ledger.records)
+    problems = [f"{rid} has {n} usage records" for rid, n in twice.items() if n > 1]
     must = maybe = refusals = 0
     for c in calls:
         if c.request_id is None:

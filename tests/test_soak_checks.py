@@ -87,6 +87,13 @@ def test_records_match_the_callers_log(calls: list[Call], ok: bool) -> None:
     assert check_records(ledger(), calls, GATEWAYS).ok is ok
 
 
+def test_a_call_recorded_twice_fails() -> None:
+    twice = ledger()
+    twice.records.append(record("req_1"))
+    found = check_records(twice, [call("req_1", 200), call("req_2", 200)], GATEWAYS)
+    assert found.problems == ["req_1 has 2 usage records"]
+
+
 def test_a_call_cut_by_a_sigkill_may_lack_its_record() -> None:
     killed = Gateway("gw-a", 1, {}, Path("."), killed_at={1: 11.0})
     calls = [call("req_1", 200), call("req_2", 200), call("req_9", 200)]
