@@ -207,10 +207,9 @@ def test_a_master_failover_during_traffic_loses_and_doubles_nothing(
             await all_written(ledger, served)
             await books_balance(ledger, store, served)
 
-    if how == "manual":
-        asyncio.run(main())
-    else:
-        run_tolerating_dropped_sockets(main())
+    # A manual failover too can leave redis-py's cluster client with a dropped connection to
+    # the demoted master (seen once in a full run).
+    run_tolerating_dropped_sockets(main())
 
 
 def run_tolerating_dropped_sockets(main: Coroutine[Any, Any, None]) -> None:
