@@ -154,6 +154,10 @@ def test_a_cluster_node_that_can_lose_balances_is_refused(
         direct.close()
 
 
+# redis-py's cluster client (8.1) leaves a connection to a demoted or killed master for the
+# collector, which warns in ClusterNode.__del__: not the gateway's to close.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("how", ["manual", "killed"])
 def test_a_master_failover_during_traffic_loses_and_doubles_nothing(
     pg_dsn: str, cluster_url: str, redis_cluster: RedisClusterServers, tmp_path: Path, how: str
