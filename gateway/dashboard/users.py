@@ -118,35 +118,29 @@ def _reference(form: dict[str, str], what: str) -> str:
 
 
 async def add_credit(request: Request) -> Response:
-    await require_operator(request)
-    form = await read_form(request)
-    await check_csrf(request, form)
-    try:
-        reference = _reference(form, "credit")
-    except BadRequest as exc:
-        return await user_page(request, error=exc.message, status=exc.status)
-    params = {
-        "amount": form.get("amount", ""),
-        "reason": form.get("reason") or None,
-        "reference": reference,
-    }
-    return await _change(request, "add_credit", params, "credit")
+    return await _money_form(request, "add_credit", field="amount", what="credit")
 
 
 async def set_balance(request: Request) -> Response:
+    return await _money_form(request, "set_balance", field="balance", what="balance")
+
+
+async def _money_form(request: Request, action: str, *, field: str, what: str) -> Response:
+    """One of the user page's money forms: ``field`` (USD) and a reason, applied once per
+    rendered form (its ``form_id`` is the operation's idempotency reference)."""
     await require_operator(request)
     form = await read_form(request)
     await check_csrf(request, form)
     try:
-        reference = _reference(form, "balance")
+        reference = _reference(form, what)
     except BadRequest as exc:
         return await user_page(request, error=exc.message, status=exc.status)
     params = {
-        "balance": form.get("balance", ""),
+        field: form.get(field, ""),
         "reason": form.get("reason") or None,
         "reference": reference,
     }
-    return await _change(request, "set_balance", params, "balance")
+    return await _change(request, action, params, what)
 
 
 def _confirm(
