@@ -234,6 +234,7 @@ INSERT_ENTRY = (
     f"INSERT INTO ledger_entries ({ENTRY_COLUMNS}, created_at)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 )
+_CREATED_AT = USAGE_FIELDS.index("created_at")  # the one timestamp of a usage row
 _INSERT_USAGE = (
     f"INSERT INTO usage_records ({USAGE_COLUMNS}) VALUES ({', '.join('?' for _ in USAGE_FIELDS)})"
 )
@@ -293,6 +294,13 @@ class SqliteMoney:
         return await self._db.tx(lambda c: _write_usage(c, records))
 
 
+def _usage_row(record: UsageRecord) -> list[Any]:
+    # ``adapt`` for a usage row, without testing every value: only created_at is a datetime.
+    values = usage_values(record)
+    values[_CREATED_AT] = ts(values[_CREATED_AT])
+    return values
+
+
 def _write_usage(c: sqlite3.Connection, records: Sequence[UsageRecord]) -> list[str]:
     # Set-based, in one IMMEDIATE transaction (no other writer can interleave): find the rows
     # not yet recorded, insert them, debit their users once each and write their entries with
@@ -327,7 +335,7 @@ def _write_usage(c: sqlite3.Connection, records: Sequence[UsageRecord]) -> list[
     missing = [u for u in users if u not in books]
     if missing:
         raise UnknownUser(missing[0])  # the whole batch is refused, as in PostgreSQL
-    c.executemany(_INSERT_USAGE, [adapt(usage_values(r)) for r in fresh.values()])
+    c.executemany(_INSERT_USAGE, [_usage_row(r) for r in fresh.values()])
     c.executemany(UPSERT_ROW, [adapt(d) for d in deltas(fresh.values())])
     entries = []
     now = ts(utcnow())
