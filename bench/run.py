@@ -183,6 +183,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def loop_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of the main threads (the event loops) of these processes and their
+    descendants: what the rest of ``cpu_seconds`` is not, the SQLite writer and other
+    threads, is then known too."""
+    total = 0.0
+    for root in pids:
+        for p in process_tree(root):
+            try:
+                data = Path(f"/proc/{p}/task/{p}/stat").read_text()
+            except OSError:
+                continue
+            fields = data[data.rfind(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / _CLK
+    return total
+
+
 OUR_PIDS: list[int] = []  # upstream and gateways, for the "other load" estimate
 
 
@@ -776,6 +792,7 @@ def wrk(
         target.url(route),
     ]
     cpu0 = cpu_seconds(target.pids)
+    loop0 = loop_cpu_seconds(target.pids)
     srv0 = cpu_seconds(target.server_pids)
     ours = sorted({os.getpid(), *target.pids, *target.server_pids, *OUR_PIDS})
     own0 = cpu_seconds(ours)
@@ -796,6 +813,7 @@ def wrk(
         _, stderr = proc.communicate()
     wall = time.monotonic() - wall0
     cpu = cpu_seconds(target.pids) - cpu0
+    loop = loop_cpu_seconds(target.pids) - loop0
     srv = cpu_seconds(target.server_pids) - srv0
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
@@ -826,6 +844,7 @@ def wrk(
         "errors": sum(res["errors"].values()),
         "error_detail": res["errors"],
         "cpu_us_per_call": round(cpu / n * 1e6, 1) if n and target.pids else None,
+        "loop_cpu_us_per_call": round(loop / n * 1e6, 1) if n and target.pids else None,
         "cpu_util": round(cpu / secs, 2) if secs and target.pids else None,
         "wrk_cpu_util": round(wrk_cpu / wall, 2) if wall else None,
         # CPU used meanwhile by processes that are not part of this benchmark (other work on

@@ -64,6 +64,7 @@ def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     added.append(c["p50_ms"] - direct["p50_ms"])
             cpu = [v for c in mine if (v := total_cpu(c)) is not None]
             srv = [c["servers_cpu_us_per_call"] for c in mine if c.get("servers_cpu_us_per_call")]
+            loop = [c["loop_cpu_us_per_call"] for c in mine if c.get("loop_cpu_us_per_call")]
             rows.append(
                 {
                     "target": name,
@@ -74,6 +75,7 @@ def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "added_p50_ms": _stats(added),
                     "cpu_us_per_call": _stats(cpu),
                     "servers_cpu_us_per_call": _stats(srv),
+                    "loop_cpu_us_per_call": _stats(loop),
                     "errors": sum(c["errors"] for c in mine),
                     "other_load_cores": _stats(
                         [
@@ -162,17 +164,19 @@ def render(res: dict[str, Any]) -> str:
         f"Against the floor (wrk -t1, {res['plan']['measure_s']} s cells, {rounds} interleaved "
         "round(s); median, and (min-max) over rounds; ratios and added p50 are taken within "
         "each round). CPU per call counts every process doing the work: the gateway's whole "
-        "process tree (loop, SQLite writer thread) plus PostgreSQL and Redis in production.",
+        "process tree (loop, SQLite writer thread) plus PostgreSQL and Redis in production; "
+        "of it, the event loop threads' share, and that of PostgreSQL and Redis.",
         "",
         "| target | conns | calls/s | vs floor | p50 ms | added p50 ms | CPU µs/call "
-        "| of which PG+Redis | errors | other load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| of which event loop | of which PG+Redis | errors | other load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         out.append(
             f"| {r['target']} | {r['connections']} | {_fmt(r['calls_per_s'], 0)} | "
             f"{_fmt(r['ratio_to_floor'], 0, pct=True)} | {_fmt(r['p50_ms'], 3)} | "
             f"{_fmt(r['added_p50_ms'], 3)} | {_fmt(r['cpu_us_per_call'], 0)} | "
+            f"{_fmt(r.get('loop_cpu_us_per_call'), 0)} | "
             f"{_fmt(r['servers_cpu_us_per_call'], 0)} | {r['errors']} | "
             f"{_fmt(r['other_load_cores'], 2)} |"
         )
