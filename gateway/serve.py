@@ -12,7 +12,7 @@ import uvicorn
 
 from gateway import catalog as catalog_mod
 from gateway.app import create_app
-from gateway.metering.modes import check_durability
+from gateway.metering.modes import check_durability, check_layout, layout_of
 from gateway.metering.redis_store import connect
 from gateway.settings import Settings, SettingsError
 
@@ -51,7 +51,7 @@ def _has(module: str) -> bool:
 
 
 def serve(settings: Settings, *, workers: int = 1) -> None:
-    _refuse_volatile_redis(settings)
+    _refuse_unfit_redis(settings)
     if workers > 1:
         if settings.redis_url is None or not settings.database_url.startswith("postgres"):
             sys.exit(
@@ -73,16 +73,19 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
     GracefulServer(uvicorn_config(create_app(settings, catalog=catalog), settings)).run()
 
 
-def _refuse_volatile_redis(settings: Settings) -> None:
-    """One clear line instead of a startup traceback (the app checks again when it opens
-    metering, which also covers ``from_env`` workers)."""
-    if settings.redis_url is None or settings.allow_volatile_redis:
+def _refuse_unfit_redis(settings: Settings) -> None:
+    """One clear line instead of a startup traceback when Redis would lose balances or holds
+    another key layout (the app checks again when it opens metering, which also covers
+    ``from_env`` workers)."""
+    if settings.redis_url is None:
         return
 
     async def check(url: str) -> None:
         redis = connect(url)
         try:
-            await check_durability(redis)
+            if not settings.allow_volatile_redis:
+                await check_durability(redis)
+            await check_layout(redis, layout_of(url, settings.redis_shards))
         finally:
             await redis.aclose()
 

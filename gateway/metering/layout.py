@@ -37,6 +37,14 @@ QUOTA_KEYS = ("q", "qh", "qx", "qw", "qt")
 class LayoutMismatch(ValueError):
     """Redis holds metering keys laid out for another shard count (see the module doc)."""
 
+    @classmethod
+    def found(cls, have: str, want: str) -> LayoutMismatch:
+        """The refusal for Redis's marker ``have`` and this process's ``want``."""
+        return cls(
+            f"Redis metering keys are laid out as {have}, this process as {want}: changing"
+            " the shard count needs every stream drained first (README, Redis Cluster)"
+        )
+
 
 def shard_tag(shard: int, shards: int) -> str:
     """The hash tag (without braces) of ``shard`` of ``shards``: its slot is in the shard's

@@ -45,6 +45,24 @@ DURABLE = {"appendonly": "yes", "maxmemory-policy": "noeviction"}
 CLUSTER_SHARDS = 16  # the default on a cluster: spread over the masters, 16 streams to read
 
 
+def layout_of(redis_url: str, shards: int | None) -> Layout:
+    """The key layout a process of these settings uses (``GATEWAY_REDIS_SHARDS``, or 1 shard
+    untagged on one Redis and ``CLUSTER_SHARDS`` hash-tagged ones on a cluster)."""
+    cluster = is_cluster_url(redis_url)
+    return Layout(shards=shards or (CLUSTER_SHARDS if cluster else 1), tagged=cluster)
+
+
+async def check_layout(redis: Client, layout: Layout) -> None:
+    """Raises ``SettingsError`` when Redis holds metering keys of another layout than
+    ``layout`` (its marker, layout.py); nothing when it holds none yet."""
+    found = await redis.get(layout.marker_key)
+    if found is None:
+        return
+    have = found.decode() if isinstance(found, bytes) else str(found)
+    if have != layout.description:
+        raise SettingsError(str(LayoutMismatch.found(have, layout.description)))
+
+
 class Background(Protocol):
     """Something that runs beside the server (the usage writer, a stream consumer)."""
 
@@ -114,10 +132,7 @@ async def open_metering(settings: Settings, ledger: Ledger, metrics: Metrics) ->
         except BaseException:
             await redis.aclose()
             raise
-    cluster = is_cluster_url(settings.redis_url)
-    layout = Layout(
-        shards=settings.redis_shards or (CLUSTER_SHARDS if cluster else 1), tagged=cluster
-    )
+    layout = layout_of(settings.redis_url, settings.redis_shards)
     store = RedisStore(
         redis,
         ledger.journal.balance,

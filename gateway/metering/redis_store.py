@@ -149,10 +149,7 @@ class RedisStore:
         found = await self._redis.get(layout.marker_key)
         have = found.decode() if isinstance(found, bytes) else str(found)
         if have != want:
-            raise LayoutMismatch(
-                f"Redis metering keys are laid out as {have}, this process as {want}: changing"
-                " the shard count needs every stream drained first (README, Redis Cluster)"
-            )
+            raise LayoutMismatch.found(have, want)
 
     def _user(self, user_id: str) -> UserKeys:
         return self.layout.user(user_id)

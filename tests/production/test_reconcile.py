@@ -124,3 +124,31 @@ def test_a_redis_that_can_lose_balances_is_refused(gateways, pg_dsn, redis_url, 
     finally:
         redis.config_set(setting, before)
         redis.close()
+
+
+def test_a_redis_of_another_key_layout_is_refused_in_one_line(gateways, pg_dsn, redis_url):  # type: ignore[no-untyped-def]
+    redis = Redis.from_url(redis_url)
+    before = redis.get("gw:layout")
+    redis.set("gw:layout", "untagged:1")  # what every process of this suite writes
+    try:
+        settings = gateways.settings(GATEWAY_DATABASE_URL=pg_dsn, GATEWAY_REDIS_URL=redis_url)
+        refused = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve"],
+            env={**settings.extra_env, "GATEWAY_REDIS_SHARDS": "4"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode != 0
+        assert refused.stderr == (
+            "gateway: Redis metering keys are laid out as untagged:1, this process as"
+            " tagged:4: changing the shard count needs every stream drained first (README,"
+            " Redis Cluster)\n"
+        )
+        assert redis.get("gw:layout") == b"untagged:1"  # the refusal changed nothing
+    finally:
+        if before is None:
+            redis.delete("gw:layout")
+        else:
+            redis.set("gw:layout", before)
+        redis.close()
