@@ -116,8 +116,8 @@ def test_credit_commands_move_money_and_print_tables(
     assert exited.value.code == "gateway: 1 of 2 users failed: ghost (user_not_found)"
     lines = capsys.readouterr().out.splitlines()
     assert [line.split() for line in lines[:2]] == [["applied", "1"], ["failed", "1"]]
-    assert lines[2].split() == ["user", "status", "balance", "error"]
-    assert lines[4].split()[:3] == [uid, "applied", "1.75"]
+    assert lines[2].split() == ["user", "status", "duplicate", "balance", "reserved", "error"]
+    assert lines[4].split()[:5] == [uid, "applied", "False", "1.75", "0.00"]
     assert lines[5].split()[:2] == ["ghost", "failed"]
     audit = as_json(capsys, "audit", "--user", uid)
     assert [e["action"] for e in audit["data"][:3]] == ["credits.add", "balance.set", "credits.add"]
