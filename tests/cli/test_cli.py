@@ -124,6 +124,23 @@ def test_credit_commands_move_money_and_print_tables(
     assert all(e["actor"].startswith("admin:") for e in audit["data"][:3])
 
 
+def test_bulk_credit_with_a_reference_applies_once_through_api_and_direct(
+    env: RunningGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uid, _ = env.user("1.00")
+    command = ("credits", "bulk", "2.00", uid, "--reference", "gift-2026-11-30")
+    first = as_json(capsys, *command)
+    again = as_json(capsys, *command, "--direct")  # the same bulk, the other way
+    assert [(r["status"], r["duplicate"]) for r in first["data"]] == [("applied", False)]
+    assert [(r["status"], r["duplicate"]) for r in again["data"]] == [("applied", True)]
+    assert again["data"][0]["entry"] == first["data"][0]["entry"]
+    assert env.balance(uid) == usd("3.00")
+    assert failure(capsys, *command[:-1], "bad ref") == (
+        "gateway: reference must be 8 to 100 letters, digits or _.:-"
+    )
+    assert env.balance(uid) == usd("3.00")
+
+
 def test_direct_writes_land_in_the_ledger(
     env: RunningGateway,
     capsys: pytest.CaptureFixture[str],
