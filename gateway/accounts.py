@@ -7,13 +7,14 @@ action lands in the audit trail.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.auth import Authenticator, NewKey, new_key
-from gateway.errors import Conflict, GatewayError, NotFound, Unprocessable
+from gateway.errors import Conflict, GatewayError, NotFound, Unavailable, Unprocessable
 from gateway.ledger.base import (
     DuplicateUser,
     InsufficientFunds,
@@ -26,6 +27,8 @@ from gateway.money import format_usd, parse_amount
 from gateway.postings import Postings
 from gateway.records import ApiKey, AuditEvent, Entry, User
 
+log = logging.getLogger("gateway.accounts")
+
 USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
 # A caller's own idempotency reference (an API client's, a dashboard form's one-time id).
 REFERENCE = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
@@ -34,11 +37,13 @@ MAX_BULK = 1000
 
 @dataclass(frozen=True)
 class BulkApplied:
-    """A bulk credit that landed for ``user_id``: its entry and the balance after (nano-USD)."""
+    """A bulk credit that landed for ``user_id``: its entry (``created`` False on a replay of
+    the bulk's reference) and the balance after, as ``Accounts.balance_after`` gives it."""
 
     user_id: str
     entry: Entry
     balance: int
+    reserved: int | None
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,18 @@ class Accounts:
         balance and nothing reserved while the store has not loaded the user."""
         snapshot = await self.store.snapshot(user.id)
         return snapshot if snapshot is not None else (user.balance, 0)
+
+    async def balance_after(self, user: User) -> tuple[int, int | None]:
+        """(balance, reserved) in nano-USD for the answer to a money move already committed:
+        the store's view when it answers, else (the store unreachable, e.g. Redis restarting)
+        the ledger's balance in ``user`` (read after the commit) and None for reserved, which
+        only the store knows. The move is durable and reaches the store from the retry queue
+        or the reconciler, so its answer must not be an error the caller would retry."""
+        try:
+            return await self.balance_of(user)
+        except Unavailable as exc:
+            log.warning("answering %s's balance from the ledger: %s", user.id, exc)
+            return user.balance, None
 
     async def require_user(self, user_id: str) -> User:
         user = await self.ledger.directory.get_user(user_id)
@@ -229,13 +246,23 @@ class Accounts:
         return entry
 
     async def bulk_credit(
-        self, user_ids: object, value: object, *, reason: str | None, actor: str
+        self,
+        user_ids: object,
+        value: object,
+        *,
+        reason: str | None,
+        actor: str,
+        reference: str | None = None,
     ) -> list[BulkApplied | BulkFailed]:
         """Credits each user on its own: an unknown user fails alone, the others apply.
 
         The amount and the list are validated first (a bad one changes nothing); each credit
-        then has its own reference ``bulk:<id>:<user>`` and audit event, and one summary event
-        ``credits.bulk`` lists the outcome.
+        then has its own reference and audit event, and one summary event ``credits.bulk``
+        lists the outcome. Each user's reference is ``bulk:<random id>:<user>`` without a
+        ``reference`` (see ``caller_reference``), else ``admin:bulk:<reference>/<user>``: a
+        replay of the bulk then credits nobody twice (those rows come back with the first
+        entry, ``created`` False) and a user whose credit failed the first time gets it now;
+        a replay with another amount fails those rows with ``reference_reused``.
         """
         ids = _user_ids(user_ids)
         credit = parse_amount(value)
@@ -248,14 +275,17 @@ class Accounts:
                     credit,
                     reason=reason,
                     actor=actor,
-                    reference=f"bulk:{bulk_id}:{user_id}",
+                    reference=_bulk_reference(reference, bulk_id, user_id),
                     details={"bulk": bulk_id},
                 )
             except GatewayError as exc:
                 results.append(BulkFailed(user_id, exc))
                 continue
-            balance, _ = await self.balance_of(await self.require_user(user_id))
-            results.append(BulkApplied(user_id, entry, balance))
+            balance, reserved = await self.balance_after(await self.require_user(user_id))
+            results.append(BulkApplied(user_id, entry, balance, reserved))
+        applied = [r for r in results if isinstance(r, BulkApplied)]
+        if len(applied) == len(results) and not any(r.entry.created for r in applied):
+            return results  # a whole replay: the first bulk was audited, nothing moved now
         await self.ledger.audit.record_audit(
             AuditEvent(
                 actor=actor,
@@ -265,7 +295,9 @@ class Accounts:
                 reason=reason,
                 details={
                     "bulk": bulk_id,
-                    "applied": [r.user_id for r in results if isinstance(r, BulkApplied)],
+                    **({"reference": reference} if reference else {}),
+                    "applied": [r.user_id for r in applied if r.entry.created],
+                    "duplicate": [r.user_id for r in applied if not r.entry.created],
                     "failed": [r.user_id for r in results if isinstance(r, BulkFailed)],
                 },
             )
@@ -297,9 +329,16 @@ class Accounts:
 
 
 def own_reference(value: object) -> str | None:
-    """A caller's idempotency reference (8-100 of A-Z a-z 0-9 _.:-) as the ledger reference
+    """A caller's idempotency reference for one credit or balance set, as the ledger reference
     ``admin:ref:<it>`` (apart from every reference the gateway makes itself); None when not
-    given. Raises Unprocessable for anything else."""
+    given. Raises Unprocessable as ``caller_reference`` does."""
+    checked = caller_reference(value)
+    return f"admin:ref:{checked}" if checked is not None else None
+
+
+def caller_reference(value: object) -> str | None:
+    """A caller's idempotency reference (8-100 of A-Z a-z 0-9 _.:-) as given; None when not
+    given. Raises Unprocessable (``invalid_reference``) for anything else."""
     if value is None:
         return None
     if not isinstance(value, str) or not REFERENCE.match(value):
@@ -308,7 +347,16 @@ def own_reference(value: object) -> str | None:
             param="reference",
             code="invalid_reference",
         )
-    return f"admin:ref:{value}"
+    return value
+
+
+def _bulk_reference(reference: str | None, bulk_id: str, user_id: str) -> str:
+    """One user's ledger reference in a bulk credit. A caller's reference lives under
+    ``admin:bulk:``, which nothing else writes; ``/`` is in neither a reference nor a user id,
+    so no two (reference, user) pairs share one."""
+    if reference is None:
+        return f"bulk:{bulk_id}:{user_id}"
+    return f"admin:bulk:{reference}/{user_id}"
 
 
 def _reused(reference: str) -> Conflict:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway import keys, reports, views
-from gateway.accounts import Accounts, BulkApplied, own_reference
+from gateway.accounts import Accounts, BulkApplied, caller_reference, own_reference
 from gateway.alerts import listing
 from gateway.errors import BadRequest
 from gateway.portal import invites, login_links
@@ -77,7 +77,7 @@ async def create_user(ctx: ActionContext, path: Path, params: Params) -> Json:
         initial_credit=params.get("initial_credit"),
         actor=ctx.actor,
     )
-    return await _user_view(ctx, user)
+    return await _user_view(ctx, user, committed=True)
 
 
 async def list_users(ctx: ActionContext, path: Path, params: Params) -> Json:
@@ -188,10 +188,11 @@ async def bulk_credit(ctx: ActionContext, path: Path, params: Params) -> Json:
         params.get("amount"),
         reason=optional_str(params, "reason"),
         actor=ctx.actor,
+        reference=caller_reference(params.get("reference")),
     )
     return views.bulk_view(
         [
-            views.bulk_applied(r.user_id, r.entry, r.balance)
+            views.bulk_applied(r.user_id, r.entry, r.balance, r.reserved)
             if isinstance(r, BulkApplied)
             else views.bulk_failed(r.user_id, r.error.code, r.error.message)
             for r in results
@@ -199,14 +200,17 @@ async def bulk_credit(ctx: ActionContext, path: Path, params: Params) -> Json:
     )
 
 
-async def _user_view(ctx: ActionContext, user: User) -> Json:
-    balance, reserved = await ctx.accounts.balance_of(user)
+async def _user_view(ctx: ActionContext, user: User, *, committed: bool = False) -> Json:
+    """``committed``: the answer to a money move the ledger holds already, which must not fail
+    on the balance store (its balance then comes from the ledger, ``reserved`` None)."""
+    read = ctx.accounts.balance_after if committed else ctx.accounts.balance_of
+    balance, reserved = await read(user)
     return views.user_view(user, balance, reserved)
 
 
 async def _money_view(ctx: ActionContext, user_id: str, entry: Entry) -> Json:
     user = await ctx.accounts.require_user(user_id)
-    return views.money_view(entry, await _user_view(ctx, user))
+    return views.money_view(entry, await _user_view(ctx, user, committed=True))
 
 
 # -- usage, stats, reports, audit ----------------------------------------------------------

@@ -29,13 +29,17 @@ Json = dict[str, Any]
 # -- users, keys and money moves -----------------------------------------------------------
 
 
-def user_view(user: User, balance: int, reserved: int) -> Json:
-    """A user with the balance and reservations (nano-USD) the balance store holds now."""
+def user_view(user: User, balance: int, reserved: int | None) -> Json:
+    """A user with the balance and reservations (nano-USD) the balance store holds now.
+
+    ``reserved`` None (null) only in the answer to a money move already committed while the
+    store could not be read: ``balance`` is then the ledger's (usage not yet written to the
+    ledger not subtracted) and what calls in flight hold is unknown."""
     return {
         "id": user.id,
         "email": user.email,
         "balance": format_usd(balance),
-        "reserved": format_usd(reserved),
+        "reserved": _usd_or_none(reserved),
         "created_at": user.created_at.isoformat(),
         "disabled": user.disabled,
         "limits": limits_view(user.limits),
@@ -150,13 +154,18 @@ def bulk_view(results: list[Json]) -> Json:
     }
 
 
-def bulk_applied(user_id: str, entry: Entry, balance: int) -> Json:
-    """One user of a bulk credit whose credit landed: its entry and the balance after."""
+def bulk_applied(user_id: str, entry: Entry, balance: int, reserved: int | None) -> Json:
+    """One user of a bulk credit whose credit landed: its entry, the balance and reservations
+    after (``reserved`` null: the store could not be read, as in ``user_view``) and
+    ``duplicate`` when the bulk's reference had credited this user before (the first entry,
+    nothing moved now)."""
     return {
         "user_id": user_id,
         "status": "applied",
         "entry": entry_view(entry),
         "balance": format_usd(balance),
+        "reserved": _usd_or_none(reserved),
+        "duplicate": not entry.created,
     }
 
 

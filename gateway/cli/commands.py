@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("user_ids", nargs="*", metavar="USER")
     c.add_argument("--file", type=Path, help="more user ids, one per line ('-' for stdin)")
     c.add_argument("--reason")
+    c.add_argument("--reference", help=BULK_REFERENCE_HELP)
 
     _op(sub.add_parser("balance", help="a user's balance and reservations"), "get_user")
 
@@ -305,6 +306,9 @@ _CLI_ONLY = {"command", "run", "op_action", "op_path", "direct", "url", "json", 
 
 
 REFERENCE_HELP = "your idempotency reference (8-100 of A-Za-z0-9_.:-): run twice, applies once"
+BULK_REFERENCE_HELP = (
+    "your idempotency reference (8-100 of A-Za-z0-9_.:-): run twice, credits each user once"
+)
 
 
 def params_of(args: argparse.Namespace) -> dict[str, Any]:

@@ -124,7 +124,9 @@ COLUMNS: dict[str, tuple[str, Columns]] = {
         [
             ("user", "user_id"),
             ("status", "status"),
+            ("duplicate", "duplicate"),
             ("balance", "balance"),
+            ("reserved", "reserved"),
             ("error", "error.message"),
         ],
     ),

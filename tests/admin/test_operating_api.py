@@ -121,6 +121,30 @@ def test_bulk_credits_answer_per_user(gw: RunningGateway) -> None:
         assert_books_balance(gw, uid)
 
 
+def test_bulk_credit_with_a_reference_applies_once_over_http(gw: RunningGateway) -> None:
+    a, _ = gw.user("1.00")
+    b, _ = gw.user("2.00")
+    body = {"user_ids": [a, b], "amount": "0.50", "reference": "apology-2026-11-30"}
+    first = gw.admin.post("/admin/credits/bulk", json=body)
+    again = gw.admin.post("/admin/credits/bulk", json=body)  # a retry after a lost answer
+    assert (first.status_code, again.status_code) == (200, 200), again.text
+    assert [r["duplicate"] for r in first.json()["data"]] == [False, False]
+    assert [r["duplicate"] for r in again.json()["data"]] == [True, True]
+    assert [r["entry"]["id"] for r in again.json()["data"]] == [
+        r["entry"]["id"] for r in first.json()["data"]
+    ]
+    assert (gw.balance(a), gw.balance(b)) == (usd("1.50"), usd("2.50"))
+    assert [e.reference for e in entries(gw, a)][-1] == f"admin:bulk:apology-2026-11-30/{a}"
+    for bad in ("short", "with space", "x" * 101, 12345678):
+        refused = gw.admin.post("/admin/credits/bulk", json={**body, "reference": bad})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "invalid_reference"
+    assert (gw.balance(a), gw.balance(b)) == (usd("1.50"), usd("2.50"))
+    for uid in (a, b):
+        assert len(entries(gw, uid)) == 2
+        assert_books_balance(gw, uid)
+
+
 def test_audit_trail_records_actor_action_target_amount_reason(gw: RunningGateway) -> None:
     uid, _ = gw.user("1.00")
     gw.admin.post(

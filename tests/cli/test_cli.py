@@ -116,12 +116,29 @@ def test_credit_commands_move_money_and_print_tables(
     assert exited.value.code == "gateway: 1 of 2 users failed: ghost (user_not_found)"
     lines = capsys.readouterr().out.splitlines()
     assert [line.split() for line in lines[:2]] == [["applied", "1"], ["failed", "1"]]
-    assert lines[2].split() == ["user", "status", "balance", "error"]
-    assert lines[4].split()[:3] == [uid, "applied", "1.75"]
+    assert lines[2].split() == ["user", "status", "duplicate", "balance", "reserved", "error"]
+    assert lines[4].split()[:5] == [uid, "applied", "False", "1.75", "0.00"]
     assert lines[5].split()[:2] == ["ghost", "failed"]
     audit = as_json(capsys, "audit", "--user", uid)
     assert [e["action"] for e in audit["data"][:3]] == ["credits.add", "balance.set", "credits.add"]
     assert all(e["actor"].startswith("admin:") for e in audit["data"][:3])
+
+
+def test_bulk_credit_with_a_reference_applies_once_through_api_and_direct(
+    env: RunningGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uid, _ = env.user("1.00")
+    command = ("credits", "bulk", "2.00", uid, "--reference", "gift-2026-11-30")
+    first = as_json(capsys, *command)
+    again = as_json(capsys, *command, "--direct")  # the same bulk, the other way
+    assert [(r["status"], r["duplicate"]) for r in first["data"]] == [("applied", False)]
+    assert [(r["status"], r["duplicate"]) for r in again["data"]] == [("applied", True)]
+    assert again["data"][0]["entry"] == first["data"][0]["entry"]
+    assert env.balance(uid) == usd("3.00")
+    assert failure(capsys, *command[:-1], "bad ref") == (
+        "gateway: reference must be 8 to 100 letters, digits or _.:-"
+    )
+    assert env.balance(uid) == usd("3.00")
 
 
 def test_direct_writes_land_in_the_ledger(
