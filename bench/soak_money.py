@@ -156,58 +156,59 @@ class Money:
     # -- admin credits --------------------------------------------------------------------
 
     async def _credit(self, n: int) -> None:
-        gw = self.rng.choice(self.gateways)
+        # An idempotency reference (README, Admin API): a credit answered 5xx or not at all is
+        # sent again with it, as an operator would, until one answer says it applied.
         if self.rng.random() < 0.2:
             users = self.rng.sample(list(self.users), min(3, len(self.users)))
             credits = [Credit(f"soak bulk {n}", u, 100_000_000) for u in users]
             self.credits += credits
-            try:
-                answer = await self.client.post(
-                    f"{gw.base}/admin/credits/bulk",
-                    json={"user_ids": users, "amount": "0.10", "reason": f"soak bulk {n}"},
-                    headers=ADMIN,
-                    timeout=20,
-                )
-            except httpx.HTTPError:
-                return
-            for c in credits:
-                c.status = answer.status_code
-            if answer.status_code in (200, 201):
+            body = {
+                "user_ids": users,
+                "amount": "0.10",
+                "reason": f"soak bulk {n}",
+                "reference": f"soak-bulk-{n}",
+            }
+            answer = await self._until_answered(n, "/admin/credits/bulk", body, credits)
+            if answer is not None and answer.status_code in (200, 201):
                 results = {r["user_id"]: r for r in answer.json().get("data", [])}
                 for c in credits:
                     status = results.get(c.user, {}).get("status")
                     c.outcome = "applied" if status == "applied" else "unknown"
-            elif 400 <= answer.status_code < 500:
-                for c in credits:
-                    c.outcome = "refused"
             return
         credit = Credit(f"soak credit {n}", self.rng.choice(self.users), 250_000_000)
         self.credits.append(credit)
-        # An idempotency reference (README, Admin API): a credit answered 5xx or not at all is
-        # sent again with it, as an operator would, until one answer says it applied.
         body = {"amount": "0.25", "reason": credit.reason, "reference": f"soak-credit-{n}"}
+        answer = await self._until_answered(
+            n, f"/admin/users/{credit.user}/credits", body, [credit]
+        )
+        if answer is not None and answer.status_code in (200, 201):
+            credit.outcome = "applied"
+            self.credit_duplicates += bool(answer.json().get("duplicate"))
+
+    async def _until_answered(
+        self, n: int, path: str, body: dict[str, Any], credits: Sequence[Credit]
+    ) -> httpx.Response | None:
+        """Posts ``body`` (which carries a reference) to ``path`` until a gateway answers
+        anything but a 5xx, at most 10 times; marks ``credits`` refused on a 4xx."""
         for attempt in range(10):
             gw = self.gateways[(n + attempt) % len(self.gateways)]
             try:
                 answer = await self.client.post(
-                    f"{gw.base}/admin/users/{credit.user}/credits",
-                    json=body,
-                    headers=ADMIN,
-                    timeout=20,
+                    f"{gw.base}{path}", json=body, headers=ADMIN, timeout=20
                 )
             except httpx.HTTPError:
                 await asyncio.sleep(1.0)
                 continue
-            credit.status = answer.status_code
-            if answer.status_code in (200, 201):
-                credit.outcome = "applied"
+            for c in credits:
+                c.status = answer.status_code
+            if answer.status_code < 500:
                 self.credit_retries += attempt
-                self.credit_duplicates += bool(answer.json().get("duplicate"))
-                return
-            if 400 <= answer.status_code < 500:
-                credit.outcome = "refused"
-                return
+                if answer.status_code >= 400:
+                    for c in credits:
+                        c.outcome = "refused"
+                return answer
             await asyncio.sleep(1.0)
+        return None
 
     # -- the loop -------------------------------------------------------------------------
 
