@@ -46,6 +46,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import speed  # noqa: E402  (bench/speed.py: the summary against the floor)
+import where  # noqa: E402  (bench/where.py: a profile sorted into the parts of a call)
 
 REPO = BENCH.parent
 LUA = BENCH / "post.lua"
@@ -1101,7 +1102,7 @@ def run_profile(
                 py_spy,
                 "record",
                 "--pid",
-                str(target.gateway.pid),
+                str(target.pids[0]),
                 "--rate",
                 "200",
                 "--duration",
@@ -1130,6 +1131,7 @@ def run_profile(
         out[f"load_{fmt}"] = {k: res[k] for k in ("calls_per_s", "p50_ms", "p99_ms", "errors")}
         if fmt == "raw":
             out["analysis"] = analyse_collapsed(dest)
+            out["where"] = where.render(where.read(dest))
     summary = PROFILES / f"{stamp}-{target.name}-c8{tag}.top.txt"
     summary.write_text(render_profile(out))
     out["files"]["top"] = str(summary.relative_to(REPO))
@@ -1152,6 +1154,8 @@ def render_profile(prof: dict[str, Any]) -> str:
         "own time by package:",
     ]
     lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in a["own_by_package"]]
+    if prof.get("where"):
+        lines += ["", "where the samples go (bench/where.py):", "", prof["where"]]
     lines += ["", "own time by frame:"]
     lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in a["own"]]
     lines += ["", "inclusive time, gateway frames:"]
@@ -1531,9 +1535,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-only", action="store_true", help="only the profile")
     ap.add_argument(
         "--profile-mode",
-        choices=("embedded", "production"),
+        choices=("embedded", "production", "floor"),
         default="embedded",
-        help="which gateway to profile (production needs --production)",
+        help="which process to profile (production needs --production)",
     )
     ap.add_argument(
         "--profile-route",
