@@ -102,6 +102,9 @@ class PostgresUsageStorage:
                 added.append(m.strftime("%Y-%m"))
         return added
 
+    async def months_before(self, month: datetime) -> list[str]:
+        return [start.strftime("%Y-%m") for start, _ in await partitions(self._db) if start < month]
+
     async def drop_before(self, month: datetime) -> list[str]:
         dropped = []
         for start, name in await partitions(self._db):
