@@ -31,6 +31,7 @@ from gateway.errors import BadRequest
 from gateway.portal import invites, login_links
 from gateway.price_reload import price_rows, reload
 from gateway.records import ApiKey, Entry, User
+from gateway.usage_prune import prune_usage
 from gateway.views import Json
 from gateway.web import optional_str
 
@@ -363,4 +364,5 @@ ACTIONS: dict[str, Action] = {
     "create_invite": Action("POST", "/admin/invites", create_invite, status=201),
     "list_invites": Action("GET", "/admin/invites", list_invites),
     "login_link": Action("POST", "/admin/users/{user_id}/login-link", login_link, status=201),
+    "prune_usage": Action("POST", "/admin/usage/retention", prune_usage),
 }

@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     from gateway.cli.export import rewrite
 
     parser = build_parser()
-    args = parser.parse_args(rewrite(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else argv
+    # `usage prune ARGS` -> `usage-prune ARGS`, as `usage export` (`usage` takes a user id).
+    argv = ["usage-prune", *argv[2:]] if argv[:2] == ["usage", "prune"] else rewrite(argv)
+    args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         sys.exit(2)
@@ -184,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--offset", type=int)
     c.add_argument("--cursor", help="next_cursor of the previous page (stable while calls land)")
+
+    c = _op(
+        sub.add_parser(
+            "usage-prune",
+            help="(gateway usage prune) drop the usage rows of the months before the last "
+            "--keep-months (never ledger entries or report rollups); --dry-run lists them",
+        ),
+        "prune_usage",
+    )
+    c.add_argument("--keep-months", dest="keep_months", type=int, required=True)
+    c.add_argument("--dry-run", dest="dry_run", action="store_true")
 
     c = _op(sub.add_parser("entries", help="a user's ledger entries, oldest first"), "entries")
     c.add_argument("--after", type=int, help="next_after of the previous page (a version)")

@@ -3,8 +3,8 @@
 Every transaction runs in READ COMMITTED. Money for one user moves only while that user's row
 is locked (``SELECT ... FOR UPDATE``, or the ``UPDATE`` itself), so movements of one user
 serialise across processes and hosts, and ledger entry ids grow in the order the balance moved.
-Where a transaction locks several users (``LOCK_USERS``) it locks them in id order, so two
-batches can never deadlock over lock order.
+Where a transaction locks several users (``LOCK_USERS``, postgres_usage.py) it locks them in
+id order, so two batches can never deadlock over lock order.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import asyncpg
 from gateway.ledger.base import UnknownUser
 from gateway.ledger.database import Row, Transaction
 from gateway.ledger.partitions import Months, missing_partition
-from gateway.ledger.rollups import UPSERT_UNNEST, deltas
+from gateway.ledger.postgres_usage import LOCK_USERS, RECORDED, WRITE_USAGE, usage_batch
 from gateway.ledger.schema import migrations
-from gateway.ledger.sql import USAGE_COLUMNS, usage_values
 from gateway.records import UsageRecord
 
 # Any fixed key will do; it only has to be the same in every process sharing the database.
@@ -141,78 +140,6 @@ SELECT $1, $2, $3, moved.balance, moved.version, $4, $5, $6 FROM moved
 RETURNING *
 """
 
-# Locks the users of a batch in id order (so two batches never deadlock over lock order), in
-# a statement of its own: WRITE_USAGE then runs on a snapshot taken after the locks, and sees
-# every record of these users committed before.
-LOCK_USERS = "SELECT id FROM users WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
-
-# The request ids of a batch already recorded in any month's partition (the primary key is per
-# created_at: migration 0013), or already debited: the ledger reference outlives the partitions
-# the retention drops. Run after LOCK_USERS, on a snapshot that sees every record of those
-# users committed before. Correlated subqueries with LIMIT stay one index probe per id,
-# however large the tables (as NOT EXISTS the planner may hash a whole table instead).
-RECORDED = """
-SELECT b.request_id FROM unnest($1::text[]) AS b(request_id)
-WHERE (SELECT 1 FROM usage_records x WHERE x.request_id = b.request_id LIMIT 1) IS NOT NULL
-   OR (SELECT 1 FROM ledger_entries e WHERE e.reference = 'usage:' || b.request_id
-       LIMIT 1) IS NOT NULL
-"""
-
-WRITE_USAGE = f"""
--- Invariant, per user after commit: balance = SUM(ledger_entries.amount), version = the
--- number of entries, every request id is recorded and debited at most once, and in id order
--- each entry's balance_after is the previous one's plus its amount and its user_version the
--- previous one's plus one. Only the rows this statement actually inserted are debited and get
--- an entry. It is given only records of no committed request (RECORDED, in the same
--- transaction, after LOCK_USERS): a request id belongs to one user, so no other batch can
--- record it until we commit.
-WITH batch AS (
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
-        $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[],
-        $17::bigint[], $18::timestamptz[], $19::bigint[], $20::bigint[], $21::bigint[],
-        $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[],
-        $27::bigint[], $28::text[], $29::text[], $30::json[], $31::text[], $32::bigint[],
-        $33::bigint[]
-    ) WITH ORDINALITY AS b({USAGE_COLUMNS}, position)
-),
-inserted AS (
-    INSERT INTO usage_records ({USAGE_COLUMNS})
-    SELECT {USAGE_COLUMNS} FROM batch b
-    -- Same key order in every batch (no deadlock on the primary key).
-    ORDER BY request_id, position
-    ON CONFLICT (request_id, created_at) DO NOTHING
-    RETURNING request_id, user_id, cost, created_at
-),
-charged AS (
-    SELECT user_id, sum(cost) AS total, count(*) AS entries
-    FROM inserted WHERE cost > 0 GROUP BY user_id
-),
-debited AS (
-    UPDATE users u SET balance = u.balance - c.total, version = u.version + c.entries
-    FROM charged c WHERE u.id = c.user_id
-    RETURNING u.id, u.balance, u.version
-),
-entries AS (
-    INSERT INTO ledger_entries (user_id, kind, amount, balance_after, user_version, reference)
-    SELECT i.user_id, 'usage', -i.cost,
-           -- new balance + what this user's later records in the batch cost
-           (d.balance + sum(i.cost) OVER everything - sum(i.cost) OVER so_far)::bigint,
-           -- new version - how many of this user's entries in the batch come later
-           d.version - count(*) OVER everything + count(*) OVER so_far,
-           'usage:' || i.request_id
-    FROM inserted i JOIN debited d ON d.id = i.user_id
-    WHERE i.cost > 0
-    WINDOW everything AS (PARTITION BY i.user_id),
-           so_far AS (PARTITION BY i.user_id ORDER BY i.created_at, i.request_id
-                      ROWS UNBOUNDED PRECEDING)
-    -- Entry ids are drawn after this sort, so id order is the running-balance order.
-    ORDER BY i.user_id, i.created_at, i.request_id
-)
-SELECT request_id FROM inserted
-"""
-
 
 class PostgresMoney:
     """The money statements of PostgreSQL; ``lock_user`` and ``move`` run in one transaction."""
@@ -273,12 +200,8 @@ class PostgresMoney:
                 batch = [r for r in fresh.values() if r.request_id not in seen]
                 if not batch:
                     return []
-                columns = [list(c) for c in zip(*(usage_values(r) for r in batch), strict=True)]
-                rows = await tx.fetch(WRITE_USAGE, *columns)
+                rows = await tx.fetch(WRITE_USAGE, *usage_batch(batch))
                 written = {r["request_id"] for r in rows}
-                added = deltas(r for r in batch if r.request_id in written)
-                if added:
-                    await tx.execute(UPSERT_UNNEST, *(list(c) for c in zip(*added, strict=True)))
         except asyncpg.ForeignKeyViolationError as exc:
             match = _KEY_DETAIL.match(getattr(exc, "detail", None) or "")
             if match is None:

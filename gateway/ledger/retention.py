@@ -18,16 +18,20 @@ class SqliteUsageStorage:
     async def prepare(self, now: datetime) -> list[str]:
         return []  # one table for every month
 
-    async def drop_before(self, month: datetime) -> list[str]:
-        months = await self._db.fetch(
+    async def months_before(self, month: datetime) -> list[str]:
+        rows = await self._db.fetch(
             "SELECT DISTINCT substr(created_at, 1, 7) AS month FROM usage_records"
             " WHERE created_at < $1 ORDER BY month",
             month,
         )
+        return [r["month"] for r in rows]
+
+    async def drop_before(self, month: datetime) -> list[str]:
+        months = await self.months_before(month)
         horizon = ts(month)
         while await self._db.tx(lambda c: _delete_chunk(c, horizon)):
             pass
-        return [r["month"] for r in months]
+        return months
 
 
 def _delete_chunk(c: sqlite3.Connection, horizon: str) -> int:

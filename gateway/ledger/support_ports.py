@@ -97,6 +97,11 @@ class UsageStorage(Protocol):
         """Adds the storage of ``now``'s month and the next one ahead of time; answers the
         months it added (``YYYY-MM``)."""
 
+    async def months_before(self, month: datetime) -> list[str]:
+        """The months (``YYYY-MM``) holding usage rows created before ``month`` (the first
+        instant of a UTC month), oldest first: what ``drop_before`` would remove. PostgreSQL
+        names every partition, empty or not."""
+
     async def drop_before(self, month: datetime) -> list[str]:
         """Removes the usage rows created before ``month`` (the first instant of a UTC
         month): PostgreSQL drops those months' partitions whole, SQLite deletes the rows.

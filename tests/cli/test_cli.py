@@ -251,3 +251,24 @@ def test_a_users_ledger_entries_add_up_to_its_balance_in_both_modes(
     bad = env.admin.get(f"/admin/users/{a}/entries", params={"limit": "0"})
     assert (bad.status_code, bad.json()["error"]["param"]) == (400, "limit")
     assert failure(capsys, "entries", "ghost").startswith("gateway: ")
+
+
+def test_usage_prune_answers_the_same_through_api_and_direct(
+    env: RunningGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    traffic(env)  # this month's rows: inside any window
+    argv = ("usage", "prune", "--keep-months", "1", "--dry-run")
+    via_api = as_json(capsys, *argv)
+    assert via_api == as_json(capsys, *argv, "--direct")
+    assert (via_api["object"], via_api["dry_run"], via_api["months"]) == (
+        "usage.retention",
+        True,
+        [],
+    )
+    assert failure(capsys, "usage", "prune", "--keep-months", "0") == failure(
+        capsys, "usage", "prune", "--keep-months", "0", "--direct"
+    )
+    done = as_json(capsys, "usage", "prune", "--keep-months", "1")
+    assert (done["dry_run"], done["months"]) == (False, [])
+    audit = as_json(capsys, "audit", "--action", "usage.prune")
+    assert [e["details"]["keep_months"] for e in audit["data"]] == [1]
