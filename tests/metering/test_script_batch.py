@@ -24,15 +24,15 @@ def test_calls_made_together_share_one_pipeline_and_each_gets_its_own_reply(
     async def main() -> None:
         redis = connect(redis_url)
         batcher = ScriptBatcher(redis, SOURCES)
-        pipelines = 0
-        real = redis.pipeline
+        writes = 0
+        real = batcher._round_trip
 
-        def counting(*args: object, **kwargs: object) -> object:
-            nonlocal pipelines
-            pipelines += 1
-            return real(*args, **kwargs)  # type: ignore[arg-type]
+        async def counting(commands: list[tuple[object, ...]]) -> list[object]:
+            nonlocal writes
+            writes += 1
+            return await real(commands)
 
-        monkeypatch.setattr(redis, "pipeline", counting)
+        monkeypatch.setattr(batcher, "_round_trip", counting)
         await redis.script_flush()  # the first batch meets NOSCRIPT and recovers
         replies = await asyncio.gather(
             *(batcher.call("incr", ["n"], [i]) for i in range(1, 11)),
@@ -43,7 +43,7 @@ def test_calls_made_together_share_one_pipeline_and_each_gets_its_own_reply(
         assert await redis.get("n") == b"55"  # every call ran exactly once
         assert isinstance(replies[10], ResponseError)
         assert "refused x" in str(replies[10])
-        assert pipelines == 1
+        assert writes == 2  # the batch, then its calls that met NOSCRIPT, together
         # A call alone is sent alone, and its error is its own.
         assert await batcher.call("incr", ["n"], [5]) == 60
         with pytest.raises(ResponseError, match="refused y"):
@@ -64,6 +64,26 @@ def test_a_lost_connection_fails_every_caller_of_the_batch() -> None:
             *(batcher.call("incr", ["n"], [1]) for _ in range(3)), return_exceptions=True
         )
         assert all(isinstance(r, RedisConnectionError) for r in replies)
+        await redis.aclose()
+
+    asyncio.run(main())
+
+
+def test_connections_killed_between_batches_are_replaced_without_failing_a_caller(
+    redis_url: str,
+) -> None:
+    async def main() -> None:
+        redis = connect(redis_url)
+        other = connect(redis_url)
+        batcher = ScriptBatcher(redis, SOURCES)
+        await redis.delete("k")
+        assert await batcher.call("incr", ["k"], [1]) == 1
+        # As a Redis restart does: every pooled connection of the batcher is dead.
+        await other.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        replies = await asyncio.gather(*(batcher.call("incr", ["k"], [1]) for _ in range(3)))
+        assert sorted(replies) == [2, 3, 4]
+        assert await redis.get("k") == b"4"  # each call ran once
+        await other.aclose()
         await redis.aclose()
 
     asyncio.run(main())
