@@ -10,9 +10,6 @@ refusal comes back as sent, errors in Anthropic's shape.
 
 from __future__ import annotations
 
-import os
-import time
-
 import aiohttp
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -25,6 +22,7 @@ from gateway.proxy.refusals import passed_on
 from gateway.proxy.request import caller_key, parse_object, passed_headers, read_body
 from gateway.proxy.responses import send_body, send_error
 from gateway.proxy.scrub import scrub, secret_for
+from gateway.request_ids import new_request_id
 from gateway.services import Services
 
 PATH = "messages/count_tokens"
@@ -39,7 +37,7 @@ class CountTokens:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services, endpoint = self.services, self.endpoint
-        request_id = f"req_{time.time_ns():016x}{os.urandom(8).hex()}"
+        request_id = new_request_id()
         types = endpoint.error_types
         headers = dict(scope["headers"])
         try:

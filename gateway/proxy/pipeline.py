@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +37,7 @@ from gateway.proxy.scrub import scrub, secret_for
 from gateway.proxy.sse import StreamMeter
 from gateway.proxy.stream_hold import StreamHold, shows_all_output
 from gateway.records import UsageRecord
+from gateway.request_ids import new_request_id
 from gateway.routing import Plan
 from gateway.server_tools import write_uses
 from gateway.services import Services
@@ -59,8 +59,7 @@ class ProxyEndpoint:
 async def handle(
     services: Services, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    # Time-ordered ids keep usage-table inserts at the right edge of the index.
-    request_id = f"req_{time.time_ns():016x}{os.urandom(8).hex()}"
+    request_id = new_request_id()
     try:
         call = await admit(services, endpoint, scope, receive, request_id)
     except GatewayError as exc:
