@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gateway.ledger.sql import Params
 from gateway.records import UsageRecord
@@ -98,35 +99,61 @@ def _dims(r: UsageRecord) -> Iterable[tuple[str, str, str, str, str, str]]:
 def deltas(records: Iterable[UsageRecord]) -> list[Delta]:
     """What ``records`` (each inserted once) add to the rollups, one delta per rollup row, in
     key order: every writer locks the shared ``total`` rows in the same order."""
-    sums: dict[Key, list[int]] = {}
+    # Records are summed per (quarter hour, user, key, provider, model) first, and per
+    # attribute value: a batch holds few such groups, so the buckets are built per group,
+    # not per record (this runs on the settlement path, holding the GIL in embedded mode).
+    calls: dict[tuple[datetime, str, str, str, str], list[int]] = {}
+    attributes: dict[tuple[datetime, str, str, str], list[int]] = {}
     for r in records:
         at = r.created_at if r.created_at.tzinfo is UTC else r.created_at.astimezone(UTC)
-        hour = at.replace(minute=0, second=0, microsecond=0)
-        day = hour.replace(hour=0)
-        measures = (
+        quarter = at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
+        measures = [
             1,
             r.prompt_tokens,
             r.completion_tokens,
             r.cached_tokens,
             r.reasoning_tokens,
             r.cost,
-        )
-        keys: list[Key] = [
-            ("total", "quarter", hour.replace(minute=at.minute - at.minute % 15), *_NONE),
-            ("total", "hour", hour, *_NONE),
-            ("total", "day", day, *_NONE),
         ]
-        for dim, user_id, key_id, provider, model, grp in _dims(r):
-            keys.append((dim, "hour", hour, user_id, key_id, provider, model, grp))
-            keys.append((dim, "day", day, user_id, key_id, provider, model, grp))
-        for key in keys:
-            row = sums.get(key)
-            if row is None:
-                sums[key] = list(measures)
-            else:
-                for i, value in enumerate(measures):
-                    row[i] += value
+        _add(calls, (quarter, r.user_id, r.key_id or "", r.provider, r.model), measures)
+        if r.end_user:
+            _add(attributes, (quarter, "end_user", r.user_id, r.end_user), measures)
+        if r.session_id:
+            _add(attributes, (quarter, "session", r.user_id, r.session_id), measures)
+        if r.tags:
+            _add(attributes, (quarter, "tagged", r.user_id, ""), measures)
+            for tag in r.tags:
+                _add(attributes, (quarter, "tag", r.user_id, tag), measures)
+    sums: dict[Key, list[int]] = {}
+    buckets: dict[datetime, tuple[datetime, datetime]] = {}  # quarter -> (hour, day)
+    for start in {c[0] for c in calls} | {a[0] for a in attributes}:
+        hour = start.replace(minute=0)
+        buckets[start] = hour, hour.replace(hour=0)
+    for (quarter, user_id, key_id, provider, model), row in calls.items():
+        hour, day = buckets[quarter]
+        _add(sums, ("total", "quarter", quarter, *_NONE), row)
+        _add(sums, ("total", "hour", hour, *_NONE), row)
+        _add(sums, ("total", "day", day, *_NONE), row)
+        _add(sums, ("call", "hour", hour, user_id, key_id, provider, model, ""), row)
+        _add(sums, ("call", "day", day, user_id, key_id, provider, model, ""), row)
+    for (quarter, dim, user_id, grp), row in attributes.items():
+        hour, day = buckets[quarter]
+        _add(sums, (dim, "hour", hour, user_id, "", "", "", grp), row)
+        _add(sums, (dim, "day", day, user_id, "", "", "", grp), row)
     return sorted((*key, *row) for key, row in sums.items())  # type: ignore[misc]
+
+
+def _add(sums: dict[Any, list[int]], key: Any, measures: list[int]) -> None:
+    row = sums.get(key)
+    if row is None:
+        sums[key] = measures.copy()
+        return
+    row[0] += measures[0]
+    row[1] += measures[1]
+    row[2] += measures[2]
+    row[3] += measures[3]
+    row[4] += measures[4]
+    row[5] += measures[5]
 
 
 _NONE = ("", "", "", "", "")
