@@ -14,9 +14,8 @@ from gateway.cli.transport import CommandError, DirectTransport
 from gateway.ledger import open_ledger
 from gateway.ledger.partitions import shift
 from gateway.records import utcnow
-from gateway.settings import Settings
 from tests.ledger.books import USD, Contract, usage
-from tests.ledger.test_usage_storage import MODELS, stored_rollups
+from tests.ledger.test_usage_storage import gateway_settings, stored_rollups
 
 
 def test_a_dry_run_lists_the_months_a_prune_then_drops_and_audits(
@@ -40,15 +39,7 @@ def test_a_dry_run_lists_the_months_a_prune_then_drops_and_audits(
             entries = await ledger.journal.list_entries("alice")
         finally:
             await ledger.close()
-        models = tmp_path / "models.yaml"
-        models.write_text(MODELS)
-        settings = Settings.from_env(
-            {
-                "GATEWAY_DATABASE_URL": contract.url,
-                "GATEWAY_MODELS": str(models),
-                "GATEWAY_SPILL_DIR": str(tmp_path / "spill"),
-            }
-        )
+        settings = gateway_settings(contract, tmp_path)
         transport = DirectTransport(settings)
         try:
             for bad in ({}, {"keep_months": 0}, {"keep_months": "2.5"}, {"keep_months": True}):

@@ -303,17 +303,7 @@ def test_a_gateway_starting_drops_the_months_past_its_retention(
             await ledger.journal.write_usage([old, kept])
         finally:
             await ledger.close()
-        models = tmp_path / "models.yaml"
-        models.write_text(MODELS)
-        settings = Settings.from_env(
-            {
-                "GATEWAY_DATABASE_URL": contract.url,
-                "GATEWAY_MODELS": str(models),
-                "GATEWAY_USAGE_RETENTION_MONTHS": "2",
-                "GATEWAY_SPILL_DIR": str(tmp_path / "spill"),
-            }
-        )
-        services = await build(settings)
+        services = await build(gateway_settings(contract, tmp_path, usage_retention_months="2"))
         try:
             rows, _ = await services.ledger.reports.list_usage("alice", limit=10, offset=0)
             assert [r.request_id for r in rows] == ["kept"]
@@ -322,6 +312,21 @@ def test_a_gateway_starting_drops_the_months_past_its_retention(
             await shutdown(services)
 
     asyncio.run(main())
+
+
+def gateway_settings(contract: Contract, tmp_path: Path, **env: str) -> Settings:
+    """A gateway's settings on ``contract``'s database (a one-model catalog in ``tmp_path``);
+    ``env``: more GATEWAY_* values by lowercase name without the prefix."""
+    models = tmp_path / "models.yaml"
+    models.write_text(MODELS)
+    return Settings.from_env(
+        {
+            "GATEWAY_DATABASE_URL": contract.url,
+            "GATEWAY_MODELS": str(models),
+            "GATEWAY_SPILL_DIR": str(tmp_path / "spill"),
+            **{f"GATEWAY_{k.upper()}": v for k, v in env.items()},
+        }
+    )
 
 
 MODELS = """\
