@@ -13,9 +13,10 @@ if it sorts after the rows already sent.
 A JSON line is the record as ``GET .../usage`` shows it (``gateway.views.usage_view``) with
 its ``user_id``. A CSV row has the columns of ``CSV_COLUMNS``: unit prices as USD per 1M
 tokens under ``price_<class>`` (``price_web_search``: USD per 1,000 requests), tags joined
-by commas (a tag never holds one). Values are written as recorded: ``end_user`` and
-``session_id`` come from callers, so open a CSV in a spreadsheet with care (a value starting
-with ``=`` is not a formula of ours).
+by commas (a tag never holds one). ``end_user``, ``session_id`` and ``tags`` come from
+callers: in CSV one starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a
+leading ``'`` so a spreadsheet shows it as text instead of running it as a formula (OWASP,
+"CSV Injection"); JSON lines carry every value as recorded.
 """
 
 from __future__ import annotations
@@ -132,7 +133,18 @@ def _csv_row(view: dict[str, Any]) -> list[Any]:
         flat[f"price_{name}"] = price
     flat["price_web_search"] = view["price_per_1k_requests"]["web_search"]
     flat["tags"] = ",".join(view["tags"])
+    for name in _CALLERS_TEXT:
+        flat[name] = _as_text(flat[name])
     return ["" if flat[c] is None else flat[c] for c in CSV_COLUMNS]
+
+
+_CALLERS_TEXT: Final = ("end_user", "session_id", "tags")
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text(value: str | None) -> str | None:
+    # A spreadsheet runs a cell starting so as a formula; the quote makes it text.
+    return "'" + value if value and value.startswith(_FORMULA_STARTS) else value
 
 
 def _csv_rows(rows: list[Any]) -> bytes:

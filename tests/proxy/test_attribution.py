@@ -172,3 +172,32 @@ def test_export_parameters_are_checked_before_streaming(gw: RunningGateway) -> N
     assert r.status_code == 401
     r = gw.admin.get("/admin/usage/export", headers={"Authorization": "Bearer sk-wrong"})
     assert r.status_code in (401, 403)
+
+
+def test_a_csv_export_shows_caller_values_that_look_like_formulas_as_text(
+    gateways: GatewayFactory,
+) -> None:
+    gw = gateways.start()
+    try:
+        uid, key = gw.user("5.00")
+        gw.client(key).chat.completions.create(
+            model="chat",
+            messages=PROMPT,
+            user='=HYPERLINK("http://evil.example","x")',
+            extra_headers={"x-gateway-tags": "@A1,-2+3,plain", "x-gateway-session-id": "+1"},
+        )
+        (row,) = gw.wait_usage(uid, 1)
+        me = {"Authorization": f"Bearer {key}"}
+        table = list(csv.DictReader(io.StringIO(gw.admin.get("/me/usage/export", headers=me).text)))
+        (line,) = table
+        assert line["end_user"] == """'=HYPERLINK("http://evil.example","x")"""
+        assert line["tags"] == "'@A1,-2+3,plain"  # the cell is one value: one quote
+        assert line["session_id"] == "'+1"
+        assert line["cost"] == row["cost"]  # numbers untouched
+        # JSON lines carry the values as recorded.
+        jsonl = gw.admin.get("/me/usage/export", params={"format": "jsonl"}, headers=me)
+        recorded = orjson.loads(jsonl.text.splitlines()[0])
+        assert recorded["end_user"] == row["end_user"] == '=HYPERLINK("http://evil.example","x")'
+        assert recorded["tags"] == ["@A1", "-2+3", "plain"]
+    finally:
+        gw.stop()
