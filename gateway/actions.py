@@ -24,14 +24,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway import keys, reports, views
+from gateway import keys, reports, usage_prune, views
 from gateway.accounts import Accounts, BulkApplied, caller_reference, own_reference
 from gateway.alerts import listing
 from gateway.errors import BadRequest
 from gateway.portal import invites, login_links
 from gateway.price_reload import price_rows, reload
 from gateway.records import ApiKey, Entry, User
-from gateway.usage_prune import prune_usage
 from gateway.views import Json
 from gateway.web import optional_str
 
@@ -215,6 +214,11 @@ async def _money_view(ctx: ActionContext, user_id: str, entry: Entry) -> Json:
 
 
 # -- usage, stats, reports, audit ----------------------------------------------------------
+
+
+async def prune_usage(ctx: ActionContext, path: Path, params: Params) -> Json:
+    """Drops usage months past ``keep_months`` now (``gateway.usage_prune``)."""
+    return await usage_prune.prune_usage(ctx.accounts.ledger, ctx.actor, params)
 
 
 async def entries(ctx: ActionContext, path: Path, params: Params) -> Json:

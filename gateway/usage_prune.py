@@ -19,15 +19,13 @@ from gateway.usage_retention import horizon
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from gateway.actions import ActionContext
+    from gateway.ledger.base import Ledger
     from gateway.views import Json
 
 MOST_MONTHS = 1200
 
 
-async def prune_usage(
-    ctx: ActionContext, path: Mapping[str, str], params: Mapping[str, Any]
-) -> Json:
+async def prune_usage(ledger: Ledger, actor: str, params: Mapping[str, Any]) -> Json:
     """Params: ``keep_months`` (whole number 1-1200, required), ``dry_run`` (boolean, default
     false). Answers ``{"object": "usage.retention", "dry_run", "keep_months", "first_kept"
     (ISO 8601, the first instant kept), "months" (YYYY-MM, oldest first: dropped, or that a
@@ -35,14 +33,14 @@ async def prune_usage(
     keep = _keep_months(params.get("keep_months"))
     dry_run = _flag(params.get("dry_run"), "dry_run")
     first_kept = horizon(utcnow(), keep)
-    storage = ctx.accounts.ledger.usage_storage
+    storage = ledger.usage_storage
     if dry_run:
         months = await storage.months_before(first_kept)
     else:
         months = await storage.drop_before(first_kept)
-        await ctx.accounts.ledger.audit.record_audit(
+        await ledger.audit.record_audit(
             AuditEvent(
-                actor=ctx.actor,
+                actor=actor,
                 action="usage.prune",
                 target=None,
                 details={
