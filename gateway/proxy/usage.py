@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -150,7 +150,7 @@ def with_searches(found: NormalizedUsage | None, obj: Any) -> NormalizedUsage | 
     return replace(found, web_search_requests=searches)
 
 
-def _is_search(item: Any) -> bool:
+def _is_search(item: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(item, dict) and item.get("type") == "web_search_call"
 
 

@@ -140,7 +140,9 @@ def test_a_stream_cut_mid_search_bills_every_search_it_showed(rgw):
 def test_an_answer_without_usage_still_bills_its_searches(rgw):
     uid, key = rgw.user("10.00")
     rgw.client(key).responses.create(
-        model="searched", input=f"{PROMPT} [[mock:web_searches=2]] [[mock:no_usage=1]]", tools=SEARCH
+        model="searched",
+        input=f"{PROMPT} [[mock:web_searches=2]] [[mock:no_usage=1]]",
+        tools=SEARCH,
     )
     row = rgw.wait_usage(uid, 1)[0]
     assert (row["usage_source"], row["web_search_requests"]) == ("counted", 2)
