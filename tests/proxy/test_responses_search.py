@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
 from gateway.mock.anthropic import RESULT_TOKENS
+from gateway.mock.replay import Recording
 from gateway.pricing import Price, Usage, cost, worst_case
 from tests.support.gateway import GatewayFactory, RunningGateway, usd
 
@@ -228,3 +230,30 @@ def test_calls_without_search_and_chat_completions_are_unchanged(rgw, gateways):
     rows = rgw.wait_usage(uid, 2)
     assert [r["web_search_requests"] for r in rows] == [0, 0]
     assert rgw.balance(uid) == usd("10.00") - 2 * priced(10, 5)
+
+
+def test_searches_beyond_the_reserved_bound_are_all_billed(rgw, gateways):
+    # An upstream that ignores max_tool_calls: 4 calls where 1 was reserved. Each shows as one
+    # item however many events name it (the same id twice: counted once).
+    calls = [{"id": f"ws_{i}", "type": "web_search_call", "status": "completed"} for i in range(4)]
+    usage = {"input_tokens": 410, "output_tokens": 5, "total_tokens": 415}
+    answer = {"id": "resp_1", "object": "response", "output": [*calls, calls[0]], "usage": usage}
+    name = gateways.upstream.record(
+        Recording(headers=(("Content-Type", "application/json"),), body=orjson.dumps(answer))
+    )
+    uid, key = rgw.user("10.00")
+    rgw.client(key).responses.create(
+        model="searched",
+        input=f"{PROMPT} [[mock:replay={name}]]",
+        tools=SEARCH,
+        max_tool_calls=1,
+        max_output_tokens=100,
+    )
+    row = rgw.wait_usage(uid, 1)[0]
+    assert row["web_search_requests"] == 4
+    billed = priced(410, 5, 4)
+    assert usd(row["cost"]) == billed
+    # One call was reserved, four are billed: here the unused reservation for search content
+    # covers them (no overdraft); beyond it they would be overdraft, billed all the same.
+    assert usd(row["overdraft"]) == 0
+    assert rgw.balance(uid) == usd("10.00") - billed
