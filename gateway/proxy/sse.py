@@ -17,8 +17,9 @@ with an object or a number as its value (a ``"usage": null`` chunk is not parsed
 Each usage report is normalized under the provider's dialect and folded into the ones before
 with ``merge`` (final or cumulative reports, never deltas: the last figures win, however often
 they come); a Responses terminal event's usage takes the count of the ``web_search_call``
-items of its ``response.output`` (``gateway.proxy.usage.with_searches``), which usage omits. The usage-only chunk the gateway asked for on the client's behalf is dropped when
-the client did not ask for it. Every other event is kept by reference (no parse) so that, if
+items of its ``response.output`` (``gateway.proxy.usage.with_searches``), which usage omits.
+The usage-only chunk the gateway asked for on the client's behalf is dropped when the client
+did not ask for it. Every other event is kept by reference (no parse) so that, if
 the stream ends without usage, what was produced can still be counted.
 
 A stream has ``finished`` when its last event with data is a terminal one: ``[DONE]``; for
