@@ -60,18 +60,56 @@ ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
 @dataclass(frozen=True, slots=True)
 class ServerTool:
     """A tool the provider runs itself and bills per request, declared in a request's
-    ``tools`` by a ``type`` starting with ``type_prefix`` (Anthropic's
-    ``web_search_20250305``), its uses bounded by the tool's ``max_uses`` (the gateway writes
-    ``unasked_uses`` when the caller set none), its count reported in
-    ``usage.server_tool_use.<usage_field>`` (docs.anthropic.com, "Web search tool": $10 per
-    1,000 searches, search results billed as input tokens)."""
+    ``tools`` by a ``type`` starting with ``type_prefix``.
+
+    Its uses are bounded by ``bound_field``: on each search tool (``bound_per_tool``, summed
+    over them) or once on the request body; the gateway writes ``unasked_uses`` there when the
+    caller set none, so the reservation holds upstream. ``bound_hint`` names that bound in a
+    402. ``usage_field``: where usage reports the count (``usage.server_tool_use.<field>``);
+    None when usage does not, and the answer's output items are counted instead
+    (``gateway.proxy.usage.web_searches``). A type starting with one of ``refused_prefixes``
+    matches too but is refused (400 ``unpriced_tool``): the provider prices it differently
+    from the one ``web_search`` price a model has.
+    """
 
     type_prefix: str
-    usage_field: str
+    usage_field: str | None
     unasked_uses: int
+    bound_field: str
+    bound_per_tool: bool
+    bound_hint: str
+    refused_prefixes: tuple[str, ...] = ()
 
 
-WEB_SEARCH = ServerTool("web_search_", "web_search_requests", unasked_uses=10)
+# docs.anthropic.com, "Web search tool": ``{"type": "web_search_20250305", "name":
+# "web_search", "max_uses": 5}``, $10 per 1,000 searches, results billed as input tokens,
+# the count in ``usage.server_tool_use.web_search_requests``.
+WEB_SEARCH = ServerTool(
+    "web_search_",
+    "web_search_requests",
+    unasked_uses=10,
+    bound_field="max_uses",
+    bound_per_tool=True,
+    bound_hint="the search tool's max_uses",
+)
+# OpenAI's Responses API (developers.openai.com/api/docs/guides/tools-web-search; pricing at
+# developers.openai.com/api/docs/pricing, "Built-in tools"): ``{"type": "web_search"}`` (or
+# ``web_search_2025_08_26``), $10 per 1,000 calls on every model, search content billed as
+# input tokens. The tool has no use count of its own: the request's ``max_tool_calls`` bounds
+# "total calls to built-in tools that can be processed in a response ... Any further attempts
+# to call a tool by the model will be ignored" (API reference, ``responses.create``). Usage
+# does not count the calls: each is a ``web_search_call`` output item. ``web_search_preview``
+# costs $25 per 1,000 calls with free content on non-reasoning models and $10 on reasoning
+# ones, which one ``web_search`` price per model cannot say: refused.
+RESPONSES_WEB_SEARCH = ServerTool(
+    "web_search",
+    None,
+    unasked_uses=10,
+    bound_field="max_tool_calls",
+    bound_per_tool=False,
+    bound_hint="max_tool_calls",
+    refused_prefixes=("web_search_preview",),
+)
 
 # Every name any endpoint caps output with. A cap the caller wrote under another endpoint's
 # name is not trusted for the reservation (the upstream may ignore it), but it is still lowered
@@ -156,6 +194,7 @@ ENDPOINTS: Mapping[str, Endpoint] = {
             cap_fields=("max_output_tokens",),
             # A stored response or conversation to continue, a stored prompt template.
             held_fields=("previous_response_id", "conversation", "prompt"),
+            web_search=RESPONSES_WEB_SEARCH,
         ),
         Endpoint(
             "messages",

@@ -2,11 +2,13 @@
 admission can reserve them (pure).
 
 Anthropic's web search (docs.anthropic.com, "Web search tool") is declared in ``tools`` as
-``{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}``; each search is billed
-per request ($10 per 1,000 on Claude's list prices) and its results enter the context, billed
-as input tokens. So a call that may search reserves ``max_uses`` requests (the gateway writes
-``ServerTool.unasked_uses`` when the caller set none, so the bound holds upstream) and, for
-their results, what the model's context window leaves of the input, at the input price.
+``{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}``; OpenAI's Responses
+API as ``{"type": "web_search"}``, bounded by the request's ``max_tool_calls`` (API reference,
+``responses.create``; ``gateway.endpoints.RESPONSES_WEB_SEARCH``). Each search is billed per
+request ($10 per 1,000 on both providers' list prices) and its results enter the context,
+billed as input tokens. So a call that may search reserves its bound of requests (the gateway
+writes ``ServerTool.unasked_uses`` when the caller set none, so the bound holds upstream) and,
+for their results, what the model's context window leaves of the input, at the input price.
 """
 
 from __future__ import annotations
@@ -18,27 +20,35 @@ from gateway.errors import BadRequest
 
 
 def requested_uses(endpoint: Endpoint, payload: dict[str, Any], *, priced: bool) -> int:
-    """The web search requests ``payload`` allows (the sum of its search tools' ``max_uses``,
-    ``unasked_uses`` for one without), 0 when it declares none or the endpoint has no such
-    tool. Raises BadRequest (``tools.<i>.max_uses``) for a ``max_uses`` that is not a positive
-    integer, and (``unpriced_tool``) when the model has no ``web_search`` price."""
+    """The web search requests ``payload`` allows, 0 when it declares no search tool or the
+    endpoint has none: the sum of its search tools' ``max_uses`` (Anthropic), or the request's
+    ``max_tool_calls`` (Responses), ``unasked_uses`` where unset. Raises BadRequest
+    (``<field>``, ``invalid_value``) for a bound that is not a positive integer, and
+    (``unpriced_tool``) for a refused tool type or when the model has no ``web_search``
+    price."""
     tool = endpoint.web_search
     if tool is None:
         return 0
-    uses = 0
-    for i, spec in _searches(tool, payload):
-        value = spec.get("max_uses")
-        if value is None:
-            uses += tool.unasked_uses
-        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    searches = _searches(tool, payload)
+    if not searches:
+        return 0
+    for i, spec in searches:
+        if spec["type"].startswith(tool.refused_prefixes):
             raise BadRequest(
-                f"tools.{i}.max_uses: must be a positive integer",
-                param=f"tools.{i}.max_uses",
-                code="invalid_value",
+                f"tools.{i}.type: {spec['type']} is not served through this gateway: its "
+                f"provider prices it apart from the model's web_search price. Use "
+                f'{{"type": "{tool.type_prefix}"}}.',
+                param=f"tools.{i}.type",
+                code="unpriced_tool",
             )
-        else:
-            uses += value
-    if uses and not priced:
+    if tool.bound_per_tool:
+        uses = sum(
+            _bound(spec.get(tool.bound_field), f"tools.{i}.{tool.bound_field}", tool)
+            for i, spec in searches
+        )
+    else:
+        uses = _bound(payload.get(tool.bound_field), tool.bound_field, tool)
+    if not priced:
         raise BadRequest(
             "This model cannot run web searches through this gateway: models.yaml sets no "
             "web_search price for it.",
@@ -49,14 +59,19 @@ def requested_uses(endpoint: Endpoint, payload: dict[str, Any], *, priced: bool)
 
 
 def write_uses(endpoint: Endpoint, payload: dict[str, Any]) -> None:
-    """Makes every web search tool of the forwarded request carry the ``max_uses`` that was
-    reserved. Edits ``payload`` in place: it is encoded once, when forwarded."""
+    """Makes the forwarded request carry the search bound that was reserved where the caller
+    set none: ``max_uses`` on each search tool, or ``max_tool_calls`` on the request. Edits
+    ``payload`` in place: it is encoded once, when forwarded."""
     tool = endpoint.web_search
     if tool is None:
         return
-    for _, spec in _searches(tool, payload):
-        if spec.get("max_uses") is None:
-            spec["max_uses"] = tool.unasked_uses
+    searches = _searches(tool, payload)
+    if not searches:
+        return
+    holders = [spec for _, spec in searches] if tool.bound_per_tool else [payload]
+    for holder in holders:
+        if holder.get(tool.bound_field) is None:
+            holder[tool.bound_field] = tool.unasked_uses
 
 
 def results_window(window: int | None) -> int:
@@ -71,6 +86,14 @@ def results_window(window: int | None) -> int:
             code="unbounded_input",
         )
     return window
+
+
+def _bound(value: Any, param: str, tool: ServerTool) -> int:
+    if value is None:
+        return tool.unasked_uses
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadRequest(f"{param}: must be a positive integer", param=param, code="invalid_value")
+    return value
 
 
 def _searches(tool: ServerTool, payload: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:

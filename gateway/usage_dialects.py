@@ -221,6 +221,7 @@ def with_prompt(usage: NormalizedUsage, prompt_tokens: int) -> NormalizedUsage:
         reasoning_tokens=usage.reasoning_tokens,
         output_audio_tokens=usage.output_audio_tokens,
         upstream_cost_nanos=usage.upstream_cost_nanos,
+        web_search_requests=usage.web_search_requests,
     )
 
 

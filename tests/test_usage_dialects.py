@@ -119,6 +119,15 @@ def test_with_prompt_clips_subsets_to_the_counted_prompt() -> None:
     assert billed.cache_write_5m_tokens == 0
 
 
+def test_with_prompt_keeps_every_count_but_the_prompt() -> None:
+    # A web search is billed upstream however its prompt was counted.
+    usage = NormalizedUsage(
+        prompt_tokens=0, output_tokens=7, upstream_cost_nanos=3, web_search_requests=2
+    )
+    billed = with_prompt(usage, 100)
+    assert billed.as_dict() == {**usage.as_dict(), "prompt_tokens": 100}
+
+
 # ---- properties --------------------------------------------------------------------------
 
 counts = st.integers(0, 10**7)

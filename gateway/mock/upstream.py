@@ -22,6 +22,14 @@ sleep before each streamed piece; ``cached=N`` / ``reasoning=N`` usage details; 
 N more prompt tokens, as a prompt the provider keeps (a stored conversation, a cache) adds;
 ``replay=NAME`` answer with a recording registered under NAME (``gateway.mock.replay``: any
 status, headers, body or stream chunks, byte for byte; ``PUT /_mock/recordings/NAME``).
+
+A Responses request with a web search tool (``type: web_search...``) first searches
+``web_searches=N`` times (one by default, at most its ``max_tool_calls``), as OpenAI's
+Responses API shows it: a ``web_search_call`` output item per search before the message, each
+adding ``RESULT_TOKENS`` (100) input tokens, none counted in usage; a stream sends per search
+``response.output_item.added``, ``response.web_search_call.in_progress`` / ``.searching`` /
+``.completed`` and ``response.output_item.done``, and ``cut_after=N`` then counts every event
+after ``response.in_progress``.
 """
 
 from __future__ import annotations
@@ -192,8 +200,32 @@ def response_object(reply: ScriptedReply, output: list[Any], done: bool) -> dict
     return obj
 
 
+def web_search_calls(reply: ScriptedReply) -> list[dict[str, Any]]:
+    """The ``web_search_call`` items a Responses request with a web search tool gets:
+    ``web_searches=N`` of them (one by default), at most its ``max_tool_calls``."""
+    tools = reply.body.get("tools")
+    if not any(
+        isinstance(t, dict) and str(t.get("type", "")).startswith("web_search") for t in tools or ()
+    ):
+        return []
+    wanted = 1 if reply.mock.web_searches is None else reply.mock.web_searches
+    most = reply.body.get("max_tool_calls")
+    count = min(wanted, most) if type(most) is int else wanted
+    return [
+        {
+            "id": f"ws_{i}_{reply.uid[:16]}",
+            "type": "web_search_call",
+            "status": "completed",
+            "action": {"type": "search", "query": "mock", "sources": None},
+        }
+        for i in range(count)
+    ]
+
+
 async def responses(request: web.Request, body: Any) -> web.StreamResponse:
     reply = await begin(request, body, lambda b: [b.get("instructions"), b.get("input")])
+    calls = web_search_calls(reply)
+    reply.prompt_tokens += len(calls) * anthropic.RESULT_TOKENS  # search content is input
     text, msg_id = "".join(reply.pieces), f"msg_{reply.uid}"
     part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
     item = {
@@ -204,9 +236,9 @@ async def responses(request: web.Request, body: Any) -> web.StreamResponse:
         "content": [part],
     }
     if not reply.body.get("stream"):
-        return json_response(response_object(reply, [item], done=True))
+        return json_response(response_object(reply, [*calls, item], done=True))
     numbers = itertools.count()
-    at = {"item_id": msg_id, "output_index": 0, "content_index": 0}
+    at = {"item_id": msg_id, "output_index": len(calls), "content_index": 0}
 
     def event(kind: str, **payload: Any) -> bytes:
         return sse({"type": kind, "sequence_number": next(numbers), **payload}, event=kind)
@@ -215,19 +247,42 @@ async def responses(request: web.Request, body: Any) -> web.StreamResponse:
     head = [
         event("response.created", response=pending),
         event("response.in_progress", response=pending),
+    ]
+    searches: list[bytes] = []
+    for index, call in enumerate(calls):
+        on = {"output_index": index, "item_id": call["id"]}
+        started = {k: v for k, v in call.items() if k != "action"}
+        searches += [
+            event(
+                "response.output_item.added",
+                output_index=index,
+                item={**started, "status": "in_progress"},
+            ),
+            *(
+                event(f"response.web_search_call.{s}", **on)
+                for s in ("in_progress", "searching", "completed")
+            ),
+            event("response.output_item.done", output_index=index, item=call),
+        ]
+    opened = [
         event(
             "response.output_item.added",
-            output_index=0,
+            output_index=len(calls),
             item={**item, "status": "in_progress", "content": []},
         ),
         event("response.content_part.added", **at, part={**part, "text": ""}),
     ]
     body = [event("response.output_text.delta", **at, delta=p, logprobs=[]) for p in reply.pieces]
+    if calls:
+        # Every event after the response opened is a piece: cut_after=N can cut mid-search.
+        body = [*searches, *opened, *body]
+    else:
+        head += opened
     tail = [
         event("response.output_text.done", **at, text=text, logprobs=[]),
         event("response.content_part.done", **at, part=part),
-        event("response.output_item.done", output_index=0, item=item),
-        event("response.completed", response=response_object(reply, [item], done=True)),
+        event("response.output_item.done", output_index=len(calls), item=item),
+        event("response.completed", response=response_object(reply, [*calls, item], done=True)),
     ]
     return await stream(request, reply, head, body, tail)
 

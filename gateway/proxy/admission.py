@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.catalog import Model
-from gateway.endpoints import OUTPUT_CAP_FIELDS, Endpoint
+from gateway.endpoints import OUTPUT_CAP_FIELDS, Endpoint, ServerTool
 from gateway.errors import InsufficientCredit
 from gateway.metering.quota import Quota
 from gateway.metering.store import Admission, BalanceStore
@@ -98,7 +98,9 @@ async def reserve(
         room = admission.available
     if refused is not None:
         raise refusal_error(refused, quotas)
-    raise InsufficientCredit(insufficient_message(model, exact, admission.available))
+    raise InsufficientCredit(
+        insufficient_message(model, exact, admission.available, endpoint.web_search)
+    )
 
 
 def write_cap(endpoint: Endpoint, payload: dict[str, Any], output: Output) -> None:
@@ -119,8 +121,11 @@ def write_cap(endpoint: Endpoint, payload: dict[str, Any], output: Output) -> No
         payload[output.field] = cap
 
 
-def insufficient_message(model: Model, quote: Quote, available: int) -> str:
-    """The 402 text: what the call may cost against what is available, and what would fit."""
+def insufficient_message(
+    model: Model, quote: Quote, available: int, search: ServerTool | None = None
+) -> str:
+    """The 402 text: what the call may cost against what is available, and what would fit
+    (``search``: the endpoint's search tool, whose bound it suggests lowering)."""
     output = quote.output
     left = (
         f"${format_usd(available)} is available"
@@ -148,7 +153,8 @@ def insufficient_message(model: Model, quote: Quote, available: int) -> str:
         return head + " Top up your balance."
     if most < 0 and quote.web_searches:
         return head + (
-            " Lower the search tool's max_uses, send the call without it, or top up your balance."
+            f" Lower {search.bound_hint if search else 'the search bound'}, send the call "
+            "without search, or top up your balance."
         )
     if model.kind == "embedding" or most < 0:
         return head + " Shorten the input or top up your balance."

@@ -16,8 +16,10 @@ with an object or a number as its value (a ``"usage": null`` chunk is not parsed
 (Responses, Anthropic's ``message_stop``).
 Each usage report is normalized under the provider's dialect and folded into the ones before
 with ``merge`` (final or cumulative reports, never deltas: the last figures win, however often
-they come). The usage-only chunk the gateway asked for on the client's behalf is dropped when
-the client did not ask for it. Every other event is kept by reference (no parse) so that, if
+they come); a Responses terminal event's usage takes the count of the ``web_search_call``
+items of its ``response.output`` (``gateway.proxy.usage.with_searches``), which usage omits.
+The usage-only chunk the gateway asked for on the client's behalf is dropped when the client
+did not ask for it. Every other event is kept by reference (no parse) so that, if
 the stream ends without usage, what was produced can still be counted.
 
 A stream has ``finished`` when its last event with data is a terminal one: ``[DONE]``; for
@@ -37,7 +39,7 @@ import orjson
 
 from gateway.endpoints import UsageShape
 from gateway.proxy.content import error_object
-from gateway.proxy.usage import by_choice, output_pieces, web_searches
+from gateway.proxy.usage import by_choice, output_pieces, search_calls, web_searches, with_searches
 from gateway.usage_dialects import USAGE_KEYS, NormalizedUsage, merge, normalize
 
 # What makes an event worth parsing, as JSON keys (an escaped quote inside a string never
@@ -168,9 +170,16 @@ class StreamMeter:
         return -1
 
     def produced_searches(self) -> int:
-        """The web searches the stream showed so far (parses the kept events; only used when
-        usage did not report them)."""
-        return sum(web_searches(_load(data)) for chunk in self.events for data in payloads(chunk))
+        """The web searches the stream showed so far: Anthropic's ``server_tool_use`` blocks,
+        and each Responses ``web_search_call`` item once, from the event that started it on
+        (parses the kept events; only used when usage did not report them all)."""
+        anthropic, calls = 0, set()
+        for chunk in self.events:
+            for data in payloads(chunk):
+                obj = _load(data)
+                anthropic += web_searches(obj)
+                calls.update(search_calls(obj))
+        return anthropic + len(calls)
 
     def _relay(self, chunk: bytes) -> bytes:
         if self._dropped_cr:
@@ -217,15 +226,20 @@ class StreamMeter:
     def _judge(self, obj: Any) -> bool:
         """Notes what a selected event says; False when it is not to be forwarded."""
         found = normalize(obj, dialect=self.dialect)
-        self.usage = merge(self.usage, found)
         if not isinstance(obj, dict):
+            self.usage = merge(self.usage, found)
             self._terminal = False
             return True
         if self.error is None:
             self.error = error_object(obj)
         if self._responses:
             self._terminal = obj.get("type") in self._terminals
+            if self._terminal:
+                # The Responses API counts its web searches nowhere but in the output.
+                found = with_searches(found, obj)
+            self.usage = merge(self.usage, found)
             return True
+        self.usage = merge(self.usage, found)
         self._terminal = found is not None and _choices_done(obj)
         return not (found is not None and self._hide and obj.get("choices") == [])
 

@@ -10,9 +10,12 @@ tokenizing their interleaved stream deltas as one string would miscount them
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeGuard
 
 import orjson
+
+from gateway.usage_shapes import NormalizedUsage
 
 # One piece of generated text and the choice (or Responses output item) it belongs to.
 Piece = tuple[int, str]
@@ -105,6 +108,55 @@ def web_searches(obj: Any) -> int:
         and b.get("type") == "server_tool_use"
         and b.get("name") == "web_search"
     )
+
+
+# A Responses stream shows each output item twice, when it starts and when it is done
+# (developers.openai.com/api/reference/resources/responses/streaming-events).
+_ITEM_EVENTS = frozenset(("response.output_item.added", "response.output_item.done"))
+
+
+def search_calls(obj: Any) -> list[str]:
+    """OpenAI Responses web searches an answer shows, one key per ``web_search_call`` output
+    item (its ``id``, else ``#<output index>``), so that the same call seen in several
+    events counts once: the ``output`` of a whole response, the ``response.output`` of a
+    stream's terminal event, or the ``item`` of a ``response.output_item.added`` / ``.done``
+    event. OpenAI bills each call ($10 per 1,000, developers.openai.com/api/docs/pricing) and
+    its usage does not count them: these items are the only count there is."""
+    if not isinstance(obj, dict):
+        return []
+    kind = obj.get("type")
+    if kind in _ITEM_EVENTS:
+        item = obj.get("item")
+        at = obj.get("output_index")
+        return [_call_key(item, at)] if _is_search(item) else []
+    response = obj if obj.get("object") == "response" else obj.get("response")
+    output = response.get("output") if isinstance(response, dict) else None
+    if not isinstance(output, list):
+        return []
+    return [_call_key(item, i) for i, item in enumerate(output) if _is_search(item)]
+
+
+def with_searches(found: NormalizedUsage | None, obj: Any) -> NormalizedUsage | None:
+    """``found`` (the usage read from ``obj``, a whole answer or a stream's terminal event)
+    with the Responses web searches ``obj`` shows (``search_calls``) when it counts fewer;
+    a usage of that count alone when ``obj`` reported none. Unchanged for any other shape."""
+    searches = len(set(search_calls(obj)))
+    if not searches:
+        return found
+    if found is None:
+        return NormalizedUsage(web_search_requests=searches)
+    if searches <= (found.web_search_requests or 0):
+        return found
+    return replace(found, web_search_requests=searches)
+
+
+def _is_search(item: Any) -> TypeGuard[dict[str, Any]]:
+    return isinstance(item, dict) and item.get("type") == "web_search_call"
+
+
+def _call_key(item: dict[str, Any], index: Any) -> str:
+    ident = item.get("id")
+    return ident if isinstance(ident, str) and ident else f"#{index}"
 
 
 def by_choice(pieces: Iterable[Piece]) -> list[str]:

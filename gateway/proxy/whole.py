@@ -17,7 +17,7 @@ import orjson
 from gateway.endpoints import UsageShape
 from gateway.proxy.content import error_object, failure, kind_of, not_an_answer
 from gateway.proxy.sse import StreamMeter
-from gateway.proxy.usage import by_choice, output_pieces
+from gateway.proxy.usage import by_choice, output_pieces, with_searches
 from gateway.usage_dialects import NormalizedUsage, normalize
 
 JSON = "application/json"
@@ -47,7 +47,8 @@ def judge(
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _not_json(raw, status, content_type, shape, dialect)
-    usage = normalize(obj, dialect=dialect)
+    # A Responses answer counts its web searches in its output, not its usage.
+    usage = with_searches(normalize(obj, dialect=dialect), obj)
     error = error_object(obj)
     # The text is needed only when the output is not reported (it is then counted), or to
     # tell whether an error came after some.
