@@ -7,6 +7,7 @@
 --   BENCH_LIMIT  stop each wrk thread after this many responses  optional (0 = run for -d)
 --   BENCH_DONE   file touched when BENCH_LIMIT is reached         optional
 --   BENCH_OUT    where done() writes the JSON summary            required
+--   BENCH_PROGRESS  file rewritten with the responses so far every 1,000 (with a limit)
 
 local function slurp(path)
   local f = assert(io.open(path, "rb"), "cannot open BENCH_BODY " .. tostring(path))
@@ -31,8 +32,14 @@ end
 local limit = tonumber(os.getenv("BENCH_LIMIT") or "0") or 0
 if limit > 0 then
   local seen = 0
+  local progress = os.getenv("BENCH_PROGRESS")
+  if progress == "" then progress = nil end
   function response(status, headers, body)
     seen = seen + 1
+    if progress ~= nil and seen % 1000 == 0 then
+      local f = io.open(progress .. ".tmp", "w")  -- renamed: a reader never sees it half written
+      if f then f:write(seen, "\n") f:close() os.rename(progress .. ".tmp", progress) end
+    end
     if seen == limit then
       local marker = os.getenv("BENCH_DONE")
       if marker ~= nil and marker ~= "" then

@@ -45,6 +45,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+import rss_sampler  # noqa: E402  (bench/rss_sampler.py: RSS samples during the soak)
 import speed  # noqa: E402  (bench/speed.py: the summary against the floor)
 import where  # noqa: E402  (bench/where.py: a profile sorted into the parts of a call)
 
@@ -83,13 +84,15 @@ class Plan:
     long_s: int = 5
 
     @classmethod
-    def make(cls, quick: bool, calls: int | None) -> Plan:
+    def make(cls, quick: bool, calls: int | None, soak_s: int | None = None) -> Plan:
         if quick:
             plan = cls(1, 3, (1, 8, 64), 200, 2, 10_000, 30, 4, 2)
         else:
             plan = cls(2, 10, (1, 8, 64), 2_000, 6, 100_000, 150, 10)
         if calls is not None:
             plan.soak_calls = calls
+        if soak_s is not None:
+            plan.soak_cap_s = soak_s
         return plan
 
 
@@ -764,6 +767,7 @@ def wrk(
     *,
     limit: int = 0,
     cpus: str | None = None,
+    progress: Path | None = None,
 ) -> dict[str, Any]:
     _WRK_RUNS[target.name] += 1
     out = tmp / f"wrk-{target.name}-{route}-c{conns}-{_WRK_RUNS[target.name]}.json"
@@ -775,6 +779,7 @@ def wrk(
         "BENCH_LIMIT": str(limit),
         "BENCH_OUT": str(out),
         "BENCH_DONE": str(marker),
+        "BENCH_PROGRESS": str(progress or ""),
     }
     prefix = ["taskset", "-c", cpus] if cpus and shutil.which("taskset") else []
     cmd = [
@@ -1448,6 +1453,7 @@ def render(res: dict[str, Any]) -> str:
                 f"| {_f(after.get('rss_mb'), 1)} | {_f(after.get('hwm_mb'), 1)} | "
                 f"{_f(drained.get('rss_mb'), 1)} |"
             )
+        out += rss_curves(res["memory"])
     if res.get("production_note"):
         out += ["", f"Production mode: {res['production_note']}"]
     hooks = res.get("hooks", {})
@@ -1493,6 +1499,24 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def rss_curves(memory: dict[str, Any]) -> list[str]:
+    """Markdown lines: each soak's sampled RSS (start, end, peak, last quarter's growth)."""
+    out = []
+    for mode, mem in memory.items():
+        c = mem.get("curve")
+        if not c:
+            continue
+        flat = {True: "flat", False: "**growing**", None: "too few samples"}[c["flat"]]
+        out += [
+            "",
+            f"RSS during the {mode} soak ({c['samples']} samples, every ~10 s): start "
+            f"{c['start_mb']:.1f} MB, end {c['end_mb']:.1f} MB, peak {c['peak_mb']:.1f} MB; "
+            f"last quarter (from {c['last_quarter_from_s']:.0f} s) "
+            f"{c['last_quarter_growth_mb']:+.1f} MB: {flat}.",
+        ]
+    return out
+
+
 def update_readme(table: str, result_file: Path) -> None:
     begin, end = "<!-- latest-run:begin -->", "<!-- latest-run:end -->"
     if not README.exists():
@@ -1520,6 +1544,11 @@ def main(argv: list[str] | None = None) -> int:
         "--calls",
         type=int,
         help="soak calls for the RSS measurement (default 100,000; 10,000 with --quick)",
+    )
+    ap.add_argument(
+        "--soak-seconds",
+        type=int,
+        help="time cap of each gateway's soak (default 150; 30 with --quick)",
     )
     ap.add_argument(
         "--production",
@@ -1602,7 +1631,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (GATEWAY_SRC / "gateway" / "__main__.py").exists():
         ap.error(f"--gateway-src {GATEWAY_SRC}: no gateway/__main__.py there")
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
-    plan = Plan.make(args.quick, args.calls)
+    plan = Plan.make(args.quick, args.calls, args.soak_seconds)
     if args.conns:
         plan.concurrency = tuple(int(c) for c in args.conns.split(","))
     if args.seconds:
@@ -1613,6 +1642,7 @@ def main(argv: list[str] | None = None) -> int:
         and not args.conns
         and not args.seconds
         and not args.calls
+        and not args.soak_seconds
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     mode = ("quick" if args.quick else "full") + ("+production" if args.production else "")
@@ -1883,17 +1913,27 @@ def main(argv: list[str] | None = None) -> int:
             for t in targets if "soak" in phases else ():
                 if t.gateway is None:
                     continue
-                log(f"{t.name}: soak of {plan.soak_calls:,} calls at 8 connections")
-                r = wrk(
-                    wrk_exe,
-                    t,
-                    "json",
-                    8,
-                    plan.soak_cap_s,
-                    tmp,
-                    limit=plan.soak_calls,
-                    cpus=cpus_rest,
+                log(
+                    f"{t.name}: soak of {plan.soak_calls:,} calls at 8 connections "
+                    f"(at most {plan.soak_cap_s} s)"
                 )
+                progress = tmp / f"soak-{t.name}.progress"
+
+                def rss(pid: int = t.gateway.pid) -> float:
+                    return memory(pid)["rss_mb"]
+
+                with rss_sampler.RssSampler(t.name, rss, progress, t.gateway.backlog) as sampler:
+                    r = wrk(
+                        wrk_exe,
+                        t,
+                        "json",
+                        8,
+                        plan.soak_cap_s,
+                        tmp,
+                        limit=plan.soak_calls,
+                        cpus=cpus_rest,
+                        progress=progress,
+                    )
                 after = memory(t.gateway.pid)
                 t0 = time.monotonic()
                 backlog = t.gateway.backlog()
@@ -1916,6 +1956,9 @@ def main(argv: list[str] | None = None) -> int:
                         "calls_total": t.gateway.calls,
                         "after": after,
                         "after_drain": memory(t.gateway.pid),
+                        "samples": sampler.samples,
+                        "sample_backlog": sampler.backlogs,
+                        "curve": rss_sampler.summarize(sampler.samples),
                     }
                 )
                 settlement[t.name] = {
