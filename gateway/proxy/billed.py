@@ -149,7 +149,7 @@ class LocalCounts:
         texts: Callable[[], Sequence[str]],
         searches: Callable[[], int] = lambda: 0,
     ) -> None:
-        self._encoder = tokens.model_encoder(model.upstream_model, model.encoding)
+        self._model = model
         self._endpoint = endpoint
         self._payload = payload
         self._quote = quote
@@ -174,7 +174,7 @@ class LocalCounts:
             counted = (
                 self._quote.prompt_tokens
                 if self._quote.exact
-                else tokens.count_prompt(self._encoder, self._endpoint, self._payload)
+                else tokens.count_prompt(self._encoder(), self._endpoint, self._payload)
             )
             media = tokens.media_parts(self._endpoint, self._payload) * tokens.TOKENS_PER_IMAGE
             self._prompt = LocalPrompt(tokens=counted, text=max(counted - media, 0))
@@ -185,10 +185,16 @@ class LocalCounts:
         # (the rule has 4x slack) at a bounded cost.
         if self._quote.exact or self._quote.prompt_tokens <= tokens.SAMPLED_ABOVE:
             return self.prompt().text
-        return tokens.estimate_tokens(self._encoder, orjson.dumps(self._payload))
+        return tokens.estimate_tokens(self._encoder(), orjson.dumps(self._payload))
 
     def output(self) -> int:
-        return sum(tokens.count_text(self._encoder, t) for t in self._texts())
+        encoder = self._encoder()
+        return sum(tokens.count_text(encoder, t) for t in self._texts())
+
+    def _encoder(self) -> tokens.Encoder:
+        # Looked up only when something is counted: a call whose answer reports its usage
+        # never loads tiktoken's tables (~45 MB of a process's memory).
+        return tokens.model_encoder(self._model.upstream_model, self._model.encoding)
 
 
 def _usage(n: NormalizedUsage, output: int) -> Usage:

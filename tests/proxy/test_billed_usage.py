@@ -327,6 +327,7 @@ def test_an_honest_report_of_a_short_chat_is_billed_without_running_the_tokenize
         return real(enc, text)
 
     monkeypatch.setattr(tokens, "count_text", counting)
+    looked_up = spy(monkeypatch, "model_encoder")
     local = LocalCounts(
         CHAT_MODEL, CHAT, payload, Quote(0, body_bound, body_bound, Output(64)), list
     )
@@ -334,6 +335,7 @@ def test_an_honest_report_of_a_short_chat_is_billed_without_running_the_tokenize
     assert (billed.usage.prompt_tokens, billed.source) == (exact, UPSTREAM)
     assert encoders
     assert all(e is tokens.UTF8_BYTES for e in encoders)
+    assert looked_up == []  # tiktoken's tables are not even loaded for such a call
     # A report a quarter below the text's bytes is still judged on the real count.
     low = NormalizedUsage(prompt_tokens=1, output_tokens=9)
     local = LocalCounts(
