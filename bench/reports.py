@@ -46,7 +46,8 @@ from gateway.ledger.base import Ledger  # noqa: E402
 from gateway.ledger.partitions import add_month, month_of, shift  # noqa: E402
 from gateway.ledger.postgres import PostgresDatabase  # noqa: E402
 from gateway.ledger.sql import USAGE_COLUMNS, USAGE_FIELDS, usage_values  # noqa: E402
-from gateway.ledger.sqlite import SqliteDatabase, adapt, ts  # noqa: E402
+from gateway.ledger.sqlite import SqliteDatabase, adapt  # noqa: E402
+from gateway.ledger.sqlite_time import ts  # noqa: E402
 from gateway.records import UsageRecord  # noqa: E402
 from gateway.report_records import Period  # noqa: E402
 

@@ -14,7 +14,7 @@ from dataclasses import fields
 
 import orjson
 
-from gateway.ledger.rollups import KEY, MEASURES
+from gateway.ledger.rollups import ADD_ON_CONFLICT, KEY, MEASURES
 from gateway.ledger.sql import USAGE_COLUMNS, USAGE_FIELDS
 from gateway.records import UsageRecord
 
@@ -58,7 +58,6 @@ _SELECT = ", ".join(
 )
 _KEY = ", ".join(KEY)
 _SUMS = ", ".join(["count(*)"] + [f"sum({m})::bigint" for m in MEASURES[1:]])
-_ADD = ", ".join(f"{m} = usage_rollups.{m} + excluded.{m}" for m in MEASURES)
 _QUARTER = (
     "date_trunc('hour', i.created_at, 'UTC') + "
     "floor(extract(minute FROM i.created_at AT TIME ZONE 'UTC') / 15) * interval '15 min'"
@@ -145,7 +144,7 @@ rolled AS (
     GROUP BY {_KEY}
     -- Every writer locks the shared rows (the totals) in the same order: no deadlock.
     ORDER BY {_KEY}
-    ON CONFLICT ({_KEY}) DO UPDATE SET {_ADD}
+    {ADD_ON_CONFLICT}
 )
 SELECT request_id FROM inserted
 """

@@ -6,7 +6,8 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from gateway.ledger.sqlite import SqliteDatabase, ts
+from gateway.ledger.sqlite import SqliteDatabase
+from gateway.ledger.sqlite_time import ts
 
 CHUNK = 5000
 

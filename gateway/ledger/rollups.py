@@ -53,21 +53,9 @@ LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
-_COLUMNS = ", ".join(KEY + MEASURES)
-_ADD = ", ".join(f"{m} = usage_rollups.{m} + excluded.{m}" for m in MEASURES)
-_ON_CONFLICT = f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {_ADD}"
-# PostgreSQL: one statement for a whole batch of deltas, as column arrays.
-UPSERT_UNNEST = (
-    f"INSERT INTO usage_rollups ({_COLUMNS}) SELECT * FROM unnest("
-    "$1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], "
-    "$7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
-    "$13::bigint[], $14::bigint[]"
-    f") {_ON_CONFLICT}"
-)
-# SQLite: one row per execution (executemany).
-UPSERT_ROW = (
-    f"INSERT INTO usage_rollups ({_COLUMNS}) VALUES ({', '.join('?' * len(KEY + MEASURES))}) "
-    f"{_ON_CONFLICT}"
+# What a batch's delta adds to an existing rollup row (both databases' upsert).
+ADD_ON_CONFLICT = f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET " + ", ".join(
+    f"{m} = usage_rollups.{m} + excluded.{m}" for m in MEASURES
 )
 
 Key = tuple[str, str, datetime, str, str, str, str, str]

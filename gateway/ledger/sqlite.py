@@ -20,30 +20,20 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from gateway.ledger.base import UnknownUser
+from gateway.ledger import sqlite_usage
 from gateway.ledger.database import Row, Transaction
-from gateway.ledger.rollups import UPSERT_ROW, deltas
 from gateway.ledger.schema import migrations
-from gateway.ledger.sql import USAGE_COLUMNS, USAGE_FIELDS, usage_values
+from gateway.ledger.sqlite_time import parse_ts, ts
 from gateway.records import UsageRecord, utcnow
 
 T = TypeVar("T")
 
-SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
 _TIMESTAMPS = ("_at", "_since")  # the schema's timestamp columns end so (database.py)
 _PARAMETER = re.compile(r"\$(\d+)(?:::\w+(?:\[\])?)?")
-
-
-def ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(SQLITE_TS)
-
-
-def parse_ts(value: str) -> datetime:
-    return datetime.strptime(value, SQLITE_TS).replace(tzinfo=UTC)
 
 
 @functools.lru_cache(maxsize=512)
@@ -234,10 +224,6 @@ INSERT_ENTRY = (
     f"INSERT INTO ledger_entries ({ENTRY_COLUMNS}, created_at)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 )
-_CREATED_AT = USAGE_FIELDS.index("created_at")  # the one timestamp of a usage row
-_INSERT_USAGE = (
-    f"INSERT INTO usage_records ({USAGE_COLUMNS}) VALUES ({', '.join('?' for _ in USAGE_FIELDS)})"
-)
 
 
 class SqliteMoney:
@@ -291,73 +277,4 @@ class SqliteMoney:
         return False
 
     async def write_usage(self, records: Sequence[UsageRecord]) -> list[str]:
-        return await self._db.tx(lambda c: _write_usage(c, records))
-
-
-def _usage_row(record: UsageRecord) -> list[Any]:
-    # ``adapt`` for a usage row, without testing every value: only created_at is a datetime.
-    values = usage_values(record)
-    values[_CREATED_AT] = ts(values[_CREATED_AT])
-    return values
-
-
-def _write_usage(c: sqlite3.Connection, records: Sequence[UsageRecord]) -> list[str]:
-    # Set-based, in one IMMEDIATE transaction (no other writer can interleave): find the rows
-    # not yet recorded, insert them, debit their users once each and write their entries with
-    # running balances and versions, and add them to the rollups. Invariant: per user balance
-    # == sum(entries) and version == number of entries; a request id is debited at most once
-    # however often it is replayed; every rollup bucket == the sum of its rows.
-    fresh: dict[str, UsageRecord] = {}
-    for r in records:
-        fresh.setdefault(r.request_id, r)  # within a batch the first copy wins
-    ids = list(fresh)
-    for i in range(0, len(ids), 500):
-        chunk = ids[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in c.execute(
-            f"SELECT request_id FROM usage_records WHERE request_id IN ({marks})", chunk
-        ):
-            del fresh[row["request_id"]]  # a replay: already recorded and debited once
-        # A charged record whose row the retention deleted: its debit outlives it.
-        for row in c.execute(
-            f"SELECT reference FROM ledger_entries WHERE reference IN ({marks})",
-            [f"usage:{i}" for i in chunk],
-        ):
-            fresh.pop(row["reference"].removeprefix("usage:"), None)
-    if not fresh:
-        return []
-    users = sorted({r.user_id for r in fresh.values()})
-    marks = ",".join("?" * len(users))
-    books = {
-        row["id"]: (row["balance"], row["version"])
-        for row in c.execute(f"SELECT id, balance, version FROM users WHERE id IN ({marks})", users)
-    }
-    missing = [u for u in users if u not in books]
-    if missing:
-        raise UnknownUser(missing[0])  # the whole batch is refused, as in PostgreSQL
-    c.executemany(_INSERT_USAGE, [_usage_row(r) for r in fresh.values()])
-    c.executemany(UPSERT_ROW, [adapt(d) for d in deltas(fresh.values())])
-    entries = []
-    now = ts(utcnow())
-    for r in fresh.values():
-        if r.cost:
-            balance, version = books[r.user_id]
-            books[r.user_id] = (balance - r.cost, version + 1)
-            entries.append(
-                (
-                    r.user_id,
-                    "usage",
-                    -r.cost,
-                    *books[r.user_id],
-                    f"usage:{r.request_id}",
-                    None,
-                    None,
-                    now,
-                )
-            )
-    c.executemany(native(INSERT_ENTRY), entries)
-    c.executemany(
-        "UPDATE users SET balance = ?, version = ? WHERE id = ?",
-        [(balance, version, u) for u, (balance, version) in books.items()],
-    )
-    return list(fresh)
+        return await self._db.tx(lambda c: sqlite_usage.write_usage(c, records))

@@ -23,7 +23,8 @@ from gateway.ledger.postgres import PostgresDatabase
 from gateway.ledger.rollups import KEY, MEASURES, deltas
 from gateway.ledger.schema import migrations
 from gateway.ledger.sql import USAGE_FIELDS, usage_values
-from gateway.ledger.sqlite import adapt, parse_ts
+from gateway.ledger.sqlite import adapt
+from gateway.ledger.sqlite_time import parse_ts
 from gateway.records import UsageRecord, utcnow
 from gateway.report_records import Period
 from gateway.services import build, shutdown
