@@ -29,9 +29,9 @@ from gateway.records import ApiKey, AuditEvent, Entry, User
 
 log = logging.getLogger("gateway.accounts")
 
-USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
+USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}\Z")
 # A caller's own idempotency reference (an API client's, a dashboard form's one-time id).
-REFERENCE = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
+REFERENCE = re.compile(r"^[A-Za-z0-9_.:-]{8,100}\Z")
 MAX_BULK = 1000
 
 

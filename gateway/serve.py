@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from types import FrameType
@@ -12,6 +13,7 @@ import uvicorn
 
 from gateway import catalog as catalog_mod
 from gateway.app import create_app
+from gateway.metering.clients import DOWN
 from gateway.metering.modes import check_durability, check_layout, layout_of
 from gateway.metering.redis_store import connect
 from gateway.settings import Settings, SettingsError
@@ -85,7 +87,10 @@ def _refuse_unfit_redis(settings: Settings) -> None:
         try:
             if not settings.allow_volatile_redis:
                 await check_durability(redis)
-            await check_layout(redis, layout_of(url, settings.redis_shards))
+            # Unreachable: serve anyway, admissions answering 503 until Redis is back (README,
+            # Production mode); the layout goes unchecked then, as in the store's own open.
+            with contextlib.suppress(*DOWN):
+                await check_layout(redis, layout_of(url, settings.redis_shards))
         finally:
             await redis.aclose()
 

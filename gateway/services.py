@@ -114,7 +114,9 @@ async def build(settings: Settings, *, catalog: Catalog | None = None) -> Servic
         router=Router(Policy.from_settings(settings), metrics),
         alerts=alerts,
         alert_sender=Sender(alerts, ledger.webhooks, Schedule.from_settings(settings)),
-        retention=UsageRetention(ledger.usage_storage, settings.usage_retention_months),
+        retention=UsageRetention(
+            ledger.usage_storage, settings.usage_retention_months, audit=ledger.audit
+        ),
         on_settled=(
             metrics.settled,
             LowBalanceSignal(settings.low_balance_warn, settings.low_balance_critical, alerts),

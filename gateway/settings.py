@@ -75,6 +75,24 @@ UncappedCalls = Literal["fit", "refuse"]
 UNCAPPED_CALLS: tuple[UncappedCalls, ...] = ("fit", "refuse")
 
 
+ADMIN_KEY_MIN = 12
+# Values from examples and habit that anyone would try first.
+_PLACEHOLDERS = frozenset({"change-me", "changeme", "change_me", "admin", "secret", "password"})
+
+
+def _admin_key(env: Mapping[str, str]) -> str | None:
+    """GATEWAY_ADMIN_KEY, refused when it is a placeholder or shorter than ADMIN_KEY_MIN
+    characters: it opens every balance to whoever holds it."""
+    key = env.get("GATEWAY_ADMIN_KEY") or None
+    if key is not None and (key.lower() in _PLACEHOLDERS or len(key) < ADMIN_KEY_MIN):
+        raise SettingsError(
+            f"GATEWAY_ADMIN_KEY is a placeholder or shorter than {ADMIN_KEY_MIN} characters:"
+            " set a random secret (e.g. `openssl rand -hex 24`), or unset it to close the"
+            " admin API"
+        )
+    return key
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -208,7 +226,7 @@ class Settings:
             database_url=db,
             redis_url=env.get("GATEWAY_REDIS_URL") or None,
             models_path=Path(env.get("GATEWAY_MODELS") or "./models.yaml"),
-            admin_key=env.get("GATEWAY_ADMIN_KEY") or None,
+            admin_key=_admin_key(env),
             host=env.get("GATEWAY_HOST") or "127.0.0.1",
             port=_int(env, "GATEWAY_PORT", 8080, 1),
             max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, 1024),

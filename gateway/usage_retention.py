@@ -14,8 +14,9 @@ import logging
 from datetime import datetime
 
 from gateway.ledger.partitions import month_of, shift
+from gateway.ledger.ports import Audit
 from gateway.ledger.support_ports import UsageStorage
-from gateway.records import utcnow
+from gateway.records import AuditEvent, utcnow
 
 log = logging.getLogger("gateway")
 DAY = 86400.0
@@ -28,8 +29,19 @@ def horizon(now: datetime, months: int) -> datetime:
 
 
 class UsageRetention:
-    def __init__(self, storage: UsageStorage, months: int | None, *, interval: float = DAY) -> None:
+    """``audit``: where a pass that dropped months records it (``usage.prune`` by the actor
+    ``retention``, as an operator's prune is recorded), so no usage leaves without a trace."""
+
+    def __init__(
+        self,
+        storage: UsageStorage,
+        months: int | None,
+        *,
+        audit: Audit | None = None,
+        interval: float = DAY,
+    ) -> None:
         self._storage = storage
+        self._audit = audit
         self._months = months
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -43,9 +55,27 @@ class UsageRetention:
             log.info("usage months added: %s", ", ".join(added))
         if self._months is None:
             return []
-        dropped = await self._storage.drop_before(horizon(now, self._months))
+        first_kept = horizon(now, self._months)
+        dropped = await self._storage.drop_before(first_kept)
         if dropped:
-            log.info("usage months dropped (retention %d): %s", self._months, ", ".join(dropped))
+            log.warning(
+                "usage months dropped (GATEWAY_USAGE_RETENTION_MONTHS=%d): %s",
+                self._months,
+                ", ".join(dropped),
+            )
+            if self._audit is not None:
+                await self._audit.record_audit(
+                    AuditEvent(
+                        actor="retention",
+                        action="usage.prune",
+                        target=None,
+                        details={
+                            "keep_months": self._months,
+                            "first_kept": first_kept.isoformat(),
+                            "months": dropped,
+                        },
+                    )
+                )
         return dropped
 
     async def start(self) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from gateway.settings import Settings, SettingsError
@@ -58,3 +63,26 @@ def test_retry_timing_is_read_from_the_environment() -> None:
 def test_bad_retry_timing_is_refused_at_start(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize("key", ["change-me", "CHANGEME", "admin", "secret", "short-key01"])
+def test_a_placeholder_or_short_admin_key_is_refused(key: str) -> None:
+    with pytest.raises(SettingsError, match="GATEWAY_ADMIN_KEY is a placeholder or shorter"):
+        Settings.from_env({"GATEWAY_ADMIN_KEY": key})
+    assert Settings.from_env({}).admin_key is None  # unset: the admin API is closed
+    good = "adm-" + "x" * 20
+    assert Settings.from_env({"GATEWAY_ADMIN_KEY": good}).admin_key == good
+
+
+def test_serve_refuses_the_example_admin_key_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve"],
+        env={**os.environ, "GATEWAY_ADMIN_KEY": "change-me", "GATEWAY_PORT": "9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert done.stderr.startswith("gateway: GATEWAY_ADMIN_KEY is a placeholder")
+    assert "Traceback" not in done.stderr

@@ -41,6 +41,7 @@ ACTIONS = (
     "models.reload_failed",
     "autotopup.configure",
     "autotopup.failed",
+    "usage.prune",
     "dashboard.sign_out_all",
 )
 # Lines of details shown before the rest folds away (a price change can hold dozens).

@@ -41,8 +41,8 @@ MAX_LOCAL = 64
 # a leading, trailing or doubled dot; a domain of dot-separated labels of letters, digits
 # and inner hyphens, ending in a label of two letters or more (or a punycode one). Letters
 # may be any script's.
-_LOCAL = re.compile(r"^[\w!#$%&*+/=?^{|}~-]+(?:\.[\w!#$%&*+/=?^{|}~-]+)*$")
-_DOMAIN = re.compile(r"^(?:[^\W_](?:[\w-]*[^\W_])?\.)+(?:[^\W\d_]{2,}|xn--[^\W_][\w-]*)$")
+_LOCAL = re.compile(r"^[\w!#$%&*+/=?^{|}~-]+(?:\.[\w!#$%&*+/=?^{|}~-]+)*\Z")
+_DOMAIN = re.compile(r"^(?:[^\W_](?:[\w-]*[^\W_])?\.)+(?:[^\W\d_]{2,}|xn--[^\W_][\w-]*)\Z")
 
 
 def check_email(value: object, *, param: str = "email") -> tuple[str, str]:

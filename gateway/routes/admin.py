@@ -24,7 +24,7 @@ from gateway.auth import check_admin
 from gateway.web import json_response, read_json, services_of
 
 ACTOR = "admin"
-_ACTOR_NAME = re.compile(r"^[A-Za-z0-9_.@:-]{1,64}$")
+_ACTOR_NAME = re.compile(r"^[A-Za-z0-9_.@:-]{1,64}\Z")
 
 
 def actor_of(request: Request) -> str:

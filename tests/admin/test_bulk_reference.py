@@ -130,7 +130,9 @@ def test_a_bulk_credit_replayed_with_its_reference_credits_each_user_once(
     run(make_ledger, scenario)
 
 
-@pytest.mark.parametrize("bad", ["short", "has space in it", "x" * 101, "slash/in/it", 12345678])
+@pytest.mark.parametrize(
+    "bad", ["short", "has space in it", "x" * 101, "slash/in/it", 12345678, "abcdefgh\n"]
+)
 def test_a_bad_bulk_reference_is_refused_and_changes_nothing(
     make_ledger: MakeLedger, bad: object
 ) -> None:

@@ -135,7 +135,7 @@ def test_bulk_credit_with_a_reference_applies_once_over_http(gw: RunningGateway)
     ]
     assert (gw.balance(a), gw.balance(b)) == (usd("1.50"), usd("2.50"))
     assert [e.reference for e in entries(gw, a)][-1] == f"admin:bulk:apology-2026-11-30/{a}"
-    for bad in ("short", "with space", "x" * 101, 12345678):
+    for bad in ("short", "with space", "x" * 101, 12345678, "trailing-newline\n"):
         refused = gw.admin.post("/admin/credits/bulk", json={**body, "reference": bad})
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["code"] == "invalid_reference"
@@ -143,6 +143,14 @@ def test_bulk_credit_with_a_reference_applies_once_over_http(gw: RunningGateway)
     for uid in (a, b):
         assert len(entries(gw, uid)) == 2
         assert_books_balance(gw, uid)
+
+
+def test_an_id_with_a_trailing_line_break_is_refused(gw: RunningGateway) -> None:
+    # A regex ``$`` also matches before a final newline: "alice\n" would be a second "alice".
+    refused = gw.admin.post("/admin/users", json={"id": "alice\n"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "invalid_id"
+    assert gw.admin.get("/admin/users/alice%0A").status_code == 404
 
 
 def test_audit_trail_records_actor_action_target_amount_reason(gw: RunningGateway) -> None:

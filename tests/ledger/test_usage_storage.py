@@ -152,11 +152,25 @@ def test_retention_drops_old_months_of_usage_but_no_entry_and_no_rollup(
         await books.journal.write_usage(records)
         rollups = await stored_rollups(books.ledger)
         entries = await books.journal.list_entries("alice")
-        retention = UsageRetention(books.ledger.usage_storage, 2)
+        retention = UsageRetention(books.ledger.usage_storage, 2, audit=books.ledger.audit)
         now = datetime(2025, 4, 20, tzinfo=UTC)
         assert horizon(now, 2) == datetime(2025, 2, 1, tzinfo=UTC)
         assert await retention.run_once(now) == ["2025-01"]
         assert await retention.run_once(now) == []  # idempotent
+        # The drop left a trace; the pass that dropped nothing did not.
+        events, _ = await books.ledger.audit.list_audit(
+            target=None, action="usage.prune", limit=10, offset=0
+        )
+        assert [(e.actor, e.details) for e in events] == [
+            (
+                "retention",
+                {
+                    "keep_months": 2,
+                    "first_kept": "2025-02-01T00:00:00+00:00",
+                    "months": ["2025-01"],
+                },
+            )
+        ]
         rows, _ = await books.ledger.reports.list_usage("alice", limit=10, offset=0)
         assert sorted(r.request_id for r in rows) == ["r1", "r2", "r3"]
         assert await books.journal.list_entries("alice") == entries

@@ -192,6 +192,25 @@ def test_redis_unreachable_answers_503_not_unmetered_traffic(production, redis_s
     assert len(settled_records(gateway, uid, 1)) == 1
 
 
+def test_a_gateway_started_while_redis_is_down_serves_once_it_is_back(production, redis_srv):
+    redis_srv.stop()
+    try:
+        gateway = production()  # no traceback, no exit: it serves what it can
+        uid, key = gateway.user("5.00")  # the ledger answers
+        assert call(gateway.base_url, key) == 503
+    finally:
+        redis_srv.start()
+    wait_until(
+        lambda: call(gateway.base_url, key),
+        lambda code: code == 200,
+        wanted="a call served once Redis is back",
+        timeout=30,
+        interval=0.5,
+    )
+    assert len(settled_records(gateway, uid, 1)) == 1
+    assert "Traceback" not in gateway.log()
+
+
 def test_workers_share_one_balance_and_drain_on_sigterm(production):
     gateway = production("--workers", "2")
     uid, key = gateway.user("5.00")
