@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import time
 import uuid
@@ -16,10 +17,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import price_reload, provider_keys
+from gateway.auth import bearer
 from gateway.catalog import Catalog
 from gateway.dashboard import routes as dashboard
 from gateway.endpoints import ENDPOINTS
-from gateway.errors import GatewayError, NotFound, error_body
+from gateway.errors import GatewayError, NotFound, Unauthorized, error_body
 from gateway.pages.exits import PageExit, page_exit
 from gateway.pages.routes import page_routes
 from gateway.portal import routes as portal
@@ -194,6 +196,11 @@ def _routes(services: Services) -> list[Route]:
         return json_response(checks, 200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
+        # Revenue per model is in there: with GATEWAY_METRICS_TOKEN set, only its bearer reads.
+        token = services.settings.metrics_token
+        given = bearer(request.headers.get("authorization")) or ""
+        if token is not None and not hmac.compare_digest(given.encode(), token.encode()):
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <GATEWAY_METRICS_TOKEN>'")
         text = services.metrics.render(
             {
                 "gateway_inflight_calls": services.inflight,

@@ -152,6 +152,7 @@ class Settings:
     # ``max_attempts``) and how often each process looks for due deliveries.
     alert_webhook_urls: tuple[str, ...] = field(default=(), repr=False)
     alert_webhook_secret: str | None = field(default=None, repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
     alert_webhook_timeout: float = 10.0
     alert_webhook_backoff: float = 30.0
     alert_webhook_backoff_max: float = 3600.0
@@ -259,6 +260,7 @@ class Settings:
             reconcile_interval=_float(env, "GATEWAY_RECONCILE_INTERVAL", 60.0),
             alert_webhook_urls=urls,
             alert_webhook_secret=env.get("GATEWAY_ALERT_WEBHOOK_SECRET") or None,
+            metrics_token=env.get("GATEWAY_METRICS_TOKEN") or None,
             alert_webhook_timeout=_float(env, "GATEWAY_ALERT_WEBHOOK_TIMEOUT", 10.0),
             alert_webhook_backoff=_float(env, "GATEWAY_ALERT_WEBHOOK_BACKOFF", 30.0),
             alert_webhook_backoff_max=_float(env, "GATEWAY_ALERT_WEBHOOK_BACKOFF_MAX", 3600.0),

@@ -169,3 +169,19 @@ def test_metrics_count_settled_calls_and_refusals(gw):
     text = httpx.get(f"{gw.base_url}/metrics").text
     assert 'gateway_calls_total{endpoint="chat/completions",model="chat",status="ok"} 1' in text
     assert 'gateway_refused_total{status="401"} 1' in text
+
+
+def test_metrics_take_a_bearer_token_when_one_is_set(gateways):
+    gw = gateways.start(GATEWAY_METRICS_TOKEN="metrics-" + "t" * 16)
+    try:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+            refused = httpx.get(f"{gw.base_url}/metrics", headers=headers)
+            assert refused.status_code == 401
+            assert "gateway_" not in refused.text
+        shown = httpx.get(
+            f"{gw.base_url}/metrics", headers={"Authorization": "Bearer metrics-" + "t" * 16}
+        )
+        assert shown.status_code == 200
+        assert "gateway_inflight_calls" in shown.text
+    finally:
+        gw.stop()
