@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _op(sub.add_parser("balance", help="a user's balance and reservations"), "get_user")
 
-    c = _op(sub.add_parser("usage", help="a user's usage records, newest first"), "usage")
+    usage = "a user's usage records, newest first (also: usage export, usage prune)"
+    c = _op(sub.add_parser("usage", help=usage), "usage")
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--offset", type=int)
     c.add_argument("--cursor", help="next_cursor of the previous page (stable while calls land)")
@@ -191,13 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = _op(
         sub.add_parser(
             "usage-prune",
+            prog="gateway usage prune",
             help="(gateway usage prune) drop the usage rows of the months before the last "
             "--keep-months (never ledger entries or report rollups); --dry-run lists them",
         ),
         "prune_usage",
     )
-    c.add_argument("--keep-months", dest="keep_months", type=int, required=True)
-    c.add_argument("--dry-run", dest="dry_run", action="store_true")
+    c.add_argument("--keep-months", dest="keep_months", type=int, required=True, help="1-1200")
+    c.add_argument("--dry-run", dest="dry_run", action="store_true", help="drop nothing")
 
     c = _op(sub.add_parser("entries", help="a user's ledger entries, oldest first"), "entries")
     c.add_argument("--after", type=int, help="next_after of the previous page (a version)")

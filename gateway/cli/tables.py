@@ -247,6 +247,8 @@ def _cell(value: Any) -> str:
         match = _ISO_TIME.match(value)
         if match:  # UTC timestamps to the second: the table is for reading
             return f"{match.group(1)} {match.group(2)}"
+    if isinstance(value, list):  # e.g. a prune's months: 2026-06, 2026-07
+        return ", ".join(_cell(v) for v in value) or "(none)"
     return str(value)
 
 
