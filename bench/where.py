@@ -36,8 +36,12 @@ def _leaf(*needles: str) -> Callable[[Stack], bool]:
 
 # (part, test); the first that passes takes the sample.
 THREAD = "other threads: the SQLite usage writer"
+# Once per process, not per call (the first call that counts tokens loads the tables): shown,
+# but left out of the µs per call.
+ONCE = "once: loading tiktoken's tables"
 PARTS: list[tuple[str, Callable[[Stack], bool]]] = [
     (THREAD, _has("Thread._bootstrap")),
+    (ONCE, _has("load_tiktoken_bpe", "Encoding.__init__ (tiktoken/")),
     ("usage stream -> PostgreSQL writer", _has("gateway/metering/stream_writer.py")),
     ("reconciler, outbox and other background", _has("reconciler.py", "outbox.py")),
     ("Redis scripts (admit, settle): redis-py", _has("(redis/", "script_batch.py")),
@@ -76,7 +80,7 @@ def render(
     writer thread; the µs come from each thread's own measured CPU instead, the loop's
     shared out over the loop's parts by their samples."""
     total = sum(parts.values()) or 1
-    loop_total = sum(n for name, n in parts.items() if name != THREAD) or 1
+    loop_total = sum(n for name, n in parts.items() if name not in (THREAD, ONCE)) or 1
     head = "| part | share of samples |" + (" µs per call |" if loop_us else "")
     rule = "|---|---:|" + ("---:|" if loop_us else "")
     lines = [head, rule]
@@ -85,7 +89,9 @@ def render(
         if not n:
             continue
         row = f"| {name} | {100 * n / total:.1f} % |"
-        if loop_us:
+        if loop_us and name == ONCE:
+            row += " - |"
+        elif loop_us:
             us = (thread_us or 0.0) if name == THREAD else loop_us * n / loop_total
             row += f" {us:,.0f} |"
         lines.append(row)
