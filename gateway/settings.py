@@ -80,15 +80,15 @@ ADMIN_KEY_MIN = 12
 _PLACEHOLDERS = frozenset({"change-me", "changeme", "change_me", "admin", "secret", "password"})
 
 
-def _admin_key(env: Mapping[str, str]) -> str | None:
-    """GATEWAY_ADMIN_KEY, refused when it is a placeholder or shorter than ADMIN_KEY_MIN
-    characters: it opens every balance to whoever holds it."""
-    key = env.get("GATEWAY_ADMIN_KEY") or None
+def _secret(env: Mapping[str, str], name: str, unset: str) -> str | None:
+    """A bearer secret (GATEWAY_ADMIN_KEY opens every balance; GATEWAY_METRICS_TOKEN shows
+    revenue), refused when it is a placeholder or shorter than ADMIN_KEY_MIN characters;
+    ``unset`` says what leaving it out does."""
+    key = env.get(name) or None
     if key is not None and (key.lower() in _PLACEHOLDERS or len(key) < ADMIN_KEY_MIN):
         raise SettingsError(
-            f"GATEWAY_ADMIN_KEY is a placeholder or shorter than {ADMIN_KEY_MIN} characters:"
-            " set a random secret (e.g. `openssl rand -hex 24`), or unset it to close the"
-            " admin API"
+            f"{name} is a placeholder or shorter than {ADMIN_KEY_MIN} characters: set a"
+            f" random secret (e.g. `openssl rand -hex 24`), or unset it {unset}"
         )
     return key
 
@@ -227,7 +227,7 @@ class Settings:
             database_url=db,
             redis_url=env.get("GATEWAY_REDIS_URL") or None,
             models_path=Path(env.get("GATEWAY_MODELS") or "./models.yaml"),
-            admin_key=_admin_key(env),
+            admin_key=_secret(env, "GATEWAY_ADMIN_KEY", "to close the admin API"),
             host=env.get("GATEWAY_HOST") or "127.0.0.1",
             port=_int(env, "GATEWAY_PORT", 8080, 1),
             max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, 1024),
@@ -260,7 +260,7 @@ class Settings:
             reconcile_interval=_float(env, "GATEWAY_RECONCILE_INTERVAL", 60.0),
             alert_webhook_urls=urls,
             alert_webhook_secret=env.get("GATEWAY_ALERT_WEBHOOK_SECRET") or None,
-            metrics_token=env.get("GATEWAY_METRICS_TOKEN") or None,
+            metrics_token=_secret(env, "GATEWAY_METRICS_TOKEN", "to leave /metrics open"),
             alert_webhook_timeout=_float(env, "GATEWAY_ALERT_WEBHOOK_TIMEOUT", 10.0),
             alert_webhook_backoff=_float(env, "GATEWAY_ALERT_WEBHOOK_BACKOFF", 30.0),
             alert_webhook_backoff_max=_float(env, "GATEWAY_ALERT_WEBHOOK_BACKOFF_MAX", 3600.0),

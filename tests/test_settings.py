@@ -72,6 +72,8 @@ def test_a_placeholder_or_short_admin_key_is_refused(key: str) -> None:
     assert Settings.from_env({}).admin_key is None  # unset: the admin API is closed
     good = "adm-" + "x" * 20
     assert Settings.from_env({"GATEWAY_ADMIN_KEY": good}).admin_key == good
+    with pytest.raises(SettingsError, match="GATEWAY_METRICS_TOKEN is a placeholder or shorter"):
+        Settings.from_env({"GATEWAY_METRICS_TOKEN": key})
 
 
 def test_serve_refuses_the_example_admin_key_in_one_line(tmp_path: Path) -> None:

@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     _op(sub.add_parser("balance", help="a user's balance and reservations"), "get_user")
 
     usage = "a user's usage records, newest first (also: usage export, usage prune)"
-    c = _op(sub.add_parser("usage", help=usage), "usage")
+    c = _op(sub.add_parser("usage", help=usage, description=usage), "usage")
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--offset", type=int)
     c.add_argument("--cursor", help="next_cursor of the previous page (stable while calls land)")

@@ -21,6 +21,7 @@ COMMAND = "usage-export"
 def add_cli(sub: Any) -> None:
     p = sub.add_parser(
         COMMAND,
+        prog="gateway usage export",
         help="(gateway usage export) usage records of a range as CSV or JSON lines",
     )
     p.add_argument("--user", help="only this user's records (default: every user)")
