@@ -359,7 +359,8 @@ def _perform(args: argparse.Namespace, settings: Settings) -> None:
 
     async def run() -> Any:
         if args.direct:
-            transport: Transport = DirectTransport(settings)
+            unset = not os.environ.get("GATEWAY_DATABASE_URL")
+            transport: Transport = DirectTransport(settings, default_database=unset)
         else:
             url = args.url or settings.gateway_url
             transport = ApiTransport(url, settings.admin_key)

@@ -15,6 +15,7 @@ body. Either way a failure is a ``CommandError`` whose message is the one the AP
 from __future__ import annotations
 
 import getpass
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -85,7 +86,16 @@ class ApiTransport:
 
 
 class DirectTransport:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, default_database: bool = False) -> None:
+        """``default_database``: GATEWAY_DATABASE_URL was not set, so the database is the
+        default ``./gateway.db``; it must exist (opening would create an empty ledger and
+        answer from it). A database named explicitly may be new: --direct creates it."""
+        path = settings.database_url.removeprefix("sqlite:///")
+        if default_database and not Path(path).exists():
+            raise CommandError(
+                f"--direct: no database at {path}; set GATEWAY_DATABASE_URL to the gateway's"
+                " (or run from its directory)"
+            )
         self._settings = settings
         self._accounts: Accounts | None = None
         self._actor = f"cli:{login()}"

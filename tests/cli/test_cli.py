@@ -4,7 +4,11 @@ through the admin API and --direct; writes land in the ledger; tables are readab
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -272,3 +276,20 @@ def test_usage_prune_answers_the_same_through_api_and_direct(
     assert (done["dry_run"], done["months"]) == (False, [])
     audit = as_json(capsys, "audit", "--action", "usage.prune")
     assert [e["details"]["keep_months"] for e in audit["data"]] == [1]
+
+
+def test_direct_without_a_database_says_so_and_creates_none(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "users", "list", "--direct"],
+        env={k: v for k, v in os.environ.items() if k != "GATEWAY_DATABASE_URL"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "gateway: --direct: no database at ./gateway.db; set GATEWAY_DATABASE_URL to the"
+        " gateway's (or run from its directory)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
