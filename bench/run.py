@@ -1088,11 +1088,12 @@ def run_profile(
     cpus: str | None,
     native: bool = False,
     route: str = "json",
+    conns: int = 8,
 ) -> dict[str, Any]:
     PROFILES.mkdir(exist_ok=True)
     out: dict[str, Any] = {
         "seconds": seconds,
-        "connections": 8,
+        "connections": conns,
         "rate_hz": 200,
         "files": {},
         "native": native,
@@ -1101,7 +1102,7 @@ def run_profile(
     }
     tag = ("-native" if native else "") + ("" if route == "json" else f"-{route}")
     for fmt, ext in (("raw", "collapsed.txt"), ("flamegraph", "svg")):
-        dest = PROFILES / f"{stamp}-{target.name}-c8{tag}.{ext}"
+        dest = PROFILES / f"{stamp}-{target.name}-c{conns}{tag}.{ext}"
         spy = subprocess.Popen(
             [
                 py_spy,
@@ -1123,7 +1124,7 @@ def run_profile(
             text=True,
         )
         time.sleep(0.7)
-        res = wrk(wrk_exe, target, route, 8, seconds, tmp, cpus=cpus)
+        res = wrk(wrk_exe, target, route, conns, seconds, tmp, cpus=cpus)
         try:
             spy_out, _ = spy.communicate(timeout=seconds + 30)
         except subprocess.TimeoutExpired:
@@ -1137,7 +1138,7 @@ def run_profile(
         if fmt == "raw":
             out["analysis"] = analyse_collapsed(dest)
             out["where"] = where.render(where.read(dest))
-    summary = PROFILES / f"{stamp}-{target.name}-c8{tag}.top.txt"
+    summary = PROFILES / f"{stamp}-{target.name}-c{conns}{tag}.top.txt"
     summary.write_text(render_profile(out))
     out["files"]["top"] = str(summary.relative_to(REPO))
     return out
@@ -1153,7 +1154,8 @@ def render_profile(prof: dict[str, Any]) -> str:
     }.get(prof.get("route", "json"), f"streamed chat completion ({prof.get('route')})")
     lines = [
         f"py-spy {prof['rate_hz']} Hz, {prof['seconds']} s, {prof.get('target', '')} "
-        f"gateway, wrk 8 connections, {what}; {a['samples']} samples (idle excluded)",
+        f"gateway, wrk {prof.get('connections', 8)} connections, {what}; "
+        f"{a['samples']} samples (idle excluded)",
         f"load while sampling: {prof.get('load_raw')}",
         "",
         "own time by package:",
@@ -1574,6 +1576,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=("json", "long", "s20", "s200"),
         default="json",
         help="which call to profile: non-streamed (json), long prompt, or a stream",
+    )
+    ap.add_argument(
+        "--profile-conns", type=int, default=8, help="connections while profiling (default 8)"
     )
     ap.add_argument(
         "--profile-native",
@@ -2000,6 +2005,7 @@ def main(argv: list[str] | None = None) -> int:
                         cpus_rest,
                         native=args.profile_native,
                         route=args.profile_route,
+                        conns=args.profile_conns,
                     )
                 if "analysis" in res["profile"]:
                     print(render_profile(res["profile"]), file=sys.stderr)
