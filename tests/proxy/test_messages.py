@@ -21,7 +21,7 @@ import pytest
 
 from gateway.money import format_usd
 from gateway.pricing import Price, Usage, cost, worst_case
-from tests.support.gateway import PROVIDER_KEY, GatewayFactory, RunningGateway, usd
+from tests.support.gateway import PROVIDER_KEY, GatewayFactory, RunningGateway, start_in_mode, usd
 from tests.support.processes import GatewayProcess
 
 MODELS = """\
@@ -90,13 +90,7 @@ def priced(
 
 @pytest.fixture(params=["embedded", pytest.param("production", marks=pytest.mark.production)])
 def agw(request: pytest.FixtureRequest, gateways: GatewayFactory, tmp_path: Path) -> RunningGateway:
-    models = tmp_path / "claude.yaml"
-    models.write_text(MODELS.format(base_url=gateways.upstream.base_url))
-    env = {"GATEWAY_MODELS": str(models)}
-    if request.param == "production":
-        env["GATEWAY_DATABASE_URL"] = request.getfixturevalue("pg_dsn")
-        env["GATEWAY_REDIS_URL"] = request.getfixturevalue("redis_url")
-    return gateways.start(**env)
+    return start_in_mode(request, gateways, tmp_path, MODELS)
 
 
 OPENED: list[anthropic.Anthropic] = []

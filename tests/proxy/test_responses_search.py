@@ -17,7 +17,7 @@ import pytest
 from gateway.mock.anthropic import RESULT_TOKENS
 from gateway.mock.replay import Recording
 from gateway.pricing import Price, Usage, cost, worst_case
-from tests.support.gateway import GatewayFactory, RunningGateway, usd
+from tests.support.gateway import GatewayFactory, RunningGateway, start_in_mode, usd
 
 MODELS = """\
 currency: usd
@@ -51,13 +51,7 @@ def priced(prompt: int, output: int, searches: int = 0) -> int:
 
 @pytest.fixture(params=["embedded", pytest.param("production", marks=pytest.mark.production)])
 def rgw(request: pytest.FixtureRequest, gateways: GatewayFactory, tmp_path: Path) -> RunningGateway:
-    models = tmp_path / "search.yaml"
-    models.write_text(MODELS.format(base_url=gateways.upstream.base_url))
-    env = {"GATEWAY_MODELS": str(models)}
-    if request.param == "production":
-        env["GATEWAY_DATABASE_URL"] = request.getfixturevalue("pg_dsn")
-        env["GATEWAY_REDIS_URL"] = request.getfixturevalue("redis_url")
-    return gateways.start(**env)
+    return start_in_mode(request, gateways, tmp_path, MODELS)
 
 
 def sent(gateways: GatewayFactory) -> dict[str, Any]:

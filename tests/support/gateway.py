@@ -185,3 +185,17 @@ class GatewayFactory:
         for gw in self.running:
             gw.stop()
         self.running.clear()
+
+
+def start_in_mode(
+    request: Any, gateways: GatewayFactory, tmp_path: Path, models: str
+) -> RunningGateway:
+    """A gateway serving ``models`` (a models.yaml text with ``{base_url}`` for the mock),
+    embedded or production as the parametrized fixture's ``request.param`` says."""
+    path = tmp_path / "models.yaml"
+    path.write_text(models.format(base_url=gateways.upstream.base_url))
+    env = {"GATEWAY_MODELS": str(path)}
+    if request.param == "production":
+        env["GATEWAY_DATABASE_URL"] = request.getfixturevalue("pg_dsn")
+        env["GATEWAY_REDIS_URL"] = request.getfixturevalue("redis_url")
+    return gateways.start(**env)
