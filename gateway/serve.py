@@ -14,7 +14,8 @@ import uvicorn
 from gateway import catalog as catalog_mod
 from gateway.app import create_app
 from gateway.metering.clients import DOWN
-from gateway.metering.modes import check_durability, check_layout, layout_of
+from gateway.metering.layout import LayoutMismatch, check_marker
+from gateway.metering.modes import check_durability, layout_of
 from gateway.metering.redis_store import connect
 from gateway.settings import Settings, SettingsError
 
@@ -90,13 +91,13 @@ def _refuse_unfit_redis(settings: Settings) -> None:
             # Unreachable: serve anyway, admissions answering 503 until Redis is back (README,
             # Production mode); the layout goes unchecked then, as in the store's own open.
             with contextlib.suppress(*DOWN):
-                await check_layout(redis, layout_of(url, settings.redis_shards))
+                await check_marker(redis, layout_of(url, settings.redis_shards))
         finally:
             await redis.aclose()
 
     try:
         asyncio.run(check(settings.redis_url))
-    except SettingsError as exc:
+    except (SettingsError, LayoutMismatch) as exc:
         sys.exit(f"gateway: {exc}")
 
 

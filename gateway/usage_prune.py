@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import BadRequest
-from gateway.records import AuditEvent, utcnow
-from gateway.usage_retention import horizon
+from gateway.records import utcnow
+from gateway.usage_retention import horizon, prune_event
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -38,18 +38,7 @@ async def prune_usage(ledger: Ledger, actor: str, params: Mapping[str, Any]) -> 
         months = await storage.months_before(first_kept)
     else:
         months = await storage.drop_before(first_kept)
-        await ledger.audit.record_audit(
-            AuditEvent(
-                actor=actor,
-                action="usage.prune",
-                target=None,
-                details={
-                    "keep_months": keep,
-                    "first_kept": first_kept.isoformat(),
-                    "months": months,
-                },
-            )
-        )
+        await ledger.audit.record_audit(prune_event(actor, keep, first_kept, months))
     return {
         "object": "usage.retention",
         "dry_run": dry_run,

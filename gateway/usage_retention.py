@@ -28,6 +28,23 @@ def horizon(now: datetime, months: int) -> datetime:
     return shift(month_of(now), -months)
 
 
+def prune_event(
+    actor: str, keep_months: int, first_kept: datetime, months: list[str]
+) -> AuditEvent:
+    """The audit trail's ``usage.prune``: ``months`` (``YYYY-MM``) dropped, by ``actor`` (an
+    operator's prune, or ``retention``: the setting's daily pass)."""
+    return AuditEvent(
+        actor=actor,
+        action="usage.prune",
+        target=None,
+        details={
+            "keep_months": keep_months,
+            "first_kept": first_kept.isoformat(),
+            "months": months,
+        },
+    )
+
+
 class UsageRetention:
     """``audit``: where a pass that dropped months records it (``usage.prune`` by the actor
     ``retention``, as an operator's prune is recorded), so no usage leaves without a trace."""
@@ -64,18 +81,8 @@ class UsageRetention:
                 ", ".join(dropped),
             )
             if self._audit is not None:
-                await self._audit.record_audit(
-                    AuditEvent(
-                        actor="retention",
-                        action="usage.prune",
-                        target=None,
-                        details={
-                            "keep_months": self._months,
-                            "first_kept": first_kept.isoformat(),
-                            "months": dropped,
-                        },
-                    )
-                )
+                event = prune_event("retention", self._months, first_kept, dropped)
+                await self._audit.record_audit(event)
         return dropped
 
     async def start(self) -> None:

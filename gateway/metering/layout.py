@@ -27,8 +27,12 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+if TYPE_CHECKING:
+    from gateway.metering.clients import Client
 
 MAX_SHARDS = 256
 QUOTA_KEYS = ("q", "qh", "qx", "qw", "qt")
@@ -37,12 +41,20 @@ QUOTA_KEYS = ("q", "qh", "qx", "qw", "qt")
 class LayoutMismatch(ValueError):
     """Redis holds metering keys laid out for another shard count (see the module doc)."""
 
-    @classmethod
-    def found(cls, have: str, want: str) -> LayoutMismatch:
-        """The refusal for Redis's marker ``have`` and this process's ``want``."""
-        return cls(
-            f"Redis metering keys are laid out as {have}, this process as {want}: changing"
-            " the shard count needs every stream drained first (README, Redis Cluster)"
+
+async def check_marker(redis: Client, layout: Layout) -> None:
+    """Raises ``LayoutMismatch`` when Redis's layout marker names another layout than
+    ``layout``'s; nothing when there is no marker yet. Raises what the client raises when
+    Redis is down."""
+    found = await redis.get(layout.marker_key)
+    if found is None:
+        return
+    have = found.decode() if isinstance(found, bytes) else str(found)
+    if have != layout.description:
+        raise LayoutMismatch(
+            f"Redis metering keys are laid out as {have}, this process as"
+            f" {layout.description}: changing the shard count needs every stream drained"
+            " first (README, Redis Cluster)"
         )
 
 

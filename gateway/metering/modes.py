@@ -52,17 +52,6 @@ def layout_of(redis_url: str, shards: int | None) -> Layout:
     return Layout(shards=shards or (CLUSTER_SHARDS if cluster else 1), tagged=cluster)
 
 
-async def check_layout(redis: Client, layout: Layout) -> None:
-    """Raises ``SettingsError`` when Redis holds metering keys of another layout than
-    ``layout`` (its marker, layout.py); nothing when it holds none yet."""
-    found = await redis.get(layout.marker_key)
-    if found is None:
-        return
-    have = found.decode() if isinstance(found, bytes) else str(found)
-    if have != layout.description:
-        raise SettingsError(str(LayoutMismatch.found(have, layout.description)))
-
-
 class Background(Protocol):
     """Something that runs beside the server (the usage writer, a stream consumer)."""
 

@@ -46,7 +46,7 @@ from gateway.errors import Unavailable
 from gateway.ledger.base import UnknownUser
 from gateway.metering.clients import DOWN, Client, connect
 from gateway.metering.codec import encode_record
-from gateway.metering.layout import Layout, LayoutMismatch, UserKeys
+from gateway.metering.layout import Layout, LayoutMismatch, UserKeys, check_marker
 from gateway.metering.quota import LimitRefusal, Quota, QuotaUsage
 from gateway.metering.script_batch import ScriptBatcher
 from gateway.metering.spill import Credit, Journal, Pending, encode_pending
@@ -146,10 +146,7 @@ class RedisStore:
                     f" process is configured for {want}; see README, Redis Cluster"
                 )
             return
-        found = await self._redis.get(layout.marker_key)
-        have = found.decode() if isinstance(found, bytes) else str(found)
-        if have != want:
-            raise LayoutMismatch.found(have, want)
+        await check_marker(self._redis, layout)
 
     def _user(self, user_id: str) -> UserKeys:
         return self.layout.user(user_id)

@@ -20,6 +20,7 @@ once on a fresh connection, as ``clients.connect`` configures every other comman
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ class ScriptBatcher:
     def __init__(self, redis: Redis, sources: dict[str, str]) -> None:
         self._redis = redis
         self._sources = sources
-        self._scripts = {n: redis.register_script(src) for n, src in sources.items()}
+        self._shas = {n: hashlib.sha1(src.encode()).hexdigest() for n, src in sources.items()}
         self._pending: list[_Call] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -66,7 +67,7 @@ class ScriptBatcher:
     async def _send(self, batch: list[_Call]) -> None:
         try:
             commands = [
-                ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+                ("EVALSHA", self._shas[name], len(keys), *keys, *args)
                 for name, keys, args, _ in batch
             ]
             try:
